@@ -1,0 +1,1 @@
+"""MeshAgent's built-in connectors. Each module exposes ``connector``, registered by entry point."""

@@ -1,0 +1,219 @@
+"""The built-in `http` connector: `http.get` fetches JSON or text under allow-listed URL prefixes.
+
+Reads internal status pages and APIs. Bodies are streamed and cut at ``max_bytes``; redirects are
+followed hop by hop, each hop checked against the grant; ``${VAR}`` in headers is resolved from
+the environment at call time and never appears in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpx
+from pydantic import Field, field_validator
+
+from meshagent.actions import (
+    ENV_ALLOWED,
+    Action,
+    ActionArgs,
+    ActionContext,
+    ActionGrant,
+    ActionKind,
+    ActionResult,
+    Connector,
+)
+from meshagent.exceptions import ConnectorError, GrantDenied
+
+__all__ = ["GetArgs", "GetGrant", "connector", "inside_prefix"]
+
+MAX_REDIRECTS = 5
+_ENV = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _absolute_http(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an absolute http(s) URL")
+    return url
+
+
+class GetArgs(ActionArgs):
+    url: str = Field(description="The http(s) URL to fetch.")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Query parameters added to the URL."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Request headers; values may use ${VAR} for secrets from the environment.",
+        json_schema_extra=ENV_ALLOWED,
+    )
+    format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="How to read the body; auto follows the content type."
+    )
+    max_bytes: int = Field(
+        default=1_000_000, ge=1, le=10_000_000, description="Refuse bodies larger than this."
+    )
+    timeout_seconds: float = Field(
+        default=10, gt=0, le=120, description="Give up after this many seconds."
+    )
+    select: list[str] | None = Field(
+        default=None,
+        description="Keys (dotted for nested ones) to keep from a JSON body: small prompts.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _absolute(cls, url: str) -> str:
+        return _absolute_http(url)
+
+
+class GetGrant(ActionGrant):
+    url_prefixes: list[str] = Field(
+        min_length=1, description="URLs the model may fetch under (scheme, host, port, path)."
+    )
+
+    @field_validator("url_prefixes")
+    @classmethod
+    def _absolute(cls, prefixes: list[str]) -> list[str]:
+        return [_absolute_http(prefix) for prefix in prefixes]
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str] | None:
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        return None
+    try:
+        host = parts.hostname.encode("idna").decode("ascii").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except (UnicodeError, ValueError):
+        return None
+    # Decode %2e%2e and friends before normalising, so encoded dots cannot climb out.
+    path = unquote(parts.path or "/")
+    normal = posixpath.normpath(path) if path not in ("", "/") else "/"
+    if path.endswith("/") and normal != "/":
+        normal += "/"
+    if ".." in path.split("/"):
+        return None
+    return (parts.scheme, host, port), normal
+
+
+def inside_prefix(url: str, prefix: str) -> bool:
+    """Whether ``url`` lies under ``prefix``: same origin and the path below it by segments."""
+    target, base = _origin_and_path(url), _origin_and_path(prefix)
+    if target is None or base is None or target[0] != base[0]:
+        return False
+    path, root = target[1], base[1]
+    if root.endswith("/"):
+        return path.startswith(root) or path + "/" == root
+    return path == root or path.startswith(root + "/")
+
+
+def _scope(args: GetArgs, grant: GetGrant) -> str | None:
+    if any(inside_prefix(args.url, prefix) for prefix in grant.url_prefixes):
+        return None
+    return f"{args.url} is outside the granted prefixes {', '.join(grant.url_prefixes)}"
+
+
+def _headers(headers: Mapping[str, str], env: Mapping[str, str], url: str) -> dict[str, str]:
+    resolved = {}
+    for name, value in headers.items():
+
+        def lookup(match: re.Match[str]) -> str:
+            if match.group(1) not in env:
+                raise ConnectorError(
+                    "http.get", url, f"environment variable {match.group(1)} is not set"
+                )
+            return env[match.group(1)]
+
+        resolved[name] = _ENV.sub(lookup, value).replace("$${", "${")
+    return resolved
+
+
+def _select(data: Any, keys: list[str]) -> dict[str, Any]:
+    picked: dict[str, Any] = {}
+    for key in keys:
+        value: Any = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        picked[key] = value
+    return picked
+
+
+async def _read(response: httpx.Response, args: GetArgs) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > args.max_bytes:
+            raise ConnectorError(
+                "http.get", args.url, f"response larger than {args.max_bytes} bytes"
+            )
+    return bytes(body)
+
+
+async def _fetch(context: ActionContext, args: GetArgs, grant: GetGrant | None) -> ActionResult:
+    headers = _headers(args.headers, context.env, args.url)
+    url, params = args.url, dict(args.params)
+    timeout = httpx.Timeout(args.timeout_seconds)
+    try:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                async with client.stream("GET", url, params=params, headers=headers) as response:
+                    if response.is_redirect:
+                        url, params = _next_hop(url, response, grant, args.url), {}
+                        continue
+                    if response.status_code >= 400:
+                        raise ConnectorError("http.get", url, f"HTTP {response.status_code}")
+                    body = await _read(response, args)
+                    return ActionResult(data=_decode(body, response, args))
+            raise ConnectorError("http.get", args.url, f"more than {MAX_REDIRECTS} redirects")
+    except httpx.TimeoutException:
+        raise ConnectorError(
+            "http.get", url, f"timed out after {args.timeout_seconds:g}s"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ConnectorError("http.get", url, type(exc).__name__) from None
+
+
+def _next_hop(url: str, response: httpx.Response, grant: GetGrant | None, first: str) -> str:
+    target = urljoin(url, response.headers.get("location", ""))
+    if grant is not None:
+        reason = _scope(GetArgs(url=target), grant)
+        if reason is not None:
+            raise GrantDenied("http.get", f"redirect to {reason}")
+    elif _origin_and_path(target) is None or (
+        _origin_and_path(target)[0] != _origin_and_path(first)[0]  # type: ignore[index]
+    ):
+        raise GrantDenied("http.get", f"redirect from {first} to another origin: {target}")
+    return target
+
+
+def _decode(body: bytes, response: httpx.Response, args: GetArgs) -> Any:
+    text = body.decode(response.encoding or "utf-8", errors="replace")
+    wants_json = args.format == "json" or (
+        args.format == "auto" and "json" in response.headers.get("content-type", "")
+    )
+    if not wants_json:
+        return text
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConnectorError("http.get", args.url, f"invalid JSON at line {exc.lineno}") from None
+    return _select(data, args.select) if args.select else data
+
+
+GET = Action(
+    name="http.get",
+    kind=ActionKind.READ,
+    description="Fetch JSON or text from a URL under allow-listed prefixes.",
+    args=GetArgs,
+    grant=GetGrant,
+    handler=_fetch,
+    scope=_scope,
+)
+
+connector = Connector(name="http", description="Plain HTTP reads.", actions=(GET,))

@@ -1,0 +1,256 @@
+"""The connector interface: actions with typed arguments and grants, and the registry of them.
+
+A connector (``connectors/http.py``, ``connectors/slack.py``, or a third-party package) declares
+actions. Each action has a dotted name, a kind (read or write), a pydantic model of its
+arguments, a pydantic model of the grant a YAML file may give it, an async implementation, and a
+scope check that says whether one call's arguments fall inside a grant. Connectors register
+through the ``meshagent.connectors`` entry-point group, built-ins exactly as plugins do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from meshagent.exceptions import GrantDenied, RegistryError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ENV_ALLOWED",
+    "Action",
+    "ActionArgs",
+    "ActionContext",
+    "ActionGrant",
+    "ActionKind",
+    "ActionResult",
+    "Connector",
+    "Outcome",
+    "Registry",
+    "closest",
+    "default_registry",
+]
+
+ENTRY_POINT_GROUP = "meshagent.connectors"
+
+#: Put in a field's ``json_schema_extra`` to allow ``${VAR}`` in it (for secrets such as headers).
+ENV_ALLOWED = {"x-meshagent-env": True}
+
+
+class ActionKind(StrEnum):
+    """A read gathers context and changes nothing; a write changes something people see."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+class ActionArgs(BaseModel):
+    """Base of an action's argument model: unknown arguments are mistakes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActionGrant(BaseModel):
+    """Base of an action's grant model: the scope an agent file may give the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Something a run produced that a person can look at: a message, an issue, a planned write."""
+
+    kind: str
+    reference: str
+    url: str | None = None
+    planned: bool = False
+
+
+@dataclass
+class ActionResult:
+    """What an action returns: compact data for the prompt, and outcomes for the ledger."""
+
+    data: Any = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+@dataclass
+class ActionContext:
+    """What an action may use besides its arguments. Credentials come from ``env`` only."""
+
+    dry_run: bool = False
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: ``handler(context, args, grant)``; the grant is None for a call the agent file fixed
+#: (context, deliver). A handler that makes further requests (redirects) checks them against it.
+Handler = Callable[[ActionContext, Any, Any], Awaitable[ActionResult]]
+ScopeCheck = Callable[[Any, Any], "str | None"]
+
+
+def _inside_any_grant(args: Any, grant: Any) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a connector can do, such as ``http.get`` or ``slack.post_message``.
+
+    ``scope(args, grant)`` returns ``None`` when the call falls inside the grant, or the reason
+    in plain words when it does not. ``answer_field`` names, for a write action, the argument
+    that receives the agent's final answer when the action is used under ``deliver:``.
+    """
+
+    name: str
+    kind: ActionKind
+    description: str
+    args: type[ActionArgs]
+    grant: type[ActionGrant]
+    handler: Handler
+    scope: ScopeCheck = _inside_any_grant
+    answer_field: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ActionKind(self.kind))
+        if self.answer_field is not None and self.answer_field not in self.args.model_fields:
+            raise RegistryError(
+                f"action {self.name}: answer_field {self.answer_field!r} is not an argument"
+            )
+
+    def check(self, args: ActionArgs, grant: ActionGrant) -> None:
+        """Raise GrantDenied when the call's arguments fall outside the grant."""
+        reason = self.scope(args, grant)
+        if reason is not None:
+            raise GrantDenied(self.name, reason)
+
+    async def __call__(
+        self, context: ActionContext, args: ActionArgs, grant: ActionGrant | None = None
+    ) -> ActionResult:
+        """Run the action; with a grant, refuse a call outside it before any request is made."""
+        if grant is not None:
+            self.check(args, grant)
+        return await self.handler(context, args, grant)
+
+
+@dataclass(frozen=True)
+class Connector:
+    """A workplace tool: a name (``slack``) and the actions it offers (``slack.post_message``)."""
+
+    name: str
+    description: str
+    actions: tuple[Action, ...]
+
+    def __post_init__(self) -> None:
+        for action in self.actions:
+            if not action.name.startswith(self.name + "."):
+                raise RegistryError(
+                    f"connector {self.name!r}: action {action.name!r} must be named "
+                    f"'{self.name}.<action>'"
+                )
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate most like ``name``, or None when nothing is close."""
+    candidates = list(candidates)
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if matches:
+        return matches[0]
+    # A short form of one name ('toil' for 'toil-reduction') is close too.
+    containing = [c for c in candidates if name and name.lower() in c.lower()]
+    return containing[0] if len(containing) == 1 else None
+
+
+class Registry:
+    """Action names to actions. Duplicates are refused, naming both sources."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+        self._sources: dict[str, str] = {}
+        self._connectors: dict[str, tuple[Connector, str]] = {}
+
+    def register(self, connector: Connector, *, source: str = "<code>") -> None:
+        if connector.name in self._connectors:
+            raise RegistryError(
+                f"connector {connector.name!r} from {source} is already registered by "
+                f"{self._connectors[connector.name][1]}"
+            )
+        for action in connector.actions:
+            if action.name in self._actions:
+                raise RegistryError(
+                    f"action {action.name!r} from {source} is already registered by "
+                    f"{self._sources[action.name]}"
+                )
+        self._connectors[connector.name] = (connector, source)
+        for action in connector.actions:
+            self._actions[action.name] = action
+            self._sources[action.name] = source
+
+    def get(self, name: str) -> Action:
+        """The action called ``name``; an unknown name lists the valid ones and the closest."""
+        try:
+            return self._actions[name]
+        except KeyError:
+            raise RegistryError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str, kind: ActionKind | None = None) -> str:
+        valid = self.names(kind)
+        suggestion = closest(name, valid)
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        what = f"{kind} action" if kind else "action"
+        return f"unknown {what} {name!r}{hint} (valid: {', '.join(valid) or 'none'})"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def names(self, kind: ActionKind | None = None) -> list[str]:
+        return sorted(n for n, a in self._actions.items() if kind is None or a.kind == kind)
+
+    def actions(self) -> list[Action]:
+        return [self._actions[name] for name in self.names()]
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        return {name: connector for name, (connector, _) in self._connectors.items()}
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> Registry:
+        """A registry of every connector installed under the entry-point group."""
+        registry = cls()
+        for entry_point in sorted(entry_points(group=group), key=lambda ep: ep.name):
+            registry.register(_load(entry_point), source=_describe(entry_point))
+        return registry
+
+
+def _describe(entry_point: EntryPoint) -> str:
+    dist = entry_point.dist.name if entry_point.dist is not None else "unknown distribution"
+    return f"entry point {entry_point.name!r} ({entry_point.value}) of {dist}"
+
+
+def _load(entry_point: EntryPoint) -> Connector:
+    try:
+        obj = entry_point.load()
+    except Exception as exc:
+        raise RegistryError(
+            f"cannot load connector {_describe(entry_point)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if callable(obj) and not isinstance(obj, Connector):
+        obj = obj()
+    if not isinstance(obj, Connector):
+        raise RegistryError(
+            f"{_describe(entry_point)} is a {type(obj).__name__}, not a meshagent Connector"
+        )
+    return obj
+
+
+@lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The registry of installed connectors, built once per process."""
+    return Registry.from_entry_points()

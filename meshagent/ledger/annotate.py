@@ -1,0 +1,116 @@
+"""Outcomes and feedback: rows added to an entry, before or after it is closed.
+
+A closed entry's rollup row follows them in the same transaction, so reports count the first
+outcome of a run and the current vote of each person exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, func, select, update
+
+from meshagent.exceptions import LedgerError
+from meshagent.ledger import rollup, rows
+from meshagent.ledger.records import Outcome
+from meshagent.ledger.schema import entries, feedback, outcomes
+
+if TYPE_CHECKING:
+    from meshagent.ledger.store import Ledger
+
+__all__ = ["add_feedback", "add_outcome", "annotations", "insert_outcome"]
+
+
+def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> bool:
+    """Insert `outcome` unless the run already has it (a retry); True when inserted."""
+    same = connection.execute(
+        select(outcomes.c.id).where(
+            outcomes.c.run_id == run_id,
+            outcomes.c.kind == outcome.kind,
+            outcomes.c.ref == outcome.ref,
+        )
+    ).first()
+    if same is not None:
+        return False
+    connection.execute(
+        outcomes.insert().values(
+            run_id=run_id,
+            kind=outcome.kind,
+            ref=outcome.ref,
+            url=outcome.url,
+            created_at=rows.now(),
+        )
+    )
+    return True
+
+
+def annotations(connection: Connection, run_id: str) -> tuple[bool, int, int]:
+    """Whether the run has an outcome, and its positive and negative votes."""
+    has = connection.execute(select(outcomes.c.id).where(outcomes.c.run_id == run_id)).first()
+    votes = dict(
+        connection.execute(
+            select(feedback.c.vote, func.count())
+            .where(feedback.c.run_id == run_id)
+            .group_by(feedback.c.vote)
+        ).all()
+    )
+    return has is not None, int(votes.get(1, 0)), int(votes.get(-1, 0))
+
+
+def _locked_entry(connection: Connection, run_id: str) -> dict:
+    row = (
+        connection.execute(select(entries).where(entries.c.run_id == run_id).with_for_update())
+        .mappings()
+        .one_or_none()
+    )
+    if row is None:
+        raise LedgerError(f"run {run_id} is not in the ledger: open it with open_run first")
+    return dict(row)
+
+
+def add_outcome(ledger: Ledger, run_id: str, outcome: Outcome) -> None:
+    def work(connection: Connection) -> None:
+        entry = _locked_entry(connection, run_id)
+        had, _, _ = annotations(connection, run_id)
+        if insert_outcome(connection, run_id, outcome) and entry["status"] != "running" and not had:
+            minutes = Decimal(entry["minutes_saved"] or 0)
+            deltas: rollup.Deltas = {}
+            sums = {"runs_with_outcome": 1, "minutes_saved": minutes}
+            rollup.add_delta(deltas, rollup.daily_key(entry), sums)
+            rollup.apply_deltas(connection, deltas)
+
+    ledger.transact(work, what="add an outcome")
+
+
+def add_feedback(
+    ledger: Ledger,
+    run_id: str,
+    person: str,
+    vote: int,
+    *,
+    comment: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    if vote not in (1, -1):
+        raise LedgerError(f"feedback vote must be +1 or -1, not {vote!r}")
+
+    def work(connection: Connection) -> None:
+        entry = _locked_entry(connection, run_id)
+        mine = (feedback.c.run_id == run_id) & (feedback.c.person == person)
+        old = connection.execute(select(feedback.c.vote).where(mine)).scalar()
+        values = {"vote": vote, "comment": comment, "created_at": at or rows.now()}
+        if old is None:
+            connection.execute(feedback.insert().values(run_id=run_id, person=person, **values))
+        else:
+            connection.execute(update(feedback).where(mine).values(values))
+        if entry["status"] != "running" and old != vote:
+            sums = {"feedback_pos": int(vote == 1), "feedback_neg": int(vote == -1)}
+            if old is not None:
+                sums["feedback_pos" if old == 1 else "feedback_neg"] -= 1
+            deltas: rollup.Deltas = {}
+            rollup.add_delta(deltas, rollup.daily_key(entry), sums)
+            rollup.apply_deltas(connection, deltas)
+
+    ledger.transact(work, what="add feedback")

@@ -1,0 +1,122 @@
+"""Showing ledger figures to people: money, counts, report rows as tables, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from rich.table import Table
+
+from meshagent.ledger.flags import Flag
+from meshagent.ledger.reports import Report, ReportRow
+
+__all__ = ["flags_table", "money", "plain", "report_csv", "report_json", "report_table"]
+
+
+def money(value: Decimal | None) -> str:
+    """$1,234.56; sub-cent amounts with 4 decimals ($0.0042); None is "unknown", never $0."""
+    if value is None:
+        return "unknown"
+    sign = "-" if value < 0 else ""
+    amount = abs(Decimal(value))
+    if 0 < amount < Decimal("0.01"):
+        return f"{sign}${amount.quantize(Decimal('0.0001'), rounding=ROUND_HALF_EVEN):,}"
+    return f"{sign}${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):,}"
+
+
+def _cost(row: ReportRow) -> str:
+    text = money(row.cost_usd)
+    if row.cost_usd is not None and row.runs_cost_unknown:
+        text += f" + {row.runs_cost_unknown:,} unknown"
+    return text
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def report_table(report: Report) -> Table:
+    table = Table(title=f"Ledger by {report.by}, {report.period.label}")
+    headers = [
+        "group",
+        "runs",
+        "with outcome",
+        "tokens",
+        "cost",
+        "minutes saved",
+        "min/$",
+        "$/outcome",
+        "+1",
+        "-1",
+    ]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "group" else "right", no_wrap=True)
+    for row in report.rows:
+        table.add_row(
+            row.group,
+            _number(row.runs),
+            _number(row.runs_with_outcome),
+            _number(row.tokens),
+            _cost(row),
+            _number(row.minutes_saved),
+            _number(row.minutes_per_dollar),
+            money(row.cost_per_outcome) if row.cost_per_outcome is not None else "-",
+            _number(row.feedback_pos),
+            _number(row.feedback_neg),
+        )
+    if report.withheld:
+        table.caption = "withheld: too few people in this period to report without naming them"
+    elif report.folded:
+        table.caption = f"{report.folded} small groups counted in 'other' to protect privacy"
+    return table
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready form: exact decimals as strings, times in ISO 8601."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _row_dict(row: ReportRow) -> dict[str, Any]:
+    values = {key: plain(value) for key, value in asdict(row).items()}
+    values["minutes_per_dollar"] = plain(row.minutes_per_dollar)
+    values["cost_per_outcome"] = plain(row.cost_per_outcome)
+    return values
+
+
+def report_json(report: Report) -> str:
+    document = {
+        "by": report.by,
+        "from": str(report.period.start),
+        "to": str(report.period.end),
+        "folded": report.folded,
+        "withheld": report.withheld,
+        "rows": [_row_dict(row) for row in report.rows],
+    }
+    return json.dumps(document, indent=2)
+
+
+def report_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    names = list(_row_dict(report.rows[0])) if report.rows else ["group"]
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_row_dict(row) for row in report.rows)
+    return buffer.getvalue()
+
+
+def flags_table(found: list[Flag]) -> Table:
+    table = Table(title="Tokenmaxxing flags")
+    for header in ("rule", "subject", "runs", "why"):
+        table.add_column(header, no_wrap=header != "why")
+    for flag in found:
+        table.add_row(flag.rule, flag.subject, f"{len(flag.run_ids):,}", flag.reason)
+    return table

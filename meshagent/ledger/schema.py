@@ -1,0 +1,178 @@
+"""The ledger's tables: entries (one per task), outcomes, feedback, the chain head, daily rollups.
+
+This is the live model the code reads and writes; the migrations in `migrations/versions` are
+what creates it in a database, and a test keeps the two the same.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from meshagent.ledger.types import ExactDecimal, UTCDateTime
+
+__all__ = [
+    "CHAIN_FIELDS",
+    "DAILY_KEYS",
+    "DAILY_SUMS",
+    "MONEY_SCALE",
+    "STATUSES",
+    "TOKEN_KINDS",
+    "TRIGGER_KINDS",
+    "chain",
+    "daily",
+    "entries",
+    "feedback",
+    "metadata",
+    "outcomes",
+]
+
+MONEY_SCALE = 10
+STATUSES = (
+    "running",
+    "ok",
+    "failed",
+    "skipped_unchanged",
+    "over_budget",
+    "denied",
+    "interrupted",
+    "missed",
+)
+TRIGGER_KINDS = ("schedule", "slash", "cli", "api")
+TOKEN_KINDS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+metadata = MetaData()
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _money() -> ExactDecimal:
+    return ExactDecimal(MONEY_SCALE, precision=24)
+
+
+entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False, unique=True),
+    Column("idempotency_key", String(200), unique=True),
+    Column("process", String(200)),
+    Column("agent", String(200), nullable=False),
+    Column("agent_version", String(64)),
+    Column("owner", String(200)),
+    Column("team", String(200)),
+    Column("trigger_kind", String(16), nullable=False),
+    Column("triggered_by", String(200)),
+    Column("scheduled_for", UTCDateTime()),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("status", String(24), nullable=False),
+    Column("provider", String(64)),
+    Column("model_requested", String(200)),
+    Column("model_answered", String(200)),
+    Column("model_calls", Integer, nullable=False, default=0),
+    Column("tool_calls", Integer, nullable=False, default=0),
+    *(Column(kind, BigInteger, nullable=False, default=0) for kind in TOKEN_KINDS),
+    Column("usage_estimated", Boolean, nullable=False, default=False),
+    Column("cost_input_usd", _money()),
+    Column("cost_cache_usd", _money()),
+    Column("cost_output_usd", _money()),
+    Column("cost_usd", _money()),
+    Column("price_source", String(64)),
+    Column("price_version", String(64)),
+    Column("value_tag", String(100)),
+    Column("minutes_saved", ExactDecimal(2, precision=12)),
+    Column("input_hash", String(128)),
+    Column("error", String(2000)),
+    Column("seq", BigInteger, unique=True),
+    Column("prev_hash", String(64)),
+    Column("entry_hash", String(64)),
+    Index("ix_ledger_entries_status", "status"),
+    Index("ix_ledger_entries_started_at", "started_at"),
+    Index("ix_ledger_entries_agent_started_at", "agent", "started_at"),
+    Index("ix_ledger_entries_owner_started_at", "owner", "started_at"),
+)
+
+# What the hash of an entry covers: every recorded fact, in this order, never the row id.
+CHAIN_FIELDS = tuple(
+    column.name
+    for column in entries.columns
+    if column.name not in {"id", "process", "seq", "prev_hash", "entry_hash"}
+)
+
+outcomes = Table(
+    "ledger_outcomes",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("ledger_entries.run_id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(500), nullable=False),
+    Column("url", String(1000)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_ledger_outcomes_run_id", "run_id"),
+)
+
+feedback = Table(
+    "ledger_feedback",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("ledger_entries.run_id"), nullable=False),
+    Column("person", String(200), nullable=False),
+    Column("vote", SmallInteger, nullable=False),
+    Column("comment", String(2000)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("run_id", "person", name="uq_ledger_feedback_run_person"),
+)
+
+chain = Table(
+    "ledger_chain",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row per (day, agent, owner, team, tag, model, person) of closed entries, kept in the same
+# transaction as the entries, so a report reads a few thousand rows instead of every entry.
+DAILY_KEYS = ("day", "agent", "owner", "team", "value_tag", "model", "person")
+DAILY_SUMS = (
+    "runs",
+    "runs_with_outcome",
+    *TOKEN_KINDS,
+    "cost_usd",
+    "runs_cost_unknown",
+    "minutes_saved",
+    "feedback_pos",
+    "feedback_neg",
+)
+daily = Table(
+    "ledger_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    *(Column(key, String(200), primary_key=True) for key in DAILY_KEYS[1:]),
+    Column("runs", BigInteger, nullable=False, default=0),
+    Column("runs_with_outcome", BigInteger, nullable=False, default=0),
+    *(Column(kind, BigInteger, nullable=False, default=0) for kind in TOKEN_KINDS),
+    Column("cost_usd", _money(), nullable=False, default=0),
+    Column("runs_cost_unknown", BigInteger, nullable=False, default=0),
+    Column("minutes_saved", ExactDecimal(2, precision=16), nullable=False, default=0),
+    Column("feedback_pos", BigInteger, nullable=False, default=0),
+    Column("feedback_neg", BigInteger, nullable=False, default=0),
+)

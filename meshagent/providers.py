@@ -1,0 +1,79 @@
+"""Model providers MeshAgent knows by name, the package each needs, and the extra that installs it.
+
+LangChain's ``init_chat_model`` resolves ``provider:model`` strings. Importing LangChain to learn
+its provider names costs seconds, too much for ``meshagent validate``, so the names are kept here
+and a test checks them against LangChain's own table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BUILTIN_MODELS", "PROVIDERS", "Provider", "install_hint"]
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    package: str
+    extra: str | None = None
+
+    @property
+    def install(self) -> str:
+        """The pip command that makes this provider usable."""
+        if self.extra:
+            return f"pip install 'meshagent[{self.extra}]'"
+        return f"pip install {self.package.replace('_', '-')}"
+
+
+_EXTRAS = {
+    "langchain_openai": "openai",
+    "langchain_anthropic": "anthropic",
+    "langchain_aws": "aws",
+    "langchain_ollama": "ollama",
+}
+
+_PACKAGES = {
+    "anthropic": "langchain_anthropic",
+    "anthropic_bedrock": "langchain_aws",
+    "azure_ai": "langchain_azure_ai",
+    "azure_openai": "langchain_openai",
+    "baseten": "langchain_baseten",
+    "bedrock": "langchain_aws",
+    "bedrock_converse": "langchain_aws",
+    "bedrock_mantle_anthropic": "langchain_aws",
+    "bedrock_mantle_openai": "langchain_aws",
+    "cohere": "langchain_cohere",
+    "deepseek": "langchain_deepseek",
+    "fireworks": "langchain_fireworks",
+    "google_anthropic_vertex": "langchain_google_vertexai",
+    "google_genai": "langchain_google_genai",
+    "google_vertexai": "langchain_google_vertexai",
+    "groq": "langchain_groq",
+    "huggingface": "langchain_huggingface",
+    "ibm": "langchain_ibm",
+    "langsmith": "langchain_openai",
+    "litellm": "langchain_litellm",
+    "meta": "langchain_meta",
+    "mistralai": "langchain_mistralai",
+    "nvidia": "langchain_nvidia_ai_endpoints",
+    "ollama": "langchain_ollama",
+    "openai": "langchain_openai",
+    "openrouter": "langchain_openrouter",
+    "perplexity": "langchain_perplexity",
+    "together": "langchain_together",
+    "upstage": "langchain_upstage",
+    "xai": "langchain_xai",
+}
+
+PROVIDERS: dict[str, Provider] = {
+    name: Provider(name, package, _EXTRAS.get(package)) for name, package in _PACKAGES.items()
+}
+
+#: Model strings that need no provider: the embedded offline model and the test model.
+BUILTIN_MODELS = ("offline", "scripted")
+
+
+def install_hint(provider: str) -> str:
+    """What to run so that ``provider`` can be used."""
+    return PROVIDERS[provider].install

@@ -1,0 +1,95 @@
+"""`meshagent ledger ...` through Typer's runner: tables, JSON, CSV, verify's exit code."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from meshagent.ledger.cli import app
+from meshagent.ledger.render import money
+from meshagent.ledger.schema import entries
+from meshagent.ledger.store import Ledger
+
+from .helpers import T0, cost, record
+
+WEEK = ["--from", "2025-03-03", "--to", "2025-03-09"]
+
+
+@pytest.fixture
+def url(sqlite_url):
+    with Ledger.open(sqlite_url) as ledger:
+        ledger.write_records(
+            [record(owner=f"p{i}", cost=cost("1234.5")) for i in range(5)]
+            + [record(owner="p0", cost=None, started_at=T0.replace(hour=10))]
+        )
+    return sqlite_url
+
+
+def _run(url, *args, env=None):
+    return CliRunner().invoke(app, ["--ledger-url", url, *args], env=env)
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "unknown"),
+        (Decimal(0), "$0.00"),
+        (Decimal("0.00421"), "$0.0042"),
+        (Decimal("1234567.891"), "$1,234,567.89"),
+        (Decimal("-0.5"), "-$0.50"),
+    ],
+)
+def test_money_is_dollars_and_cents_and_unknown_is_not_zero(value, text):
+    assert money(value) == text
+
+
+def test_report_table_shows_grouped_money_and_unknown_cost(url):
+    result = _run(url, "report", "--by", "team", *WEEK)
+    assert result.exit_code == 0, result.output
+    assert "payments" in result.output and "$6,172.50 + 1 unknown" in result.output
+    assert "withheld" not in result.output
+
+
+def test_report_json_and_csv(url):
+    document = json.loads(_run(url, "report", "--format", "json", *WEEK).output)
+    (row,) = document["rows"]
+    assert (row["group"], row["runs"], row["cost_usd"]) == ("payments", 6, "6172.5000000000")
+    table = list(csv.DictReader(io.StringIO(_run(url, "report", "--format", "csv", *WEEK).output)))
+    assert table[0]["runs_cost_unknown"] == "1"
+
+
+def test_report_reads_the_url_from_the_environment(url):
+    result = CliRunner().invoke(app, ["report", *WEEK], env={"MESHAGENT_LEDGER_URL": url})
+    assert result.exit_code == 0 and "payments" in result.output
+
+
+def test_verify_exits_1_naming_the_changed_entry(url):
+    assert _run(url, "verify").output == "chain intact: 6 entries verified\n"
+    with Ledger.open(url) as ledger, ledger.engine.begin() as connection:
+        connection.execute(update(entries).where(entries.c.seq == 2).values(cost_usd=0))
+    result = _run(url, "verify")
+    assert result.exit_code == 1 and "entry #2 (run " in result.output
+
+
+def test_export_csv_and_jsonl(url):
+    lines = _run(url, "export", "--format", "jsonl").output.splitlines()
+    assert len(lines) == 6 and json.loads(lines[-1])["cost_usd"] is None
+    rows = list(csv.DictReader(io.StringIO(_run(url, "export", "--format", "csv").output)))
+    assert rows[0]["cost_usd"] == "1234.5000000000" and rows[-1]["cost_usd"] == ""
+
+
+def test_flags_and_migrate(url):
+    assert "Tokenmaxxing flags" in _run(url, "flags", *WEEK).output
+    assert _run(url, "migrate").output.startswith("ledger schema at 0001")
+
+
+def test_an_unreachable_ledger_is_a_one_line_error(tmp_path):
+    result = _run("postgresql+psycopg://u:pw@127.0.0.1:1/x", "report")
+    assert result.exit_code == 2
+    assert "cannot open the ledger at postgresql+psycopg://u:***@127.0.0.1:1/x" in result.output

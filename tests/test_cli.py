@@ -1,0 +1,200 @@
+"""The `meshagent` command line through Typer's CliRunner, and the committed schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from meshagent import __version__
+from meshagent.cli import app
+from meshagent.loader import agent_files, load_agent
+from meshagent.schema import SCHEMA_FILENAME, agent_schema, schema_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty project directory with its own meshagent.toml, as the working directory."""
+    (tmp_path / "meshagent.toml").write_text('agents_dir = "agents"\n')
+    monkeypatch.chdir(tmp_path)
+    for name in ("MESHAGENT_CONFIG", "MESHAGENT_AGENTS_DIR", "MESHAGENT_DEFAULT_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"meshagent {__version__}"
+
+
+@pytest.mark.parametrize("command", ["init", "validate", "schema", "list"])
+def test_every_command_has_useful_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: meshagent " + command in result.output
+    (registered,) = [
+        c for c in app.registered_commands if (c.name or c.callback.__name__) == command
+    ]
+    summary = registered.callback.__doc__.split(";")[0].split(",")[0]
+    assert summary in " ".join(result.output.split())
+
+
+def test_init_writes_an_agent_that_validates_and_lists(project):
+    result = run("init", "deploy-digest", "--team", "payments", "--owner", "bob@example.com")
+    assert result.exit_code == 0, result.output
+    path = project / "agents" / "deploy-digest.yaml"
+    assert path.read_text().startswith("# yaml-language-server: $schema=../meshagent.schema.json")
+    assert (project / SCHEMA_FILENAME).exists()
+    spec = load_agent(path)
+    assert (spec.name, spec.team, spec.owner) == ("deploy-digest", "payments", "bob@example.com")
+    assert run("validate").exit_code == 0
+    listing = run("list")
+    assert listing.exit_code == 0
+    assert "deploy-digest" in listing.output and "payments" in listing.output
+    assert "MON-FRI" in listing.output and "next" in listing.output
+
+
+def test_init_refuses_to_overwrite_and_refuses_bad_names(project):
+    assert run("init", "a").exit_code == 0
+    again = run("init", "a")
+    assert again.exit_code == 1
+    assert "already exists; not overwritten" in again.output
+    bad = run("init", "Bad_Name")
+    assert bad.exit_code == 1
+    assert "'Bad_Name': use lowercase letters" in bad.output
+    assert not (project / "agents" / "Bad_Name.yaml").exists()
+
+
+def test_validate_reports_every_located_error_and_a_summary(project):
+    agents = project / "agents"
+    agents.mkdir()
+    good = (ROOT / "tests" / "data" / "valid.yaml").read_text()
+    (agents / "good.yaml").write_text(good)
+    (agents / "bad.yaml").write_text(
+        good.replace("name: status-digest", "name: bad")
+        .replace("0 9 * * MON-FRI", "0 25 * * *")
+        .replace("slash: status", "slash: bad")
+        .replace("tag: toil-reduction", "tag: toil")
+    )
+    result = run("validate")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("agents/bad.yaml:14:15: triggers[0].schedule: '0 25 * * *' is not")
+    assert lines[1].startswith("agents/bad.yaml:20:14: value.tag: unknown value tag 'toil'")
+    assert lines[-1] == "2 errors in 1 of 2 files"
+
+
+def test_validate_named_files_ok(project):
+    path = project / "one.yaml"
+    path.write_text((ROOT / "tests" / "data" / "valid.yaml").read_text())
+    result = run("validate", str(path))
+    assert result.exit_code == 0
+    assert result.output.strip() == "ok: 1 agents in 1 files valid"
+
+
+def test_list_with_errors_exits_1(project):
+    (project / "agents").mkdir()
+    (project / "agents" / "x.yaml").write_text("name: [")
+    result = run("list")
+    assert result.exit_code == 1
+    assert "agents/x.yaml:2:1: invalid YAML" in result.output
+
+
+def test_bad_config_is_reported_with_its_line(project):
+    (project / "meshagent.toml").write_text('agents_dir = "agents"\nledger_ur = "x"\n')
+    result = run("validate")
+    assert result.exit_code == 2
+    assert (
+        "meshagent.toml:2: unknown setting 'ledger_ur'; did you mean 'ledger_url'?" in result.output
+    )
+
+
+def test_schema_to_stdout_and_file(project):
+    result = run("schema")
+    assert json.loads(result.output)["title"] == "MeshAgent agent file"
+    assert run("schema", "-o", "s.json").exit_code == 0
+    assert (project / "s.json").read_text() == result.output
+
+
+def test_committed_schema_is_current():
+    committed = (ROOT / SCHEMA_FILENAME).read_text()
+    assert committed == schema_text(), (
+        "meshagent.schema.json is stale: run `meshagent schema -o meshagent.schema.json`"
+    )
+
+
+def test_committed_schema_accepts_every_example_agent():
+    schema = json.loads((ROOT / SCHEMA_FILENAME).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    files = agent_files(ROOT / "agents")
+    assert files, "agents/ holds no example agents"
+    for path in files:
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
+        assert errors == [], f"{path}: {errors[0].message}"
+
+
+def test_schema_rejects_what_the_loader_rejects():
+    validator = jsonschema.Draft202012Validator(agent_schema())
+    good = yaml.safe_load((ROOT / "tests" / "data" / "valid.yaml").read_text())
+    assert list(validator.iter_errors(good)) == []
+    for broken in (
+        {**good, "contxt": []},
+        {**good, "context": [{"http.gte": {"url": "https://x.example.com"}}]},
+        {**good, "context": [{"http.get": {"urll": "https://x.example.com"}}]},
+        {**good, "value": {"tag": "toil"}},
+        {k: v for k, v in good.items() if k != "instructions"},
+    ):
+        assert list(validator.iter_errors(broken)), broken
+
+
+def test_schema_descriptions_come_from_field_docstrings():
+    schema = agent_schema()
+    assert re.search(
+        "crontab", schema["$defs"]["ScheduleTrigger"]["properties"]["schedule"]["description"]
+    )
+    assert schema["properties"]["skip_if_unchanged"]["description"].startswith("Skip the model")
+
+
+TEN_MISTAKES = {
+    "bad-name.yaml": ("name: status-digest", "name: Status_Digest"),
+    "bad-cron.yaml": ('"0 9 * * MON-FRI"', '"0 9 * * MON-FRY"'),
+    "bad-zone.yaml": ("timezone: Europe/Berlin", "timezone: Mars/Olympus"),
+    "bad-every.yaml": ("every: 2h", "every: 10s"),
+    "bad-action.yaml": ("  - http.get: {url: ", "  - http.fetch: {url: "),
+    "bad-grant.yaml": ('{url_prefixes: ["https://status.example.com/api/"]}', "{url_prefixes: 7}"),
+    "bad-tag.yaml": ("tag: toil-reduction", "tag: vanity"),
+    "bad-budget.yaml": ("max_model_calls: 6", "max_model_calls: 0"),
+    "bad-field.yaml": ("skip_if_unchanged: true", "skip_if_unchanged: true\nretries: 3"),
+    "bad-model.yaml": ("model: openai:gpt-4.1-mini", "model: gpt4"),
+}
+
+
+def test_ten_different_mistakes_give_ten_located_errors(project):
+    agents = project / "agents"
+    agents.mkdir()
+    valid = (ROOT / "tests" / "data" / "valid.yaml").read_text()
+    for index, (filename, (old, new)) in enumerate(sorted(TEN_MISTAKES.items())):
+        assert old in valid, old
+        text = valid.replace(old, new).replace("status-digest", f"agent-{index}")
+        (agents / filename).write_text(text.replace("slash: status", f"slash: cmd-{index}"))
+    result = run("validate", "agents")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == "10 errors in 10 of 10 files"
+    errors = lines[:-1]
+    assert len(errors) == 10
+    assert {line.split(":", 1)[0] for line in errors} == {f"agents/{f}" for f in TEN_MISTAKES}
+    for line in errors:
+        assert re.match(r"agents/[a-z-]+\.yaml:\d+:\d+: [\w.\[\]]+: .+", line), line
