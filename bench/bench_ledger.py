@@ -18,10 +18,10 @@ from pathlib import Path
 
 import psycopg
 
+from meshagent.config import PrivacySettings
 from meshagent.ledger import BatchWriter, Cost, Ledger, Outcome, RunRecord, Usage, reports
 from meshagent.ledger.chain import GENESIS, entry_hash
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacySettings
 from meshagent.ledger.rows import record_row
 from meshagent.ledger.schema import entries, outcomes
 

@@ -171,7 +171,8 @@ class JiraSettings(_Settings):
     """Variable holding a personal access token (Jira Data Center), used when set."""
 
 
-def _default_ledger_url() -> str:
+def default_ledger_url() -> str:
+    """The SQLite file in the user's data directory, used when no ledger URL is configured."""
     return f"sqlite:///{Path(platformdirs.user_data_dir('meshagent')) / 'ledger.db'}"
 
 
@@ -187,7 +188,7 @@ class Config(_Settings):
     """Directory relative paths are resolved against: the file's directory, else the cwd."""
     agents_dir: Path = Field(Path("agents"), validate_default=True)
     """Directory of the agent files."""
-    ledger_url: str = Field(default_factory=_default_ledger_url, validate_default=True, repr=False)
+    ledger_url: str = Field(default_factory=default_ledger_url, validate_default=True, repr=False)
     """SQLAlchemy URL of the ledger: sqlite:///file.db or postgresql+psycopg://user@host/db."""
     default_model: str = Field("offline", min_length=1)
     """Model of agents that name none, as provider:model; "offline" is the embedded model."""

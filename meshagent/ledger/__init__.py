@@ -5,12 +5,11 @@ Open it with `Ledger.open(url)`; SQLite by default, PostgreSQL through `postgres
 
 from __future__ import annotations
 
+from meshagent.config import FlagSettings, PrivacySettings
 from meshagent.ledger.batch import BatchWriter
 from meshagent.ledger.chain import VerifyResult
-from meshagent.ledger.engine import default_url, mask
-from meshagent.ledger.flags import Flag, FlagSettings
+from meshagent.ledger.flags import Flag
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacySettings
 from meshagent.ledger.records import Cost, Outcome, RunRecord, Usage
 from meshagent.ledger.reports import AdoptionWeek, ForecastRow, Report, ReportRow
 from meshagent.ledger.schema import STATUSES, TRIGGER_KINDS
@@ -34,7 +33,5 @@ __all__ = [
     "RunRecord",
     "Usage",
     "VerifyResult",
-    "default_url",
-    "mask",
     "migrate",
 ]

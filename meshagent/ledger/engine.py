@@ -12,32 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import platformdirs
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from meshagent.config import mask_url as mask
 from meshagent.exceptions import LedgerError
 
-__all__ = ["default_url", "make_engine", "mask", "retrying", "write_connection"]
+__all__ = ["make_engine", "retrying", "write_connection"]
 
 T = TypeVar("T")
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "busy")
 # Connection lost, server starting/shutting down, serialization failure, deadlock.
 _TRANSIENT_SQLSTATE = ("08", "57P01", "57P02", "57P03", "40001", "40P01")
-
-
-def default_url() -> str:
-    """The SQLite file in the user's data directory, used when no ledger URL is configured."""
-    return f"sqlite:///{Path(platformdirs.user_data_dir('meshagent')) / 'ledger.db'}"
-
-
-def mask(url: str | URL) -> str:
-    """`url` with its password replaced by ***, fit for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
 
 
 def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
@@ -46,7 +33,7 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise LedgerError(
-            f"ledger URL {url!r} is not a database URL: use sqlite:///path/to/ledger.db "
+            f"ledger URL {mask(str(url))!r} is not a database URL: use sqlite:///path/to/ledger.db "
             "or postgresql+psycopg://user:password@host:5432/dbname"
         ) from None
     if parsed.drivername == "postgresql":
@@ -58,7 +45,7 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
         return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except (NoSuchModuleError, ImportError) as exc:
         raise LedgerError(
-            f"ledger URL {mask(parsed)} needs a database driver that is not installed ({exc}): "
+            f"ledger URL {mask(url)} needs a database driver that is not installed ({exc}): "
             "for PostgreSQL install meshagent[postgres]"
         ) from None
 
@@ -118,7 +105,7 @@ def retrying(action: Callable[[], T], *, deadline: float, what: str, url: str) -
         except DBAPIError as exc:
             if not is_transient(exc) or time.monotonic() + pause > give_up:
                 raise LedgerError(
-                    f"could not {what} in ledger {mask(url)}: {_first_line(exc)}"
+                    f"could not {what} in ledger {mask(str(url))}: {_first_line(exc)}"
                 ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 1.0)

@@ -15,29 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
+from meshagent.config import FlagSettings, PrivacySettings
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacyLike, PrivacySettings, is_admin
+from meshagent.ledger.privacy import PrivacyLike, is_admin
 from meshagent.ledger.schema import entries, feedback, outcomes
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
 
-__all__ = ["Flag", "FlagSettings", "flags"]
+__all__ = ["Flag", "flags"]
 
 ScheduleCheck = Callable[[str, datetime], bool]
-
-
-@dataclass(frozen=True)
-class FlagSettings:
-    no_outcome_min_runs: int = 3
-    unchanged_rerun_min: int = 2
-    negative_feedback_min_votes: int = 3
-    token_outlier_factor: float = 5.0
-    token_outlier_window: int = 20
-    burst_factor: float = 3.0
-    burst_window_days: int = 14
-    no_reaction_runs: int = 10
-    off_schedule_tolerance_minutes: int = 10
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["OTHER", "Folded", "PrivacySettings", "fold", "is_admin"]
+__all__ = ["OTHER", "Folded", "fold", "is_admin"]
 
 OTHER = "other"
 
@@ -21,14 +21,6 @@ OTHER = "other"
 class PrivacyLike(Protocol):
     min_group_size: int
     admins: tuple[str, ...] | list[str]
-
-
-@dataclass(frozen=True)
-class PrivacySettings:
-    """`privacy.*` of meshagent.toml, for callers without a Config at hand."""
-
-    min_group_size: int = 5
-    admins: tuple[str, ...] = ()
 
 
 @dataclass

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
+from meshagent.config import PrivacySettings
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacyLike, PrivacySettings, fold, is_admin
+from meshagent.ledger.privacy import PrivacyLike, fold, is_admin
 from meshagent.ledger.schema import DAILY_SUMS, daily, entries
 
 if TYPE_CHECKING:

@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from meshagent.config import default_ledger_url, mask_url
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import annotate, chain, rollup, rows
-from meshagent.ledger.engine import default_url, make_engine, mask, retrying, write_connection
+from meshagent.ledger.engine import make_engine, retrying, write_connection
 from meshagent.ledger.migrate import migrate_engine
 from meshagent.ledger.records import Cost, Outcome, RunRecord, Usage
 from meshagent.ledger.schema import entries
@@ -49,7 +50,7 @@ class Ledger:
         busy_timeout: float = 5.0,
     ) -> Ledger:
         """Connect to `url` (default: SQLite in the user data directory) and migrate it."""
-        url = url or default_url()
+        url = url or default_ledger_url()
         ledger = cls(make_engine(url, busy_timeout=busy_timeout), url, retry_for=retry_for)
         try:
             with ledger.engine.connect() as connection:
@@ -58,7 +59,7 @@ class Ledger:
             ledger.engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "failed"
             raise LedgerError(
-                f"cannot open the ledger at {mask(url)}: {reason}; check that the database "
+                f"cannot open the ledger at {mask_url(url)}: {reason}; check that the database "
                 "server is running and reachable and that the URL's host, port, database, "
                 "user and password are right"
             ) from None

@@ -25,8 +25,6 @@ def test_public_names():
             "RunRecord",
             "Usage",
             "VerifyResult",
-            "default_url",
-            "mask",
             "migrate",
         ]
     )

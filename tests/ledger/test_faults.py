@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from meshagent.config import mask_url as mask
 from meshagent.exceptions import LedgerError
-from meshagent.ledger import Ledger, Usage, mask
+from meshagent.ledger import Ledger, Usage
 
 from .helpers import run_via_api
 

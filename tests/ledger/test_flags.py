@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from meshagent.ledger.flags import FlagSettings, flags
+from meshagent.config import FlagSettings, PrivacySettings
+from meshagent.ledger.flags import flags
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacySettings
 from meshagent.ledger.records import Usage
 
 from .helpers import T0, record
 
 ADMIN = PrivacySettings(admins=("root",))
 WEEK = Period.week(T0.date())
-SETTINGS = replace(FlagSettings(), no_reaction_runs=3)
+SETTINGS = FlagSettings(no_reaction_runs=3)
 
 
 def _at(minutes: int, **overrides):

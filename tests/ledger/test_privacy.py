@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshagent.config import PrivacySettings
 from meshagent.ledger import reports
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import OTHER, PrivacySettings, fold
+from meshagent.ledger.privacy import OTHER, fold
 
 from .helpers import T0, cost, record
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from meshagent.config import PrivacySettings
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import reports
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacySettings
 from meshagent.ledger.records import Usage
 
 from .helpers import T0, cost, record
