@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -126,6 +126,9 @@ def report(
         typer.echo(render.report_json(result))
     elif output is ReportFormat.csv:
         typer.echo(render.report_csv(result), nl=False)
+    elif not result.rows and not result.withheld:
+        last = result.period.end - timedelta(days=1)
+        _console().print(f"no runs recorded from {result.period.start} to {last}")
     else:
         _console().print(render.report_table(result))
 
@@ -146,6 +149,16 @@ def flags(
             viewer=ctx.obj.get("viewer"),
             privacy=ctx.obj.get("privacy"),
         )
+    if not found:
+        viewer, privacy = ctx.obj.get("viewer"), ctx.obj.get("privacy")
+        if privacy is not None and viewer in tuple(privacy.admins):
+            _console().print("no tokenmaxxing flags: every rule passed for the period")
+        else:
+            _console().print(
+                f"no flags on runs of {viewer or 'yours (no --viewer given)'}; admins listed "
+                "under [privacy] admins in meshagent.toml see every flag (use --viewer)"
+            )
+        return
     _console().print(render.flags_table(found))
 
 

@@ -85,7 +85,8 @@ def test_export_csv_and_jsonl(url):
 
 
 def test_flags_and_migrate(url):
-    assert "Tokenmaxxing flags" in _run(url, "flags", *WEEK).output
+    hidden = _run(url, "flags", *WEEK).output
+    assert "no flags on runs of yours (no --viewer given)" in " ".join(hidden.split())
     assert _run(url, "migrate").output.startswith("ledger schema at 0001")
 
 
