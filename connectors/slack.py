@@ -1,0 +1,352 @@
+"""The `slack` connector on slack_sdk's AsyncWebClient: channel history and users, posts,
+replies, reactions and direct messages, each scoped to the channels or people granted.
+
+The bot token comes from the environment variable named in meshagent.toml ([slack] token_env,
+default SLACK_BOT_TOKEN); SLACK_API_URL points the client elsewhere (the sandbox). Channel
+names are resolved once per workspace through conversations.list and cached.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import Field, model_validator
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from meshagent.actions import (
+    Action,
+    ActionArgs,
+    ActionContext,
+    ActionGrant,
+    ActionKind,
+    ActionResult,
+    Connector,
+    Outcome,
+)
+from meshagent.exceptions import ConnectorError, GrantDenied
+
+__all__ = ["connector"]
+
+_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+_names: dict[tuple[str, str], dict[str, str]] = {}  # (api url, token tail) -> name -> id
+
+
+def _plain(channel: str) -> str:
+    return channel.removeprefix("#").lower() if not _ID.match(channel) else channel
+
+
+class ChannelGrant(ActionGrant):
+    channels: list[str] = Field(min_length=1, description="Channels allowed (#name or id).")
+
+
+class PeopleGrant(ActionGrant):
+    users: list[str] = Field(min_length=1, description="People who may get messages (id/email).")
+
+
+class HistoryArgs(ActionArgs):
+    channel: str = Field(description="Channel to read (#name or id).")
+    hours: float = Field(default=24, gt=0, le=24 * 90, description="How far back to read.")
+    limit: int = Field(default=200, ge=1, le=2000, description="At most this many messages.")
+    replies: bool = Field(default=False, description="Include thread replies.")
+
+
+class UserArgs(ActionArgs):
+    user: str = Field(description="A user id (U...) or email address.")
+
+
+class PostArgs(ActionArgs):
+    channel: str = Field(description="Channel to post in (#name or id).")
+    text: str = Field(default="", description="Message text (the answer, under deliver).")
+    blocks: list[dict[str, Any]] | None = Field(default=None, description="Block Kit blocks.")
+    thread_ts: str | None = Field(default=None, description="Post into this thread.")
+
+    @model_validator(mode="after")
+    def _something(self) -> PostArgs:
+        if not self.text and not self.blocks:
+            raise ValueError("a message needs text or blocks")
+        return self
+
+
+class ReplyArgs(ActionArgs):
+    channel: str = Field(description="Channel of the thread (#name or id).")
+    thread_ts: str = Field(description="Timestamp of the thread's first message.")
+    text: str = Field(description="Reply text.")
+
+
+class ReactionArgs(ActionArgs):
+    channel: str = Field(description="Channel of the message (#name or id).")
+    ts: str = Field(description="Timestamp of the message.")
+    name: str = Field(description="Emoji name without colons, e.g. eyes.")
+
+
+class DmArgs(ActionArgs):
+    user: str = Field(description="Recipient: user id or email.")
+    text: str = Field(description="Message text.")
+
+
+def _channel_scope(args: Any, grant: ChannelGrant) -> str | None:
+    allowed = {_plain(c) for c in grant.channels}
+    target = _plain(args.channel)
+    if target in allowed:
+        return None
+    if _ID.match(target) and any(not _ID.match(c) for c in allowed):
+        return None  # an id against names: checked once the names are resolved
+    return f"channel {args.channel} is not granted (allowed: {', '.join(grant.channels)})"
+
+
+def _user_scope(args: DmArgs, grant: PeopleGrant) -> str | None:
+    if args.user.lower() in {u.lower() for u in grant.users}:
+        return None
+    return f"user {args.user} is not granted (allowed: {', '.join(grant.users)})"
+
+
+def _client(context: ActionContext, action: str) -> AsyncWebClient:
+    token_env = context.settings.get("token_env", "SLACK_BOT_TOKEN")
+    url_env = context.settings.get("api_url_env", "SLACK_API_URL")
+    token = context.env.get(token_env)
+    if not token:
+        raise ConnectorError(action, "", f"set {token_env} to the Slack bot token (xoxb-...)")
+    handlers = [
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+    ]
+    base_url = context.env.get(url_env) or "https://slack.com/api/"
+    return AsyncWebClient(token=token, base_url=base_url, retry_handlers=handlers)
+
+
+async def _channel_id(client: AsyncWebClient, channel: str) -> str:
+    if _ID.match(channel):
+        return channel
+    key = (client.base_url, (client.token or "")[-6:])
+    if key not in _names:
+        names: dict[str, str] = {}
+        pages = await client.conversations_list(
+            types="public_channel,private_channel", limit=200, exclude_archived=True
+        )
+        async for page in pages:
+            names.update({c["name"].lower(): c["id"] for c in page.get("channels", [])})
+        _names[key] = names
+    try:
+        return _names[key][_plain(channel)]
+    except KeyError:
+        raise ConnectorError("slack", channel, "channel_not_found") from None
+
+
+Handler = Callable[[ActionContext, Any, Any], Awaitable[ActionResult]]
+
+
+def _guarded(name: str, target: Callable[[Any], str]) -> Callable[[Handler], Handler]:
+    """Turn Slack's errors into ConnectorErrors naming the action, the target and the code."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def run(context: ActionContext, args: Any, grant: Any) -> ActionResult:
+            try:
+                return await handler(context, args, grant)
+            except SlackApiError as exc:
+                code = exc.response.get("error", "unknown_error")
+                raise ConnectorError(name, target(args), str(code)) from None
+            except ConnectorError as exc:
+                if exc.action == "slack":  # raised by a shared helper: name the action
+                    raise ConnectorError(name, exc.target, exc.code) from None
+                raise
+
+        return run
+
+    return wrap
+
+
+async def _granted_channel(
+    client: AsyncWebClient, args: Any, grant: ChannelGrant | None, action: str
+) -> str:
+    channel = await _channel_id(client, args.channel)
+    if grant is not None:
+        allowed = {await _channel_id(client, c) for c in grant.channels}
+        if channel not in allowed:
+            raise GrantDenied(action, f"channel {args.channel} is not granted")
+    return channel
+
+
+def _planned(action: str, args: ActionArgs, target: str) -> ActionResult:
+    reference = f"{action} {target}"
+    return ActionResult(
+        data={"planned": action, "target": target, "arguments": args.model_dump()},
+        outcomes=[Outcome(kind="planned", reference=reference, planned=True)],
+    )
+
+
+async def _message_outcome(client: AsyncWebClient, channel: str, ts: str) -> Outcome:
+    link = await client.chat_getPermalink(channel=channel, message_ts=ts)
+    return Outcome(kind="slack.message", reference=f"{channel}:{ts}", url=link.get("permalink"))
+
+
+@_guarded("slack.history", lambda a: a.channel)
+async def _history(context: ActionContext, args: HistoryArgs, grant: Any) -> ActionResult:
+    client = _client(context, "slack.history")
+    channel = await _granted_channel(client, args, grant, "slack.history")
+    oldest = f"{time.time() - args.hours * 3600:.6f}"
+    messages: list[dict[str, Any]] = []
+    pages = await client.conversations_history(channel=channel, oldest=oldest, limit=200)
+    async for page in pages:
+        for message in page.get("messages", []):
+            item = {"ts": message["ts"], "user": message.get("user"), "text": message.get("text")}
+            if args.replies and message.get("reply_count"):
+                thread = await client.conversations_replies(channel=channel, ts=message["ts"])
+                item["replies"] = [
+                    {"user": r.get("user"), "text": r.get("text")}
+                    for r in thread.get("messages", [])[1:]
+                ]
+            messages.append(item)
+        if len(messages) >= args.limit:
+            break
+    messages = sorted(messages[: args.limit], key=lambda m: float(m["ts"]))
+    return ActionResult(data={"channel": args.channel, "messages": messages})
+
+
+@_guarded("slack.user", lambda a: a.user)
+async def _user(context: ActionContext, args: UserArgs, grant: Any) -> ActionResult:
+    client = _client(context, "slack.user")
+    if "@" in args.user:
+        found = await client.users_lookupByEmail(email=args.user)
+    else:
+        found = await client.users_info(user=args.user)
+    user = found["user"]
+    profile = user.get("profile", {})
+    return ActionResult(
+        data={
+            "id": user["id"],
+            "name": user.get("name"),
+            "real_name": user.get("real_name") or profile.get("real_name"),
+            "title": profile.get("title"),
+            "tz": user.get("tz"),
+        }
+    )
+
+
+@_guarded("slack.post_message", lambda a: a.channel)
+async def _post(context: ActionContext, args: PostArgs, grant: Any) -> ActionResult:
+    client = _client(context, "slack.post_message")
+    channel = await _granted_channel(client, args, grant, "slack.post_message")
+    if context.dry_run:
+        return _planned("slack.post_message", args, args.channel)
+    sent = await client.chat_postMessage(
+        channel=channel, text=args.text, blocks=args.blocks, thread_ts=args.thread_ts
+    )
+    outcome = await _message_outcome(client, sent["channel"], sent["ts"])
+    return ActionResult(data={"channel": sent["channel"], "ts": sent["ts"]}, outcomes=[outcome])
+
+
+@_guarded("slack.reply", lambda a: a.channel)
+async def _reply(context: ActionContext, args: ReplyArgs, grant: Any) -> ActionResult:
+    post = PostArgs(channel=args.channel, text=args.text, thread_ts=args.thread_ts)
+    client = _client(context, "slack.reply")
+    channel = await _granted_channel(client, post, grant, "slack.reply")
+    if context.dry_run:
+        return _planned("slack.reply", args, f"{args.channel} thread {args.thread_ts}")
+    sent = await client.chat_postMessage(channel=channel, text=args.text, thread_ts=args.thread_ts)
+    outcome = await _message_outcome(client, sent["channel"], sent["ts"])
+    return ActionResult(data={"channel": sent["channel"], "ts": sent["ts"]}, outcomes=[outcome])
+
+
+@_guarded("slack.add_reaction", lambda a: a.channel)
+async def _react(context: ActionContext, args: ReactionArgs, grant: Any) -> ActionResult:
+    client = _client(context, "slack.add_reaction")
+    channel = await _granted_channel(client, args, grant, "slack.add_reaction")
+    if context.dry_run:
+        return _planned("slack.add_reaction", args, f"{args.channel} {args.ts}")
+    await client.reactions_add(channel=channel, timestamp=args.ts, name=args.name)
+    reference = f"{channel}:{args.ts}:{args.name}"
+    return ActionResult(data={"ok": True}, outcomes=[Outcome("slack.reaction", reference)])
+
+
+@_guarded("slack.dm", lambda a: a.user)
+async def _dm(context: ActionContext, args: DmArgs, grant: Any) -> ActionResult:
+    client = _client(context, "slack.dm")
+    user = args.user
+    if "@" in user:
+        user = (await client.users_lookupByEmail(email=user))["user"]["id"]
+    if context.dry_run:
+        return _planned("slack.dm", args, args.user)
+    opened = await client.conversations_open(users=user)
+    channel = opened["channel"]["id"]
+    sent = await client.chat_postMessage(channel=channel, text=args.text)
+    outcome = await _message_outcome(client, channel, sent["ts"])
+    return ActionResult(data={"channel": channel, "ts": sent["ts"]}, outcomes=[outcome])
+
+
+def _action(name: str, kind: ActionKind, description: str, **parts: Any) -> Action:
+    return Action(name=name, kind=kind, description=description, **parts)
+
+
+READ, WRITE = ActionKind.READ, ActionKind.WRITE
+connector = Connector(
+    name="slack",
+    description="Slack through the Web API (bot token).",
+    actions=(
+        _action(
+            "slack.history",
+            READ,
+            "Messages of a channel over the last hours, optionally with thread replies.",
+            args=HistoryArgs,
+            grant=ChannelGrant,
+            handler=_history,
+            scope=_channel_scope,
+        ),
+        _action(
+            "slack.user",
+            READ,
+            "A Slack user's name, title and timezone, by id or email.",
+            args=UserArgs,
+            grant=ActionGrant,
+            handler=_user,
+        ),
+        _action(
+            "slack.post_message",
+            WRITE,
+            "Post a message (text and/or Block Kit) to a channel or thread.",
+            args=PostArgs,
+            grant=ChannelGrant,
+            handler=_post,
+            scope=_channel_scope,
+            answer_field="text",
+        ),
+        _action(
+            "slack.reply",
+            WRITE,
+            "Reply in a thread.",
+            args=ReplyArgs,
+            grant=ChannelGrant,
+            handler=_reply,
+            scope=_channel_scope,
+            answer_field="text",
+        ),
+        _action(
+            "slack.add_reaction",
+            WRITE,
+            "Add an emoji reaction to a message.",
+            args=ReactionArgs,
+            grant=ChannelGrant,
+            handler=_react,
+            scope=_channel_scope,
+        ),
+        _action(
+            "slack.dm",
+            WRITE,
+            "Send a direct message to a person.",
+            args=DmArgs,
+            grant=PeopleGrant,
+            handler=_dm,
+            scope=_user_scope,
+            answer_field="text",
+        ),
+    ),
+)
