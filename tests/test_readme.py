@@ -29,3 +29,16 @@ def test_ci_installs_from_scratch_and_starts_postgres():
     assert "python3 -m venv .venv" in ci
     assert "pip install --quiet -e '.[dev]'" in ci
     assert "pg_ctlcluster --skip-systemctl-redirect" in ci
+
+
+def test_the_agent_file_example_is_valid():
+    from meshagent.loader import parse_agent
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```yaml\n(# yaml-language-server.*?)```", readme, re.S).group(1)
+    spec = parse_agent(example, filename="README.md", env={})
+    assert spec.name == "standup-digest"
+    assert [use.action for use in spec.context + spec.deliver] == [
+        "jira.search",
+        "slack.post_message",
+    ]
