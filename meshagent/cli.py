@@ -154,12 +154,13 @@ def _budget(budget: Budget) -> str:
     if budget.max_tokens_per_run:
         parts.append(f"{budget.max_tokens_per_run:,} tok/run")
     if budget.max_model_calls:
-        parts.append(f"{budget.max_model_calls} calls/run")
+        calls = "call" if budget.max_model_calls == 1 else "calls"
+        parts.append(f"{budget.max_model_calls} {calls}/run")
     if budget.max_usd_per_run:
         parts.append(f"${budget.max_usd_per_run:.2f}/run")
     if budget.max_usd_per_day:
         parts.append(f"${budget.max_usd_per_day:.2f}/day")
-    return ", ".join(parts) or "[yellow]no limit[/yellow]"
+    return "\n".join(parts) or "[yellow]no limit[/yellow]"
 
 
 @app.command("list")
@@ -177,19 +178,18 @@ def list_agents(
     except SpecError as exc:
         _report(exc, len({i.file for i in exc.issues}))
         raise typer.Exit(1) from None
-    out.print(agent_table(agents, config=config, now=datetime.now(UTC)))
+    # A console made now, not at import, reads the terminal's current width.
+    Console().print(agent_table(agents, config=config, now=datetime.now(UTC)))
 
 
 def agent_table(agents: list[AgentSpec], *, config: Config, now: datetime) -> Table:
     table = Table(title=f"{len(agents)} agents", title_justify="left")
-    table.add_column("name", no_wrap=True)
-    table.add_column("team", no_wrap=True)
-    for column in ("triggers", "model", "budget", "value"):
+    for column in ("name", "team", "triggers", "model", "budget", "value"):
         table.add_column(column, overflow="fold")
     for spec in sorted(agents, key=lambda s: (s.team, s.name)):
         triggers = "\n".join(t.describe(now) for t in spec.triggers) or "manual only"
         name = spec.name if spec.enabled else f"{spec.name} [dim](disabled)[/dim]"
-        value = f"{spec.value.tag}, {spec.value.minutes_saved:g} min"
+        value = f"{spec.value.tag}\n{spec.value.minutes_saved:g} min/run"
         model = spec.model or f"{config.default_model} (default)"
         table.add_row(name, spec.team, triggers, model, _budget(spec.budget), value)
     return table

@@ -166,7 +166,7 @@ class ScheduleTrigger(StrictModel):
 
     def describe(self, now: datetime) -> str:
         upcoming = self.next_fire(now)
-        return f"cron {self.schedule} ({self.timezone}), next {upcoming:%a %Y-%m-%d %H:%M %Z}"
+        return f"{self.schedule} {self.timezone}\nnext {upcoming:%a %d %b %H:%M %Z}"
 
 
 class EveryTrigger(StrictModel):

@@ -24,6 +24,7 @@ def project(tmp_path, monkeypatch):
     """An empty project directory with its own meshagent.toml, as the working directory."""
     (tmp_path / "meshagent.toml").write_text('agents_dir = "agents"\n')
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
     for name in ("MESHAGENT_CONFIG", "MESHAGENT_AGENTS_DIR", "MESHAGENT_DEFAULT_MODEL"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
@@ -63,7 +64,7 @@ def test_init_writes_an_agent_that_validates_and_lists(project):
     listing = run("list")
     assert listing.exit_code == 0
     assert "deploy-digest" in listing.output and "payments" in listing.output
-    assert "MON-FRI" in listing.output and "next" in listing.output
+    assert "0 9 * * MON-FRI UTC" in listing.output and "next" in listing.output
 
 
 def test_init_refuses_to_overwrite_and_refuses_bad_names(project):
