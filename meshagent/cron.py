@@ -144,6 +144,12 @@ class CronExpression:
             return day_ok or weekday_ok  # crontab(5): either day field may match
         return day_ok and weekday_ok
 
+    def fires_between(self, start: date, end: date) -> int:
+        """How many times it fires on the days from ``start`` up to ``end`` (wall clock)."""
+        per_day = len(self.hours) * len(self.minutes)
+        days = (end - start).days
+        return sum(per_day for n in range(days) if self._day_matches(start + timedelta(days=n)))
+
     def trigger(self, timezone: str | tzinfo, *, jitter: int | None = None) -> CrontabTrigger:
         """An APScheduler trigger that fires exactly when this expression says."""
         return CrontabTrigger(self, timezone, jitter=jitter)

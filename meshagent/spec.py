@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -343,6 +343,16 @@ class AgentSpec(StrictModel):
                 f"(known: {', '.join(sorted(PROVIDERS))})"
             )
         return value
+
+    def fires_per_month(self, start: date) -> float:
+        """Scheduled runs in the 30 days from ``start``: schedules and intervals, not slash."""
+        total = 0.0
+        for trigger in self.triggers if self.enabled else ():
+            if isinstance(trigger, ScheduleTrigger):
+                total += trigger.cron.fires_between(start, start + timedelta(days=30))
+            elif isinstance(trigger, EveryTrigger):
+                total += timedelta(days=30) / trigger.interval
+        return total
 
     @property
     def source(self) -> Path | None:

@@ -199,3 +199,33 @@ def test_ten_different_mistakes_give_ten_located_errors(project):
     assert {line.split(":", 1)[0] for line in errors} == {f"agents/{f}" for f in TEN_MISTAKES}
     for line in errors:
         assert re.match(r"agents/[a-z-]+\.yaml:\d+:\d+: [\w.\[\]]+: .+", line), line
+
+
+def test_ledger_forecast_multiplies_fires_by_median_cost(project, monkeypatch):
+    from decimal import Decimal
+
+    from meshagent.ledger import Cost, Ledger
+
+    agents = project / "agents"
+    agents.mkdir()
+    valid = (ROOT / "tests" / "data" / "valid.yaml").read_text()
+    # weekdays at 09:00 only: drop the 2-hourly trigger
+    (agents / "a.yaml").write_text(valid.replace("  - every: 2h\n", ""))
+    url = f"sqlite:///{project / 'ledger.db'}"
+    monkeypatch.setenv("MESHAGENT_LEDGER_URL", url)
+    monkeypatch.setenv("MESHAGENT_PRIVACY__ADMINS", "boss@example.com")
+    with Ledger.open(url) as ledger:
+        for cents in ("0.10", "0.20", "0.90"):
+            run_id = ledger.open_run("status-digest", owner="alice@example.com", team="platform")
+            cost = Cost(Decimal(cents), Decimal(0), Decimal(0))
+            ledger.close_run(run_id, "ok", cost=cost)
+    result = run("ledger", "--viewer", "boss@example.com", "forecast")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "status-digest" in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    fires = float(cells[1])
+    assert 20 <= fires <= 23  # weekdays in 30 days
+    assert cells[2:4] == ["3", "$0.20"]
+    assert cells[4] == f"${Decimal('0.20') * Decimal(str(fires)):.2f}"
+    hidden = run("ledger", "--viewer", "eve@example.com", "forecast")
+    assert "status-digest" not in hidden.output

@@ -338,3 +338,13 @@ def test_timezones():
         check_timezone("Europe/Berln")
     with pytest.raises(ValueError, match=re.escape("'CEST' is not a valid IANA timezone")):
         check_timezone("CEST")
+
+
+@pytest.mark.parametrize("text", ["0 9 * * MON-FRI", "*/15 * * * *", "0 0 13 * 5", "@monthly"])
+def test_fires_between_counts_what_croniter_yields(text):
+    start, end = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    iterator = croniter(text, start - timedelta(seconds=1))
+    expected = 0
+    while iterator.get_next(datetime) < end:
+        expected += 1
+    assert CronExpression.parse(text).fires_between(start.date(), end.date()) == expected

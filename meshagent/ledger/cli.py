@@ -134,6 +134,34 @@ def report(
 
 
 @app.command()
+def forecast(ctx: typer.Context) -> None:
+    """Monthly spend per scheduled agent: its fires per month x its median cost per run."""
+    from meshagent.loader import scan_agents
+
+    config = ctx.obj.get("config")
+    if config is None:
+        _fail(LedgerError("forecast needs the project's agents: run it as `meshagent ledger`"))
+    today = datetime.now(UTC).date()
+    found = scan_agents(config.agents_dir, value_tags=config.value_tags)
+    if found.issues:
+        bad = len({issue.file for issue in found.issues})
+        _console().print(f"[yellow]{bad} agent files left out: run `meshagent validate`[/yellow]")
+    fires = {spec.name: spec.fires_per_month(today) for spec in found.agents if spec.enabled}
+    with _open(ctx) as ledger:
+        rows = reports.forecast(
+            ledger,
+            fires,
+            today=today,
+            viewer=ctx.obj.get("viewer"),
+            privacy=ctx.obj.get("privacy"),
+        )
+    if not rows:
+        _console().print("no forecast: no scheduled agent with runs you may see in 30 days")
+        return
+    _console().print(render.forecast_table(rows))
+
+
+@app.command()
 def flags(
     ctx: typer.Context,
     period: Annotated[PeriodName, typer.Option(help="This day, week or month.")] = PeriodName.week,

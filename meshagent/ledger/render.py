@@ -13,7 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from meshagent.ledger.flags import Flag
-from meshagent.ledger.reports import Report, ReportRow
+from meshagent.ledger.reports import ForecastRow, Report, ReportRow
 
 __all__ = ["flags_table", "money", "plain", "report_csv", "report_json", "report_table"]
 
@@ -119,4 +119,20 @@ def flags_table(found: list[Flag]) -> Table:
         table.add_column(header, no_wrap=header != "why")
     for flag in found:
         table.add_row(flag.rule, flag.subject, f"{len(flag.run_ids):,}", flag.reason)
+    return table
+
+
+def forecast_table(rows: list[ForecastRow]) -> Table:
+    """Per agent: scheduled runs a month, median cost per run, and the monthly spend it implies."""
+    table = Table(title="Spend forecast (fires per month x median cost per run)")
+    for column in ("agent", "fires/month", "runs seen", "median/run", "per month"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for row in rows:
+        table.add_row(
+            row.agent,
+            _number(round(row.fires_per_month, 1)),
+            _number(row.runs_seen),
+            money(row.median_cost_usd),
+            money(row.monthly_usd),
+        )
     return table
