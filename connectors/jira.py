@@ -173,13 +173,6 @@ async def _call(action: str, target: str, work: Callable[[], Any]) -> Any:
         raise ConnectorError(action, target, code) from None
 
 
-def _planned(action: str, args: ActionArgs, target: str) -> ActionResult:
-    return ActionResult(
-        data={"planned": action, "target": target, "arguments": args.model_dump()},
-        outcomes=[Outcome(kind="planned", reference=f"{action} {target}", planned=True)],
-    )
-
-
 async def _search(context: ActionContext, args: SearchArgs, grant: Any) -> ActionResult:
     jql = args.jql
     if grant is not None:
@@ -214,7 +207,7 @@ async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionR
 
 async def _create(context: ActionContext, args: CreateArgs, grant: Any) -> ActionResult:
     if context.dry_run:
-        return _planned("jira.create_issue", args, args.project)
+        return ActionResult.planned("jira.create_issue", args, args.project)
     client = _client(context, "jira.create_issue")
     fields = {
         "project": {"key": args.project},
@@ -230,7 +223,7 @@ async def _create(context: ActionContext, args: CreateArgs, grant: Any) -> Actio
 
 async def _comment(context: ActionContext, args: CommentArgs, grant: Any) -> ActionResult:
     if context.dry_run:
-        return _planned("jira.add_comment", args, args.key)
+        return ActionResult.planned("jira.add_comment", args, args.key)
     client = _client(context, "jira.add_comment")
     comment = await _call(
         "jira.add_comment", args.key, lambda: client.add_comment(args.key, args.body)
@@ -242,7 +235,7 @@ async def _comment(context: ActionContext, args: CommentArgs, grant: Any) -> Act
 
 async def _transition(context: ActionContext, args: TransitionArgs, grant: Any) -> ActionResult:
     if context.dry_run:
-        return _planned("jira.transition", args, args.key)
+        return ActionResult.planned("jira.transition", args, args.key)
     client = _client(context, "jira.transition")
     await _call(
         "jira.transition", args.key, lambda: client.transition_issue(args.key, args.transition)
@@ -255,7 +248,7 @@ async def _transition(context: ActionContext, args: TransitionArgs, grant: Any) 
 
 async def _assign(context: ActionContext, args: AssignArgs, grant: Any) -> ActionResult:
     if context.dry_run:
-        return _planned("jira.assign", args, args.key)
+        return ActionResult.planned("jira.assign", args, args.key)
     client = _client(context, "jira.assign")
     await _call("jira.assign", args.key, lambda: client.assign_issue(args.key, args.assignee))
     outcome = Outcome("jira.assign", f"{args.key}->{args.assignee}", _browse(client, args.key))

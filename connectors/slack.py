@@ -176,14 +176,6 @@ async def _granted_channel(
     return channel
 
 
-def _planned(action: str, args: ActionArgs, target: str) -> ActionResult:
-    reference = f"{action} {target}"
-    return ActionResult(
-        data={"planned": action, "target": target, "arguments": args.model_dump()},
-        outcomes=[Outcome(kind="planned", reference=reference, planned=True)],
-    )
-
-
 async def _message_outcome(client: AsyncWebClient, channel: str, ts: str) -> Outcome:
     link = await client.chat_getPermalink(channel=channel, message_ts=ts)
     return Outcome(kind="slack.message", reference=f"{channel}:{ts}", url=link.get("permalink"))
@@ -237,7 +229,7 @@ async def _post(context: ActionContext, args: PostArgs, grant: Any) -> ActionRes
     client = _client(context, "slack.post_message")
     channel = await _granted_channel(client, args, grant, "slack.post_message")
     if context.dry_run:
-        return _planned("slack.post_message", args, args.channel)
+        return ActionResult.planned("slack.post_message", args, args.channel)
     sent = await client.chat_postMessage(
         channel=channel, text=args.text, blocks=args.blocks, thread_ts=args.thread_ts
     )
@@ -251,7 +243,7 @@ async def _reply(context: ActionContext, args: ReplyArgs, grant: Any) -> ActionR
     client = _client(context, "slack.reply")
     channel = await _granted_channel(client, post, grant, "slack.reply")
     if context.dry_run:
-        return _planned("slack.reply", args, f"{args.channel} thread {args.thread_ts}")
+        return ActionResult.planned("slack.reply", args, f"{args.channel} thread {args.thread_ts}")
     sent = await client.chat_postMessage(channel=channel, text=args.text, thread_ts=args.thread_ts)
     outcome = await _message_outcome(client, sent["channel"], sent["ts"])
     return ActionResult(data={"channel": sent["channel"], "ts": sent["ts"]}, outcomes=[outcome])
@@ -262,7 +254,7 @@ async def _react(context: ActionContext, args: ReactionArgs, grant: Any) -> Acti
     client = _client(context, "slack.add_reaction")
     channel = await _granted_channel(client, args, grant, "slack.add_reaction")
     if context.dry_run:
-        return _planned("slack.add_reaction", args, f"{args.channel} {args.ts}")
+        return ActionResult.planned("slack.add_reaction", args, f"{args.channel} {args.ts}")
     await client.reactions_add(channel=channel, timestamp=args.ts, name=args.name)
     reference = f"{channel}:{args.ts}:{args.name}"
     return ActionResult(data={"ok": True}, outcomes=[Outcome("slack.reaction", reference)])
@@ -275,7 +267,7 @@ async def _dm(context: ActionContext, args: DmArgs, grant: Any) -> ActionResult:
     if "@" in user:
         user = (await client.users_lookupByEmail(email=user))["user"]["id"]
     if context.dry_run:
-        return _planned("slack.dm", args, args.user)
+        return ActionResult.planned("slack.dm", args, args.user)
     opened = await client.conversations_open(users=user)
     channel = opened["channel"]["id"]
     sent = await client.chat_postMessage(channel=channel, text=args.text)

@@ -80,6 +80,14 @@ class ActionResult:
     data: Any = None
     outcomes: list[Outcome] = field(default_factory=list)
 
+    @classmethod
+    def planned(cls, action: str, args: BaseModel, target: str) -> ActionResult:
+        """A dry run's result: what the write would do, recorded as a planned outcome."""
+        return cls(
+            data={"planned": action, "target": target, "arguments": args.model_dump()},
+            outcomes=[Outcome(kind="planned", reference=f"{action} {target}", planned=True)],
+        )
+
 
 @dataclass
 class ActionContext:

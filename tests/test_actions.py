@@ -180,3 +180,14 @@ def test_plugin_that_fails_to_import_is_named_in_the_error(tmp_path, monkeypatch
     _install_plugin(tmp_path, monkeypatch, "acme_missing:connector")
     with pytest.raises(RegistryError, match=re.escape("cannot load connector entry point 'acme'")):
         Registry.from_entry_points()
+
+
+def test_planned_result_records_the_write_without_doing_it():
+    result = ActionResult.planned("echo.say", EchoArgs(room="ops", text="hi"), "ops")
+    assert result.data == {
+        "planned": "echo.say",
+        "target": "ops",
+        "arguments": {"room": "ops", "text": "hi"},
+    }
+    (outcome,) = result.outcomes
+    assert (outcome.kind, outcome.reference, outcome.planned) == ("planned", "echo.say ops", True)
