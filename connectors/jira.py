@@ -10,12 +10,17 @@ Reads return only the fields asked for, flattened for the prompt.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import random
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from jira import JIRA, JIRAError
 from pydantic import Field
+from requests import RequestException
 
 from connectors.jql import JqlError, confine
 from meshagent.actions import (
@@ -33,6 +38,11 @@ from meshagent.exceptions import ConnectorError, GrantDenied
 __all__ = ["connector"]
 
 DEFAULT_FIELDS = ["summary", "status", "assignee", "priority", "updated", "duedate"]
+PAGE_SIZE = 100  # Jira's own cap per search page
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRIES = 4
+RETRY_CAP_SECONDS = 8.0
+log = logging.getLogger(__name__)
 _clients: dict[tuple[str, str], JIRA] = {}
 _lock = threading.Lock()
 
@@ -115,7 +125,28 @@ def _transition_scope(args: TransitionArgs, grant: TransitionGrant) -> str | Non
     return _project_scope(args, grant)
 
 
-def _client(context: ActionContext, action: str) -> JIRA:
+@dataclass(frozen=True)
+class _Site:
+    """A Jira site and its credentials; the client is made (serverInfo, fields) in a thread."""
+
+    server: str
+    key: tuple[str, str]
+    auth: dict[str, Any]
+
+    def connect(self) -> JIRA:
+        with _lock:
+            if self.key not in _clients:
+                # Retries are ours (_call): the client's own wait up to a minute and skip 5xx.
+                _clients[self.key] = JIRA(
+                    server=self.server, timeout=20, max_retries=0, **self.auth
+                )
+            return _clients[self.key]
+
+    def browse(self, key: str) -> str:
+        return f"{self.server.rstrip('/')}/browse/{key}"
+
+
+def _client(context: ActionContext, action: str) -> _Site:
     get = context.settings.get
     url_env = get("url_env", "JIRA_URL")
     server = context.env.get(url_env)
@@ -132,14 +163,9 @@ def _client(context: ActionContext, action: str) -> JIRA:
             f"(Jira Cloud) or {get('token_env', 'JIRA_TOKEN')} (Server/Data Center)",
         )
     secret = pat or api_token or ""
-    key = (server, f"{email}:{secret[-4:]}:{len(secret)}")
-    with _lock:
-        if key not in _clients:
-            auth: dict[str, Any] = (
-                {"token_auth": pat} if pat else {"basic_auth": (email, api_token)}
-            )
-            _clients[key] = JIRA(server=server, timeout=20, max_retries=3, **auth)
-        return _clients[key]
+    digest = hashlib.sha256(f"{email}:{secret}".encode()).hexdigest()
+    auth: dict[str, Any] = {"token_auth": pat} if pat else {"basic_auth": (email, api_token)}
+    return _Site(server, (server, digest), auth)
 
 
 def _flat(value: Any) -> Any:
@@ -160,17 +186,87 @@ def _compact(raw: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return item
 
 
-def _browse(client: JIRA, key: str) -> str:
-    return f"{client.server_url.rstrip('/')}/browse/{key}"
-
-
-async def _call(action: str, target: str, work: Callable[[], Any]) -> Any:
+def _retry_delay(exc: JIRAError, attempt: int) -> float:
+    """Retry-After when the server gives one, else capped exponential backoff with jitter."""
+    headers = getattr(exc.response, "headers", None) or {}
     try:
-        return await asyncio.to_thread(work)
-    except JIRAError as exc:
-        detail = (exc.text or "").splitlines()[0] if exc.text else ""
-        code = f"HTTP {exc.status_code}" + (f": {detail}" if detail else "")
-        raise ConnectorError(action, target, code) from None
+        asked = float(headers.get("Retry-After", ""))
+    except ValueError:
+        asked = None
+    if asked is not None:
+        return min(asked, RETRY_CAP_SECONDS)
+    return min(RETRY_CAP_SECONDS, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+async def _call(action: str, target: str, site: _Site, work: Callable[[JIRA], Any]) -> Any:
+    """Run a jira client call in a worker thread; retry 429 and 5xx; name failures plainly."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return await asyncio.to_thread(lambda: work(site.connect()))
+        except JIRAError as exc:
+            if exc.status_code in RETRY_STATUSES and attempt < RETRIES:
+                delay = _retry_delay(exc, attempt)
+                log.warning(
+                    "%s %s: HTTP %s, retry %d/%d in %.2fs",
+                    action,
+                    target,
+                    exc.status_code,
+                    attempt + 1,
+                    RETRIES,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            raise ConnectorError(action, target, _describe(exc)) from None
+        except (OSError, RequestException) as exc:
+            if attempt < RETRIES:
+                await asyncio.sleep(min(RETRY_CAP_SECONDS, 0.25 * 2**attempt))
+                continue
+            raise ConnectorError(
+                action, target, f"cannot reach Jira ({type(exc).__name__})"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: JIRAError) -> str:
+    """``HTTP 404: Issue does not exist ...`` from the API's own error messages."""
+    detail = ""
+    response = exc.response
+    try:
+        body = response.json() if response is not None else {}
+    except ValueError:
+        body = {}
+    if isinstance(body, dict):
+        messages = list(body.get("errorMessages") or [])
+        messages += [f"{k}: {v}" for k, v in (body.get("errors") or {}).items()]
+        detail = "; ".join(str(m) for m in messages)
+    if not detail and exc.text:
+        detail = str(exc.text).splitlines()[0]
+    status = f"HTTP {exc.status_code}" if exc.status_code else "error"
+    return f"{status}: {detail}" if detail else status
+
+
+def _search_pages(client: JIRA, jql: str, fields: list[str], limit: int) -> list[Any]:
+    """Up to ``limit`` issues, page by page: nextPageToken on Cloud, startAt elsewhere."""
+    issues: list[Any] = []
+    token: str | None = None
+    while len(issues) < limit:
+        size = min(PAGE_SIZE, limit - len(issues))
+        if client._is_cloud:
+            page = client.enhanced_search_issues(
+                jql, nextPageToken=token, maxResults=size, fields=list(fields)
+            )
+            token = getattr(page, "nextPageToken", None)
+            more = bool(token)
+        else:
+            page = client.search_issues(
+                jql, startAt=len(issues), maxResults=size, fields=list(fields)
+            )
+            more = bool(page) and len(issues) + len(page) < (page.total or 0)
+        issues.extend(page)
+        if not more or not page:
+            break
+    return issues[:limit]
 
 
 async def _search(context: ActionContext, args: SearchArgs, grant: Any) -> ActionResult:
@@ -180,24 +276,30 @@ async def _search(context: ActionContext, args: SearchArgs, grant: Any) -> Actio
             jql = confine(jql, grant.projects)
         except JqlError as exc:
             raise GrantDenied("jira.search", str(exc)) from None
-    client = _client(context, "jira.search")
+    site = _client(context, "jira.search")
     found = await _call(
         "jira.search",
         jql,
-        lambda: client.search_issues(jql, maxResults=args.limit, fields=args.fields),
+        site,
+        lambda client: _search_pages(client, jql, args.fields, args.limit),
     )
     issues = [_compact(issue.raw, args.fields) for issue in found]
     return ActionResult(data={"jql": jql, "count": len(issues), "issues": issues})
 
 
 async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionResult:
-    client = _client(context, "jira.issue")
+    site = _client(context, "jira.issue")
     issue = await _call(
-        "jira.issue", args.key, lambda: client.issue(args.key, fields=",".join(args.fields))
+        "jira.issue",
+        args.key,
+        site,
+        lambda client: client.issue(args.key, fields=",".join(args.fields)),
     )
     data = _compact(issue.raw, args.fields)
     if args.comments:
-        comments = await _call("jira.issue", args.key, lambda: client.comments(args.key))
+        comments = await _call(
+            "jira.issue", args.key, site, lambda client: client.comments(args.key)
+        )
         data["comments"] = [
             {"author": _flat(c.raw.get("author")), "created": c.created, "body": c.body}
             for c in comments[-args.comments :]
@@ -208,7 +310,7 @@ async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionR
 async def _create(context: ActionContext, args: CreateArgs, grant: Any) -> ActionResult:
     if context.dry_run:
         return ActionResult.planned("jira.create_issue", args, args.project)
-    client = _client(context, "jira.create_issue")
+    site = _client(context, "jira.create_issue")
     fields = {
         "project": {"key": args.project},
         "summary": args.summary,
@@ -216,19 +318,21 @@ async def _create(context: ActionContext, args: CreateArgs, grant: Any) -> Actio
         "issuetype": {"name": args.issue_type},
         "labels": args.labels,
     }
-    issue = await _call("jira.create_issue", args.project, lambda: client.create_issue(fields))
-    outcome = Outcome("jira.issue", issue.key, _browse(client, issue.key))
+    issue = await _call(
+        "jira.create_issue", args.project, site, lambda client: client.create_issue(fields)
+    )
+    outcome = Outcome("jira.issue", issue.key, site.browse(issue.key))
     return ActionResult(data={"key": issue.key}, outcomes=[outcome])
 
 
 async def _comment(context: ActionContext, args: CommentArgs, grant: Any) -> ActionResult:
     if context.dry_run:
         return ActionResult.planned("jira.add_comment", args, args.key)
-    client = _client(context, "jira.add_comment")
+    site = _client(context, "jira.add_comment")
     comment = await _call(
-        "jira.add_comment", args.key, lambda: client.add_comment(args.key, args.body)
+        "jira.add_comment", args.key, site, lambda client: client.add_comment(args.key, args.body)
     )
-    url = f"{_browse(client, args.key)}?focusedCommentId={comment.id}"
+    url = f"{site.browse(args.key)}?focusedCommentId={comment.id}"
     outcome = Outcome("jira.comment", f"{args.key}#{comment.id}", url)
     return ActionResult(data={"key": args.key, "comment": comment.id}, outcomes=[outcome])
 
@@ -236,22 +340,25 @@ async def _comment(context: ActionContext, args: CommentArgs, grant: Any) -> Act
 async def _transition(context: ActionContext, args: TransitionArgs, grant: Any) -> ActionResult:
     if context.dry_run:
         return ActionResult.planned("jira.transition", args, args.key)
-    client = _client(context, "jira.transition")
+    site = _client(context, "jira.transition")
     await _call(
-        "jira.transition", args.key, lambda: client.transition_issue(args.key, args.transition)
+        "jira.transition",
+        args.key,
+        site,
+        lambda client: client.transition_issue(args.key, args.transition),
     )
-    outcome = Outcome(
-        "jira.transition", f"{args.key}->{args.transition}", _browse(client, args.key)
-    )
+    outcome = Outcome("jira.transition", f"{args.key}->{args.transition}", site.browse(args.key))
     return ActionResult(data={"key": args.key, "transition": args.transition}, outcomes=[outcome])
 
 
 async def _assign(context: ActionContext, args: AssignArgs, grant: Any) -> ActionResult:
     if context.dry_run:
         return ActionResult.planned("jira.assign", args, args.key)
-    client = _client(context, "jira.assign")
-    await _call("jira.assign", args.key, lambda: client.assign_issue(args.key, args.assignee))
-    outcome = Outcome("jira.assign", f"{args.key}->{args.assignee}", _browse(client, args.key))
+    site = _client(context, "jira.assign")
+    await _call(
+        "jira.assign", args.key, site, lambda client: client.assign_issue(args.key, args.assignee)
+    )
+    outcome = Outcome("jira.assign", f"{args.key}->{args.assignee}", site.browse(args.key))
     return ActionResult(data={"key": args.key, "assignee": args.assignee}, outcomes=[outcome])
 
 

@@ -13,8 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from pydantic import Field, model_validator
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -98,8 +99,8 @@ def _channel_scope(args: Any, grant: ChannelGrant) -> str | None:
     target = _plain(args.channel)
     if target in allowed:
         return None
-    if _ID.match(target) and any(not _ID.match(c) for c in allowed):
-        return None  # an id against names: checked once the names are resolved
+    if any(bool(_ID.match(target)) != bool(_ID.match(c)) for c in allowed):
+        return None  # an id against names or a name against ids: checked once resolved
     return f"channel {args.channel} is not granted (allowed: {', '.join(grant.channels)})"
 
 
@@ -153,8 +154,13 @@ def _guarded(name: str, target: Callable[[Any], str]) -> Callable[[Handler], Han
             try:
                 return await handler(context, args, grant)
             except SlackApiError as exc:
-                code = exc.response.get("error", "unknown_error")
+                data = exc.response.data
+                code = data.get("error") if isinstance(data, dict) else None
+                code = code or f"HTTP {exc.response.status_code}"
                 raise ConnectorError(name, target(args), str(code)) from None
+            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+                reason = f"cannot reach Slack ({type(exc).__name__})"
+                raise ConnectorError(name, target(args), reason) from None
             except ConnectorError as exc:
                 if exc.action == "slack":  # raised by a shared helper: name the action
                     raise ConnectorError(name, exc.target, exc.code) from None

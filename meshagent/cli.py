@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from meshagent import __version__
+from meshagent.actions import closest
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
 from meshagent.ledger.cli import app as ledger_app
@@ -193,3 +194,138 @@ def agent_table(agents: list[AgentSpec], *, config: Config, now: datetime) -> Ta
         model = spec.model or f"{config.default_model} (default)"
         table.add_row(name, spec.team, triggers, model, _budget(spec.budget), value)
     return table
+
+
+@app.command()
+def sandbox(
+    seed: Annotated[
+        Path | None, typer.Option("--seed", help="YAML fixture (default: the built-in one).")
+    ] = None,
+    jira: Annotated[
+        str, typer.Option("--jira", help="Jira deployment to imitate: server or cloud.")
+    ] = "server",
+    slack_port: Annotated[int, typer.Option("--slack-port", help="0 = any free port.")] = 0,
+    jira_port: Annotated[int, typer.Option("--jira-port", help="0 = any free port.")] = 0,
+) -> None:
+    """Run local Slack and Jira APIs, seeded, until Ctrl-C; print the variables to use them."""
+    import signal
+    import threading
+
+    from meshagent.sandbox import Sandbox
+
+    deployment = {"server": "Server", "cloud": "Cloud"}.get(jira.lower())
+    try:
+        if deployment is None:
+            raise ConfigError(f"--jira must be server or cloud, got {jira!r}")
+        box = Sandbox(seed, jira_deployment=deployment, slack_port=slack_port, jira_port=jira_port)
+        box.start()
+    except (MeshAgentError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        seeded = box.slack.channels, box.jira.issues
+        out.print(
+            f"[bold]Sandbox running[/]: Slack at {box.slack_url} ({len(seeded[0])} channels), "
+            f"Jira {deployment} at {box.jira_url} ({len(seeded[1])} issues)."
+        )
+        out.print("Point the connectors at it (these tokens only work here):\n")
+        for name, value in box.env().items():
+            out.print(f"export {name}={value}", highlight=False, soft_wrap=True)
+        out.print("\nCtrl-C stops it.")
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        box.stop()
+        posted, created = len(box.slack.posted), len(box.jira.created)
+        out.print(f"Sandbox stopped ({posted} messages posted, {created} issues created).")
+
+
+def find_agent(config: Config, agent: str) -> AgentSpec:
+    """An agent by file path, or by name among the agents directory's files."""
+    path = Path(agent)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_agents([path], value_tags=config.value_tags)[0]
+    result = scan_agents([config.agents_dir], value_tags=config.value_tags)
+    for spec in result.agents:
+        if spec.name == agent:
+            return spec
+    for issue in result.issues:  # the agent may be in a file that does not load
+        if Path(issue.file).stem == agent:
+            raise SpecError([i for i in result.issues if i.file == issue.file])
+    names = [spec.name for spec in result.agents]
+    hint = closest(agent, names)
+    suggestion = f"; did you mean {hint!r}?" if hint else ""
+    raise ConfigError(
+        f"no agent named {agent!r} in {_shown(config.agents_dir)}{suggestion} "
+        f"(agents: {', '.join(sorted(names)) or 'none'})"
+    )
+
+
+def _inputs(pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--input takes NAME=VALUE, got {pair!r}")
+        values[name.strip()] = value
+    return values
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    agent: Annotated[str, typer.Argument(help="Agent name, or the path of its YAML file.")],
+    input_: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="An input as NAME=VALUE (repeatable).", metavar="K=V"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and think, but write nothing: plan the writes.")
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Use this model instead of the agent's.")
+    ] = None,
+) -> None:
+    """Run one task of an agent now: its answer, what it delivered, tokens, cost, run id."""
+    import asyncio
+
+    from meshagent.runtime import Runtime
+
+    config = _config(ctx)
+    try:
+        spec = find_agent(config, agent)
+        values = _inputs(input_ or [])
+        runtime = Runtime(config)
+    except SpecError as exc:
+        _report(exc, 1)
+        raise typer.Exit(1) from None
+    except MeshAgentError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    what = "dry run of" if dry_run else "running"
+    try:
+        with err.status(f"{what} {spec.name} ({model or spec.model or config.default_model})…"):
+            result = asyncio.run(
+                runtime.run(
+                    spec,
+                    trigger="cli",
+                    triggered_by=os.environ.get("USER"),
+                    inputs=values,
+                    dry_run=dry_run,
+                    model=model,
+                )
+            )
+    except MeshAgentError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        runtime.ledger.close()
+    from meshagent.runview import render_result
+
+    render_result(out, result)
+    raise typer.Exit(0 if result.ok else 1)

@@ -196,6 +196,8 @@ class Config(_Settings):
     """The value categories an agent may declare (value.tag)."""
     timeout_seconds: _PositiveFloat = 600.0
     """Wall-clock limit of one run, in seconds."""
+    max_concurrent_model_calls: int = Field(64, ge=1, le=100_000)
+    """Model calls in flight at once per provider, across all runs of this process."""
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     """Who may see what in reports."""
     flags: FlagSettings = Field(default_factory=FlagSettings)

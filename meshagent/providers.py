@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BUILTIN_MODELS", "PROVIDERS", "Provider", "install_hint"]
+__all__ = ["BUILTIN_MODELS", "PROVIDERS", "Provider", "api_key_env", "install_hint"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,30 @@ PROVIDERS: dict[str, Provider] = {
 
 #: Model strings that need no provider: the embedded offline model and the test model.
 BUILTIN_MODELS = ("offline", "scripted")
+
+
+#: The environment variables that hold each provider's API key (any one of them will do).
+#: Providers that authenticate otherwise (AWS's credential chain, a local Ollama) are absent.
+_API_KEYS = {
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "azure_openai": ("AZURE_OPENAI_API_KEY",),
+    "cohere": ("COHERE_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "fireworks": ("FIREWORKS_API_KEY",),
+    "google_genai": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    "groq": ("GROQ_API_KEY",),
+    "mistralai": ("MISTRAL_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "perplexity": ("PPLX_API_KEY", "PERPLEXITY_API_KEY"),
+    "together": ("TOGETHER_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+}
+
+
+def api_key_env(provider: str) -> tuple[str, ...]:
+    """The variables that may hold ``provider``'s API key; () when it needs none of ours."""
+    return _API_KEYS.get(provider, ())
 
 
 def install_hint(provider: str) -> str:

@@ -30,6 +30,7 @@ from meshagent.exceptions import ConfigError
 
 SETTINGS = ", ".join(
     ["agents_dir", "ledger_url", "default_model", "value_tags", "timeout_seconds"]
+    + ["max_concurrent_model_calls"]
     + ["privacy", "flags", "prices", "slack", "jira", "connectors"]
 )
 
@@ -234,6 +235,7 @@ ENV_CASES = {
     "MESHAGENT_DEFAULT_MODEL": ("anthropic:claude", ("default_model",), "anthropic:claude"),
     "MESHAGENT_VALUE_TAGS": (" planning, fun ,,", ("value_tags",), ("planning", "fun")),
     "MESHAGENT_TIMEOUT_SECONDS": ("12.5", ("timeout_seconds",), 12.5),
+    "MESHAGENT_MAX_CONCURRENT_MODEL_CALLS": ("8", ("max_concurrent_model_calls",), 8),
     "MESHAGENT_PRIVACY__MIN_GROUP_SIZE": ("2", ("privacy", "min_group_size"), 2),
     "MESHAGENT_PRIVACY__ADMINS": ("a@x.com,U1", ("privacy", "admins"), ("a@x.com", "U1")),
     "MESHAGENT_FLAGS__NO_OUTCOME_MIN_RUNS": ("4", ("flags", "no_outcome_min_runs"), 4),
@@ -331,7 +333,8 @@ def test_non_setting_variables_are_known():
 def test_unknown_variables_are_refused_with_a_suggestion(tmp_path):
     top = (
         "MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
-        "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_FLAGS__<KEY>, "
+        "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
+        "MESHAGENT_FLAGS__<KEY>, "
         "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SLACK__<KEY>"
     )
     env_error(
@@ -427,7 +430,8 @@ def test_environment_errors_come_after_the_file_errors(tmp_path):
         "meshagent.toml:1: timeout_seconds: expected a number > 0, got 'long'\n"
         "MESHAGENT_LEDGER_UR: not a setting variable; did you mean MESHAGENT_LEDGER_URL? "
         "(valid: MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
-        "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_FLAGS__<KEY>, "
+        "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
+        "MESHAGENT_FLAGS__<KEY>, "
         "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SLACK__<KEY>)\n"
         "MESHAGENT_PRIVACY__MIN_GROUP_SIZE: expected an integer >= 1, got 'x'",
         MESHAGENT_PRIVACY__MIN_GROUP_SIZE="x",

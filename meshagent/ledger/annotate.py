@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select, update
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import rollup, rows
-from meshagent.ledger.records import Outcome
+from meshagent.ledger.records import PLANNED, Outcome
 from meshagent.ledger.schema import entries, feedback, outcomes
 
 if TYPE_CHECKING:
@@ -48,7 +48,9 @@ def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> boo
 
 def annotations(connection: Connection, run_id: str) -> tuple[bool, int, int]:
     """Whether the run has an outcome, and its positive and negative votes."""
-    has = connection.execute(select(outcomes.c.id).where(outcomes.c.run_id == run_id)).first()
+    has = connection.execute(
+        select(outcomes.c.id).where(outcomes.c.run_id == run_id, outcomes.c.kind != PLANNED)
+    ).first()
     votes = dict(
         connection.execute(
             select(feedback.c.vote, func.count())
@@ -74,7 +76,8 @@ def add_outcome(ledger: Ledger, run_id: str, outcome: Outcome) -> None:
     def work(connection: Connection) -> None:
         entry = _locked_entry(connection, run_id)
         had, _, _ = annotations(connection, run_id)
-        if insert_outcome(connection, run_id, outcome) and entry["status"] != "running" and not had:
+        inserted = insert_outcome(connection, run_id, outcome)
+        if inserted and outcome.delivered and entry["status"] != "running" and not had:
             minutes = Decimal(entry["minutes_saved"] or 0)
             deltas: rollup.Deltas = {}
             sums = {"runs_with_outcome": 1, "minutes_saved": minutes}

@@ -62,7 +62,8 @@ def write_records(ledger: Ledger, records: Sequence[RunRecord]) -> list[str]:
                 }
                 for o in unique.values()
             ]
-            sums = rollup.entry_sums(row, has_outcome=bool(unique), pos=0, neg=0)
+            delivered = any(o.delivered for o in unique.values())
+            sums = rollup.entry_sums(row, has_outcome=delivered, pos=0, neg=0)
             rollup.add_delta(deltas, rollup.daily_key(row), sums)
         if not new_rows:
             return

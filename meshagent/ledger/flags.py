@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select
 from meshagent.config import FlagSettings, PrivacySettings
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import PrivacyLike, is_admin
+from meshagent.ledger.records import PLANNED
 from meshagent.ledger.schema import entries, feedback, outcomes
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def _load(connection: Connection, since: datetime, until: datetime) -> list[_Run
     ids = select(entries.c.run_id).where(*window)
     for run_id, count in connection.execute(
         select(outcomes.c.run_id, func.count())
-        .where(outcomes.c.run_id.in_(ids))
+        .where(outcomes.c.run_id.in_(ids), outcomes.c.kind != PLANNED)
         .group_by(outcomes.c.run_id)
     ):
         if run_id in runs:

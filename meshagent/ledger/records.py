@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Cost", "Outcome", "RunRecord", "Usage"]
+__all__ = ["PLANNED", "Cost", "Event", "Outcome", "RunRecord", "Usage"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ class Cost:
         }
 
 
+#: The kind of a dry run's outcome: what a write would have done. It is kept, but it is not
+#: value: reports, adoption and the no-outcome flag count only outcomes of other kinds.
+PLANNED = "planned"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Something a run produced: a Slack message, a Jira issue, a planned action in dry-run."""
@@ -78,6 +83,21 @@ class Outcome:
     kind: str
     ref: str
     url: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """True unless this is only a dry run's plan."""
+        return self.kind != PLANNED
+
+
+@dataclass(frozen=True)
+class Event:
+    """A step of a run worth seeing later: a tool call, a refused call, a failed call."""
+
+    kind: str  # tool_call, tool_refused, tool_failed
+    name: str  # the action, e.g. slack.post_message
+    detail: str | None = None
+    at: datetime | None = None
 
 
 @dataclass

@@ -141,6 +141,18 @@ feedback = Table(
     UniqueConstraint("run_id", "person", name="uq_ledger_feedback_run_person"),
 )
 
+events = Table(
+    "ledger_events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("ledger_entries.run_id"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("detail", String(2000)),
+    Index("ix_ledger_events_run_id", "run_id"),
+)
+
 chain = Table(
     "ledger_chain",
     metadata,

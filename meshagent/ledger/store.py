@@ -22,8 +22,10 @@ from meshagent.exceptions import LedgerError
 from meshagent.ledger import annotate, chain, rollup, rows
 from meshagent.ledger.engine import make_engine, retrying, write_connection
 from meshagent.ledger.migrate import migrate_engine
-from meshagent.ledger.records import Cost, Outcome, RunRecord, Usage
+from meshagent.ledger.records import Cost, Event, Outcome, RunRecord, Usage
 from meshagent.ledger.schema import entries
+from meshagent.ledger.schema import events as events_table
+from meshagent.ledger.schema import outcomes as outcomes_table
 
 __all__ = ["Ledger", "migrate"]
 
@@ -199,8 +201,13 @@ class Ledger:
         error: str | None = None,
         finished_at: datetime | None = None,
         outcomes: Iterable[Outcome] = (),
+        input_hash: str | None = None,
     ) -> None:
-        """Close the entry with its final status and chain it; it is never updated again."""
+        """Close the entry with its final status and chain it; it is never updated again.
+
+        `input_hash` (the hash of the context the run read) is set here when it was not known
+        at open_run.
+        """
         rows.check_closing_status(status)
         with self._lock:
             totals = self._running_totals(run_id)
@@ -213,6 +220,8 @@ class Ledger:
             }
         if model_answered is not None:
             values["model_answered"] = model_answered
+        if input_hash is not None:
+            values["input_hash"] = input_hash
         produced = list(outcomes)
         attempts: list[bool] = []
 
@@ -271,6 +280,69 @@ class Ledger:
     ) -> None:
         """Record `person`'s +1/-1 on a run; a new vote from the same person replaces the old."""
         annotate.add_feedback(self, run_id, person, vote, comment=comment, at=at)
+
+    def add_events(self, run_id: str, events: Iterable[Event]) -> None:
+        """Record steps of a run (tool calls, refusals); allowed before and after close."""
+        values = [
+            {
+                "run_id": run_id,
+                "at": event.at or rows.now(),
+                "kind": event.kind,
+                "name": event.name,
+                "detail": (event.detail or "")[:2000] or None,
+            }
+            for event in events
+        ]
+        if values:
+            self.transact(
+                lambda connection: connection.execute(events_table.insert(), values),
+                what="record run events",
+            )
+
+    def events(self, run_id: str) -> list[Event]:
+        """The recorded steps of a run, in order."""
+        query = (
+            select(
+                events_table.c.kind, events_table.c.name, events_table.c.detail, events_table.c.at
+            )
+            .where(events_table.c.run_id == run_id)
+            .order_by(events_table.c.id)
+        )
+        found = self.read(lambda c: c.execute(query).all(), what="read run events")
+        return [Event(kind, name, detail, at) for kind, name, detail, at in found]
+
+    def outcomes(self, run_id: str) -> list[Outcome]:
+        """What a run produced, in the order recorded."""
+        query = (
+            select(outcomes_table.c.kind, outcomes_table.c.ref, outcomes_table.c.url)
+            .where(outcomes_table.c.run_id == run_id)
+            .order_by(outcomes_table.c.id)
+        )
+        found = self.read(lambda c: c.execute(query).all(), what="read outcomes")
+        return [Outcome(kind, ref, url) for kind, ref, url in found]
+
+    def entry(self, run_id: str) -> dict[str, Any] | None:
+        """The entry of a run as a mapping of its columns, or None."""
+        query = select(entries).where(entries.c.run_id == run_id)
+        found = self.read(lambda c: c.execute(query).mappings().one_or_none(), what="read a run")
+        return dict(found) if found is not None else None
+
+    def spent_since(self, agent: str, since: datetime) -> Decimal:
+        """What ``agent``'s runs started since ``since`` cost (known costs; running included)."""
+        query = select(func.coalesce(func.sum(entries.c.cost_usd), 0)).where(
+            entries.c.agent == agent, entries.c.started_at >= since
+        )
+        return Decimal(self.read(lambda c: c.execute(query).scalar(), what="read spend") or 0)
+
+    def last_ok_input_hash(self, agent: str) -> str | None:
+        """The input hash of ``agent``'s latest ok run, for skip_if_unchanged."""
+        query = (
+            select(entries.c.input_hash)
+            .where(entries.c.agent == agent, entries.c.status == "ok")
+            .order_by(entries.c.finished_at.desc(), entries.c.id.desc())
+            .limit(1)
+        )
+        return self.read(lambda c: c.execute(query).scalar(), what="read the last run")
 
     def recover(self, *, older_than: timedelta | None = None) -> list[str]:
         """Close as `interrupted` the entries a dead process left running; returns their ids.

@@ -32,7 +32,7 @@ def call(name: str, args: dict, grant: dict | None = None, env: dict | None = No
         (
             "slack.history",
             {"channel": "general"},
-            {"channels": ["#payments", "C0PAYMENT1"]},
+            {"channels": ["#payments", "#payments-standup"]},
             "slack.history refused: channel general is not granted",
         ),
         (

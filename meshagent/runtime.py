@@ -1,0 +1,748 @@
+"""One task: an agent file becomes work done and one honest ledger entry.
+
+In order: inputs are checked; the ledger entry is opened before anything is spent; the budget is
+checked against what the agent spent today; the context actions run; the context is hashed and,
+with ``skip_if_unchanged``, a run whose context equals the last ok run's closes as
+``skipped_unchanged`` with no model call; otherwise the model is called once with instructions
+and compact context (fetch, think, deliver), or, when ``tools:`` are granted, LangChain's
+``create_agent`` runs the tool loop with every call checked against its grant; the deliver actions
+post the answer; the entry is closed with its outcomes. Usage is written to the ledger after every
+model response, so a run that fails or is killed still shows what it spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import StructuredTool
+
+from meshagent.actions import (
+    Action,
+    ActionContext,
+    ActionResult,
+    Outcome,
+    Registry,
+    closest,
+    default_registry,
+)
+from meshagent.config import Config, load_config
+from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, MeshAgentError, RunError
+from meshagent.ledger import records
+from meshagent.models import estimate_tokens
+from meshagent.providers import BUILTIN_MODELS, api_key_env
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from meshagent.ledger.store import Ledger
+    from meshagent.spec import AgentSpec
+
+__all__ = ["Refusal", "RunResult", "Runtime", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = ("schedule", "slash", "cli", "api")
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+_TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
+                    "ServiceUnavailable")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A tool call the runtime refused because it fell outside the agent's grant."""
+
+    action: str
+    reason: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class RunResult:
+    """What one task did: its answer, what it delivered, what it spent, and its ledger entry."""
+
+    run_id: str
+    agent: str
+    status: str
+    model: str
+    answer: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    usage: records.Usage = field(default_factory=records.Usage)
+    cost_usd: Decimal | None = Decimal(0)
+    framework_prompt_tokens: int = 0
+    refusals: list[Refusal] = field(default_factory=list)
+    error: str | None = None
+    dry_run: bool = False
+    input_hash: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "skipped_unchanged")
+
+
+class _Stop(Exception):
+    """Ends a run early with a status (over_budget, skipped_unchanged, denied)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Run:
+    """The state of one task while it runs: what it spent, produced and was refused."""
+
+    def __init__(self, runtime: Runtime, spec: AgentSpec, run_id: str, model: str) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.run_id = run_id
+        self.model = model
+        self.usage = records.Usage()
+        self.cost = Decimal(0)
+        self.cost_known = True
+        self.outcomes: list[Outcome] = []
+        self.refusals: list[Refusal] = []
+        self.events: list[records.Event] = []
+        self.answer: str | None = None
+        self.stopped: _Stop | None = None
+        self.model_answered: str | None = None
+        self.tool_calls = 0
+        self.framework_tokens = 0
+
+    # -- spending -----------------------------------------------------------------------------
+
+    def spend(self, usage: records.Usage, model_answered: str | None) -> None:
+        """Add one model response's usage, priced, to the run and to its ledger entry."""
+        cost = self.runtime.price(self.model, usage)
+        self.usage = self.usage + usage
+        tokens = usage.input_tokens + usage.output_tokens
+        if cost is None and tokens:
+            self.cost_known = False
+        elif cost is not None:
+            self.cost += cost.total_usd
+        self.model_answered = model_answered or self.model_answered
+        self.runtime.ledger.record_usage(
+            self.run_id, usage, cost=cost, model_answered=model_answered
+        )
+
+    def over_budget(self, *, before_call: bool) -> str | None:
+        """Why the run may not make another model call (or went over), or None."""
+        budget = self.spec.budget
+        used = self.usage
+        if (
+            before_call
+            and budget.max_model_calls is not None
+            and used.model_calls >= budget.max_model_calls
+        ):
+            return f"max_model_calls of {budget.max_model_calls} reached"
+        tokens = used.input_tokens + used.output_tokens
+        if budget.max_tokens_per_run is not None and tokens >= budget.max_tokens_per_run:
+            return f"max_tokens_per_run of {budget.max_tokens_per_run:,} reached ({tokens:,})"
+        if budget.max_usd_per_run is not None and self.cost >= budget.max_usd_per_run:
+            return f"max_usd_per_run of ${budget.max_usd_per_run} reached (${self.cost:.4f})"
+        return None
+
+    def tool_event(self, kind: str, name: str, detail: str) -> None:
+        self.events.append(records.Event(kind, name, detail, datetime.now(UTC)))
+        if kind != "tool_refused":  # a refused call never ran
+            self.tool_calls += 1
+            self.usage = self.usage + records.Usage(tool_calls=1)
+
+
+class Runtime:
+    """Runs agents: the registry, the ledger, prices and per-provider concurrency, shared."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        ledger: Ledger | None = None,
+        registry: Registry | None = None,
+        env: Mapping[str, str] | None = None,
+        chat_model: BaseChatModel | None = None,
+        retry_base_seconds: float = 0.5,
+        retries: int = 3,
+    ) -> None:
+        import os
+
+        from meshagent.pricing import Pricer
+
+        self.config = config or load_config()
+        if ledger is None:
+            from meshagent.ledger.store import Ledger
+
+            ledger = Ledger.open(self.config.ledger_url)
+        self.ledger = ledger
+        self.registry = registry or default_registry()
+        self.env = env if env is not None else os.environ
+        self.chat_model = chat_model
+        self.pricer = Pricer(self.config.prices)
+        self.retry_base_seconds = retry_base_seconds
+        self.retries = retries
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._models: dict[str, BaseChatModel] = {}
+
+    # -- public -------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        spec: AgentSpec,
+        *,
+        trigger: str = "api",
+        triggered_by: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        model: str | None = None,
+        scheduled_for: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunResult:
+        """Run one task of ``spec`` now and return what it did; the ledger has its entry."""
+        if trigger not in TRIGGERS:
+            raise RunError(f"trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
+        values = self.check_inputs(spec, inputs or {})
+        model_name = model or spec.model or self.config.default_model
+        chat = self._chat_model(model_name)
+        provider = model_name.partition(":")[0] if ":" in model_name else model_name
+        started = time.perf_counter()
+        run_id = self.ledger.open_run(
+            spec.name,
+            version=spec.version,
+            owner=spec.owner,
+            team=spec.team,
+            value_tag=spec.value.tag,
+            minutes_saved=spec.value.minutes_saved,
+            trigger_kind=trigger,
+            triggered_by=triggered_by,
+            scheduled_for=scheduled_for,
+            provider=provider,
+            model_requested=model_name,
+            idempotency_key=idempotency_key,
+        )
+        run = _Run(self, spec, run_id, model_name)
+        context = ActionContext(dry_run=dry_run, env=self.env)
+        status, error, input_hash = "ok", None, None
+        limit, limit_is_budget = self._time_limit(spec)
+        try:
+            async with asyncio.timeout(limit):
+                input_hash = await self._work(run, chat, context, values)
+        except _Stop as stop:
+            status, error = stop.status, stop.reason
+        except TimeoutError:
+            status = "over_budget" if limit_is_budget else "failed"
+            error = f"wall-clock limit of {limit:g}s reached"
+        except asyncio.CancelledError:
+            self._close(run, "interrupted", "cancelled while running", input_hash)
+            raise
+        except GrantDenied as exc:
+            status, error = "denied", str(exc)
+        except (ConnectorError, RunError, ConfigError) as exc:
+            status, error = "failed", str(exc)
+        except Exception as exc:  # a provider's error, in plain words, never a traceback
+            log.warning("run %s of %s failed: %s", run_id, spec.name, _plain(exc))
+            status, error = "failed", _plain(exc)
+        if run.stopped is not None and status == "ok":
+            status, error = run.stopped.status, run.stopped.reason
+        self._close(run, status, error, input_hash)
+        result = RunResult(
+            run_id=run_id,
+            agent=spec.name,
+            status=status,
+            model=model_name,
+            answer=run.answer,
+            outcomes=run.outcomes,
+            usage=run.usage,
+            cost_usd=run.cost if run.cost_known else None,
+            framework_prompt_tokens=run.framework_tokens,
+            refusals=run.refusals,
+            error=error,
+            dry_run=dry_run,
+            input_hash=input_hash,
+            seconds=time.perf_counter() - started,
+        )
+        if not run.cost_known:
+            from meshagent.pricing import unknown_cost_message
+
+            result.notes.append(unknown_cost_message(model_name))
+        return result
+
+    def check_inputs(self, spec: AgentSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's input values: given ones converted to their declared types, then defaults."""
+        where = f"agent {spec.name}"
+        values: dict[str, Any] = {}
+        for name, raw in given.items():
+            declared = spec.inputs.get(name)
+            if declared is None:
+                hint = closest(name, spec.inputs)
+                suggestion = f"; did you mean {hint!r}?" if hint else ""
+                known = ", ".join(spec.inputs) or "none"
+                raise RunError(f"{where}: unknown input {name!r}{suggestion} (inputs: {known})")
+            values[name] = _convert(where, name, declared.type, raw)
+        for name, declared in spec.inputs.items():
+            if name in values:
+                continue
+            if declared.required and declared.default is None:
+                raise RunError(f"{where}: input {name!r} is required ({declared.description})")
+            values[name] = declared.default
+        return values
+
+    def price(self, model: str, usage: records.Usage) -> records.Cost | None:
+        from meshagent.pricing import Usage as PricedUsage
+
+        try:
+            counts = PricedUsage(
+                input_tokens=usage.input_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
+        except ValueError as exc:  # counts that do not add up: record them, price unknown
+            log.warning("model %s reported inconsistent usage (%s): cost unknown", model, exc)
+            return None
+        priced = self.pricer.price(model, counts)
+        if priced is None:
+            return None
+        return records.Cost(
+            priced.input_usd, priced.cache_usd, priced.output_usd, priced.source, priced.version
+        )
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    async def _work(
+        self, run: _Run, chat: BaseChatModel, context: ActionContext, values: dict[str, Any]
+    ) -> str:
+        spec = run.spec
+        self._check_daily_budget(run)
+        gathered = await self._gather(spec, context, values)
+        input_hash = _hash(spec.version, gathered, values)
+        if spec.skip_if_unchanged and self.ledger.last_ok_input_hash(spec.name) == input_hash:
+            raise _Stop("skipped_unchanged", "context unchanged since the last ok run")
+        if spec.tools:
+            answer = await self._agent_loop(run, chat, context, gathered, values)
+        else:
+            answer = await self._think(run, chat, gathered, values)
+        run.answer = answer
+        if run.stopped is not None:
+            return input_hash  # over budget: keep the answer, deliver nothing
+        if not answer or not answer.strip():
+            raise RunError("the model returned no answer: nothing to deliver")
+        for use in spec.deliver:
+            action = self.registry.get(use.action)
+            params = _substitute(use.params, values | {"answer": answer}, spec, use.action)
+            if action.answer_field and action.answer_field not in use.params:
+                params[action.answer_field] = answer
+            result = await action(context, action.args.model_validate(params))
+            run.outcomes.extend(result.outcomes)
+        return input_hash
+
+    def _check_daily_budget(self, run: _Run) -> None:
+        limit = run.spec.budget.max_usd_per_day
+        if limit is None:
+            return
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        spent = self.ledger.spent_since(run.spec.name, day)
+        if spent >= limit:
+            raise _Stop(
+                "over_budget", f"max_usd_per_day of ${limit} reached (${spent:.4f} spent today)"
+            )
+
+    async def _gather(
+        self, spec: AgentSpec, context: ActionContext, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        gathered: dict[str, Any] = {}
+        for use in spec.context:
+            action = self.registry.get(use.action)
+            params = _substitute(use.params, values, spec, use.action)
+            result = await action(context, action.args.model_validate(params))
+            key = use.action
+            n = 2
+            while key in gathered:
+                key, n = f"{use.action} #{n}", n + 1
+            gathered[key] = _compact(result.data)
+        return gathered
+
+    async def _think(
+        self, run: _Run, chat: BaseChatModel, gathered: dict[str, Any], values: dict[str, Any]
+    ) -> str:
+        reason = run.over_budget(before_call=True)
+        if reason:
+            raise _Stop("over_budget", reason)
+        prompt, framework = _prompt(gathered, values)
+        run.framework_tokens = estimate_tokens(framework)
+        budget = run.spec.budget.max_tokens_per_run
+        if budget is not None and estimate_tokens(prompt) >= budget:
+            raise _Stop(
+                "over_budget",
+                f"the prompt alone (~{estimate_tokens(prompt):,} tokens) exceeds "
+                f"max_tokens_per_run of {budget:,}",
+            )
+        messages = [SystemMessage(run.spec.instructions), HumanMessage(prompt)]
+        meter = _Meter(run)
+        reply = await self._call_model(
+            run, lambda: chat.ainvoke(messages, config={"callbacks": [meter]})
+        )
+        reason = run.over_budget(before_call=False)
+        if reason:
+            run.stopped = _Stop("over_budget", reason)
+        return _text(reply.content)
+
+    async def _agent_loop(
+        self,
+        run: _Run,
+        chat: BaseChatModel,
+        context: ActionContext,
+        gathered: dict[str, Any],
+        values: dict[str, Any],
+    ) -> str:
+        from langchain.agents import create_agent
+
+        tools = [_tool(self.registry.get(use.action), use.params, run, context)
+                 for use in run.spec.tools]  # fmt: skip
+        prompt, framework = _prompt(gathered, values)
+        run.framework_tokens = estimate_tokens(framework)
+        agent = create_agent(
+            chat,
+            tools,
+            system_prompt=run.spec.instructions,
+            middleware=[_guard_middleware(self, run)],
+        )
+        messages = [HumanMessage(prompt)]
+        meter = _Meter(run)
+        state = await agent.ainvoke(
+            {"messages": messages},
+            config={"callbacks": [meter], "recursion_limit": 100},
+        )
+        final = state["messages"][-1]
+        return _text(final.content)
+
+    async def _call_model(self, run: _Run, call: Any) -> Any:
+        """One model call under the provider's semaphore, retried when the error is transient."""
+        semaphore = self._semaphore(run.model)
+        for attempt in range(self.retries + 1):
+            try:
+                async with semaphore:
+                    return await call()
+            except Exception as exc:
+                if attempt >= self.retries or not _transient(exc):
+                    raise
+                delay = min(8.0, self.retry_base_seconds * 2**attempt)
+                delay *= random.uniform(0.5, 1.0)
+                log.warning(
+                    "run %s: %s, retry %d/%d in %.2fs",
+                    run.run_id,
+                    _plain(exc),
+                    attempt + 1,
+                    self.retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _close(self, run: _Run, status: str, error: str | None, input_hash: str | None) -> None:
+        if run.events:
+            self.ledger.add_events(run.run_id, run.events)
+        produced = [records.Outcome(o.kind, o.reference, o.url) for o in run.outcomes]
+        self.ledger.close_run(
+            run.run_id,
+            status,
+            usage=records.Usage(tool_calls=run.tool_calls),
+            error=error[:2000] if error else None,
+            outcomes=produced,
+            input_hash=input_hash,
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _time_limit(self, spec: AgentSpec) -> tuple[float, bool]:
+        own = spec.budget.max_seconds_per_run
+        if own is not None and own <= self.config.timeout_seconds:
+            return own, True
+        return self.config.timeout_seconds, False
+
+    def _semaphore(self, model: str) -> asyncio.Semaphore:
+        provider = model.partition(":")[0]
+        if provider not in self._semaphores:
+            self._semaphores[provider] = asyncio.Semaphore(self.config.max_concurrent_model_calls)
+        return self._semaphores[provider]
+
+    def _chat_model(self, model: str) -> BaseChatModel:
+        if self.chat_model is not None:
+            return self.chat_model
+        if model not in self._models:
+            from meshagent.models import resolve_model
+
+            provider = model.partition(":")[0]
+            if model not in BUILTIN_MODELS:
+                missing = [name for name in api_key_env(provider) if not self.env.get(name)]
+                if missing and len(missing) == len(api_key_env(provider)):
+                    raise ConfigError(
+                        f"model {model!r} needs an API key: set {' or '.join(missing)}"
+                    )
+            self._models[model] = resolve_model(model)
+        return self._models[model]
+
+
+class _Meter(BaseCallbackHandler):
+    """A LangChain callback that writes every model response's usage into the run's entry."""
+
+    run_inline = True
+    raise_error = True
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.prompts: dict[Any, int] = {}
+
+    def on_chat_model_start(
+        self, serialized: Any, messages: list[list[Any]], *, run_id: Any, **kw: Any
+    ) -> None:
+        text = " ".join(_text(m.content) for batch in messages for m in batch)
+        self.prompts[run_id] = estimate_tokens(text)
+
+    def on_llm_end(self, response: Any, *, run_id: Any, **kw: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                usage, answered = _usage_of(message, self.prompts.pop(run_id, 0))
+                self.run.spend(usage, answered)
+
+
+def _usage_of(message: Any, prompt_estimate: int) -> tuple[records.Usage, str | None]:
+    """Usage of one response from its usage_metadata; estimated when the provider gave none."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    response = getattr(message, "response_metadata", None) or {}
+    answered = response.get("model_name") or response.get("model") or response.get("model_id")
+    if not meta:
+        output = estimate_tokens(_text(getattr(message, "content", "")))
+        return records.Usage(
+            input_tokens=prompt_estimate, output_tokens=output, model_calls=1, estimated=True
+        ), answered
+    inputs = meta.get("input_token_details") or {}
+    outputs = meta.get("output_token_details") or {}
+    usage = records.Usage(
+        input_tokens=int(meta.get("input_tokens") or 0),  # cached tokens are inside, once
+        cache_read_tokens=int(inputs.get("cache_read") or 0),
+        cache_write_tokens=int(inputs.get("cache_creation") or 0),
+        output_tokens=int(meta.get("output_tokens") or 0),
+        reasoning_tokens=int(outputs.get("reasoning") or 0),
+        model_calls=1,
+        estimated=bool(response.get("token_usage_estimated", False)),
+    )
+    return usage, answered
+
+
+def _guard_middleware(owner: Runtime, run: _Run) -> Any:
+    """Agent-mode middleware: stop at the budget before a call; semaphore and retries around it."""
+    from langchain.agents.middleware import AgentMiddleware, hook_config
+
+    class Guard(AgentMiddleware):
+        @hook_config(can_jump_to=["end"])
+        async def abefore_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+            reason = run.over_budget(before_call=True)
+            if reason is None:
+                return None
+            run.stopped = _Stop("over_budget", reason)
+            return {"jump_to": "end"}
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            return await owner._call_model(run, lambda: handler(request))
+
+    return Guard()
+
+
+def _tool(action: Action, grant_params: dict[str, Any], run: _Run, context: ActionContext) -> Any:
+    """A LangChain tool for one granted action; the grant is checked before every call."""
+    grant = action.grant.model_validate(grant_params)
+
+    async def call(**arguments: Any) -> str:
+        shown = json.dumps(arguments, default=str, ensure_ascii=False)[:500]
+        try:
+            args = action.args.model_validate(arguments)
+            action.check(args, grant)
+            result: ActionResult = await action(context, args, grant)
+        except GrantDenied as exc:
+            run.refusals.append(Refusal(action.name, exc.reason, dict(arguments)))
+            run.tool_event("tool_refused", action.name, f"{exc.reason}; arguments {shown}")
+            return f"Refused: {exc.reason}. This agent is not allowed to do that; do not retry."
+        except ConnectorError as exc:
+            run.tool_event("tool_failed", action.name, f"{exc}; arguments {shown}")
+            return f"Error: {exc}"
+        except ValueError as exc:  # pydantic's ValidationError: tell the model what was wrong
+            run.tool_event("tool_failed", action.name, f"invalid arguments {shown}")
+            return f"Error: invalid arguments for {action.name}: {exc}"
+        run.outcomes.extend(result.outcomes)
+        run.tool_event("tool_call", action.name, shown)
+        return json.dumps(_compact(result.data), default=str, ensure_ascii=False)
+
+    return StructuredTool.from_function(
+        coroutine=call,
+        name=action.name.replace(".", "_"),
+        description=action.description,
+        args_schema=action.args,
+    )
+
+
+# -- small pure helpers ----------------------------------------------------------------------
+
+
+def _prompt(gathered: dict[str, Any], values: dict[str, Any]) -> tuple[str, str]:
+    """The human message, and the part of it that is the framework's own text (headings)."""
+    parts, framework = [], []
+    for name, data in gathered.items():
+        heading = f"## {name}"
+        parts.append(f"{heading}\n{json.dumps(data, default=str, ensure_ascii=False)}")
+        framework.append(heading)
+    shown = {k: v for k, v in values.items() if v is not None}
+    if shown:
+        parts.append(f"## inputs\n{json.dumps(shown, default=str, ensure_ascii=False)}")
+        framework.append("## inputs")
+    if not parts:
+        parts.append(framework_note := "(no context)")
+        framework.append(framework_note)
+    return "\n\n".join(parts), "\n".join(framework)
+
+
+def _compact(data: Any) -> Any:
+    """Data without empty values: nulls, empty strings and lists cost tokens and say nothing."""
+    if isinstance(data, dict):
+        return {k: _compact(v) for k, v in data.items() if v not in (None, "", [], {})}
+    if isinstance(data, list):
+        return [_compact(v) for v in data]
+    return data
+
+
+def _hash(version: str, gathered: dict[str, Any], values: dict[str, Any]) -> str:
+    text = json.dumps([version, gathered, values], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _substitute(params: Any, values: dict[str, Any], spec: AgentSpec, action: str) -> Any:
+    """``{{name}}`` in string parameters replaced by input values (and today, now, answer)."""
+    builtins = {"today": datetime.now(UTC).date().isoformat(), "now": datetime.now(UTC).isoformat()}
+    known = builtins | values
+
+    def one(value: Any) -> Any:
+        if isinstance(value, str):
+
+            def replace(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in known:
+                    names = ", ".join(sorted(known))
+                    raise RunError(
+                        f"agent {spec.name}, {action}: unknown placeholder {{{{{name}}}}} "
+                        f"(known: {names})"
+                    )
+                found = known[name]
+                return "" if found is None else str(found)
+
+            return _PLACEHOLDER.sub(replace, value)
+        if isinstance(value, dict):
+            return {k: one(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return value
+
+    return one(dict(params))
+
+
+def _convert(where: str, name: str, kind: str, raw: Any) -> Any:
+    try:
+        if kind == "string":
+            return str(raw)
+        if kind == "integer":
+            return int(raw)
+        if kind == "number":
+            return float(raw)
+        if kind == "boolean":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("true", "yes", "1", "on"):
+                return True
+            if text in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "list":
+            if isinstance(raw, list):
+                return [str(v) for v in raw]
+            return [part.strip() for part in str(raw).split(",") if part.strip()]
+    except (TypeError, ValueError):
+        pass
+    raise RunError(f"{where}: input {name!r} must be {_A[kind]} {kind}, got {raw!r}")
+
+
+_A = {"string": "a", "integer": "an", "number": "a", "boolean": "a", "list": "a"}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part if isinstance(part, str) else str(part.get("text", ""))
+            for part in content
+            if isinstance(part, str) or part.get("type") in (None, "text")
+        )
+    return str(content or "")
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in _TRANSIENT_STATUS:
+        return True
+    return any(name in type(exc).__name__ for name in _TRANSIENT_NAMES)
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception in plain words: its type and first line, never a traceback."""
+    if isinstance(exc, MeshAgentError):
+        return str(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
+
+
+async def run_agent(
+    spec: AgentSpec,
+    *,
+    trigger: str = "api",
+    triggered_by: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    model: str | None = None,
+    config: Config | None = None,
+    ledger: Ledger | None = None,
+    chat_model: BaseChatModel | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Run one task of ``spec`` now (see :class:`Runtime` to run many with shared state)."""
+    runtime = Runtime(config, ledger=ledger, chat_model=chat_model, env=env)
+    try:
+        return await runtime.run(
+            spec,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            inputs=inputs,
+            dry_run=dry_run,
+            model=model,
+        )
+    finally:
+        if ledger is None:
+            runtime.ledger.close()

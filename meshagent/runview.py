@@ -1,0 +1,74 @@
+"""How a finished run looks in a terminal: answer, deliveries, usage table, ledger id."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from meshagent.ledger.render import money
+from meshagent.runtime import RunResult
+
+__all__ = ["render_result", "usage_table"]
+
+_STATUS_STYLE = {"ok": "green", "skipped_unchanged": "cyan", "over_budget": "yellow"}
+
+
+def usage_table(result: RunResult) -> Table:
+    """Model calls, tool calls, tokens by kind and cost of one run."""
+    usage = result.usage
+    estimated = " (estimated)" if usage.estimated else ""
+    table = Table(title=f"usage{estimated}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("amount", justify="right")
+    rows = [
+        ("model calls", f"{usage.model_calls:,}"),
+        ("tool calls", f"{usage.tool_calls:,}"),
+        ("input tokens", f"{usage.input_tokens:,}"),
+        ("  of which cache read", f"{usage.cache_read_tokens:,}"),
+        ("  of which cache write", f"{usage.cache_write_tokens:,}"),
+        ("  of which framework prompt", f"~{result.framework_prompt_tokens:,}"),
+        ("output tokens", f"{usage.output_tokens:,}"),
+        ("  of which reasoning", f"{usage.reasoning_tokens:,}"),
+        ("cost", money(result.cost_usd)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _delivered(result: RunResult) -> Table | Text:
+    if not result.outcomes:
+        return Text("delivered: nothing", style="dim")
+    title = "would deliver (dry run)" if result.dry_run else "delivered"
+    table = Table(title=title, title_justify="left")
+    table.add_column("kind")
+    table.add_column("reference", overflow="fold")
+    table.add_column("link", overflow="fold")
+    for outcome in result.outcomes:
+        table.add_row(outcome.kind, outcome.reference, outcome.url or "")
+    return table
+
+
+def render_result(console: Console, result: RunResult) -> None:
+    """Print a run's answer, deliveries, refusals, usage and ledger entry."""
+    if result.answer:
+        console.print(Panel(Text(result.answer), title=f"{result.agent}: answer", expand=False))
+    console.print(_delivered(result))
+    for refusal in result.refusals:
+        console.print(f"[yellow]refused[/] {refusal.action}: {refusal.reason}", highlight=False)
+    console.print(usage_table(result))
+    style = _STATUS_STYLE.get(result.status, "red")
+    line = Text.assemble(
+        ("status ", "bold"),
+        (result.status, style),
+        f"  run {result.run_id}",
+        f"  {result.seconds:.1f}s",
+    )
+    parts: list = [line]
+    if result.error:
+        parts.append(Text(f"reason: {result.error}", style=style))
+    for note in result.notes:
+        parts.append(Text(note, style="yellow"))
+    console.print(Group(*parts))
