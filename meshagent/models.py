@@ -190,7 +190,7 @@ _NOT_ITEMS = r"(?!\s*(?:words?|characters?|chars|tokens?|minutes?|hours?|days?|w
 _LIMIT_HINTS = [
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
-        r"\b" + _NUMBER + r"[- ]line",
+        r"\b" + _NUMBER + r"[- ]line(?!s?\s+(?:per|for each|each|about)\b)",
         r"\b(?:at most|no more than|up to|maximum of|max(?:imum)?|top|limit(?: it)?(?: to)?)\s+"
         + _NUMBER
         + r"\b"
@@ -291,8 +291,8 @@ class _Issue:
     def blocked(self) -> bool:
         return not self.done and (
             "block" in self.status.lower()
-            or any(label.lower() in ("blocked", "blocker") for label in self.labels)
-            or self.priority.lower() in ("blocker", "highest")
+            or any(_BLOCKED_WORD.search(label.replace("-", " ")) for label in self.labels)
+            or self.priority.lower() == "blocker"
             or bool(_BLOCKED_WORD.search(self.summary))
         )
 

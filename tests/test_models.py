@@ -459,3 +459,21 @@ def test_resolve_missing_provider_package_gives_the_install_command():
 def test_resolve_refuses_strings_not_of_the_provider_model_form(model):
     with pytest.raises(ConfigError, match="not a model string|built-in model"):
         resolve_model(model)
+
+
+def test_one_line_per_item_is_a_format_not_a_limit():
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    issues = [
+        {"key": f"PAY-{n}", "summary": f"Task {n}", "status": "To Do"} for n in range(1, 7)
+    ]
+    context = json.dumps({"jira.search": {"issues": issues}})
+    model = OfflineChatModel()
+    per_issue = model.invoke(
+        [SystemMessage("One line per issue with its assignee."), HumanMessage(context)]
+    )
+    capped = model.invoke(
+        [SystemMessage("One line per issue; at most 4 lines."), HumanMessage(context)]
+    )
+    assert all(f"PAY-{n} " in per_issue.content for n in range(1, 7))
+    assert "PAY-5 " not in capped.content and "… and 2 more" in capped.content

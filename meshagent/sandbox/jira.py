@@ -664,6 +664,9 @@ class _Parser:
         raise AssertionError("unreachable")
 
     def value_list(self) -> list[_Operand]:
+        following = self.tokens[min(self.i + 1, len(self.tokens) - 1)]
+        if self.tok.kind == "word" and following.kind == "lp":
+            return [self.operand()]  # a function giving a list, e.g. membersOf(devs)
         if self.tok.kind != "lp":
             self.fail("Expecting '('")
         self.take()
