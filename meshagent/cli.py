@@ -329,3 +329,19 @@ def run(
 
     render_result(out, result)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    user: Annotated[
+        str | None,
+        typer.Option(help="Local single-user mode: view the ledger as this person (default $USER)."),
+    ] = None,
+) -> None:
+    """Serve the ledger dashboard on this machine (cost against value, by team and agent)."""
+    from meshagent.dashboard.cli import serve_dashboard
+
+    serve_dashboard(_config(ctx), host=host, port=port, user=user or os.environ.get("USER"))

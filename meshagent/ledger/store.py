@@ -321,6 +321,13 @@ class Ledger:
         found = self.read(lambda c: c.execute(query).all(), what="read outcomes")
         return [Outcome(kind, ref, url) for kind, ref, url in found]
 
+    def run_of_outcome(self, ref: str, kind: str | None = None) -> str | None:
+        """The run that produced the outcome ``ref`` (e.g. a Slack ``channel:ts``), or None."""
+        query = select(outcomes_table.c.run_id).where(outcomes_table.c.ref == ref)
+        if kind is not None:
+            query = query.where(outcomes_table.c.kind == kind)
+        return self.read(lambda c: c.execute(query.limit(1)).scalar(), what="find a run")
+
     def entry(self, run_id: str) -> dict[str, Any] | None:
         """The entry of a run as a mapping of its columns, or None."""
         query = select(entries).where(entries.c.run_id == run_id)
