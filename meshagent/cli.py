@@ -338,7 +338,7 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     user: Annotated[
         str | None,
-        typer.Option(help="Local single-user mode: view the ledger as this person (default $USER)."),
+        typer.Option(help="Local single-user mode: view the ledger as this person ($USER)."),
     ] = None,
 ) -> None:
     """Serve the ledger dashboard on this machine (cost against value, by team and agent)."""
