@@ -345,3 +345,70 @@ def dashboard(
     from meshagent.dashboard.cli import serve_dashboard
 
     serve_dashboard(_config(ctx), host=host, port=port, user=user or os.environ.get("USER"))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of /healthz, /metrics, Slack, dashboard.")] = 8000,
+    agents: Annotated[
+        Path | None, typer.Option("--agents", help="Agents directory (default: agents_dir).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the agents and the ledger, then exit.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the scheduled fleet, the Slack endpoint and the dashboard in one process."""
+    import logging
+
+    config = _config(ctx)
+    agents_dir = (agents or config.agents_dir).absolute()
+    result = scan_agents([agents_dir], value_tags=config.value_tags)
+    if check:
+        if result.issues:
+            _report(SpecError(result.issues), result.files)
+            raise typer.Exit(1)
+        try:
+            from meshagent.ledger.store import Ledger
+
+            Ledger.open(config.ledger_url).close()
+        except MeshAgentError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        scheduled = sum(
+            1 for spec in result.agents for t in spec.triggers if not hasattr(t, "slash")
+        )
+        out.print(
+            f"[green]ok[/green]: {len(result.agents)} agents, {scheduled} scheduled triggers, "
+            "ledger reachable"
+        )
+        return
+    import uvicorn
+
+    from meshagent.runtime import Runtime
+    from meshagent.server import create_app, single_replica_lock
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        lock = single_replica_lock(config.ledger_url)
+        runtime = Runtime(config)
+        application = create_app(config, runtime=runtime, agents_dir=agents_dir)
+    except MeshAgentError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    for issue in result.issues:
+        err.print(f"[yellow]skipped[/yellow] {issue}", highlight=False, soft_wrap=True)
+    err.print(f"serving {len(result.agents)} agents on http://{host}:{port} (Ctrl-C stops)")
+    server = uvicorn.Server(
+        uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on")
+    )
+    try:
+        server.run()
+    finally:
+        runtime.ledger.close()
+        if lock is not None:
+            lock.close()

@@ -107,6 +107,21 @@ class PrivacySettings(_Settings):
     """People (emails or Slack user ids) who see every row, including other people's."""
 
 
+class ServeSettings(_Settings):
+    """`[serve]`: how `meshagent serve` runs the scheduled fleet."""
+
+    misfire_grace_seconds: _PositiveFloat = 300.0
+    """A fire that starts later than this is recorded as missed instead of run."""
+    shutdown_timeout_seconds: _PositiveFloat = 30.0
+    """On SIGTERM, running tasks get this long to finish before they are interrupted."""
+    claim_lease_seconds: _PositiveFloat = 60.0
+    """With several replicas: a claim not renewed for this long belongs to a dead replica."""
+    reload_seconds: _PositiveFloat = 1.0
+    """How often the agents directory is checked for added, changed and removed files."""
+    backoff_after_failures: _PositiveInt = 3
+    """An agent whose last N runs failed waits before its next run (doubling, up to an hour)."""
+
+
 class FlagSettings(_Settings):
     """`[flags]`: the thresholds of the tokenmaxxing flags."""
 
@@ -204,6 +219,8 @@ class Config(_Settings):
     """Thresholds of the tokenmaxxing flags."""
     prices: dict[_ModelKey, PriceOverride] = Field(default_factory=dict)
     """_Price overrides by "provider:model", for internal gateways and negotiated prices."""
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    """How `meshagent serve` runs the scheduled fleet."""
     slack: SlackSettings = Field(default_factory=SlackSettings)
     """Names of the environment variables of the Slack app."""
     jira: JiraSettings = Field(default_factory=JiraSettings)

@@ -319,7 +319,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_interval(text: str) -> timedelta:
-    """'15m', '2h', '1d', '1h30m' -> timedelta; at least one minute."""
+    """'15m', '2h', '1d', '1h30m', '10s' -> timedelta; at least one second."""
     compact = str(text).strip().lower()
     if not compact or _INTERVAL.sub("", compact).strip():
         raise ValueError(
@@ -329,8 +329,8 @@ def parse_interval(text: str) -> timedelta:
     total = timedelta()
     for number, unit in _INTERVAL.findall(compact):
         total += timedelta(**{_UNITS[unit]: int(number)})
-    if total < timedelta(minutes=1):
-        raise ValueError(f"{text!r} is too short: an interval must be at least 1 minute")
+    if total < timedelta(seconds=1):
+        raise ValueError(f"{text!r} is too short: an interval must be at least 1 second")
     return total
 
 

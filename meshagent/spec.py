@@ -171,7 +171,7 @@ class ScheduleTrigger(StrictModel):
 
 class EveryTrigger(StrictModel):
     every: str
-    """Run at a fixed interval: '15m', '2h', '1d' (at least 1 minute)."""
+    """Run at a fixed interval: '15m', '2h', '1d', '30s' (at least 1 second)."""
     jitter: int | None = Field(default=None, ge=0, le=3600)
     """Up to this many seconds of random delay per fire."""
 

@@ -172,7 +172,7 @@ TEN_MISTAKES = {
     "bad-name.yaml": ("name: status-digest", "name: Status_Digest"),
     "bad-cron.yaml": ('"0 9 * * MON-FRI"', '"0 9 * * MON-FRY"'),
     "bad-zone.yaml": ("timezone: Europe/Berlin", "timezone: Mars/Olympus"),
-    "bad-every.yaml": ("every: 2h", "every: 10s"),
+    "bad-every.yaml": ("every: 2h", "every: 0m"),
     "bad-action.yaml": ("  - http.get: {url: ", "  - http.fetch: {url: "),
     "bad-grant.yaml": ('{url_prefixes: ["https://status.example.com/api/"]}', "{url_prefixes: 7}"),
     "bad-tag.yaml": ("tag: toil-reduction", "tag: vanity"),

@@ -31,7 +31,7 @@ from meshagent.exceptions import ConfigError
 SETTINGS = ", ".join(
     ["agents_dir", "ledger_url", "default_model", "value_tags", "timeout_seconds"]
     + ["max_concurrent_model_calls"]
-    + ["privacy", "flags", "prices", "slack", "jira", "connectors"]
+    + ["privacy", "flags", "prices", "serve", "slack", "jira", "connectors"]
 )
 
 
@@ -237,6 +237,11 @@ ENV_CASES = {
     "MESHAGENT_TIMEOUT_SECONDS": ("12.5", ("timeout_seconds",), 12.5),
     "MESHAGENT_MAX_CONCURRENT_MODEL_CALLS": ("8", ("max_concurrent_model_calls",), 8),
     "MESHAGENT_PRIVACY__MIN_GROUP_SIZE": ("2", ("privacy", "min_group_size"), 2),
+    "MESHAGENT_SERVE__MISFIRE_GRACE_SECONDS": ("5", ("serve", "misfire_grace_seconds"), 5.0),
+    "MESHAGENT_SERVE__SHUTDOWN_TIMEOUT_SECONDS": ("2", ("serve", "shutdown_timeout_seconds"), 2.0),
+    "MESHAGENT_SERVE__CLAIM_LEASE_SECONDS": ("3", ("serve", "claim_lease_seconds"), 3.0),
+    "MESHAGENT_SERVE__RELOAD_SECONDS": ("0.5", ("serve", "reload_seconds"), 0.5),
+    "MESHAGENT_SERVE__BACKOFF_AFTER_FAILURES": ("2", ("serve", "backoff_after_failures"), 2),
     "MESHAGENT_PRIVACY__ADMINS": ("a@x.com,U1", ("privacy", "admins"), ("a@x.com", "U1")),
     "MESHAGENT_FLAGS__NO_OUTCOME_MIN_RUNS": ("4", ("flags", "no_outcome_min_runs"), 4),
     "MESHAGENT_FLAGS__UNCHANGED_RERUN_MIN": ("5", ("flags", "unchanged_rerun_min"), 5),
@@ -335,7 +340,8 @@ def test_unknown_variables_are_refused_with_a_suggestion(tmp_path):
         "MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
         "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
         "MESHAGENT_FLAGS__<KEY>, "
-        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SLACK__<KEY>"
+        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SERVE__<KEY>, "
+        "MESHAGENT_SLACK__<KEY>"
     )
     env_error(
         tmp_path,
@@ -432,7 +438,7 @@ def test_environment_errors_come_after_the_file_errors(tmp_path):
         "(valid: MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
         "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
         "MESHAGENT_FLAGS__<KEY>, "
-        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SLACK__<KEY>)\n"
+        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SERVE__<KEY>, MESHAGENT_SLACK__<KEY>)\n"
         "MESHAGENT_PRIVACY__MIN_GROUP_SIZE: expected an integer >= 1, got 'x'",
         MESHAGENT_PRIVACY__MIN_GROUP_SIZE="x",
         MESHAGENT_LEDGER_UR="y",

@@ -315,8 +315,8 @@ def test_intervals(text, expected):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("30s", "'30s' is too short: an interval must be at least 1 minute"),
-        ("0m", "'0m' is too short: an interval must be at least 1 minute"),
+        ("0s", "'0s' is too short: an interval must be at least 1 second"),
+        ("0m", "'0m' is too short: an interval must be at least 1 second"),
         ("15", "'15' is not an interval: use a number and a unit s, m, h, d or w"),
         ("soon", "'soon' is not an interval"),
         ("", "'' is not an interval"),

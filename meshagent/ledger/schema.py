@@ -153,6 +153,19 @@ events = Table(
     Index("ix_ledger_events_run_id", "run_id"),
 )
 
+claims = Table(
+    "ledger_claims",
+    metadata,
+    Column("agent", String(200), primary_key=True),
+    Column("fire_time", UTCDateTime(), primary_key=True),
+    Column("replica", String(200), nullable=False),
+    Column("run_id", String(36), nullable=False),
+    Column("claimed_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime(), nullable=False),
+    Column("done", Boolean, nullable=False),
+    Index("ix_ledger_claims_open", "done", "lease_until"),
+)
+
 chain = Table(
     "ledger_chain",
     metadata,

@@ -130,8 +130,58 @@ class Ledger:
 
         With an `idempotency_key` already recorded, returns that entry's run id instead.
         """
+        values = self.entry_values(
+            agent,
+            version=version,
+            owner=owner,
+            team=team,
+            value_tag=value_tag,
+            minutes_saved=minutes_saved,
+            trigger_kind=trigger_kind,
+            triggered_by=triggered_by,
+            scheduled_for=scheduled_for,
+            started_at=started_at,
+            provider=provider,
+            model_requested=model_requested,
+            input_hash=input_hash,
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+        )
+        run_id = values["run_id"]
+
+        def work(connection: Connection) -> str:
+            match = entries.c.run_id == run_id
+            if idempotency_key is not None:
+                match = or_(match, entries.c.idempotency_key == idempotency_key)
+            found = connection.execute(select(entries.c.run_id).where(match)).scalar()
+            if found is None:
+                connection.execute(entries.insert().values(values))
+            return found or run_id
+
+        return self.transact(work, what="open a run")
+
+    @staticmethod
+    def entry_values(
+        agent: str,
+        *,
+        version: str | None = None,
+        owner: str | None = None,
+        team: str | None = None,
+        value_tag: str | None = None,
+        minutes_saved: Decimal | float | int | None = None,
+        trigger_kind: str = "api",
+        triggered_by: str | None = None,
+        scheduled_for: datetime | None = None,
+        started_at: datetime | None = None,
+        provider: str | None = None,
+        model_requested: str | None = None,
+        input_hash: str | None = None,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """The columns of a new running entry (for open_run, and for claims that open one)."""
         run_id = run_id or str(uuid.uuid4())
-        values = {
+        return {
             "run_id": run_id,
             "idempotency_key": idempotency_key,
             "process": rows.process_id(),
@@ -151,17 +201,6 @@ class Ledger:
             "input_hash": input_hash,
             **rows.RunningTotals().columns(),
         }
-
-        def work(connection: Connection) -> str:
-            match = entries.c.run_id == run_id
-            if idempotency_key is not None:
-                match = or_(match, entries.c.idempotency_key == idempotency_key)
-            found = connection.execute(select(entries.c.run_id).where(match)).scalar()
-            if found is None:
-                connection.execute(entries.insert().values(values))
-            return found or run_id
-
-        return self.transact(work, what="open a run")
 
     def record_usage(
         self,
@@ -320,6 +359,25 @@ class Ledger:
         )
         found = self.read(lambda c: c.execute(query).all(), what="read outcomes")
         return [Outcome(kind, ref, url) for kind, ref, url in found]
+
+    def recent_statuses(
+        self, agent: str, *, limit: int = 10, exclude: str | None = None
+    ) -> list[tuple[str, datetime | None]]:
+        """(status, finished_at) of ``agent``'s latest closed entries, newest first."""
+        query = (
+            select(entries.c.status, entries.c.finished_at)
+            .where(entries.c.agent == agent, entries.c.status != "running")
+            .order_by(entries.c.started_at.desc(), entries.c.id.desc())
+            .limit(limit)
+        )
+        if exclude is not None:
+            query = query.where(entries.c.run_id != exclude)
+        return [tuple(row) for row in self.read(lambda c: c.execute(query).all())]
+
+    def last_scheduled_for(self, agent: str) -> datetime | None:
+        """The latest scheduled fire time ``agent`` has an entry for."""
+        query = select(func.max(entries.c.scheduled_for)).where(entries.c.agent == agent)
+        return self.read(lambda c: c.execute(query).scalar(), what="read the last fire")
 
     def run_of_outcome(self, ref: str, kind: str | None = None) -> str | None:
         """The run that produced the outcome ``ref`` (e.g. a Slack ``channel:ts``), or None."""

@@ -32,5 +32,5 @@ def test_public_names():
 
 
 def test_migrate_function(sqlite_url):
-    assert ledger.migrate(sqlite_url) == (None, "0002")
-    assert ledger.migrate(sqlite_url) == ("0002", "0002")
+    assert ledger.migrate(sqlite_url) == (None, "0003")
+    assert ledger.migrate(sqlite_url) == ("0003", "0003")

@@ -1,0 +1,426 @@
+"""The scheduled fleet: every enabled agent's schedule and interval triggers, run by APScheduler.
+
+Job ids come from the agent's name and the trigger's position (``standup-digest#0``), so a
+reload replaces jobs instead of adding more. Triggers carry no jitter of APScheduler's: a fire's
+scheduled time is its identity (the key of its claim and entry), and the agent's jitter is a
+delay applied after the claim. Interval triggers are anchored at a fixed instant, so every
+replica computes the same fire times.
+
+Each fire is claimed in the ledger (``meshagent.ledger.claims``): with PostgreSQL, several
+replicas share the fleet and exactly one runs each fire. A fire that starts later than the grace
+time, one that finds the agent still running, and one skipped while a failing agent backs off,
+are recorded as ``missed``: expected, but did not run. Nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from meshagent.config import Config
+from meshagent.ledger import claims
+from meshagent.loader import scan_agents
+from meshagent.runtime import Runtime
+from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger
+
+__all__ = ["ANCHOR", "Fleet", "FleetStats", "job_id"]
+
+log = logging.getLogger(__name__)
+
+#: Interval triggers count from here, so replicas started at different times agree.
+ANCHOR = datetime(2024, 1, 1, tzinfo=UTC)
+_MAX_BACKOFF = timedelta(hours=1)
+
+
+def job_id(agent: str, index: int) -> str:
+    return f"{agent}#{index}"
+
+
+def _trigger(spec: Any) -> Any:
+    if isinstance(spec, ScheduleTrigger):
+        return spec.cron.trigger(spec.timezone)
+    return IntervalTrigger(seconds=spec.interval.total_seconds(), start_date=ANCHOR, timezone=UTC)
+
+
+@dataclass
+class FleetStats:
+    """Counters for /metrics: what this replica ran, spent and claimed."""
+
+    runs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (agent, status)
+    tokens: Counter[tuple[str, str]] = field(default_factory=Counter)  # (agent, kind)
+    cost: dict[str, Decimal] = field(default_factory=dict)
+    claims_won: int = 0
+    claims_lost: int = 0
+    lag_seconds_last: float = 0.0
+    lag_seconds_sum: float = 0.0
+    lag_count: int = 0
+    reloads: int = 0
+    reload_errors: int = 0
+
+
+class _FleetExecutor(AsyncIOExecutor):
+    """Hands each due job with its scheduled run times to the fleet (APScheduler's executor
+    does not tell the job function when it was scheduled)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__()
+        self.fleet = fleet
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        # The fleet owns the task (not _pending_futures, which shutdown() cancels at once):
+        # on shutdown, running tasks get their time to finish.
+        task = self._eventloop.create_task(self.fleet._fire(job.id, run_times))
+        self.fleet._tasks.add(task)
+
+        def done(_: Any) -> None:
+            self.fleet._tasks.discard(task)
+            self._run_job_success(job.id, [])
+
+        task.add_done_callback(done)
+
+
+class Fleet:
+    """Runs the agents of a directory on their schedules, claims fires, reloads on change."""
+
+    def __init__(
+        self,
+        config: Config,
+        runtime: Runtime,
+        *,
+        agents_dir: Path | None = None,
+        replica: str | None = None,
+        clock: Any = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.serve
+        self.runtime = runtime
+        self.ledger = runtime.ledger
+        self.agents_dir = agents_dir or config.agents_dir
+        self.replica = replica or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = FleetStats()
+        self.specs: dict[str, AgentSpec] = {}
+        self.problems: list[str] = []
+        self._now = clock or (lambda: datetime.now(UTC))
+        self._scheduler: AsyncIOScheduler | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        self._mtimes: dict[Path, float] = {}
+        self._running: set[str] = set()
+        self.started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover dead runs, load the agents, schedule them, record fires missed while down."""
+        await asyncio.to_thread(self.ledger.recover)
+        self.reload(force=True)
+        self._scheduler = AsyncIOScheduler(
+            executors={"default": _FleetExecutor(self)},
+            # APScheduler's max_instances would drop an overlapping fire with only a log line:
+            # the fleet records it as missed instead (see _handle).
+            job_defaults={"coalesce": True, "max_instances": 10_000, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._schedule_all()
+        self._scheduler.start()
+        self.started = True
+        self._background = [
+            asyncio.create_task(self._watch(), name="meshagent-reload"),
+            asyncio.create_task(self._leases(), name="meshagent-leases"),
+        ]
+        await self._catch_up()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop new fires; let running tasks finish up to ``timeout``; then interrupt them."""
+        timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+        pending = list(self._tasks)
+        if pending:
+            log.info("waiting up to %.0fs for %d running tasks", timeout, len(pending))
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+                log.warning("interrupted %d tasks still running at shutdown", len(late))
+        self.started = False
+
+    # -- agents -------------------------------------------------------------------------------
+
+    def reload(self, *, force: bool = False) -> bool:
+        """Rescan the agents directory when a file changed; keep the last good version of a file
+        that no longer loads. Returns True when the fleet changed."""
+        files = sorted(self.agents_dir.glob("*.y*ml")) if self.agents_dir.is_dir() else []
+        mtimes = {}
+        for path in files:
+            try:
+                mtimes[path] = path.stat().st_mtime_ns
+            except OSError:
+                continue
+        if not force and mtimes == self._mtimes:
+            return False
+        self._mtimes = mtimes
+        if mtimes:
+            result = scan_agents(list(mtimes), value_tags=self.config.value_tags)
+            found, issues = result.agents, result.issues
+        else:
+            found, issues = [], []
+            log.warning("no agent files in %s", self.agents_dir)
+        loaded = {spec.name: spec for spec in found}
+        bad_files = {Path(issue.file).resolve() for issue in issues}
+        self.problems = [str(issue) for issue in issues]
+        for issue in issues:
+            log.error("agent file error (the last good version keeps running): %s", issue)
+            self.stats.reload_errors += 1
+        for name, old in self.specs.items():  # a broken file keeps its last good agent
+            source = old.source.resolve() if old.source else None
+            if name not in loaded and source in bad_files and source.exists():
+                loaded[name] = old
+        changed = {n for n in loaded if n not in self.specs or
+                   loaded[n].version != self.specs[n].version}  # fmt: skip
+        removed = set(self.specs) - set(loaded)
+        self.specs = loaded
+        if not force:
+            self.stats.reloads += 1
+        if self._scheduler is not None:
+            for name in removed:
+                self._unschedule(name)
+                log.info("agent %s removed", name)
+            for name in changed:
+                self._unschedule(name)
+                self._schedule(loaded[name])
+                log.info("agent %s %s", name, "updated")
+        return bool(changed or removed)
+
+    def _schedule_all(self) -> None:
+        for spec in self.specs.values():
+            self._schedule(spec)
+
+    def _schedule(self, spec: AgentSpec) -> None:
+        assert self._scheduler is not None
+        if not spec.enabled:
+            return
+        for index, trigger in enumerate(spec.triggers):
+            if isinstance(trigger, ScheduleTrigger | EveryTrigger):
+                self._scheduler.add_job(
+                    _noop,
+                    _trigger(trigger),
+                    id=job_id(spec.name, index),
+                    name=f"{spec.name} ({trigger.describe(self._now())})",
+                    replace_existing=True,
+                )
+
+    def _unschedule(self, name: str) -> None:
+        assert self._scheduler is not None
+        for job in self._scheduler.get_jobs():
+            if job.id.rsplit("#", 1)[0] == name:
+                job.remove()
+
+    def jobs(self) -> list[tuple[str, datetime | None]]:
+        """(job id, next fire time) of every scheduled job."""
+        if self._scheduler is None:
+            return []
+        return [(job.id, job.next_run_time) for job in self._scheduler.get_jobs()]
+
+    # -- fires --------------------------------------------------------------------------------
+
+    async def _fire(self, job: str, run_times: list[datetime]) -> None:
+        name, _, index = job.rpartition("#")
+        spec = self.specs.get(name)
+        if spec is None or not run_times:
+            return
+        fire_time = run_times[-1].astimezone(UTC)  # coalesced: one run for all missed fires
+        try:
+            await self._handle(spec, int(index), fire_time, coalesced=len(run_times) - 1)
+        except Exception:  # a failing agent never stops the others
+            log.exception("fire of %s at %s failed", name, fire_time.isoformat())
+
+    async def _handle(
+        self, spec: AgentSpec, index: int, fire_time: datetime, coalesced: int
+    ) -> None:
+        now = self._now()
+        lag = (now - fire_time).total_seconds()
+        self.stats.lag_seconds_last = lag
+        self.stats.lag_seconds_sum += max(lag, 0.0)
+        self.stats.lag_count += 1
+        late = lag > self.settings.misfire_grace_seconds
+        won, run_id, busy = await asyncio.to_thread(self._claim, spec, fire_time)
+        if not won:
+            self.stats.claims_lost += 1
+            return
+        self.stats.claims_won += 1
+        reason = None
+        if late:
+            reason = f"started {lag:.0f}s late, beyond the grace time of " \
+                     f"{self.settings.misfire_grace_seconds:g}s"  # fmt: skip
+        elif busy or spec.name in self._running:
+            reason = "the previous run of this agent was still running"
+        else:
+            reason = await asyncio.to_thread(self._backoff_reason, spec.name, run_id)
+        if reason is not None:
+            await asyncio.to_thread(self._close_missed, spec, run_id, fire_time, reason, coalesced)
+            return
+        trigger = spec.triggers[index]
+        jitter = getattr(trigger, "jitter", None)
+        self._running.add(spec.name)
+        try:
+            if jitter:
+                await asyncio.sleep(random.uniform(0, jitter))
+            result = await self.runtime.run(
+                spec,
+                trigger="schedule",
+                scheduled_for=fire_time,
+                idempotency_key=claims.fire_key(spec.name, fire_time),
+            )
+            self._count(spec.name, result)
+        finally:
+            self._running.discard(spec.name)
+            await asyncio.to_thread(claims.finish, self.ledger, [(spec.name, fire_time)])
+
+    def _claim(self, spec: AgentSpec, fire_time: datetime) -> tuple[bool, str, bool]:
+        model = spec.model or self.config.default_model
+        entry = self.ledger.entry_values(
+            spec.name,
+            version=spec.version,
+            owner=spec.owner,
+            team=spec.team,
+            value_tag=spec.value.tag,
+            minutes_saved=spec.value.minutes_saved,
+            trigger_kind="schedule",
+            scheduled_for=fire_time,
+            provider=model.partition(":")[0],
+            model_requested=model,
+            idempotency_key=claims.fire_key(spec.name, fire_time),
+        )
+        won, busy = claims.claim(
+            self.ledger,
+            agent=spec.name,
+            fire_time=fire_time,
+            replica=self.replica,
+            lease_seconds=self.settings.claim_lease_seconds,
+            entry=entry,
+        )
+        return won, entry["run_id"], busy
+
+    def _close_missed(
+        self, spec: AgentSpec, run_id: str, fire_time: datetime, reason: str, coalesced: int
+    ) -> None:
+        if coalesced:
+            reason += f" ({coalesced} earlier fires coalesced into this one)"
+        log.warning("agent %s missed its fire at %s: %s", spec.name, fire_time.isoformat(), reason)
+        self.ledger.close_run(run_id, "missed", error=reason)
+        claims.finish(self.ledger, [(spec.name, fire_time)])
+        self.stats.runs[(spec.name, "missed")] += 1
+
+    def _backoff_reason(self, agent: str, run_id: str) -> str | None:
+        """Why a crash-looping agent waits, or None: after N failures in a row, wait 1 min,
+        doubling per further failure, up to an hour."""
+        limit = self.settings.backoff_after_failures
+        recent = self.ledger.recent_statuses(agent, limit=limit + 6, exclude=run_id)
+        failures = 0
+        last_failure: datetime | None = None
+        for status, finished in recent:
+            if status == "missed":
+                continue
+            if status != "failed":
+                break
+            failures += 1
+            last_failure = last_failure or finished
+        if failures < limit or last_failure is None:
+            return None
+        wait = min(timedelta(minutes=2 ** (failures - limit)), _MAX_BACKOFF)
+        until = last_failure + wait
+        if self._now() >= until:
+            return None
+        return (
+            f"backing off after {failures} failed runs in a row: next try after "
+            f"{until.isoformat(timespec='seconds')}"
+        )
+
+    async def _catch_up(self) -> None:
+        """Fires due while no replica ran: the latest is run (coalesced) or recorded missed."""
+        now = self._now()
+        for spec in list(self.specs.values()):
+            if not spec.enabled:
+                continue
+            last = await asyncio.to_thread(self.ledger.last_scheduled_for, spec.name)
+            if last is None:
+                continue  # never scheduled before: nothing was expected yet
+            for index, trigger in enumerate(spec.triggers):
+                if not isinstance(trigger, ScheduleTrigger | EveryTrigger):
+                    continue
+                due = list(_fires_between(trigger, last, now))
+                if due:
+                    await self._fire(job_id(spec.name, index), due)
+
+    def _count(self, agent: str, result: Any) -> None:
+        self.stats.runs[(agent, result.status)] += 1
+        usage = result.usage
+        for kind in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
+                     "output_tokens", "reasoning_tokens"):  # fmt: skip
+            self.stats.tokens[(agent, kind.removesuffix("_tokens"))] += getattr(usage, kind)
+        if result.cost_usd is not None:
+            self.stats.cost[agent] = self.stats.cost.get(agent, Decimal(0)) + result.cost_usd
+
+    # -- background loops -----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_seconds)
+            try:
+                await asyncio.to_thread(self._reload_files)
+            except Exception:
+                log.exception("reloading the agents failed; the last good fleet keeps running")
+
+    def _reload_files(self) -> None:
+        if self.reload() and self._scheduler is not None:
+            log.info("fleet reloaded: %d agents", len(self.specs))
+
+    async def _leases(self) -> None:
+        period = max(0.2, self.settings.claim_lease_seconds / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(claims.renew, self.ledger, self.replica,
+                                        self.settings.claim_lease_seconds)  # fmt: skip
+                for run_id in await asyncio.to_thread(claims.expire, self.ledger):
+                    log.warning("run %s interrupted: its replica stopped", run_id)
+            except Exception:
+                log.exception("renewing claims failed; retrying")
+
+
+async def _noop() -> None:  # jobs are run by _FleetExecutor, never called
+    return None
+
+
+def _fires_between(trigger: Any, after: datetime, until: datetime) -> Iterable[datetime]:
+    """Fire times in (after, until], at most 10,000 (the oldest are dropped: coalesced)."""
+    aps = _trigger(trigger)
+    fires: list[datetime] = []
+    fire = aps.get_next_fire_time(None, after + timedelta(microseconds=1))
+    while fire is not None and fire <= until:
+        fires.append(fire)
+        if len(fires) > 10_000:
+            fires = fires[-1:]
+        fire = aps.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return fires

@@ -1,0 +1,181 @@
+"""`meshagent serve`: one ASGI app with the scheduled fleet, health, metrics, Slack and dashboard.
+
+Routes: ``/healthz`` (the process answers), ``/readyz`` (the scheduler runs and the ledger
+answers), ``/metrics`` (Prometheus text), ``/slack/events`` (when Slack is configured) and
+``/dashboard`` (the ledger dashboard). The fleet starts in the app's lifespan and stops there:
+SIGTERM stops new fires, lets running tasks finish up to the shutdown timeout, then interrupts
+them (their entries are closed as interrupted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route
+
+from meshagent.config import Config
+from meshagent.exceptions import ConfigError
+from meshagent.runtime import Runtime
+from meshagent.scheduler import Fleet
+
+__all__ = ["create_app", "metrics_text", "single_replica_lock"]
+
+log = logging.getLogger(__name__)
+
+
+def single_replica_lock(ledger_url: str) -> Any:
+    """With a SQLite ledger, hold a lock beside the file so that a second replica refuses."""
+    url = make_url(ledger_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(f"{url.database}.serve.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"another meshagent serve ({holder}) already runs the fleet on the SQLite ledger "
+            f"{url.database}; SQLite is for a single replica: for several, set ledger_url to a "
+            "PostgreSQL database (postgresql+psycopg://user@host/db) in meshagent.toml or "
+            "MESHAGENT_LEDGER_URL"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def metrics_text(fleet: Fleet) -> str:
+    """The fleet's counters in the Prometheus text exposition format."""
+    stats = fleet.stats
+    lines = [
+        "# HELP meshagent_runs_total Runs this replica finished, by agent and status.",
+        "# TYPE meshagent_runs_total counter",
+    ]
+    for (agent, status), count in sorted(stats.runs.items()):
+        lines.append(f'meshagent_runs_total{{agent="{_label(agent)}",status="{status}"}} {count}')
+    lines += [
+        "# HELP meshagent_tokens_total Tokens spent by this replica's runs, by agent and kind.",
+        "# TYPE meshagent_tokens_total counter",
+    ]
+    for (agent, kind), count in sorted(stats.tokens.items()):
+        lines.append(f'meshagent_tokens_total{{agent="{_label(agent)}",kind="{kind}"}} {count}')
+    lines += [
+        "# HELP meshagent_cost_usd_total Known cost of this replica's runs in USD, by agent.",
+        "# TYPE meshagent_cost_usd_total counter",
+    ]
+    for agent, cost in sorted(stats.cost.items()):
+        lines.append(f'meshagent_cost_usd_total{{agent="{_label(agent)}"}} {cost}')
+    lines += [
+        "# HELP meshagent_scheduler_lag_seconds How late fires started (last, and sum/count).",
+        "# TYPE meshagent_scheduler_lag_seconds gauge",
+        f"meshagent_scheduler_lag_seconds {stats.lag_seconds_last:.6f}",
+        "# TYPE meshagent_scheduler_lag_seconds_sum counter",
+        f"meshagent_scheduler_lag_seconds_sum {stats.lag_seconds_sum:.6f}",
+        "# TYPE meshagent_scheduler_lag_seconds_count counter",
+        f"meshagent_scheduler_lag_seconds_count {stats.lag_count}",
+        "# HELP meshagent_claims_total Scheduled fires this replica claimed (won) or lost.",
+        "# TYPE meshagent_claims_total counter",
+        f'meshagent_claims_total{{result="won"}} {stats.claims_won}',
+        f'meshagent_claims_total{{result="lost"}} {stats.claims_lost}',
+        "# HELP meshagent_agents Agents loaded, and agent files that do not load.",
+        "# TYPE meshagent_agents gauge",
+        f"meshagent_agents {len(fleet.specs)}",
+        "# TYPE meshagent_agent_file_errors gauge",
+        f"meshagent_agent_file_errors {len(fleet.problems)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def create_app(
+    config: Config,
+    *,
+    runtime: Runtime | None = None,
+    agents_dir: Path | None = None,
+    slack: bool | None = None,
+    dashboard: bool = True,
+) -> Starlette:
+    """The serve app. ``slack=None`` mounts the Slack endpoint when its secrets are set."""
+    runtime = runtime or Runtime(config)
+    fleet = Fleet(config, runtime, agents_dir=agents_dir)
+    routes: list[Any] = [
+        Route("/healthz", lambda request: PlainTextResponse("ok\n")),
+        Route("/readyz", _readyz),
+        Route("/metrics", _metrics),
+    ]
+    slack_app = None
+    env = runtime.env
+    if slack is None:
+        slack = bool(env.get(config.slack.signing_secret_env) and env.get(config.slack.token_env))
+    if slack:
+        from meshagent.slack import SlackApp
+
+        slack_app = SlackApp(config, runtime, lambda: list(fleet.specs.values()), env=env)
+        routes += slack_app.routes()
+    if dashboard:
+        from meshagent.dashboard import create_dashboard
+
+        routes.append(Mount("/dashboard", app=create_dashboard(config, ledger=runtime.ledger)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await fleet.start()
+        log.info("fleet started: %d agents, replica %s", len(fleet.specs), fleet.replica)
+        try:
+            yield
+        finally:
+            await fleet.stop()
+            if slack_app is not None:
+                await slack_app.stop()
+            log.info("fleet stopped")
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.fleet = fleet
+    app.state.runtime = runtime
+    app.state.slack = slack_app
+    return app
+
+
+async def _readyz(request: Request) -> Any:
+    fleet: Fleet = request.app.state.fleet
+    problems = []
+    if not fleet.started:
+        problems.append("the scheduler is not running")
+    try:
+        fleet.ledger.read(lambda c: c.execute(text("SELECT 1")).scalar(), what="ping")
+    except Exception as exc:  # the ledger's own error names the masked URL
+        problems.append(str(exc))
+    body = {
+        "ready": not problems,
+        "agents": len(fleet.specs),
+        "agent_file_errors": fleet.problems,
+        "replica": fleet.replica,
+        "problems": problems,
+    }
+    return JSONResponse(body, status_code=200 if not problems else 503)
+
+
+async def _metrics(request: Request) -> Any:
+    return PlainTextResponse(
+        metrics_text(request.app.state.fleet), media_type="text/plain; version=0.0.4"
+    )

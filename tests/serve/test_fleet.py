@@ -1,0 +1,201 @@
+"""The scheduled fleet in-process: fires, claims, hot reload, misses, backoff and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from meshagent.config import Config
+from meshagent.exceptions import ConfigError
+from meshagent.ledger.schema import claims, entries
+from meshagent.models import ScriptedChatModel
+from meshagent.runtime import Runtime
+from meshagent.scheduler import Fleet
+from meshagent.server import single_replica_lock
+from tests.serve.conftest import write_agent
+
+
+def _fleet(tmp_path, ledger, sandbox=None, chat_model=None, **serve) -> Fleet:
+    agents = tmp_path / "agents"
+    agents.mkdir(exist_ok=True)
+    config = Config(
+        ledger_url=ledger.url, agents_dir=agents, serve={"reload_seconds": 0.1, **serve}
+    )
+    env = sandbox.env() if sandbox is not None else {}
+    runtime = Runtime(
+        config, ledger=ledger, env=env, chat_model=chat_model, retry_base_seconds=0.01
+    )
+    return Fleet(config, runtime)
+
+
+def _rows(ledger, *columns):
+    query = select(*(entries.c[name] for name in columns)).order_by(entries.c.id)
+    return [tuple(row) for row in ledger.read(lambda c: c.execute(query).all())]
+
+
+async def _run_for(fleet: Fleet, seconds: float, during=None) -> None:
+    await fleet.start()
+    try:
+        if during is not None:
+            await during()
+        await asyncio.sleep(seconds)
+    finally:
+        await fleet.stop(timeout=5)
+
+
+def test_every_fire_runs_once_at_its_scheduled_second(tmp_path, ledger):
+    fleet = _fleet(tmp_path, ledger)
+    write_agent(fleet.agents_dir, "tick")
+    write_agent(fleet.agents_dir, "tock", every="2s")
+    asyncio.run(_run_for(fleet, 4.2))
+    rows = _rows(ledger, "agent", "status", "scheduled_for", "trigger_kind")
+    ticks = [r for r in rows if r[0] == "tick"]
+    tocks = [r for r in rows if r[0] == "tock"]
+    assert 3 <= len(ticks) <= 6 and 1 <= len(tocks) <= 3
+    assert all(r[1] == "ok" and r[3] == "schedule" for r in rows)
+    assert all(r[2].microsecond == 0 for r in rows)
+    assert len({r[2] for r in ticks}) == len(ticks)  # one entry per fire
+    assert all(r[2].second % 2 == 0 for r in tocks)  # anchored: every replica agrees
+    assert fleet.stats.claims_won == len(rows) and fleet.stats.claims_lost == 0
+    done = ledger.read(lambda c: c.execute(select(claims.c.done)).scalars().all())
+    assert done and all(done)
+
+
+def test_stable_job_ids_and_hot_reload(tmp_path, ledger):
+    fleet = _fleet(tmp_path, ledger)
+    path = write_agent(fleet.agents_dir, "watcher", every="1h")
+
+    async def scenario():
+        await fleet.start()
+        try:
+            assert [job for job, _ in fleet.jobs()] == ["watcher#0"]
+            write_agent(fleet.agents_dir, "added", every="1h")
+            await _until(lambda: "added#0" in dict(fleet.jobs()))
+            first = fleet.specs["watcher"].version
+            write_agent(fleet.agents_dir, "watcher", body="description: now hourly\n", every="2h")
+            await _until(lambda: fleet.specs["watcher"].version != first)
+            assert [job for job, _ in fleet.jobs()].count("watcher#0") == 1
+            # A broken edit keeps the last good version, and says where the error is.
+            good = fleet.specs["watcher"].version
+            path.write_text(path.read_text() + "contxt: []\n", encoding="utf-8")
+            await _until(lambda: fleet.problems)
+            assert "watcher.yaml:" in fleet.problems[0] and "contxt" in fleet.problems[0]
+            assert fleet.specs["watcher"].version == good and "watcher#0" in dict(fleet.jobs())
+            (fleet.agents_dir / "added.yaml").unlink()
+            await _until(lambda: "added#0" not in dict(fleet.jobs()))
+            assert "added" not in fleet.specs
+        finally:
+            await fleet.stop()
+
+    started = time.monotonic()
+    asyncio.run(scenario())
+    assert time.monotonic() - started < 15
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the fleet did not change within 5 seconds")
+        await asyncio.sleep(0.05)
+
+
+def test_a_fire_later_than_the_grace_time_is_recorded_missed(tmp_path, ledger):
+    fleet = _fleet(tmp_path, ledger, misfire_grace_seconds=1)
+    write_agent(fleet.agents_dir, "late", every="1h")
+
+    async def scenario():
+        await fleet.start()
+        try:
+            late = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+            earlier = late - timedelta(hours=1)
+            await fleet._fire("late#0", [earlier, late])
+        finally:
+            await fleet.stop()
+
+    asyncio.run(scenario())
+    [(status, error, model_calls)] = _rows(ledger, "status", "error", "model_calls")
+    assert status == "missed" and model_calls == 0
+    assert re.search(r"started 3\ds late, beyond the grace time of 1s", error)
+    assert "1 earlier fires coalesced" in error
+
+
+def test_never_two_runs_of_one_agent_at_once(tmp_path, ledger):
+    slow = ScriptedChatModel(responses=["done"] * 10, latency=1.6)
+    fleet = _fleet(tmp_path, ledger, chat_model=slow)
+    write_agent(fleet.agents_dir, "slow", model="scripted")
+    asyncio.run(_run_for(fleet, 3.5))
+    rows = _rows(ledger, "status", "error", "scheduled_for")
+    ran = [r for r in rows if r[0] == "ok"]
+    missed = [r for r in rows if r[0] == "missed"]
+    assert ran and missed
+    assert all(r[1] == "the previous run of this agent was still running" for r in missed)
+    assert len({r[2] for r in rows}) == len(rows)
+
+
+def test_a_crash_looping_agent_backs_off_and_the_others_keep_running(tmp_path, ledger, sandbox):
+    sandbox.jira_faults.fail_next(10_000, status=404)
+    fleet = _fleet(tmp_path, ledger, sandbox=sandbox, backoff_after_failures=2)
+    write_agent(
+        fleet.agents_dir, "broken", body="context:\n  - jira.issue: {key: PAY-1, comments: 0}\n"
+    )
+    write_agent(fleet.agents_dir, "healthy")
+    asyncio.run(_run_for(fleet, 4.5))
+    rows = _rows(ledger, "agent", "status", "error")
+    broken = [r for r in rows if r[0] == "broken"]
+    assert [r[1] for r in broken[:2]] == ["failed", "failed"]
+    assert all(r[1] == "missed" and "backing off after 2 failed runs" in r[2] for r in broken[2:])
+    assert len(broken) >= 3
+    assert sum(1 for r in rows if r[0] == "healthy" and r[1] == "ok") >= 3
+
+
+def test_fires_due_while_down_are_coalesced_into_one_run(tmp_path, ledger):
+    fleet = _fleet(tmp_path, ledger)
+    write_agent(fleet.agents_dir, "hourly", every="1h")
+    then = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    run_id = ledger.open_run("hourly", trigger_kind="schedule", scheduled_for=then)
+    ledger.close_run(run_id, "ok")
+    asyncio.run(_run_for(fleet, 0.3))
+    rows = _rows(ledger, "status", "scheduled_for", "error")
+    assert len(rows) == 2
+    status, fire, error = rows[1]
+    assert fire == then + timedelta(hours=3)  # the latest due fire stands for all three
+    assert status == "missed" and "2 earlier fires coalesced" in error
+
+
+def test_shutdown_waits_then_interrupts(tmp_path, ledger):
+    stuck = ScriptedChatModel(responses=["never"], latency=30)
+    fleet = _fleet(tmp_path, ledger, chat_model=stuck)
+    write_agent(fleet.agents_dir, "stuck", model="scripted")
+
+    async def scenario():
+        await fleet.start()
+        await _until(lambda: fleet._running)
+        started = time.monotonic()
+        await fleet.stop(timeout=0.3)
+        return time.monotonic() - started
+
+    waited = asyncio.run(scenario())
+    assert 0.3 <= waited < 5
+    [(status, error)] = _rows(ledger, "status", "error")
+    assert status == "interrupted" and error == "cancelled while running"
+
+
+def test_a_second_replica_on_sqlite_refuses_with_the_reason(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    first = single_replica_lock(url)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            single_replica_lock(url)
+    finally:
+        first.close()
+    message = str(caught.value)
+    assert f"another meshagent serve (pid {os.getpid()}) already runs the fleet" in message
+    assert "set ledger_url to a PostgreSQL database" in message
+    single_replica_lock(url).close()  # free again once the first one stopped
