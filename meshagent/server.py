@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -132,7 +133,7 @@ def create_app(
 
         slack_app = SlackApp(config, runtime, lambda: list(fleet.specs.values()), env=env)
         routes += slack_app.routes()
-    if dashboard:
+    if dashboard and importlib.util.find_spec("meshagent.dashboard") is not None:
         from meshagent.dashboard import create_dashboard
 
         routes.append(Mount("/dashboard", app=create_dashboard(config, ledger=runtime.ledger)))

@@ -33,8 +33,10 @@ def fire_key(agent: str, fire_time: datetime) -> str:
 
 def _insert_ignoring_conflict(connection: Connection, values: dict[str, Any]) -> bool:
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(claims).values(values).on_conflict_do_nothing()
-    return connection.execute(statement).rowcount == 1
+    statement = (
+        dialect.insert(claims).values(values).on_conflict_do_nothing().returning(claims.c.agent)
+    )
+    return connection.execute(statement).first() is not None  # rowcount is unreliable here
 
 
 def claim(
