@@ -182,7 +182,13 @@ def _flat(value: Any) -> Any:
 def _compact(raw: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     values = raw.get("fields", {})
     item = {"key": raw["key"]}
-    item.update({name: _flat(values.get(name)) for name in fields if name in values})
+    for name in fields:
+        if name not in values:
+            continue
+        value = values.get(name)
+        item[name] = _flat(value)
+        if isinstance(value, dict) and value.get("emailAddress"):  # a person: reachable by DM
+            item[f"{name}_email"] = value["emailAddress"]
     return item
 
 

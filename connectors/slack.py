@@ -60,6 +60,12 @@ class HistoryArgs(ActionArgs):
     replies: bool = Field(default=False, description="Include thread replies.")
 
 
+class ThreadArgs(ActionArgs):
+    channel: str = Field(description="Channel of the thread (#name or id).")
+    ts: str = Field(description="Timestamp of the thread's first message.")
+    limit: int = Field(default=200, ge=1, le=1000, description="At most this many messages.")
+
+
 class UserArgs(ActionArgs):
     user: str = Field(description="A user id (U...) or email address.")
 
@@ -210,6 +216,22 @@ async def _history(context: ActionContext, args: HistoryArgs, grant: Any) -> Act
     return ActionResult(data={"channel": args.channel, "messages": messages})
 
 
+@_guarded("slack.thread", lambda a: f"{a.channel} thread {a.ts}")
+async def _thread(context: ActionContext, args: ThreadArgs, grant: Any) -> ActionResult:
+    client = _client(context, "slack.thread")
+    channel = await _granted_channel(client, args, grant, "slack.thread")
+    messages: list[dict[str, Any]] = []
+    pages = await client.conversations_replies(channel=channel, ts=args.ts, limit=200)
+    async for page in pages:
+        messages += [
+            {"ts": m["ts"], "user": m.get("user"), "text": m.get("text")}
+            for m in page.get("messages", [])
+        ]
+        if len(messages) >= args.limit:
+            break
+    return ActionResult(data={"channel": args.channel, "messages": messages[: args.limit]})
+
+
 @_guarded("slack.user", lambda a: a.user)
 async def _user(context: ActionContext, args: UserArgs, grant: Any) -> ActionResult:
     client = _client(context, "slack.user")
@@ -297,6 +319,15 @@ connector = Connector(
             args=HistoryArgs,
             grant=ChannelGrant,
             handler=_history,
+            scope=_channel_scope,
+        ),
+        _action(
+            "slack.thread",
+            READ,
+            "One thread of a channel: its first message and every reply.",
+            args=ThreadArgs,
+            grant=ChannelGrant,
+            handler=_thread,
             scope=_channel_scope,
         ),
         _action(

@@ -96,6 +96,8 @@ class ActionContext:
     dry_run: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: What the runtime lends to actions that need it: ``ledger``, ``config``, ``now``.
+    services: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: ``handler(context, args, grant)``; the grant is None for a call the agent file fixed

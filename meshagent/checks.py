@@ -62,6 +62,18 @@ def check_agent(
             if isinstance(action, str):
                 problems.append(Problem((section, index), action))
                 continue
+            if use.for_each is not None:
+                names = [c.action for c in spec.context]
+                if section != "deliver":
+                    problems.append(Problem((section, index), "for_each is only for deliver"))
+                elif use.for_each not in names:
+                    problems.append(
+                        Problem(
+                            (section, index),
+                            f"for_each: {use.for_each!r} is not a context action of this agent "
+                            f"(context: {', '.join(names) or 'none'})",
+                        )
+                    )
             model = action.args if holds == "args" else action.grant
             params = dict(use.params)
             if section == "deliver" and action.answer_field and action.answer_field not in params:

@@ -606,12 +606,48 @@ def _describe(value: Any) -> str:
     return _clip(json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":")), 80)
 
 
+def _record_line(record: Mapping[str, Any]) -> str:
+    """One flat record as ``first value: key value, key value`` (a table row in words)."""
+    items = [(k, v) for k, v in record.items() if v not in (None, "", [], {})]
+    if not items:
+        return "(empty)"
+    (_, title), rest = items[0], items[1:]
+    parts = [f"{k.replace('_', ' ')} {_scalar(v)}" for k, v in rest]
+    return _clip(f"{_scalar(title)}: {', '.join(parts)}" if parts else _scalar(title), 160)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {_scalar(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(_scalar(v) for v in value)
+    return str(value)
+
+
+def _flat_records(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, dict) for v in value)
+        and all(not isinstance(x, dict | list) for v in value for x in v.values())
+    )
+
+
 def _other_section(entries: list[tuple[str, Any]], limit: int) -> list[str]:
     names = [key for key, _ in entries if key]
     head = f"Other context: {', '.join(names)}" if names else "Other context:"
-    lines = [
-        f"- {key}: {_describe(value)}" if key else f"- {_describe(value)}" for key, value in entries
-    ]
+    lines = []
+    for key, value in entries:
+        label = f"{key.replace('_', ' ')}" if key else ""
+        if _flat_records(value):  # a table (report rows): one line per row, every column
+            lines.append(f"*{label}*" if label else "*items*")
+            lines += [f"- {_record_line(record)}" for record in value]
+        elif isinstance(value, dict) and value and all(
+            not isinstance(v, dict | list) for v in value.values()
+        ):
+            lines.append(f"- {label}: {_scalar(value)}" if label else f"- {_scalar(value)}")
+        else:
+            lines.append(f"- {label}: {_describe(value)}" if label else f"- {_describe(value)}")
     shown = lines[:limit]
     if len(lines) > limit:
         shown.append(f"… and {len(lines) - limit} more")
@@ -774,6 +810,8 @@ class ScriptedChatModel(_LocalChatModel):
     ``cache_read`` and ``cache_creation``, ``output_tokens`` including ``reasoning``), or an
     exception to raise. Usage not given is estimated. Calls are recorded in ``calls``.
     """
+
+    __test__ = False  # a test double, not a test class
 
     responses: list[Any] = Field(default_factory=list)
     latency: float = Field(default=0.0, ge=0.0)

@@ -55,7 +55,7 @@ __all__ = ["Refusal", "RunResult", "Runtime", "run_agent"]
 log = logging.getLogger(__name__)
 
 TRIGGERS = ("schedule", "slash", "cli", "api")
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\s*\}\}")
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
                     "ServiceUnavailable")  # fmt: skip
@@ -89,6 +89,7 @@ class RunResult:
     input_hash: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    entry: dict[str, Any] | None = None  # the ledger entry, when the caller asked for it
 
     @property
     def ok(self) -> bool:
@@ -177,6 +178,7 @@ class Runtime:
         chat_model: BaseChatModel | None = None,
         retry_base_seconds: float = 0.5,
         retries: int = 3,
+        clock: Any = None,
     ) -> None:
         import os
 
@@ -192,6 +194,7 @@ class Runtime:
         self.env = env if env is not None else os.environ
         self.chat_model = chat_model
         self.pricer = Pricer(self.config.prices)
+        self.now = clock or (lambda: datetime.now(UTC))
         self.retry_base_seconds = retry_base_seconds
         self.retries = retries
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -229,12 +232,17 @@ class Runtime:
             trigger_kind=trigger,
             triggered_by=triggered_by,
             scheduled_for=scheduled_for,
+            started_at=self.now(),
             provider=provider,
             model_requested=model_name,
             idempotency_key=idempotency_key,
         )
         run = _Run(self, spec, run_id, model_name)
-        context = ActionContext(dry_run=dry_run, env=self.env)
+        context = ActionContext(
+            dry_run=dry_run,
+            env=self.env,
+            services={"ledger": self.ledger, "config": self.config, "now": self.now},
+        )
         status, error, input_hash = "ok", None, None
         limit, limit_is_budget = self._time_limit(spec)
         try:
@@ -343,18 +351,26 @@ class Runtime:
             raise RunError("the model returned no answer: nothing to deliver")
         for use in spec.deliver:
             action = self.registry.get(use.action)
-            params = _substitute(use.params, values | {"answer": answer}, spec, use.action)
-            if action.answer_field and action.answer_field not in use.params:
-                params[action.answer_field] = answer
-            result = await action(context, action.args.model_validate(params))
-            run.outcomes.extend(result.outcomes)
+            known = values | {"answer": answer}
+            if use.for_each is None:
+                batches = [known]
+            else:  # once per item of a context result, e.g. each issue of jira.search
+                batches = [known | {"item": item} for item in _items(gathered[use.for_each])]
+            for known_here in batches:
+                params = _substitute(use.params, known_here, spec, use.action, self.now())
+                if params is None:
+                    continue  # an item without the value a parameter needs (no assignee)
+                if action.answer_field and action.answer_field not in use.params:
+                    params[action.answer_field] = answer
+                result = await action(context, action.args.model_validate(params))
+                run.outcomes.extend(result.outcomes)
         return input_hash
 
     def _check_daily_budget(self, run: _Run) -> None:
         limit = run.spec.budget.max_usd_per_day
         if limit is None:
             return
-        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
         spent = self.ledger.spent_since(run.spec.name, day)
         if spent >= limit:
             raise _Stop(
@@ -367,7 +383,7 @@ class Runtime:
         gathered: dict[str, Any] = {}
         for use in spec.context:
             action = self.registry.get(use.action)
-            params = _substitute(use.params, values, spec, use.action)
+            params = _substitute(use.params, values, spec, use.action, self.now())
             result = await action(context, action.args.model_validate(params))
             key = use.action
             n = 2
@@ -464,6 +480,7 @@ class Runtime:
             error=error[:2000] if error else None,
             outcomes=produced,
             input_hash=input_hash,
+            finished_at=self.now(),
         )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -630,23 +647,48 @@ def _hash(version: str, gathered: dict[str, Any], values: dict[str, Any]) -> str
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _substitute(params: Any, values: dict[str, Any], spec: AgentSpec, action: str) -> Any:
-    """``{{name}}`` in string parameters replaced by input values (and today, now, answer)."""
-    builtins = {"today": datetime.now(UTC).date().isoformat(), "now": datetime.now(UTC).isoformat()}
+class _Empty(Exception):
+    """A for_each item lacks the value a placeholder names."""
+
+
+def _items(data: Any) -> list[Any]:
+    """The items of a context result: its first list (issues, messages), or the list itself."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for value in data.values():
+            if isinstance(value, list):
+                return value
+    return []
+
+
+def _substitute(
+    params: Any, values: dict[str, Any], spec: AgentSpec, action: str, now: datetime
+) -> Any:
+    """``{{name}}`` in string parameters replaced by input values (and today, now, answer,
+    ``item.field`` under for_each); None when an item lacks a value it names."""
+    builtins = {"today": now.date().isoformat(), "now": now.isoformat(timespec="seconds")}
     known = builtins | values
+
+    def lookup(name: str) -> Any:
+        head, _, field_name = name.partition(".")
+        if head not in known or (field_name and not isinstance(known[head], dict)):
+            names = ", ".join(sorted(k for k in known if k != "item"))
+            hint = " (item.<field> needs for_each)" if head == "item" else ""
+            raise RunError(
+                f"agent {spec.name}, {action}: unknown placeholder {{{{{name}}}}}{hint} "
+                f"(known: {names})"
+            )
+        found = known[head].get(field_name) if field_name else known[head]
+        if field_name and found in (None, ""):
+            raise _Empty(name)
+        return found
 
     def one(value: Any) -> Any:
         if isinstance(value, str):
 
             def replace(match: re.Match[str]) -> str:
-                name = match.group(1)
-                if name not in known:
-                    names = ", ".join(sorted(known))
-                    raise RunError(
-                        f"agent {spec.name}, {action}: unknown placeholder {{{{{name}}}}} "
-                        f"(known: {names})"
-                    )
-                found = known[name]
+                found = lookup(match.group(1))
                 return "" if found is None else str(found)
 
             return _PLACEHOLDER.sub(replace, value)
@@ -656,7 +698,10 @@ def _substitute(params: Any, values: dict[str, Any], spec: AgentSpec, action: st
             return [one(v) for v in value]
         return value
 
-    return one(dict(params))
+    try:
+        return one(dict(params))
+    except _Empty:
+        return None
 
 
 def _convert(where: str, name: str, kind: str, raw: Any) -> Any:

@@ -20,7 +20,9 @@ SCHEMA_FILENAME = "meshagent.schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _action_schema(action: Action, holds: str, defs: dict[str, Any]) -> dict[str, Any]:
+def _action_schema(
+    action: Action, holds: str, defs: dict[str, Any], *, for_each: bool = False
+) -> dict[str, Any]:
     model = action.args if holds == "args" else action.grant
     prefix = f"{action.name}.{holds}."
     schema = model.model_json_schema(ref_template="#/$defs/" + prefix + "{model}")
@@ -34,19 +36,31 @@ def _action_schema(action: Action, holds: str, defs: dict[str, Any]) -> dict[str
             del schema["required"]
     kind = "reads" if action.kind == ActionKind.READ else "writes"
     description = f"{action.description} ({kind}; {'arguments' if holds == 'args' else 'grant'})"
+    properties: dict[str, Any] = {action.name: schema}
+    if for_each:
+        properties["for_each"] = {
+            "type": "string",
+            "description": "Run once per item of this context action's result "
+            "({{item.field}} in the parameters).",
+        }
     return {
         "type": "object",
         "description": description,
-        "properties": {action.name: schema},
+        "properties": properties,
         "required": [action.name],
         "additionalProperties": False,
     }
 
 
 def _section(
-    actions: Iterable[Action], holds: str, defs: dict[str, Any], description: str
+    actions: Iterable[Action],
+    holds: str,
+    defs: dict[str, Any],
+    description: str,
+    *,
+    for_each: bool = False,
 ) -> dict[str, Any]:
-    options = [_action_schema(action, holds, defs) for action in actions]
+    options = [_action_schema(action, holds, defs, for_each=for_each) for action in actions]
     return {"type": "array", "description": description, "items": {"anyOf": options}}
 
 
@@ -67,7 +81,9 @@ def agent_schema(
     ):
         chosen = [a for a in actions if a.kind in kinds]
         description = properties[section].get("description", "")
-        properties[section] = _section(chosen, holds, defs, description)
+        properties[section] = _section(
+            chosen, holds, defs, description, for_each=section == "deliver"
+        )
     defs["Value"]["properties"]["tag"]["enum"] = list(value_tags)
     properties["model"]["examples"] = [
         "offline",

@@ -105,6 +105,8 @@ class ActionUse(StrictModel):
     """Dotted action name, e.g. jira.search."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Arguments (context, deliver) or the grant (tools) of the action."""
+    for_each: str | None = None
+    """Deliver only: run once per item of this context action's result (``{{item.key}}``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -112,6 +114,11 @@ class ActionUse(StrictModel):
         if isinstance(data, str):
             return {"action": data, "params": {}}
         if isinstance(data, dict) and "action" not in data:
+            data = dict(data)
+            for_each = data.pop("for_each", None)
+            if for_each is not None and len(data) == 1:
+                ((name, params),) = data.items()
+                return {"action": name, "params": params or {}, "for_each": for_each}
             if len(data) != 1:
                 keys = ", ".join(map(str, data)) or "none"
                 raise _error(
@@ -127,6 +134,8 @@ class ActionUse(StrictModel):
         return data
 
     def to_yaml(self) -> dict[str, Any]:
+        if self.for_each is not None:
+            return {self.action: self.params, "for_each": self.for_each}
         return {self.action: self.params}
 
 

@@ -16,12 +16,3 @@ def _hermetic(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-
-
-@pytest.fixture
-def sandbox():
-    """Local Slack and Jira APIs, freshly seeded with the built-in workspace."""
-    from meshagent.sandbox import Sandbox
-
-    with Sandbox() as box:
-        yield box

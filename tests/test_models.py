@@ -254,9 +254,14 @@ def test_offline_slack_digest_counts_authors_and_puts_incidents_first():
 
 
 def test_offline_lists_unknown_shapes_by_key():
-    text = _ask("Digest.", {"weather": {"temp": 12}, "builds": [{"id": 1}, {"id": 2}]}).content
-    assert "Other context: weather, builds" in text
-    assert '- builds: 2 items, first: {"id":1}' in text
+    builds = [{"name": "api", "status": "green", "minutes": 4}, {"name": "web", "status": "red"}]
+    nested = [{"id": 1, "steps": [1, 2]}]
+    text = _ask("Digest.", {"weather": {"temp": 12}, "builds": builds, "jobs": nested}).content
+    assert "Other context: weather, builds, jobs" in text
+    assert "- weather: temp 12" in text
+    # A table of flat records: one line per row with every column.
+    assert "*builds*\n- api: status green, minutes 4\n- web: status red" in text
+    assert '- jobs: 1 item, first: {"id":1,"steps":[1,2]}' in text
 
 
 def test_offline_finds_json_sections_inside_text():
@@ -412,7 +417,7 @@ def test_scripted_says_when_it_runs_out():
 
 
 def test_scripted_latency_overlaps_across_concurrent_tasks():
-    model = ScriptedChatModel(responses=["a", "b"], latency=0.2)
+    model = ScriptedChatModel(responses=["a", "b"], latency=1.0)
 
     async def both():
         return await asyncio.gather(model.ainvoke("first"), model.ainvoke("second"))
@@ -420,7 +425,8 @@ def test_scripted_latency_overlaps_across_concurrent_tasks():
     start = time.perf_counter()
     answers = asyncio.run(both())
     elapsed = time.perf_counter() - start
-    assert 0.2 <= elapsed < 0.35
+    # Both waited their second at once: one after the other would take two.
+    assert 1.0 <= elapsed < 1.9
     assert [a.content for a in answers] == ["a", "b"]  # popped in the order the tasks ran
 
 
@@ -464,9 +470,7 @@ def test_resolve_refuses_strings_not_of_the_provider_model_form(model):
 def test_one_line_per_item_is_a_format_not_a_limit():
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    issues = [
-        {"key": f"PAY-{n}", "summary": f"Task {n}", "status": "To Do"} for n in range(1, 7)
-    ]
+    issues = [{"key": f"PAY-{n}", "summary": f"Task {n}", "status": "To Do"} for n in range(1, 7)]
     context = json.dumps({"jira.search": {"issues": issues}})
     model = OfflineChatModel()
     per_issue = model.invoke(

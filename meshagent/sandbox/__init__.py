@@ -87,6 +87,8 @@ def _jira_fault(status: int) -> web.Response:
 class Sandbox:
     """Both APIs, seeded, on free ports of 127.0.0.1. Use as a context manager or start/stop."""
 
+    __test__ = False  # a test double, not a test class
+
     def __init__(
         self,
         seed: dict[str, Any] | str | Path | None = None,

@@ -57,6 +57,7 @@ def test_search_returns_only_the_fields_asked_for_flattened(box):
         "summary": "Move card-vault credentials to the new secrets store",
         "status": "Blocked",
         "assignee": "Bob Brown",
+        "assignee_email": "bob@example.com",  # so that a deliver can DM the person
     }
 
 

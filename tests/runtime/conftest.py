@@ -1,4 +1,4 @@
-"""A temporary SQLite ledger, a runtime wired to the sandbox, and agent files from text."""
+"""A runtime wired to the sandbox and ledger (fixtures of meshagent.testing); agents from text."""
 
 from __future__ import annotations
 
@@ -6,19 +6,11 @@ import asyncio
 import textwrap
 from typing import Any
 
-import pytest
-
 from meshagent.config import Config
-from meshagent.ledger.store import Ledger
 from meshagent.loader import parse_agent
 from meshagent.runtime import RunResult, Runtime
 from meshagent.spec import AgentSpec
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as opened:
-        yield opened
+from meshagent.testing import ledger as ledger  # re-exported for conftests importing it
 
 
 def agent(text: str, **env: str) -> AgentSpec:
@@ -26,10 +18,10 @@ def agent(text: str, **env: str) -> AgentSpec:
     return parse_agent(textwrap.dedent(text), filename="agent.yaml", env=env)
 
 
-def make_runtime(sandbox, ledger, chat_model=None, **settings: Any) -> Runtime:
-    config = Config(ledger_url=ledger.url, **settings)
+def make_runtime(sandbox, ledger_, chat_model=None, **settings: Any) -> Runtime:
+    config = Config(ledger_url=ledger_.url, **settings)
     return Runtime(
-        config, ledger=ledger, env=sandbox.env(), chat_model=chat_model, retry_base_seconds=0.01
+        config, ledger=ledger_, env=sandbox.env(), chat_model=chat_model, retry_base_seconds=0.01
     )
 
 

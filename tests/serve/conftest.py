@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
-from tests.runtime.conftest import ledger  # noqa: F401
 
 
 def write_agent(

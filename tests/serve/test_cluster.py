@@ -48,7 +48,9 @@ def _start(url: str, agents, port: int, log) -> subprocess.Popen:
 def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, "a replica exited during start-up"
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"a replica exited during start-up:\n{output}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return

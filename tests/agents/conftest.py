@@ -1,3 +1,0 @@
-"""Example agents are tested with the runtime fixtures."""
-
-from tests.runtime.conftest import ledger  # noqa: F401
