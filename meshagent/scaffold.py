@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 from meshagent.config import Config
@@ -35,7 +36,8 @@ value: {{tag: {tag}, minutes_saved: 10}}
 
 
 def write_agent(config: Config, *, name: str, team: str, owner: str) -> list[Path]:
-    """Write ``agents/NAME.yaml`` (and the schema if the project has none); returns the paths."""
+    """Write ``agents/NAME.yaml``, its starter test ``agents/test_NAME.py`` (and the schema if
+    the project has none); returns the paths."""
     if not SLUG.match(name):
         raise SpecError([SpecIssue("<name>", 0, 0, "name", f"{name!r}: use {SLUG_HINT}")])
     path = config.agents_dir / f"{name}.yaml"
@@ -59,4 +61,10 @@ def write_agent(config: Config, *, name: str, team: str, owner: str) -> list[Pat
         written.append(schema_path)
     config.agents_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    test = config.agents_dir / f"test_{name.replace('-', '_')}.py"
+    if not test.exists():
+        template = resources.files("meshagent").joinpath("templates/test_agent.py.txt")
+        shown = Path(os.path.relpath(test, Path.cwd())).as_posix()
+        test.write_text(template.read_text("utf-8").format(name=name, test=shown), encoding="utf-8")
+        written.insert(0, test)
     return [path, *written]

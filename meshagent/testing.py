@@ -47,6 +47,15 @@ def _local(host: Any) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+def _literal(host: Any) -> bool:
+    text = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _caller() -> str:
     """The first frame outside the networking libraries: the code that tried to connect."""
     skip = ("socket", "ssl", "asyncio", "selectors", "http", "urllib", "requests", "httpx",
@@ -83,7 +92,7 @@ def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         return connect_ex(self, address)
 
     def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _local(host):
+        if not _local(host) and not _literal(host):  # an address literal needs no lookup
             raise _refuse(f"a DNS lookup of {host!r}")
         return getaddrinfo(host, *args, **kwargs)
 

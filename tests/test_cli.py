@@ -229,3 +229,21 @@ def test_ledger_forecast_multiplies_fires_by_median_cost(project, monkeypatch):
     assert cells[4] == f"${Decimal('0.20') * Decimal(str(fires)):.2f}"
     hidden = run("ledger", "--viewer", "eve@example.com", "forecast")
     assert "status-digest" not in hidden.output
+
+
+def test_init_writes_a_starter_test_that_passes(project):
+    import subprocess
+    import sys
+
+    assert run("init", "ops-digest", "--team", "ops").exit_code == 0
+    test = project / "agents" / "test_ops_digest.py"
+    assert 'AGENT = Path(__file__).with_name("ops-digest.yaml")' in test.read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
