@@ -412,3 +412,32 @@ def serve(
         runtime.ledger.close()
         if lock is not None:
             lock.close()
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where the demo keeps its ledger and settings."),
+    ] = None,
+) -> None:
+    """The whole idea in one command: sandbox, example agents, a simulated week, the report."""
+    import platformdirs
+
+    from meshagent.demo import run_demo
+
+    config = _config(ctx)
+    target = directory or Path(platformdirs.user_data_dir("meshagent")) / "demo"
+    out.print(
+        "[bold]MeshAgent demo[/]: local Slack and Jira (the sandbox), the example agents in "
+        f"{_shown(config.agents_dir)}, the offline model, and a ledger of its own."
+    )
+    try:
+        run_demo(config, target.absolute(), console=out)
+    except SpecError as exc:
+        _report(exc, 1)
+        raise typer.Exit(1) from None
+    except MeshAgentError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None

@@ -81,6 +81,8 @@ def _env_name(value: str) -> str:
 
 
 def _model_key(key: str) -> str:
+    if key in ("offline", "scripted"):  # the built-in models, priced to show what-if costs
+        return key
     provider, _, model = key.partition(":")
     if not (provider and model):
         raise ValueError(f"{key!r} is not 'provider:model', such as 'openai:gpt-4.1-mini'")

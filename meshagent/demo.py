@@ -1,0 +1,358 @@
+"""`meshagent demo`: the whole idea in one command, offline, in under a minute.
+
+It starts the sandbox (Slack and Jira with a week of realistic data), runs every example agent
+once, then plays the past week of their schedules on a fast clock, beside one tokenmaxxing agent
+that re-reads the same data every five minutes and delivers nothing. People's reactions are
+simulated on what was delivered. Then it prints the ledger report, the flags and the forecast:
+cost against value, and the runs that bought nothing.
+
+The demo writes to a ledger of its own (never the project's), and prices the offline model like
+a small hosted model so the money columns mean something; both are said on screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from meshagent.config import Config
+from meshagent.ledger.store import Ledger
+from meshagent.loader import parse_agent, scan_agents
+from meshagent.runtime import RunResult, Runtime
+from meshagent.sandbox import Sandbox
+from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger
+
+__all__ = ["DEMO_PRICE", "TOKENMAXXER", "DemoSummary", "run_demo"]
+
+#: The offline model is free; the demo prices it like openai:gpt-4.1-mini (USD per Mtok).
+DEMO_PRICE = {"input_per_mtok": "0.40", "output_per_mtok": "1.60", "cache_read_per_mtok": "0.10"}
+DEMO_VIEWER = "demo-admin"
+
+TOKENMAXXER = """\
+name: everything-watcher
+description: Re-reads every open Payments issue every five minutes "to stay on top of things".
+owner: frank@example.com
+team: growth
+model: offline
+instructions: Summarise every open Payments issue in detail.
+context:
+  - jira.search:
+      jql: "project = PAY AND statusCategory != Done"
+      fields: [summary, status, assignee, priority, updated, duedate, labels, description]
+      limit: 100
+triggers:
+  - every: 5m
+value: {tag: experiment, minutes_saved: 0}
+"""
+
+_INPUTS = {"version": "2026.12"}  # example inputs the demo fills in
+
+
+@dataclass
+class DemoSummary:
+    """What the demo did, for its closing lines and for tests."""
+
+    ledger_url: str
+    agents: list[str]
+    settings: Path | None = None
+    first_runs: list[RunResult] = field(default_factory=list)
+    week_runs: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at or datetime.now(UTC)
+
+
+def write_demo_config(base: Config, directory: Path) -> Path:
+    """The demo's own meshagent.toml: its ledger, the project's agents, a price for offline."""
+    path = directory / "meshagent.toml"
+    tags = ", ".join(f'"{tag}"' for tag in base.value_tags)
+    path.write_text(
+        "# Written by `meshagent demo`: the demo's own ledger and settings, not the project's.\n"
+        f'agents_dir = "{base.agents_dir.as_posix()}"\n'
+        f'ledger_url = "sqlite:///{(directory / "ledger.db").as_posix()}"\n'
+        'default_model = "offline"\n'
+        f"value_tags = [{tags}]\n\n"
+        "[privacy]\n"
+        f'admins = ["{DEMO_VIEWER}"]\n\n'
+        '[prices."offline"]   # the offline model is free: priced like openai:gpt-4.1-mini\n'
+        + "".join(f"{key} = {value}\n" for key, value in DEMO_PRICE.items()),
+        encoding="utf-8",
+    )
+    return path
+
+
+#: Connectors the demo can serve without the network: the sandbox's and the ledger's own.
+OFFLINE_CONNECTORS = ("slack", "jira", "ledger")
+
+
+def load_demo_agents(config: Config, env: dict[str, str]) -> tuple[list[AgentSpec], list[str]]:
+    """The project's agents that work offline, plus the tokenmaxxer; and those left out."""
+    result = scan_agents([config.agents_dir], value_tags=config.value_tags, env=env)
+    result.raise_for_issues()
+    chosen, left_out = [], []
+    for spec in sorted(result.agents, key=lambda s: s.name):
+        uses = [use.action for use in (*spec.context, *spec.tools, *spec.deliver)]
+        if all(name.split(".")[0] in OFFLINE_CONNECTORS for name in uses):
+            chosen.append(spec)
+        else:
+            left_out.append(spec.name)
+    tokenmaxxer = parse_agent(TOKENMAXXER, filename="<demo tokenmaxxer>", env=env,
+                              value_tags=config.value_tags)  # fmt: skip
+    return [*chosen, tokenmaxxer], left_out
+
+
+def _inputs(spec: AgentSpec, box: Sandbox) -> dict[str, Any]:
+    known = dict(_INPUTS)
+    incidents = box.slack.messages.get("C0INCIDENT") or []
+    if incidents:
+        known["thread"] = incidents[0]["ts"]
+    return {
+        name: known[name]
+        for name, declared in spec.inputs.items()
+        if declared.required and declared.default is None and name in known
+    }
+
+
+def _fires(spec: AgentSpec, start: datetime, end: datetime) -> list[datetime]:
+    from meshagent.scheduler import _fires_between
+
+    fires: list[datetime] = []
+    for trigger in spec.triggers:
+        if isinstance(trigger, ScheduleTrigger | EveryTrigger):
+            fires += list(_fires_between(trigger, start, end))
+    return sorted(set(fires))
+
+
+def _week_of_change(box: Sandbox, day: int, rng: random.Random) -> None:
+    """What a day at Example Corp changes: Jira issues move, people talk in Slack."""
+    if day % 2:
+        return  # a quiet day: nothing changed, so skip_if_unchanged saves the next run
+    issues = [key for key in box.jira.issues if key.startswith("PAY-")]
+    key = issues[day % len(issues)]
+    box.jira.issues[key]["summary"] = box.jira.issues[key]["summary"].split(" (day")[0] + (
+        f" (day {day + 1} update)"
+    )
+    channel = box.slack.messages.get("C0PAYMENTS")
+    if channel is not None:
+        channel.append(
+            {
+                "type": "message",
+                "user": rng.choice(["U0ALICE01", "U0BOB0002", "U0DAVE004"]),
+                "text": f"Day {day + 1}: deploy went out, checking the refund numbers.",
+                "ts": f"{datetime.now(UTC).timestamp() - 3600:.6f}",
+            }
+        )
+
+
+def _react(ledger: Ledger, result: RunResult, rng: random.Random) -> None:
+    """People vote on what was delivered; nobody reacts to runs that delivered nothing."""
+    if result.status != "ok" or not [o for o in result.outcomes if not o.planned]:
+        return
+    people = ["alice@example.com", "bob@example.com", "dave@example.com", "erin@example.com"]
+    for person in rng.sample(people, k=rng.randint(1, 3)):
+        vote = 1 if rng.random() < 0.85 else -1
+        ledger.add_feedback(result.run_id, person, vote)
+
+
+async def _play(
+    runtime: Runtime,
+    clock: _Clock,
+    agents: list[AgentSpec],
+    box: Sandbox,
+    summary: DemoSummary,
+    progress: Progress | None,
+    now: datetime,
+) -> None:
+    rng = random.Random(42)
+    start = now - timedelta(days=7)
+    fires = sorted((fire, spec.name) for spec in agents for fire in _fires(spec, start, now))
+    by_name = {spec.name: spec for spec in agents}
+    task = progress.add_task("a week of schedules", total=len(fires)) if progress else None
+    day = -1
+    for fire, name in fires:
+        elapsed_days = int((fire - start).total_seconds() // 86400)
+        if elapsed_days != day:
+            day = elapsed_days
+            _week_of_change(box, day, rng)
+        clock.at = fire + timedelta(seconds=rng.randint(1, 20))
+        spec = by_name[name]
+        result = await runtime.run(
+            spec, trigger="schedule", scheduled_for=fire, inputs=_inputs(spec, box)
+        )
+        summary.week_runs += 1
+        summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
+        _react(runtime.ledger, result, rng)
+        if progress is not None and task is not None:
+            progress.advance(task)
+    clock.at = None
+
+
+async def _first_runs(
+    runtime: Runtime,
+    agents: list[AgentSpec],
+    box: Sandbox,
+    summary: DemoSummary,
+    progress: Progress | None,
+) -> None:
+    rng = random.Random(7)
+    examples = [spec for spec in agents if spec.name != "everything-watcher"]
+    task = progress.add_task("each example agent once", total=len(examples)) if progress else None
+    for spec in examples:
+        result = await runtime.run(spec, trigger="cli", triggered_by="demo",
+                                   inputs=_inputs(spec, box))  # fmt: skip
+        summary.first_runs.append(result)
+        _react(runtime.ledger, result, rng)
+        if progress is not None and task is not None:
+            progress.advance(task)
+
+
+def run_demo(
+    base: Config,
+    directory: Path,
+    *,
+    console: Console | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> DemoSummary:
+    """Run the demo into a fresh ledger and settings under ``directory``; prints as it goes
+    when given a console."""
+    from meshagent.config import load_config
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("ledger.db*"):
+        stale.unlink()
+    settings = write_demo_config(base, directory)
+    # The demo's file says it all: no MESHAGENT_* variable may point it at a real ledger.
+    config = load_config(settings, env={})
+    clock = _Clock()
+    moment = (now or (lambda: datetime.now(UTC)))()
+    with Sandbox() as box, Ledger.open(config.ledger_url) as ledger:
+        env = box.env()
+        agents, left_out = load_demo_agents(config, env)
+        if console is not None and left_out:
+            console.print(
+                f"[dim]Left out (they read the web, which the demo never reaches): "
+                f"{', '.join(left_out)}[/]"
+            )
+        runtime = Runtime(config, ledger=ledger, env=env, clock=clock)
+        summary = DemoSummary(config.ledger_url, [spec.name for spec in agents])
+        summary.settings = settings
+        progress = _progress(console)
+        if progress is not None:
+            with progress:
+                asyncio.run(_first_runs(runtime, agents, box, summary, progress))
+                asyncio.run(_play(runtime, clock, agents, box, summary, progress, moment))
+        else:
+            asyncio.run(_first_runs(runtime, agents, box, summary, None))
+            asyncio.run(_play(runtime, clock, agents, box, summary, None, moment))
+        if console is not None:
+            _print_results(console, ledger, config, agents, box, summary, moment)
+    return summary
+
+
+def _value_table(report: Any, label: str) -> Table:
+    """Cost against value per agent, narrow enough for an 80-column terminal."""
+    from meshagent.ledger.render import money
+
+    table = Table(title=f"Cost against value, {label}", title_justify="left")
+    table.add_column("agent", overflow="fold")
+    table.add_column("runs", justify="right")
+    table.add_column("useful", justify="right")
+    table.add_column("cost", justify="right")
+    table.add_column("min saved", justify="right")
+    table.add_column("votes", justify="right")
+    for row in report.rows:
+        table.add_row(
+            row.group,
+            f"{row.runs:,}",
+            f"{row.runs_with_outcome:,}",
+            money(row.cost_usd),
+            f"{row.minutes_saved:,.0f}",
+            f"+{row.feedback_pos}/-{row.feedback_neg}",
+        )
+    return table
+
+
+def _progress(console: Console | None) -> Progress | None:
+    if console is None:
+        return None
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _print_results(
+    console: Console,
+    ledger: Ledger,
+    config: Config,
+    agents: list[AgentSpec],
+    box: Sandbox,
+    summary: DemoSummary,
+    now: datetime,
+) -> None:
+    from meshagent.ledger import render, reports
+    from meshagent.ledger.flags import flags as find_flags
+    from meshagent.ledger.periods import Period
+
+    period = Period.between((now - timedelta(days=7)).date(), now.date() + timedelta(days=1))
+    console.print()
+    console.print(
+        f"[bold]What the agents did[/]: {len(box.slack.posted)} Slack messages posted, "
+        f"{len(box.jira.comments_added)} Jira comments; {summary.week_runs} scheduled runs in "
+        "the simulated week: "
+        + ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items()))
+    )
+    console.print(
+        "[dim]The offline model costs nothing; the demo prices it like openai:gpt-4.1-mini "
+        "($0.40 in / $1.60 out per million tokens) so the money columns mean something.[/]"
+    )
+    by_agent = reports.summary(ledger, by="agent", period=period, viewer=DEMO_VIEWER,
+                               privacy=config.privacy)  # fmt: skip
+    console.print(_value_table(by_agent, period.label))
+    found = find_flags(ledger, period=period, settings=config.flags, viewer=DEMO_VIEWER,
+                       privacy=config.privacy)  # fmt: skip
+    if found:
+        shown = sorted(found, key=lambda flag: -len(flag.run_ids))[:6]
+        console.print(render.flags_table(shown))
+        if len(found) > len(shown):
+            console.print(f"[dim]… and {len(found) - len(shown)} more flags[/]")
+    fires = {spec.name: spec.fires_per_month(now.date()) for spec in agents}
+    forecast = reports.forecast(ledger, fires, today=now.date(), viewer=DEMO_VIEWER,
+                                privacy=config.privacy)  # fmt: skip
+    if forecast:
+        console.print(render.forecast_table(forecast))
+    waste = [row for row in by_agent.rows if row.runs and not row.runs_with_outcome]
+    if waste:
+        total = sum((row.cost_usd or Decimal(0)) for row in waste)
+        names = ", ".join(row.group for row in waste)
+        console.print(
+            f"[bold yellow]Runs that bought nothing[/]: {names} spent {render.money(total)} "
+            "this week without a single outcome - that is the number to watch, not tokens."
+        )
+    console.print(
+        f"\nThe demo has its own ledger and settings in [bold]{summary.settings.parent}[/]"
+        " (your project's ledger was not touched). Look at it:\n"
+        f"  meshagent --config {summary.settings} dashboard --user {DEMO_VIEWER}\n"
+        f"  meshagent --config {summary.settings} ledger report --by agent "
+        f"--viewer {DEMO_VIEWER}\n"
+        f"  meshagent --config {summary.settings} ledger flags --viewer {DEMO_VIEWER}"
+    )

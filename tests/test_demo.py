@@ -1,0 +1,50 @@
+"""`meshagent demo` end to end: sandbox, example agents, a simulated week, the report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from meshagent.cli import app
+from meshagent.config import load_config
+from meshagent.ledger.flags import flags
+from meshagent.ledger.periods import Period
+from meshagent.ledger.schema import entries
+from meshagent.ledger.store import Ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_plays_a_week_and_shows_what_bought_nothing(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "agents", tmp_path / "agents")
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "mine.db"
+    monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{own}")
+    monkeypatch.setenv("COLUMNS", "80")
+    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Left out (they read the web, which the demo never reaches)" in text
+    assert "a week of schedules" in text and "Cost against value" in text
+    assert "Runs that bought nothing: everything-watcher" in text
+    assert "dashboard --user demo-admin" in text
+    assert not own.exists()  # the user's own ledger is never touched
+
+    config = load_config(tmp_path / "demo" / "meshagent.toml", env={})
+    with Ledger.open(config.ledger_url) as ledger:
+        count = ledger.read(
+            lambda c: dict(c.execute(select(entries.c.status, func.count()).group_by(
+                entries.c.status)).all())
+        )  # fmt: skip
+        found = flags(ledger, period=Period.named("month"), settings=config.flags,
+                      viewer="demo-admin", privacy=config.privacy)  # fmt: skip
+        assert ledger.verify().ok
+    assert count["ok"] > 2000  # every five minutes for a week, and the examples
+    assert count.get("skipped_unchanged", 0) >= 1  # quiet days cost nothing
+    rules = {(flag.rule, flag.subject) for flag in found}
+    assert ("no_outcome", "everything-watcher") in rules
+    assert ("unchanged_rerun", "everything-watcher") in rules
+    assert not any(subject == "standup-digest" and rule == "no_outcome" for rule, subject in rules)
