@@ -402,3 +402,29 @@ def test_a_missing_api_key_is_named_before_the_run_starts(sandbox, ledger):
     with pytest.raises(ConfigError, match="set ANTHROPIC_API_KEY"):
         run(runtime, spec)
     assert _run_ids(ledger) == []
+
+
+class _Counting(ScriptedChatModel):
+    """Records how many calls were in flight at once."""
+
+    async def _agenerate(self, messages, *args, **kwargs):
+        state = self.__dict__.setdefault("_flight", {"now": 0, "max": 0})
+        state["now"] += 1
+        state["max"] = max(state["max"], state["now"])
+        try:
+            return await super()._agenerate(messages, *args, **kwargs)
+        finally:
+            state["now"] -= 1
+
+
+def test_model_calls_per_provider_are_capped(sandbox, ledger):
+    model = _Counting(responses=["ok"] * 6, latency=0.2)
+    spec = agent(STANDUP.replace("model: offline", "model: scripted"))
+    runtime = make_runtime(sandbox, ledger, model, max_concurrent_model_calls=2)
+
+    async def six_at_once():
+        return await asyncio.gather(*(runtime.run(spec) for _ in range(6)))
+
+    results = asyncio.run(six_at_once())
+    assert [r.status for r in results] == ["ok"] * 6
+    assert model.__dict__["_flight"]["max"] == 2
