@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, String, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import chain, rollup, rows
+from meshagent.ledger.engine import executemany
 from meshagent.ledger.records import RunRecord
 from meshagent.ledger.schema import entries, outcomes
 
@@ -26,32 +28,49 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchWriter", "write_records"]
 
+_INSERT_ENTRIES = entries.insert()
+_INSERT_OUTCOMES = outcomes.insert()
+# SQLite allows 32766 variables in a statement: membership is asked this many values at a time.
+_SQLITE_CHUNK = 500
+# PostgreSQL gets the batch's ids as one array: one statement text whatever the batch size.
+_PG_RECORDED = select(entries.c.run_id, entries.c.idempotency_key).where(
+    or_(
+        entries.c.run_id == any_(bindparam("ids", type_=ARRAY(String))),
+        entries.c.idempotency_key == any_(bindparam("keys", type_=ARRAY(String))),
+    )
+)
+
 
 def write_records(ledger: Ledger, records: Sequence[RunRecord]) -> list[str]:
     """Store finished runs as closed, chained entries with their outcomes, in one transaction."""
     for record in records:
         record.run_id = record.run_id or str(uuid.uuid4())
     prepared = [rows.record_row(record, record.run_id or "") for record in records]
+    # Everything that depends on a run alone is worked out before the chain head is locked.
+    facts = [chain.facts_json(row) for row in prepared]
+    produced = [list({(o.kind, o.ref): o for o in record.outcomes}.values()) for record in records]
+    sums = [
+        (
+            rollup.daily_key(row),
+            rollup.entry_sums(row, has_outcome=any(o.delivered for o in made), pos=0, neg=0),
+        )
+        for row, made in zip(prepared, produced, strict=True)
+    ]
     ids = [row["run_id"] for row in prepared]
     keys = [row["idempotency_key"] for row in prepared if row["idempotency_key"]]
 
     def work(connection: Connection) -> None:
         seq, previous = chain.lock_head(connection)
-        match = entries.c.run_id.in_(ids)
-        if keys:
-            match = or_(match, entries.c.idempotency_key.in_(keys))
-        seen = connection.execute(select(entries.c.run_id, entries.c.idempotency_key).where(match))
-        done = {value for pair in seen for value in pair if value}
+        done = _recorded(connection, ids, keys)
         new_rows, new_outcomes, deltas = [], [], {}
-        for record, row in zip(records, prepared, strict=True):
-            if row["run_id"] in done or (row["idempotency_key"] or "") in done:
+        now = rows.now()
+        for at, row in enumerate(prepared):
+            if done and (row["run_id"] in done or (row["idempotency_key"] or "") in done):
                 continue
             seq += 1
-            digest = chain.entry_hash(seq, previous, row)
+            digest = chain.chain_hash(seq, previous, facts[at])
             new_rows.append({**row, "seq": seq, "prev_hash": previous, "entry_hash": digest})
             previous = digest
-            now = rows.now()
-            unique = {(o.kind, o.ref): o for o in record.outcomes}
             new_outcomes += [
                 {
                     "run_id": row["run_id"],
@@ -60,22 +79,55 @@ def write_records(ledger: Ledger, records: Sequence[RunRecord]) -> list[str]:
                     "url": o.url,
                     "created_at": now,
                 }
-                for o in unique.values()
+                for o in produced[at]
             ]
-            delivered = any(o.delivered for o in unique.values())
-            sums = rollup.entry_sums(row, has_outcome=delivered, pos=0, neg=0)
-            rollup.add_delta(deltas, rollup.daily_key(row), sums)
+            rollup.add_delta(deltas, *sums[at])
         if not new_rows:
             return
-        connection.execute(entries.insert(), new_rows)
-        if new_outcomes:
-            connection.execute(outcomes.insert(), new_outcomes)
+        executemany(connection, _INSERT_ENTRIES, new_rows)
+        executemany(connection, _INSERT_OUTCOMES, new_outcomes)
         rollup.apply_deltas(connection, deltas)
         chain.advance_head(connection, seq, previous)
 
     if records:
         ledger.transact(work, what="write a batch of runs")
     return ids
+
+
+def _recorded(connection: Connection, ids: list[str], keys: list[str]) -> set[str]:
+    """The run ids and idempotency keys among `ids` and `keys` that the ledger already holds."""
+    if connection.dialect.name == "postgresql":
+        return _recorded_postgresql(connection, ids, keys)
+    found: set[str] = set()
+    for at in range(0, max(len(ids), len(keys)), _SQLITE_CHUNK):
+        some_ids, some_keys = ids[at : at + _SQLITE_CHUNK], keys[at : at + _SQLITE_CHUNK]
+        match = or_(entries.c.run_id.in_(some_ids), entries.c.idempotency_key.in_(some_keys))
+        query = select(entries.c.run_id, entries.c.idempotency_key).where(match)
+        found.update(value for pair in connection.execute(query) for value in pair if value)
+    return found
+
+
+def _recorded_postgresql(connection: Connection, ids: list[str], keys: list[str]) -> set[str]:
+    """The same on PostgreSQL, planned for this batch's values every time.
+
+    psycopg prepares a statement once it has run five times, and the server may then keep one
+    generic plan for all values. A generic plan cannot hash the array, and one made while the
+    table was small scans every entry comparing it with each id of the batch: the write rate
+    falls as the ledger grows. A plan for the values probes the unique indexes instead.
+    """
+    custom = (connection.dialect.server_version_info or (0,)) >= (12,)  # plan_cache_mode: 12+
+    if custom:
+        before = connection.exec_driver_sql(
+            "SELECT current_setting('plan_cache_mode'), "
+            "set_config('plan_cache_mode', 'force_custom_plan', true)"
+        ).scalar_one()
+    found = connection.execute(_PG_RECORDED, {"ids": ids, "keys": keys})
+    recorded = {value for pair in found for value in pair if value}
+    if custom:
+        connection.exec_driver_sql(
+            "SELECT set_config('plan_cache_mode', %(before)s, true)", {"before": before}
+        )
+    return recorded
 
 
 class BatchWriter:

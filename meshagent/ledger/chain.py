@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,16 @@ from sqlalchemy import Connection, select, update
 from meshagent.ledger.schema import CHAIN_FIELDS, chain, entries
 from meshagent.ledger.types import ExactDecimal, UTCDateTime, utc
 
-__all__ = ["GENESIS", "VerifyResult", "advance_head", "entry_hash", "lock_head", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "VerifyResult",
+    "advance_head",
+    "chain_hash",
+    "entry_hash",
+    "facts_json",
+    "lock_head",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
 
@@ -40,7 +50,9 @@ def _decimal(scale: int) -> Callable[[Any], str | None]:
 
 def _moment(value: Any) -> Any:
     if isinstance(value, datetime):
-        return utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+        if value.tzinfo is not UTC:
+            value = utc(value)
+        return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     return value
 
 
@@ -56,13 +68,38 @@ def _converter(name: str) -> Callable[[Any], Any]:
 
 
 _CONVERTERS = tuple((name, _converter(name)) for name in CHAIN_FIELDS)
+# Only the fields whose values need converting, by position (the rest are hashed as they are).
+_CONVERTED = tuple(
+    (at, convert) for at, (_, convert) in enumerate(_CONVERTERS) if convert is not _as_is
+)
+_FACTS = operator.itemgetter(*CHAIN_FIELDS)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def facts_json(row: Mapping[str, Any]) -> str:
+    """The canonical JSON of an entry's facts (CHAIN_FIELDS, in order), as its hash covers them.
+
+    It depends on the entry alone, so a batch serializes its entries before taking the chain
+    head's lock, and only the hashing waits for the sequence number and the previous hash.
+    """
+    try:
+        facts = list(_FACTS(row))
+    except KeyError:  # a missing fact is hashed as null
+        facts = [row.get(name) for name in CHAIN_FIELDS]
+    for at, convert in _CONVERTED:
+        facts[at] = convert(facts[at])
+    return _JSON.encode(facts)
+
+
+def chain_hash(seq: int, prev_hash: str, facts: str) -> str:
+    """SHA-256 of [seq, prev_hash, facts] in canonical JSON, `facts` given by `facts_json`."""
+    text = f"[{int(seq)},{_JSON.encode(prev_hash)},{facts}]"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def entry_hash(seq: int, prev_hash: str, row: Mapping[str, Any]) -> str:
     """SHA-256 of an entry's facts (CHAIN_FIELDS, in order), its position and the previous hash."""
-    facts = [convert(row.get(name)) for name, convert in _CONVERTERS]
-    text = json.dumps([seq, prev_hash, facts], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return chain_hash(seq, prev_hash, facts_json(row))
 
 
 def lock_head(connection: Connection) -> tuple[int, str]:

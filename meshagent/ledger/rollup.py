@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
+from meshagent.ledger.engine import executemany
 from meshagent.ledger.schema import DAILY_KEYS, DAILY_SUMS, TOKEN_KINDS, daily
 from meshagent.ledger.types import utc
 
@@ -64,18 +66,28 @@ def add_delta(deltas: Deltas, key: DailyKey, sums: Mapping[str, Any]) -> None:
         current[name] = current.get(name, 0) + value
 
 
+def _upsert(dialect_name: str) -> Insert:
+    """INSERT of rollup rows that adds to the row of the same key when there is one."""
+    if dialect_name not in _UPSERTS:
+        insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(daily)
+        _UPSERTS[dialect_name] = insert.on_conflict_do_update(
+            index_elements=list(DAILY_KEYS),
+            set_={name: daily.c[name] + insert.excluded[name] for name in DAILY_SUMS},
+        )
+    return _UPSERTS[dialect_name]
+
+
+_UPSERTS: dict[str, Insert] = {}
+
+
 def apply_deltas(connection: Connection, deltas: Deltas) -> None:
     """Add the pending changes to their rollup rows, creating rows as needed (keys sorted)."""
     if not deltas:
         return
     rows = []
     for key in sorted(deltas):
-        sums = {name: deltas[key].get(name, 0) for name in DAILY_SUMS}
-        rows.append({**dict(zip(DAILY_KEYS, key, strict=True)), **sums})
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(daily)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(DAILY_KEYS),
-        set_={name: daily.c[name] + statement.excluded[name] for name in DAILY_SUMS},
-    )
-    connection.execute(statement, rows)
+        sums = deltas[key]
+        rows.append(
+            {**dict(zip(DAILY_KEYS, key, strict=True)), **{n: sums.get(n, 0) for n in DAILY_SUMS}}
+        )
+    executemany(connection, _upsert(connection.dialect.name), rows)
