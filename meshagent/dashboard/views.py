@@ -1,0 +1,596 @@
+"""What each page shows, as plain data: the HTML pages and the JSON API render the same dicts.
+
+Every function takes the viewer and applies the ledger's privacy rules before returning: folded
+totals for everyone, rows per person only for that person or an admin, runs only for their
+owner, whoever triggered them, and admins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from meshagent.config import Config, PrivacySettings
+from meshagent.dashboard import queries
+from meshagent.dashboard.cache import Answer, Memo, ledger_version
+from meshagent.dashboard.filters import Filters
+from meshagent.ledger.flags import Flag
+from meshagent.ledger.flags import flags as find_flags
+from meshagent.ledger.periods import Period
+from meshagent.ledger.privacy import OTHER
+from meshagent.ledger.reports import ForecastRow, ReportRow, forecast
+from meshagent.ledger.schema import TOKEN_KINDS
+from meshagent.ledger.store import Ledger
+
+__all__ = ["SORTS", "Pages", "Viewer", "jsonable", "row_dict"]
+
+# A page waits this long in all for slow results (flags, forecast, trend), then shows the
+# previous ones (or says they are being computed); the API waits for them.
+PAGE_WAIT = 0.15
+API_WAIT = 120.0
+TREND_WEEKS = 12
+RUNS_PER_PAGE = 50
+RUNS_PER_FLAG = 5
+# Computes the flags as an admin would see them; no header or user can carry a NUL character.
+_EVERYONE = "\x00dashboard"
+SORTS = {
+    "agent": lambda r: r["group"],
+    "runs": lambda r: r["runs"],
+    "cost": lambda r: r["cost_usd"],
+    "outcomes": lambda r: r["runs_with_outcome"],
+    "feedback": lambda r: r["feedback_pos"] - r["feedback_neg"],
+    "value": lambda r: r["minutes_per_dollar"],
+    "flags": lambda r: r["flags"],
+    "forecast": lambda r: r["forecast_usd"],
+}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: a person (from the proxy's header or local mode), or nobody known."""
+
+    name: str | None
+    admin: bool
+    mode: str  # local, header, anonymous
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "admin": self.admin, "mode": self.mode}
+
+
+def row_dict(row: ReportRow) -> dict[str, Any]:
+    """A report row with its derived figures (tokens, minutes per dollar, cost per outcome)."""
+    values = {f.name: getattr(row, f.name) for f in fields(row)}
+    values.update(
+        tokens=row.tokens,
+        minutes_per_dollar=row.minutes_per_dollar,
+        cost_per_outcome=row.cost_per_outcome,
+    )
+    return values
+
+
+def jsonable(value: Any) -> Any:
+    """JSON-ready: exact decimals as strings, dates and times in ISO 8601."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def _status(answer: Answer[Any]) -> dict[str, Any]:
+    state = "fresh" if answer.fresh else ("stale" if answer.value is not None else "pending")
+    return {"state": state, "as_of": answer.as_of}
+
+
+class Budget:
+    """One request's time for slow results, and the ledger version it reads them at."""
+
+    def __init__(self, pages: Pages, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self._pages = pages
+        self._version: tuple[Any, ...] | None = None
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def version(self) -> tuple[Any, ...]:
+        if self._version is None:
+            self._version = self._pages.version()
+        return self._version
+
+    def no_wait(self) -> Budget:
+        """The same ledger version and no time: starts a computation and moves on."""
+        other = Budget(self._pages, 0.0)
+        other._version = self.version
+        return other
+
+
+class Pages:
+    """The data of every page over one ledger, with the slow parts kept in a Memo."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        *,
+        today: Callable[[], date],
+        fires_per_month: Callable[[date], Mapping[str, float]] | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.privacy = config.privacy
+        self.today = today
+        self.memo = Memo()
+        self._fires = fires_per_month or self._scan_fires
+        self._fires_cache: tuple[float, date, Mapping[str, float]] | None = None
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    def version(self) -> tuple[Any, ...]:
+        return self.ledger.read(ledger_version, what="read the ledger version")
+
+    def fires(self) -> Mapping[str, float]:
+        """Scheduled runs per month of each enabled agent (read again after a minute)."""
+        today = self.today()
+        cached = self._fires_cache
+        if cached is None or cached[1] != today or time.monotonic() - cached[0] > 60:
+            cached = (time.monotonic(), today, dict(self._fires(today)))
+            self._fires_cache = cached
+        return cached[2]
+
+    def _scan_fires(self, today: date) -> Mapping[str, float]:
+        from meshagent.loader import scan_agents
+
+        if not self.config.agents_dir.is_dir():
+            return {}
+        found = scan_agents(self.config.agents_dir, value_tags=self.config.value_tags)
+        return {spec.name: spec.fires_per_month(today) for spec in found.agents if spec.enabled}
+
+    def all_flags(self, period: Period, budget: Budget) -> Answer[list[Flag]]:
+        """Every flag raised in `period`, as an admin sees them (computed once per version)."""
+        everyone = PrivacySettings(min_group_size=self.privacy.min_group_size, admins=(_EVERYONE,))
+
+        def compute() -> list[Flag]:
+            return find_flags(
+                self.ledger,
+                period=period,
+                settings=self.config.flags,
+                viewer=_EVERYONE,
+                privacy=everyone,
+            )
+
+        key = ("flags", period.start, period.end)
+        return self.memo.get(key, budget.version, compute, wait=budget.left)
+
+    def flags_for(self, viewer: Viewer, period: Period, budget: Budget) -> Answer[list[Flag]]:
+        """The flags `viewer` may see: all for an admin, else those on their own runs."""
+        answer = self.all_flags(period, budget)
+        if viewer.admin or answer.value is None:
+            return answer
+        if viewer.name is None:
+            return Answer([], answer.as_of, answer.fresh)
+        window = max(self.config.flags.burst_window_days, 30)
+        since = period.start_time - timedelta(days=window)
+        mine = queries.owned_runs(self.ledger, viewer.name, since, period.end_time)
+        kept = [
+            Flag(f.rule, f.subject, f.reason, tuple(r for r in f.run_ids if r in mine))
+            for f in answer.value
+        ]
+        return Answer([f for f in kept if f.run_ids], answer.as_of, answer.fresh)
+
+    def forecasts(
+        self, viewer: Viewer, agents: frozenset[str] | None, budget: Budget
+    ) -> Answer[dict[str, ForecastRow]]:
+        """Monthly spend forecasts of the agents `viewer` may see (owners, admins)."""
+        if viewer.name is None:
+            return Answer({}, None, True)
+        fires = self.fires()
+        if not viewer.admin:
+            fires = {a: n for a, n in fires.items() if agents is not None and a in agents}
+        if not fires:
+            return Answer({}, None, True)
+        today = self.today()
+
+        def compute() -> dict[str, ForecastRow]:
+            rows = forecast(
+                self.ledger, fires, today=today, viewer=viewer.name, privacy=self.privacy
+            )
+            return {row.agent: row for row in rows}
+
+        key = ("forecast", today, None if viewer.admin else viewer.name, tuple(sorted(fires)))
+        return self.memo.get(key, budget.version, compute, wait=budget.left)
+
+    def trend(
+        self, edges: list[date], team: str | None, tag: str | None, budget: Budget
+    ) -> Answer[list[queries.Bucket]]:
+        """Sums and people per week (one scan of the rollup, kept until the ledger changes)."""
+
+        def compute() -> list[queries.Bucket]:
+            return queries.buckets(self.ledger, edges, team=team, tag=tag)
+
+        key = ("trend", tuple(edges), team, tag)
+        return self.memo.get(key, budget.version, compute, wait=budget.left)
+
+    def _team_choices(self, viewer: Viewer, filters: Filters) -> list[str]:
+        """Teams for the filter: every team for an admin, else teams big enough to be named.
+
+        A team picked here is still folded like any other selection: naming it shows nothing
+        that its figures in the overview would not.
+        """
+        least = 1 if viewer.admin else self.privacy.min_group_size
+        return queries.choices(self.ledger, filters.period, min_people=least)
+
+    def _withheld(self, people: int, privileged: bool) -> bool:
+        return not privileged and 0 < people < self.privacy.min_group_size
+
+    def _point(self, bucket: queries.Bucket, privileged: bool) -> dict[str, Any]:
+        """One point of a series; every figure None when too few people are behind it."""
+        hidden = self._withheld(bucket.people, privileged)
+        users_hidden = not privileged and bucket.people_with_usage < self.privacy.min_group_size
+        row = bucket.row
+        return {
+            "start": bucket.start,
+            "withheld": hidden,
+            "runs": None if hidden else row.runs,
+            "runs_with_outcome": None if hidden else row.runs_with_outcome,
+            "cost_usd": None if hidden else row.cost_usd,
+            "runs_cost_unknown": None if hidden else row.runs_cost_unknown,
+            "minutes_saved": None if hidden else row.minutes_saved,
+            "minutes_per_dollar": None if hidden else row.minutes_per_dollar,
+            "tokens": None if hidden else row.tokens,
+            "people_with_outcome": None if users_hidden else bucket.people_with_outcome,
+            "people_with_usage": None if users_hidden else bucket.people_with_usage,
+        }
+
+    # -- pages ------------------------------------------------------------------------------
+
+    def overview(self, viewer: Viewer, filters: Filters, *, wait: float) -> dict[str, Any]:
+        """This period's totals and adoption, the weekly trend, and the figures by team."""
+        budget = Budget(self, wait)
+        period, team, tag = filters.period, filters.team, filters.tag
+        report = queries.folded_report(
+            self.ledger,
+            period,
+            by="team",
+            viewer=viewer.name,
+            privacy=self.privacy,
+            team=team,
+            tag=tag,
+        )
+        (whole,) = queries.buckets(self.ledger, [period.start, period.end], team=team, tag=tag)
+        last_week = Period.week(period.end - timedelta(days=1))
+        first = min(
+            last_week.start - timedelta(weeks=TREND_WEEKS - 1), Period.week(period.start).start
+        )
+        edges = [first + timedelta(weeks=n) for n in range((last_week.end - first).days // 7 + 1)]
+        trend = self.trend(edges, team, tag, budget)
+        totals = self._point(whole, viewer.admin)
+        return {
+            "viewer": viewer.as_json(),
+            "filters": filters.as_json(),
+            "withheld": report.withheld,
+            "folded": report.folded,
+            "totals": totals,
+            "yours": self._yours(viewer, filters),
+            "teams": [row_dict(row) for row in report.rows],
+            "trend": [self._point(bucket, viewer.admin) for bucket in trend.value or []],
+            "trend_status": _status(trend),
+            "choices": {
+                "teams": self._team_choices(viewer, filters),
+                "tags": list(self.config.value_tags),
+            },
+        }
+
+    def _yours(self, viewer: Viewer, filters: Filters) -> dict[str, Any] | None:
+        """The viewer's own agents' figures (their rows are theirs to see), if they have any."""
+        if viewer.name is None or viewer.admin:
+            return None
+        period = filters.period
+        (mine,) = queries.buckets(
+            self.ledger,
+            [period.start, period.end],
+            team=filters.team,
+            tag=filters.tag,
+            owner=viewer.name,
+        )
+        return self._point(mine, True) if mine.sums.get("runs") else None
+
+    def agents(
+        self, viewer: Viewer, filters: Filters, *, sort: str, order: str, wait: float
+    ) -> dict[str, Any]:
+        """Per agent: runs, cost, outcomes, feedback, value per dollar, flags, forecast."""
+        budget = Budget(self, wait)
+        found = queries.agent_cells(
+            self.ledger,
+            filters.period,
+            viewer=viewer.name,
+            privacy=self.privacy,
+            team=filters.team,
+            tag=filters.tag,
+        )
+        self.forecasts(viewer, found.yours, budget.no_wait())  # start both, then wait
+        flagged = self.flags_for(viewer, filters.period, budget)
+        counts = Counter(flag.subject for flag in flagged.value or [])
+        predicted = self.forecasts(viewer, found.yours, budget)
+        rows = []
+        for row in found.rows:
+            values = row_dict(row)
+            plan = (predicted.value or {}).get(row.group)
+            values.update(
+                agent=None if row.group == OTHER else row.group,
+                yours=row.group in found.yours,
+                flags=None if row.group == OTHER else counts.get(row.group, 0),
+                fires_per_month=plan.fires_per_month if plan else None,
+                forecast_usd=plan.monthly_usd if plan else None,
+            )
+            rows.append(values)
+        key = SORTS[sort]
+        named = [r for r in rows if r["agent"] is not None]
+        known = [r for r in named if key(r) is not None]
+        known.sort(key=key, reverse=order == "desc")
+        ordered = known + [r for r in named if key(r) is None]
+        ordered += [r for r in rows if r["agent"] is None]
+        return {
+            "viewer": viewer.as_json(),
+            "filters": filters.as_json(),
+            "sort": sort,
+            "order": order,
+            "rows": ordered,
+            "folded": found.folded,
+            "withheld": found.withheld,
+            "flags": _status(flagged),
+            "forecast": _status(predicted),
+            "choices": {
+                "teams": self._team_choices(viewer, filters),
+                "tags": list(self.config.value_tags),
+            },
+        }
+
+    def agent(
+        self, viewer: Viewer, name: str, filters: Filters, *, page: int, wait: float
+    ) -> dict[str, Any] | None:
+        """One agent: its totals, tokens by kind, cost per day, runs and flags; None if hidden."""
+        budget = Budget(self, wait)
+        period, team, tag = filters.period, filters.team, filters.tag
+        found = queries.agent_cells(
+            self.ledger, period, viewer=viewer.name, privacy=self.privacy, team=team, tag=tag
+        )
+        row = next((r for r in found.rows if r.group == name), None)
+        owner = queries.agent_owner(self.ledger, name)
+        if owner is None and row is None:
+            return None  # no such agent
+        if viewer.admin:
+            access = "admin"
+        elif viewer.name is not None and (owner == viewer.name or name in found.yours):
+            access = "owner"  # their own runs of it, in full
+        elif row is not None:
+            access = "group"
+        else:
+            return None
+        mine = viewer.name if access == "owner" else None
+        days = [period.start + timedelta(days=n) for n in range((period.end - period.start).days)]
+        series = queries.buckets(
+            self.ledger, [*days, period.end], team=team, tag=tag, agent=name, owner=mine
+        )
+        runs = queries.runs_of_agent(
+            self.ledger,
+            name,
+            period,
+            team=team,
+            tag=tag,
+            person=viewer.name,
+            everyone=access == "admin",
+            owner=mine,
+            limit=RUNS_PER_PAGE + 1,
+            offset=(page - 1) * RUNS_PER_PAGE,
+        )
+        flagged = self.flags_for(viewer, period, budget)
+        summary = row_dict(row) if row is not None else None
+        return {
+            "viewer": viewer.as_json(),
+            "filters": filters.as_json(),
+            "agent": name,
+            "access": access,
+            "owner": owner if access != "group" else None,
+            "summary": summary,
+            "tokens": {kind: (summary or {}).get(kind, 0) for kind in TOKEN_KINDS},
+            "daily": [self._point(b, access != "group") for b in series],
+            "runs": [_run_row(run) for run in runs[:RUNS_PER_PAGE]],
+            "page": page,
+            "more": len(runs) > RUNS_PER_PAGE,
+            "flags": [_flag_dict(flag) for flag in flagged.value or [] if flag.subject == name],
+            "flags_status": _status(flagged),
+            "choices": {
+                "teams": self._team_choices(viewer, filters),
+                "tags": list(self.config.value_tags),
+            },
+        }
+
+    def run(self, viewer: Viewer, run_id: str) -> dict[str, Any] | None:
+        """One run's trigger, timeline, tool calls, outcomes and feedback; None if hidden."""
+        found = queries.run_detail(self.ledger, run_id)
+        if found is None or not queries.visible_run(found.entry, viewer.name, self.privacy):
+            return None
+        entry = found.entry
+        timeline: list[dict[str, Any]] = []
+        if entry["scheduled_for"] is not None:
+            timeline.append(_step(entry["scheduled_for"], "scheduled", "fire time"))
+        timeline.append(_step(entry["started_at"], "started", entry["trigger_kind"]))
+        timeline += [_step(e["at"], e["kind"], e["name"], e["detail"]) for e in found.events]
+        timeline += [_step(o["created_at"], "outcome", o["kind"], o["ref"]) for o in found.outcomes]
+        if entry["finished_at"] is not None:
+            timeline.append(
+                _step(entry["finished_at"], entry["status"], "finished", entry["error"])
+            )
+        timeline.sort(key=lambda step: step["at"])
+        timeline += [
+            _step(f["created_at"], "feedback", "+1" if f["vote"] == 1 else "-1", f["person"])
+            for f in found.feedback
+        ]
+        return {
+            "viewer": viewer.as_json(),
+            "run": _run_entry(entry),
+            "timeline": timeline,
+            "tool_calls": [
+                {"at": e["at"], "kind": e["kind"], "name": e["name"], "detail": e["detail"]}
+                for e in found.events
+            ],
+            "outcomes": [
+                {
+                    "kind": o["kind"],
+                    "ref": o["ref"],
+                    "url": o["url"],
+                    "link": _safe_link(o["url"]),
+                    "created_at": o["created_at"],
+                    "delivered": o["kind"] != "planned",
+                }
+                for o in found.outcomes
+            ],
+            "feedback": [
+                {
+                    "person": f["person"],
+                    "vote": f["vote"],
+                    "comment": f["comment"],
+                    "created_at": f["created_at"],
+                }
+                for f in found.feedback
+            ],
+        }
+
+    def flags(self, viewer: Viewer, filters: Filters, *, wait: float) -> dict[str, Any]:
+        """Every flag the viewer may see in the period, with the runs behind each."""
+        answer = self.flags_for(viewer, filters.period, Budget(self, wait))
+        found = answer.value or []
+        if filters.team is not None or filters.tag is not None:
+            keep = queries.subjects(self.ledger, filters.period, team=filters.team, tag=filters.tag)
+            found = [flag for flag in found if flag.subject in keep]
+        shown = [run_id for flag in found for run_id in flag.run_ids[:RUNS_PER_FLAG]]
+        details = queries.run_summaries(self.ledger, shown)
+        rules = Counter(flag.rule for flag in found)
+        runs = Counter()
+        for flag in found:
+            runs[flag.rule] += len(flag.run_ids)
+        first: set[str] = set()
+        listed = []
+        for flag in found:
+            listed.append(
+                {
+                    **_flag_dict(flag),
+                    "anchor": None if flag.subject in first else flag.subject,
+                    "runs": [
+                        _flag_run(details.get(run_id), run_id)
+                        for run_id in flag.run_ids[:RUNS_PER_FLAG]
+                    ],
+                }
+            )
+            first.add(flag.subject)
+        return {
+            "viewer": viewer.as_json(),
+            "filters": filters.as_json(),
+            "status": _status(answer),
+            "rules": [
+                {"rule": rule, "flags": count, "runs": runs[rule]}
+                for rule, count in sorted(rules.items())
+            ],
+            "flags": listed,
+            "choices": {
+                "teams": self._team_choices(viewer, filters),
+                "tags": list(self.config.value_tags),
+            },
+        }
+
+
+def _flag_dict(flag: Flag) -> dict[str, Any]:
+    return {
+        "rule": flag.rule,
+        "subject": flag.subject,
+        "reason": flag.reason,
+        "count": len(flag.run_ids),
+        "run_ids": list(flag.run_ids),
+    }
+
+
+def _flag_run(details: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
+    details = details or {}
+    return {
+        "run_id": run_id,
+        "agent": details.get("agent"),
+        "started_at": details.get("started_at"),
+        "status": details.get("status"),
+        "tokens": details.get("tokens"),
+        "cost_usd": details.get("cost_usd"),
+    }
+
+
+def _step(at: datetime, kind: str, name: str, detail: str | None = None) -> dict[str, Any]:
+    return {"at": at, "kind": kind, "name": name, "detail": detail}
+
+
+def _safe_link(url: str | None) -> str | None:
+    """Only web links become links; anything else (javascript:, data:) stays text."""
+    if url and url.lower().startswith(("https://", "http://")):
+        return url
+    return None
+
+
+def _tokens(values: Mapping[str, Any]) -> int:
+    return sum(
+        int(values.get(kind) or 0) for kind in ("input_tokens", "output_tokens", "reasoning_tokens")
+    )
+
+
+def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": run["run_id"],
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "status": run["status"],
+        "trigger_kind": run["trigger_kind"],
+        "triggered_by": run["triggered_by"],
+        "model": run["model_answered"] or run["model_requested"],
+        "tokens": _tokens(run),
+        "cost_usd": run["cost_usd"],
+        "outcomes": run["outcomes"],
+        "feedback_pos": run["feedback_pos"],
+        "feedback_neg": run["feedback_neg"],
+    }
+
+
+def _run_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": entry["run_id"],
+        "agent": entry["agent"],
+        "agent_version": entry["agent_version"],
+        "owner": entry["owner"],
+        "team": entry["team"],
+        "status": entry["status"],
+        "error": entry["error"],
+        "trigger": {
+            "kind": entry["trigger_kind"],
+            "by": entry["triggered_by"],
+            "scheduled_for": entry["scheduled_for"],
+        },
+        "started_at": entry["started_at"],
+        "finished_at": entry["finished_at"],
+        "provider": entry["provider"],
+        "model": entry["model_answered"] or entry["model_requested"],
+        "model_calls": entry["model_calls"],
+        "tool_calls": entry["tool_calls"],
+        "tokens": {kind: entry[kind] for kind in TOKEN_KINDS},
+        "usage_estimated": bool(entry["usage_estimated"]),
+        "cost_usd": entry["cost_usd"],
+        "price_source": entry["price_source"],
+        "value_tag": entry["value_tag"],
+        "minutes_saved": entry["minutes_saved"],
+    }

@@ -1,0 +1,61 @@
+"""The same dashboard over PostgreSQL, and pages that do not wait for slow results."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from meshagent.dashboard import create_dashboard
+from meshagent.dashboard.views import jsonable, row_dict
+from meshagent.ledger import Ledger, reports
+from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
+
+from .world import ADMIN, FIRES, TEAMS, TODAY, WEEK, config, fill
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("viewer", [ADMIN, TEAMS["big"][0], None])
+def test_every_endpoint_on_postgresql(pg_schema_url, viewer):  # noqa: F811
+    settings = config(pg_schema_url)
+    with Ledger.open(pg_schema_url) as ledger:
+        ids = fill(ledger)
+        app = create_dashboard(
+            settings, ledger=ledger, today=lambda: TODAY, fires_per_month=lambda t: FIRES
+        )
+        headers = {"X-Forwarded-User": viewer} if viewer else {}
+        with TestClient(app, headers=headers) as client:
+            for path in ("/", "/agents?period=month", "/agents/ask", "/flags", "/?team=big"):
+                assert client.get(path).status_code == 200, path
+            run = client.get(f"/api/runs/{ids['detailed']}")
+            assert run.status_code == (404 if viewer is None else 200)
+            body = client.get("/api/overview").json()
+            report = reports.summary(
+                ledger, by="team", period=WEEK, viewer=viewer, privacy=settings.privacy
+            )
+            assert body["teams"] == [jsonable(row_dict(row)) for row in report.rows]
+
+
+def test_a_page_does_not_wait_for_slow_flags(world, monkeypatch):
+    from meshagent.dashboard import views
+
+    gate = threading.Event()
+    real = views.find_flags
+
+    def slow(*args: Any, **options: Any) -> Any:
+        gate.wait(10)
+        return real(*args, **options)
+
+    monkeypatch.setattr(views, "find_flags", slow)
+    with TestClient(world.app(local_user=ADMIN)) as client:
+        page = client.get("/flags")
+        assert page.status_code == 200
+        assert 'data-testid="pending"' in page.text
+        assert '<meta http-equiv="refresh" content="3">' in page.text
+        threading.Timer(0.2, gate.set).start()
+        agents = client.get("/api/agents")
+        assert agents.json()["flags"]["state"] == "fresh"  # the API waits for them
+        done = client.get("/flags")
+        assert 'data-testid="pending"' not in done.text and "noisy" in done.text

@@ -1,0 +1,151 @@
+"""Privacy: the dashboard folds exactly as the ledger's reports do, filters or not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshagent.config import PrivacySettings
+from meshagent.dashboard import queries
+from meshagent.ledger import Ledger, reports
+from meshagent.ledger.periods import Period
+from meshagent.ledger.privacy import OTHER
+from meshagent.ledger.schema import DAILY_SUMS, daily
+
+PRIVACY = PrivacySettings(min_group_size=3, admins=("admin",))
+WEEK = Period.week(date(2025, 3, 5))
+PEOPLE = [f"p{i}" for i in range(9)]
+WEEK_OF_WORLD = Period.week(date(2025, 3, 3))
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
+    opened = Ledger.open(f"sqlite:///{tmp_path_factory.mktemp('privacy') / 'l.db'}")
+    yield opened
+    opened.close()
+
+
+cell = st.fixed_dictionaries(
+    {
+        "day": st.integers(0, 8).map(lambda n: WEEK.start + timedelta(days=n - 1)),
+        "agent": st.sampled_from(["a1", "a2", "a3", "a4"]),
+        "owner": st.sampled_from(PEOPLE[:4]),
+        "team": st.sampled_from(["t1", "t2", "t3", ""]),
+        "value_tag": st.sampled_from(["x", "y", ""]),
+        "model": st.just("m"),
+        "person": st.sampled_from(PEOPLE),
+        "runs": st.integers(1, 5),
+        "cost_usd": st.decimals(0, 3, places=4),
+        "runs_cost_unknown": st.integers(0, 1),
+        "minutes_saved": st.integers(0, 90),
+    }
+)
+
+
+def _store(ledger: Ledger, cells: list[dict[str, Any]]) -> None:
+    unique = {
+        tuple(c[k] for k in ("day", "agent", "owner", "team", "value_tag", "model", "person")): c
+        for c in cells
+    }
+    rows = [
+        {**{name: 0 for name in DAILY_SUMS}, "runs_with_outcome": c["runs"] // 2, **c}
+        for c in unique.values()
+    ]
+
+    def work(connection: Any) -> None:
+        connection.execute(daily.delete())
+        if rows:
+            connection.execute(daily.insert(), rows)
+
+    ledger.transact(work, what="store test rollups")
+
+
+@settings(max_examples=40, deadline=None)
+@given(cells=st.lists(cell, max_size=30), viewer=st.sampled_from([None, "p0", "p5", "admin"]))
+def test_folded_reports_equal_the_ledgers_summary(ledger, cells, viewer):
+    _store(ledger, cells)
+    for by in ("team", "agent", "tag"):
+        expected = reports.summary(ledger, by=by, period=WEEK, viewer=viewer, privacy=PRIVACY)
+        found = queries.folded_report(ledger, WEEK, by=by, viewer=viewer, privacy=PRIVACY)
+        assert found.rows == expected.rows, by
+        assert (found.folded, found.withheld) == (expected.folded, expected.withheld), by
+    if viewer != "p0":  # p0 owns agents: the agents page shows those in full instead
+        agents = queries.agent_cells(ledger, WEEK, viewer=viewer, privacy=PRIVACY)
+        expected = reports.summary(ledger, by="agent", period=WEEK, viewer=viewer, privacy=PRIVACY)
+        assert agents.rows == expected.rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cells=st.lists(cell, max_size=30),
+    viewer=st.sampled_from([None, "p0", "p5"]),
+    team=st.sampled_from([None, "t1", "t2"]),
+    tag=st.sampled_from([None, "x", "y"]),
+)
+def test_filtered_views_never_single_anyone_out(ledger, cells, viewer, team, tag):
+    _store(ledger, cells)
+    for by in ("team", "agent", "tag"):
+        found = queries.folded_report(
+            ledger, WEEK, by=by, viewer=viewer, privacy=PRIVACY, team=team, tag=tag
+        )
+        assert all(row.people >= PRIVACY.min_group_size for row in found.rows)
+    agents = queries.agent_cells(ledger, WEEK, viewer=viewer, privacy=PRIVACY, team=team, tag=tag)
+    for row in agents.rows:
+        if row.group not in agents.yours:
+            assert row.people >= PRIVACY.min_group_size
+    mine = [c for c in cells if c["owner"] == viewer and WEEK.start <= c["day"] < WEEK.end]
+    if viewer is not None:  # the viewer's own agents: exactly their own runs
+        for row in agents.rows:
+            if row.group in agents.yours:
+                own = [
+                    c
+                    for c in mine
+                    if c["agent"] == row.group
+                    and team in (None, c["team"])
+                    and tag in (None, c["value_tag"])
+                ]
+                assert row.runs == sum(c["runs"] for c in _unique(own))
+    others = [r for r in agents.rows if r.group not in agents.yours and r.group != OTHER]
+    assert all(r.people >= PRIVACY.min_group_size for r in others)
+
+
+def _unique(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("day", "agent", "owner", "team", "value_tag", "model", "person")
+    return list({tuple(c[k] for k in keys): c for c in cells}.values())
+
+
+def test_a_series_point_with_too_few_people_is_withheld(world, get):
+    member = get("/api/agents/ask?period=week", "big0@example.com").json()
+    monday = member["daily"][0]
+    assert monday["runs"] == 0 and not monday["withheld"]  # nobody: nothing to hide
+    assert member["access"] == "owner"
+    stranger = get("/api/agents/ask", "pair0@example.com").json()
+    assert stranger["access"] == "group" and stranger["runs"] == []
+    assert all(p["withheld"] or (p["runs"] or 0) == 0 or p["runs"] >= 5 for p in stranger["daily"])
+
+
+def test_money_stays_exact(ledger):
+    _store(ledger, [])
+    row = queries.report_row("g", {"runs": 2, "runs_cost_unknown": 2, "cost_usd": 0}, 1)
+    assert row.cost_usd is None  # every price unknown: unknown, never $0
+    row = queries.report_row(
+        "g", {"runs": 2, "runs_cost_unknown": 1, "cost_usd": Decimal("0.1")}, 1
+    )
+    assert row.cost_usd == Decimal("0.1")
+
+
+def test_nobody_known_sees_no_runs(world):
+    scheduled = queries.runs_of_agent(
+        world.ledger, "big0-bot", WEEK_OF_WORLD, team=None, tag=None, person=None, everyone=False
+    )
+    assert scheduled == []  # not "triggered_by IS NULL": every scheduled run
+    everyone = queries.runs_of_agent(
+        world.ledger, "big0-bot", WEEK_OF_WORLD, team=None, tag=None, person=None, everyone=True
+    )
+    assert len(everyone) == 2
