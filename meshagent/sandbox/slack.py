@@ -9,6 +9,7 @@ What was posted is kept in :class:`SlackState` for tests and the demo to read.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from meshagent.sandbox.seed import ago_seconds
 
-__all__ = ["Posted", "SlackState", "build_slack_app"]
+__all__ = ["Ephemeral", "Posted", "SlackState", "build_slack_app"]
 
 RESPONSE_URL_USES = 5
 RESPONSE_URL_SECONDS = 30 * 60
@@ -37,6 +38,17 @@ class Posted:
     text: str
     user: str
     thread_ts: str | None = None
+    blocks: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Ephemeral:
+    """One message shown to one person in a channel (chat.postEphemeral)."""
+
+    channel: str
+    user: str
+    ts: str
+    text: str
     blocks: list[dict[str, Any]] | None = None
 
 
@@ -93,6 +105,14 @@ class SlackState:
         self.reactions: list[tuple[str, str, str]] = []  # (channel, ts, name)
         self.calls: list[str] = []  # every API method called, in order, refused ones too
         self.response_urls: dict[str, _ResponseUrl] = {}
+        self.ephemeral: list[Ephemeral] = []  # chat.postEphemeral, in order
+        self.app_token = f"xapp-1-A0SANDBOX-{secrets.token_hex(12)}"  # for Socket Mode
+        self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack payload
+        self._socket_keys: set[str] = set()
+        self._sockets: list[tuple[web.WebSocketResponse, asyncio.AbstractEventLoop]] = []
+        self.usergroups: dict[str, dict[str, Any]] = {}
+        for group in seed.get("usergroups", []):
+            self.add_usergroup(group["handle"], group.get("users", []), group_id=group.get("id"))
 
     # -- seeding -------------------------------------------------------------------------------
 
@@ -159,12 +179,69 @@ class SlackState:
         self.response_urls[key] = _ResponseUrl(created=time.time(), channel=channel)
         return f"{base_url.rstrip('/')}/response/{key}"
 
+    def add_usergroup(
+        self, handle: str, users: list[str], *, group_id: str | None = None, name: str = ""
+    ) -> str:
+        """Create a user group (``handle`` without @, members by id, name or email); its id."""
+        gid = group_id or f"S0{secrets.token_hex(4).upper()}"
+        self.usergroups[gid] = {
+            "id": gid,
+            "team_id": self.team["id"],
+            "handle": handle.removeprefix("@"),
+            "name": name or handle.removeprefix("@"),
+            "users": [self._user_id(u) for u in users],
+            "date_delete": 0,
+        }
+        return gid
+
+    def ephemeral_to(self, user: str) -> list[Ephemeral]:
+        """Ephemeral messages shown to a user (id, name or email), oldest first."""
+        uid = self._user_id(user)
+        return [e for e in self.ephemeral if e.user == uid]
+
+    @property
+    def socket_connected(self) -> bool:
+        """Whether a Socket Mode client is connected."""
+        return bool(self._sockets)
+
+    def socket_send(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        timeout: float = 5.0,
+    ) -> str:
+        """Send an envelope (``slash_commands``, ``interactive``, ``events_api``) to the
+        connected Socket Mode client, from any thread but the sandbox's; its envelope id."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode client is connected to the sandbox")
+        socket, loop = self._sockets[-1]
+        envelope_id = secrets.token_hex(8)
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+        }
+        asyncio.run_coroutine_threadsafe(socket.send_json(envelope), loop).result(timeout)
+        return envelope_id
+
     def next_ts(self) -> str:
         with self._lock:
             return f"{time.time():.0f}.{next(self._clock) % 1_000_000:06d}"
 
 
-_WRITES = {"chat.postMessage", "reactions.add", "conversations.open", "response_url"}
+_WRITES = {
+    "chat.postMessage",
+    "chat.postEphemeral",
+    "reactions.add",
+    "conversations.open",
+    "response_url",
+}
 
 
 def _dm_channel(user_id: str) -> str:
@@ -372,6 +449,39 @@ class _Api:
         chunk, cursor = _page(members, args, default=200)
         return {"members": chunk, "response_metadata": {"next_cursor": cursor}}
 
+    def chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args)
+        user = str(args.get("user") or "")
+        if user not in self.state.users:
+            raise _ApiError("user_not_found")
+        if not channel.get("dm") and user not in channel["members"]:
+            raise _ApiError("user_not_in_channel")
+        text, blocks = args.get("text") or "", args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not text and not blocks:
+            raise _ApiError("no_text")
+        ts = self.state.next_ts()
+        self.state.ephemeral.append(Ephemeral(channel["id"], user, ts, text, blocks))
+        return {"message_ts": ts}
+
+    def usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        with_users = str(args.get("include_users", "false")).lower() in ("true", "1")
+        groups = []
+        for group in self.state.usergroups.values():
+            shown = {k: v for k, v in group.items() if k != "users"}
+            shown["user_count"] = len(group["users"])
+            if with_users:
+                shown["users"] = list(group["users"])
+            groups.append(shown)
+        return {"usergroups": groups}
+
+    def usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = self.state.usergroups.get(str(args.get("usergroup") or ""))
+        if group is None:
+            raise _ApiError("no_such_subteam")
+        return {"users": list(group["users"])}
+
 
 def _user_json(user: dict[str, Any], team_id: str) -> dict[str, Any]:
     real_name = user.get("real_name", user.get("name", ""))
@@ -458,6 +568,51 @@ def build_slack_app(state: SlackState, *, middlewares: tuple[Any, ...] = ()) -> 
         return web.Response(text="ok")
 
     app = web.Application(middlewares=list(middlewares))
+    _add_socket_mode(app, state)  # before /api/{method}: it answers apps.connections.open
     app.router.add_route("*", "/api/{method}", method)
     app.router.add_post("/response/{key}", response_url)
     return app
+
+
+def _add_socket_mode(app: web.Application, state: SlackState) -> None:
+    """Socket Mode: apps.connections.open (app-level token) and its one-use WebSocket URL."""
+
+    async def connections_open(request: web.Request) -> web.Response:
+        state.calls.append("apps.connections.open")
+        token = _token(request, await _arguments(request))
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        if not secrets.compare_digest(token, state.app_token):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        key = secrets.token_hex(8)
+        state._socket_keys.add(key)
+        return web.json_response({"ok": True, "url": f"ws://{request.host}/socket-mode/{key}"})
+
+    async def socket(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        if key not in state._socket_keys:
+            return web.Response(status=404, text="no_such_url")
+        state._socket_keys.discard(key)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        entry = (ws, asyncio.get_running_loop())
+        state._sockets.append(entry)
+        try:
+            await ws.send_json({"type": "hello", "num_connections": len(state._sockets)})
+            async for message in ws:
+                if message.type != web.WSMsgType.TEXT:
+                    continue
+                data = json.loads(message.data)
+                if isinstance(data, dict) and data.get("envelope_id"):
+                    state.socket_acks[data["envelope_id"]] = data.get("payload") or {}
+        finally:
+            state._sockets.remove(entry)
+        return ws
+
+    async def close_sockets(app: web.Application) -> None:
+        for ws, _ in list(state._sockets):
+            await ws.close()
+
+    app.router.add_route("*", "/api/apps.connections.open", connections_open)
+    app.router.add_get("/socket-mode/{key}", socket)
+    app.on_shutdown.append(close_sockets)

@@ -1,0 +1,374 @@
+"""SlackApp: the slack_bolt AsyncApp, its two transports, and the background work it starts.
+
+HTTP: one POST endpoint, ``/slack/events``, for commands, interactivity and events alike; Bolt
+checks every request's signature (HMAC-SHA256 ``v0`` over the raw body with the signing
+secret, timestamp within five minutes) and a replayed signature is refused here too: both get
+401 and the body is never acted on. Socket Mode: the app-level token, no public URL.
+
+Listeners only parse, check and acknowledge (``process_before_response``: the acknowledgement
+is sent once the listener returned); runs, lookups and ledger writes happen in asyncio tasks
+kept in a set, which ``wait_idle`` awaits and ``stop`` cancels. A failing task is logged and
+answered, never raised into Bolt. Events are processed once: by event id (a bounded LRU) and,
+for Slack's retries (X-Slack-Retry-Num) after a timeout, by the retry headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from meshagent.config import Config
+from meshagent.exceptions import ConfigError, LedgerError
+from meshagent.runtime import Runtime
+from meshagent.slack.access import Directory
+from meshagent.slack.commands import Command, Commands
+from meshagent.slack.feedback import reaction_vote, withdraw_vote
+from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
+from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls
+from meshagent.slack.seen import Seen
+from meshagent.spec import AgentSpec
+
+__all__ = ["EVENTS_PATH", "SlackApp"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+SIGNATURE_WINDOW_SECONDS = 5 * 60
+MAX_BODY_BYTES = 1 << 20
+_TIMED_OUT = ("http_timeout", "timeout")  # HTTP and Socket Mode names of a slow ack
+_FEEDBACK_ACTION = re.compile(rf"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$")
+
+
+class _ReplayGuard(AsyncMiddleware):
+    """Refuses an HTTP request whose (already verified) signature was seen in its window."""
+
+    def __init__(self, stats: Counter[str]) -> None:
+        self.seen = Seen(50_000, ttl=SIGNATURE_WINDOW_SECONDS + 60)
+        self.stats = stats
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        if req.mode == "http":
+            signature = req.headers.get("x-slack-signature", [""])[0]
+            if signature and not self.seen.add(signature):
+                self.stats["replays_refused"] += 1
+                log.warning("refused a replayed Slack request: its signature was seen before")
+                return BoltResponse(status=401, body={"error": "invalid request"})
+        return await next()
+
+
+class _EventDedupe(AsyncMiddleware):
+    """Acknowledges, without processing, an event already received (by event id) or a retry
+    Slack sent because the first delivery timed out (it reached an app, which acts on it)."""
+
+    def __init__(self, stats: Counter[str], maxsize: int = 10_000) -> None:
+        self.seen = Seen(maxsize)
+        self.stats = stats
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        body = req.body
+        if body.get("type") != "event_callback":
+            return await next()
+        event_id = str(body.get("event_id") or "")
+        retry = req.headers.get("x-slack-retry-num", [""])[0]
+        reason = req.headers.get("x-slack-retry-reason", [""])[0]
+        duplicate = bool(event_id) and event_id in self.seen
+        if retry and reason in _TIMED_OUT:
+            duplicate = True
+        if event_id:
+            self.seen.add(event_id)
+        if duplicate:
+            self.stats["duplicate_events"] += 1
+            return BoltResponse(status=200, body="")
+        return await next()
+
+
+class SlackApp:
+    """MeshAgent's Slack app over a runtime and a live list of agents."""
+
+    def __init__(
+        self,
+        config: Config,
+        runtime: Runtime,
+        agents: Callable[[], list[AgentSpec]],
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.agents = agents
+        self.env = env if env is not None else runtime.env
+        names = config.slack
+        token = self.env.get(names.token_env)
+        if not token:
+            raise ConfigError(f"set {names.token_env} to the Slack bot token (xoxb-...)")
+        self._signing_secret = self.env.get(names.signing_secret_env) or ""
+        self._app_token = self.env.get(names.app_token_env) or ""
+        client = AsyncWebClient(
+            token=token,
+            base_url=self.env.get(names.api_url_env) or "https://slack.com/api/",
+            retry_handlers=[
+                AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+                AsyncConnectionErrorRetryHandler(max_retry_count=1),
+            ],
+        )
+        self.stats: Counter[str] = Counter()
+        self.bolt = AsyncApp(
+            name="meshagent",
+            client=client,
+            signing_secret=self._signing_secret,
+            process_before_response=True,
+            before_authorize=_ReplayGuard(self.stats),
+            logger=_bolt_logger(),
+        )
+        self.bolt.use(_EventDedupe(self.stats))
+        self.directory = Directory(client)
+        self.commands = Commands(config, runtime, agents, self.directory)
+        self.commands.on_result = self._remember
+        self.response_urls = ResponseUrls()
+        self._shown: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._socket: Any = None
+        self._listen()
+
+    @property
+    def ledger(self) -> Any:
+        return self.runtime.ledger
+
+    # -- transports -----------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """``POST /slack/events`` for commands, interactivity and events (HTTP mode)."""
+        from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+
+        if not self._signing_secret:
+            raise ConfigError(
+                f"set {self.config.slack.signing_secret_env} to the app's signing secret: "
+                "HTTP mode checks every request with it"
+            )
+        handler = AsyncSlackRequestHandler(self.bolt)
+
+        async def events(request: Request) -> Response:
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                return PlainTextResponse("request too large", status_code=413)
+            return await handler.handle(request)
+
+        return [Route(EVENTS_PATH, events, methods=["POST"])]
+
+    def asgi(self) -> Starlette:
+        """A Starlette app with just the Slack route; its shutdown stops the background work."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return Starlette(routes=self.routes(), lifespan=lifespan)
+
+    async def start_socket_mode(self, timeout: float = 30.0) -> None:
+        """Connect over Socket Mode with the app-level token (no public URL needed).
+
+        The token is checked first (apps.connections.open), so that a wrong one fails here
+        instead of in slack_sdk's endless reconnect loop.
+        """
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        env = self.config.slack.app_token_env
+        if not self._app_token:
+            raise ConfigError(f"set {env} to the app-level token (xapp-...) for Socket Mode")
+        if self._socket is not None:
+            return
+        try:
+            opened = await self.bolt.client.apps_connections_open(app_token=self._app_token)
+        except SlackApiError as exc:
+            data = exc.response.data
+            code = data.get("error") if isinstance(data, dict) else exc.response.status_code
+            raise ConfigError(
+                f"Slack refused the app-level token in {env} ({code}): use an xapp- token "
+                "with the connections:write scope"
+            ) from None
+        except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+            reason = type(exc).__name__
+            raise ConfigError(f"cannot reach Slack for Socket Mode ({reason})") from None
+        socket = AsyncSocketModeHandler(self.bolt, app_token=self._app_token, logger=_bolt_logger())
+        socket.client.wss_uri = opened["url"]
+        try:
+            await asyncio.wait_for(socket.connect_async(), timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await socket.close_async()
+            raise
+        self._socket = socket
+        log.info("Slack Socket Mode connected")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect Socket Mode and cancel the background work, waiting up to ``timeout``."""
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close_async()
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no background work is left; TimeoutError after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"{len(self._tasks)} Slack tasks still running after {timeout}s")
+            await asyncio.wait(set(self._tasks), timeout=left)
+
+    @property
+    def busy(self) -> int:
+        """Background tasks in flight."""
+        return len(self._tasks)
+
+    # -- background work ----------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(work, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never into Bolt: the app keeps serving
+            self.stats["failed_tasks"] += 1
+            log.warning("Slack %s failed: %s: %s", what, type(exc).__name__, exc)
+
+    # -- listeners --------------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        bolt = self.bolt
+
+        @bolt.command(re.compile(r"^/.+$"))
+        async def on_command(ack: Any, body: dict[str, Any]) -> None:
+            cmd = Command.from_body(body)
+            self.stats["commands"] += 1
+            try:
+                plan = await self.commands.plan(cmd)
+            except Exception as exc:
+                log.warning("could not plan %s: %s: %s", cmd.command, type(exc).__name__, exc)
+                await ack(note(":x: MeshAgent could not handle that; see `/meshagent help`."))
+                return
+            if plan.work is not None:
+                url = ResponseUrl(cmd.response_url) if cmd.response_url else None
+                reply = Reply(bolt.client, url, channel=cmd.channel_id, user=cmd.user_id)
+                self._spawn(plan.work(reply), plan.label or cmd.command)
+            await (ack(plan.ack) if plan.ack else ack())
+
+        @bolt.action(_FEEDBACK_ACTION)
+        async def on_feedback(ack: Any, body: dict[str, Any]) -> None:
+            self._spawn(self._click(body), "feedback")
+            await ack()
+
+        @bolt.event("reaction_added")
+        async def on_reaction_added(event: dict[str, Any]) -> None:
+            self._spawn(self._reaction(event, added=True), "reaction")
+
+        @bolt.event("reaction_removed")
+        async def on_reaction_removed(event: dict[str, Any]) -> None:
+            self._spawn(self._reaction(event, added=False), "reaction")
+
+    def _remember(self, run_id: str, blocks: list[dict[str, Any]]) -> None:
+        """Keep the blocks of a result, so that a click on an ephemeral one can redraw it."""
+        self._shown[run_id] = blocks
+        self._shown.move_to_end(run_id)
+        while len(self._shown) > 1_000:
+            self._shown.popitem(last=False)
+
+    async def _click(self, body: dict[str, Any]) -> None:
+        action = (body.get("actions") or [{}])[0]
+        run_id = str(action.get("value") or "")
+        vote = 1 if action.get("action_id") == FEEDBACK_UP else -1
+        user = str((body.get("user") or {}).get("id") or "")
+        url = body.get("response_url")
+        budget = self.response_urls.get(url) if url else None
+        try:
+            await asyncio.to_thread(self.ledger.add_feedback, run_id, user, vote)
+        except LedgerError:
+            if budget is not None:
+                await budget.send(note("That run is not in the ledger, so the vote was not kept."))
+            return
+        self.stats["feedback"] += 1
+        if budget is None:
+            return
+        blocks = (body.get("message") or {}).get("blocks") or self._shown.get(run_id)
+        said = "useful" if vote > 0 else "not useful"
+        if blocks:
+            redrawn = voted(blocks, run_id, vote)
+            self._remember(run_id, redrawn)
+            await budget.send(
+                {"replace_original": True, "text": f"Marked {said}.", "blocks": redrawn}
+            )
+        else:
+            await budget.send(
+                {**note(f"Thanks: you marked run `{run_id}` {said}."), "replace_original": False}
+            )
+
+    async def _reaction(self, event: dict[str, Any], *, added: bool) -> None:
+        vote = reaction_vote(str(event.get("reaction") or ""))
+        item = event.get("item") or {}
+        user = str(event.get("user") or "")
+        if vote is None or item.get("type") != "message" or not user:
+            return
+        ref = f"{item.get('channel')}:{item.get('ts')}"
+        run_id = await asyncio.to_thread(self.ledger.run_of_outcome, ref, SLACK_MESSAGE)
+        if run_id is None:
+            return
+        if added:
+            await asyncio.to_thread(self.ledger.add_feedback, run_id, user, vote)
+        else:
+            await asyncio.to_thread(withdraw_vote, self.ledger, run_id, user, vote)
+        self.stats["reactions"] += 1
+
+
+def _bolt_logger() -> logging.Logger:
+    """Bolt's logger: warnings and up (its info lines on refused requests show their bodies)."""
+    logger = logging.getLogger("meshagent.slack.bolt")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger

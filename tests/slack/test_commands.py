@@ -1,0 +1,307 @@
+"""Commands over HTTP: ack first, the run in the background, the result by response_url."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from meshagent.models import ScriptedChatModel
+from tests.slack.conftest import (
+    ASK,
+    SCHEDULED_ONLY,
+    SECRET_AGENT,
+    agents,
+    command,
+    form,
+    make_app,
+    response_posts,
+    texts,
+)
+
+
+def _ack_text(answer) -> str:
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["response_type"] == "ephemeral"  # shown to the person who typed it, only
+    return texts(body)
+
+
+def test_run_acks_then_answers_through_the_response_url(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, agents(sandbox, ASK)))
+    answer = served.command(sandbox, "run ask how are refunds going? days=3")
+    assert _ack_text(answer) == "⏳ running ask…".replace("⏳", ":hourglass_flowing_sand:")
+    served.idle()
+    [result] = response_posts(sandbox)
+    assert result["response_type"] == "ephemeral"
+    shown = texts(result)
+    assert "*ask* finished" in shown
+    assert '"how are refunds going?"' in shown and "days: 3" in shown  # the offline digest
+    [entry_id] = [b for b in result["blocks"] if b.get("block_id") == "meshagent_feedback"]
+    run_id = entry_id["elements"][0]["value"]
+    entry = ledger.entry(run_id)
+    assert entry["trigger_kind"] == "slash" and entry["triggered_by"] == "U0ALICE01"
+    assert entry["status"] == "ok"
+    footer = result["blocks"][-2]["elements"][0]["text"]
+    tokens = entry["input_tokens"] + entry["output_tokens"]
+    assert footer == f"~{tokens:,} tokens · $0.00 · run `{run_id}`"
+    labels = [e["text"]["text"] for e in entry_id["elements"]]
+    assert labels == [":thumbsup: Useful", ":thumbsdown: Not useful"]
+
+
+def test_the_ack_comes_before_the_run_finishes(sandbox, ledger, serve):
+    model = ScriptedChatModel(responses=["All good."], latency=1.5)
+    app = make_app(sandbox, ledger, agents(sandbox, ASK), chat_model=model)
+    served = serve(app)
+    started = time.monotonic()
+    answer = served.command(sandbox, "ask anything new?")
+    assert time.monotonic() - started < 1.0
+    assert "running ask" in _ack_text(answer)
+    assert response_posts(sandbox) == []
+    assert app.busy == 1
+    served.idle()
+    [result] = response_posts(sandbox)
+    assert "All good." in texts(result)
+    assert app.busy == 0
+
+
+def test_an_agent_that_delivers_to_a_channel_links_to_its_post(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, agents(sandbox)))
+    assert "running standup-digest" in _ack_text(served.command(sandbox, "standup"))
+    served.idle()
+    [posted] = sandbox.slack.posted_to("#payments-standup")
+    [result] = response_posts(sandbox)
+    shown = texts(result)
+    assert "Posted to <#C0PAYSTAND>: <https://example-corp.slack.com/archives/C0PAYSTAND/p" in shown
+    assert "Blockers" not in shown  # the digest itself is in the channel, not repeated
+    assert any(b.get("block_id") == "meshagent_feedback" for b in result["blocks"])
+    run_id = ledger.run_of_outcome(f"C0PAYSTAND:{posted.ts}", "slack.message")
+    assert f"run `{run_id}`" in shown
+
+
+def test_in_the_channel_it_delivers_to_the_result_says_so(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, agents(sandbox)))
+    served.command(sandbox, "", name="/standup", channel="C0PAYSTAND")
+    served.idle()
+    [result] = response_posts(sandbox)
+    assert "Posted in this channel: <https://" in texts(result)
+
+
+def test_an_agents_own_command_runs_it(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, agents(sandbox, ASK)))
+    assert "running ask" in _ack_text(served.command(sandbox, "why? days=2", name="/ask"))
+    served.idle()
+    [result] = response_posts(sandbox)
+    assert '"why?"' in texts(result) and "days: 2" in texts(result)
+    unknown = served.command(sandbox, "", name="/retired")
+    assert "No agent answers `/retired`" in _ack_text(unknown)
+
+
+@pytest.mark.parametrize(
+    ("user", "channel", "text", "reason"),
+    [
+        ("U0ALICE01", "C0GENERAL0", "standup", "may be run only from #payments, #payments-standup"),
+        ("U0CAROL03", "C0PAYMENTS", "ask hi", "may be run only by U0ALICE01, @bob, @oncall"),
+        ("U0ALICE01", "C0PAYMENTS", "payroll", "may be run only by erin@example.com"),
+        ("U0ALICE01", "C0PAYMENTS", "run nightly", "has no slash trigger"),
+    ],
+)
+def test_a_refusal_says_why_to_that_user_only(sandbox, ledger, serve, user, channel, text, reason):
+    specs = agents(sandbox, ASK, SECRET_AGENT, SCHEDULED_ONLY)
+    served = serve(make_app(sandbox, ledger, specs))
+    shown = _ack_text(served.command(sandbox, text, user=user, channel=channel))
+    assert ":no_entry:" in shown and reason in shown
+    served.idle()
+    assert ledger.count() == 0
+    assert response_posts(sandbox) == [] and sandbox.slack.posted == []
+
+
+def test_people_are_matched_by_handle_email_and_user_group(sandbox, ledger, serve):
+    specs = agents(sandbox, ASK, SECRET_AGENT)
+    served = serve(make_app(sandbox, ledger, specs))
+    assert "running ask" in _ack_text(served.command(sandbox, "ask hi", user="U0BOB0002"))
+    assert "running payroll" in _ack_text(served.command(sandbox, "payroll", user="U0ERIN005"))
+    sandbox.slack.add_usergroup("oncall", ["carol"])
+    assert "running ask" in _ack_text(served.command(sandbox, "ask hi", user="U0CAROL03"))
+    served.idle()
+    assert ledger.count() == 3
+    assert sandbox.slack.calls.count("usergroups.list") == 1
+
+
+def test_list_shows_what_this_user_may_run(sandbox, ledger, serve):
+    specs = agents(sandbox, ASK, SECRET_AGENT, SCHEDULED_ONLY)
+    served = serve(make_app(sandbox, ledger, specs))
+    assert served.command(sandbox, "list").text == ""  # acknowledged; the list follows
+    served.command(sandbox, "list", user="U0CAROL03", channel="C0GENERAL0")
+    served.idle()
+    alice, carol = (texts(m) for m in response_posts(sandbox))
+    assert "`/meshagent ask` (or `/ask`)" in alice and "inputs: `question` (string)" in alice
+    assert "`/meshagent standup`" in alice and "only in #payments, #payments-standup" in alice
+    assert "payroll" not in alice and "nightly" not in alice
+    assert "standup" in carol and "ask" not in carol.replace("payments", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stauts 123", "Unknown command `stauts`. Did you mean `/meshagent status`?"),
+        ("standpu", "Did you mean `/meshagent standup`?"),
+        ("run standpu", "No agent named `standpu`. Did you mean `standup`?"),
+        ("run ask dyas=3", "ask has no input 'dyas'; did you mean 'days'?"),
+        ("run ask days=soon", "input 'days' must be an integer"),
+        ("run", "Which agent?"),
+        ("status", "Which run?"),
+    ],
+)
+def test_mistakes_are_answered_at_once_with_a_suggestion(sandbox, ledger, serve, text, expected):
+    served = serve(make_app(sandbox, ledger, agents(sandbox, ASK)))
+    assert expected in _ack_text(served.command(sandbox, text))
+    served.idle()
+    assert ledger.count() == 0
+
+
+def test_status_is_for_who_ran_it_its_owner_and_admins(sandbox, ledger, serve):
+    app = make_app(sandbox, ledger, agents(sandbox, ASK), slack={"admins": ["U0DAVE004"]})
+    served = serve(app)
+    served.command(sandbox, "ask hi")
+    served.idle()
+    [result] = response_posts(sandbox)
+    run_id = result["blocks"][-1]["elements"][0]["value"]
+    served.command(sandbox, f"status {run_id}")  # alice ran it
+    served.command(sandbox, f"status {run_id[:8]}", user="U0DAVE004")  # an admin, by prefix
+    served.command(sandbox, f"status {run_id}", user="U0BOB0002")  # neither
+    served.idle()
+    mine, admin, other = (texts(m) for m in response_posts(sandbox)[1:])
+    for shown in (mine, admin):
+        assert f"run `{run_id}`" in shown and "*ask*: ok (slash by <@U0ALICE01>)" in shown
+        assert "1 model call" in shown and ":thumbsup: 0 :thumbsdown: 0" in shown
+    assert other.startswith(f"No run `{run_id}` that you may see.")
+
+
+def test_me_shows_my_week_only_to_me(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, agents(sandbox, ASK)))
+    served.command(sandbox, "standup")
+    served.command(sandbox, "ask hi")
+    served.idle()
+    served.command(sandbox, "ask again", user="U0BOB0002")
+    served.command(sandbox, "me")
+    served.idle()
+    mine = response_posts(sandbox)[-1]
+    assert mine["response_type"] == "ephemeral"
+    shown = texts(mine)
+    assert "only you see this" in shown
+    assert "• ask: 1 run, 0 with an outcome" in shown
+    assert "• standup-digest: 1 run, 1 with an outcome" in shown and "15 min saved" in shown
+    assert "*Total*: 2 runs, 1 with an outcome" in shown
+
+
+def test_report_follows_the_privacy_rules(sandbox, ledger, serve):
+    specs = agents(sandbox, ASK)
+    served = serve(make_app(sandbox, ledger, specs, privacy={"admins": ["dave@example.com"]}))
+    served.command(sandbox, "ask hi")
+    served.command(sandbox, "ask hi", user="U0BOB0002")
+    served.idle()
+    served.command(sandbox, "report")  # alice: two people is fewer than 5
+    served.command(sandbox, "report payments", user="U0DAVE004")  # a privacy admin, by email
+    served.idle()
+    withheld, admin = (texts(m) for m in response_posts(sandbox)[2:])
+    assert "Withheld: too few people" in withheld
+    assert "*Ledger report* by agent for team payments" in admin
+    assert "ask" in admin and "runs" in admin
+
+
+OPS_NOTES = """\
+name: ops-notes
+owner: carol@example.com
+team: ops
+model: offline
+instructions: Note it.
+triggers:
+  - slash: ops-notes
+value: {tag: toil-reduction}
+"""
+
+
+def test_report_of_a_team_counted_in_other(sandbox, ledger, serve):
+    specs = agents(sandbox, ASK, SECRET_AGENT, OPS_NOTES)
+    app = make_app(sandbox, ledger, specs, privacy={"min_group_size": 2})
+    served = serve(app)
+    served.command(sandbox, "ask hi")
+    served.command(sandbox, "ask hi", user="U0BOB0002")
+    served.command(sandbox, "payroll", user="U0ERIN005")
+    served.command(sandbox, "ops-notes", user="U0CAROL03")
+    served.idle()
+    served.command(sandbox, "report")
+    served.command(sandbox, "report people month")
+    served.command(sandbox, "report payments")
+    served.idle()
+    teams, people, payments = (texts(m) for m in response_posts(sandbox)[4:])
+    assert "\npayments " in teams and "\nother " in teams and "people" not in teams
+    assert "2 small groups are counted in 'other'" in teams
+    assert "Team people has no runs you may see" in people
+    assert "counted only in 'other'" in people
+    assert "by agent for team payments" in payments and "\nask " in payments
+
+
+def test_flags_are_for_admins(sandbox, ledger, serve):
+    app = make_app(sandbox, ledger, agents(sandbox, ASK), slack={"admins": ["U0DAVE004"]})
+    served = serve(app)
+    served.command(sandbox, "flags")
+    served.command(sandbox, "flags", user="U0DAVE004")
+    served.idle()
+    refused, admin = (texts(m) for m in response_posts(sandbox))
+    assert "`flags` is for admins" in refused
+    assert "No tokenmaxxing flags this week" in admin
+
+
+def test_a_spent_response_url_falls_back_to_an_ephemeral_message(sandbox, ledger, serve):
+    import httpx
+
+    served = serve(make_app(sandbox, ledger, agents(sandbox, ASK)))
+    payload = command(sandbox, "ask hi")
+    for _ in range(5):  # someone used all five posts of this response_url
+        httpx.post(payload["response_url"], json={"text": "x"})
+    served.post(form(payload))
+    served.idle()
+    [shown] = sandbox.slack.ephemeral_to("alice")
+    assert shown.channel == "C0PAYMENTS" and "ask finished" in shown.text
+
+
+def test_a_failing_run_is_reported_and_the_app_keeps_serving(sandbox, ledger, serve):
+    model = ScriptedChatModel(responses=[ValueError("provider exploded"), "Fine now."])
+    served = serve(make_app(sandbox, ledger, agents(sandbox, ASK), chat_model=model))
+    served.command(sandbox, "ask one")
+    served.idle()
+    served.command(sandbox, "ask two")
+    served.idle()
+    failed, fine = response_posts(sandbox)
+    assert ":x: *ask* failed: ValueError: provider exploded" in texts(failed)
+    assert not any(b.get("block_id") == "meshagent_feedback" for b in failed["blocks"])
+    assert "Fine now." in texts(fine)
+
+
+def test_a_user_may_not_flood_the_fleet(sandbox, ledger, serve):
+    model = ScriptedChatModel(responses=["a", "b", "c", "d"], latency=1.0)
+    app = make_app(sandbox, ledger, agents(sandbox, ASK), chat_model=model)
+    served = serve(app)
+    acks = [_ack_text(served.command(sandbox, f"ask q{n}")) for n in range(4)]
+    assert all("running ask" in a for a in acks[:3])
+    assert "You already have 3 runs in progress" in acks[3]
+    served.idle()
+    assert ledger.count() == 3
+
+
+def test_a_slow_lookup_is_finished_after_the_ack(sandbox, ledger, serve):
+    app = make_app(sandbox, ledger, agents(sandbox, ASK))
+    app.commands.ack_seconds = 0.1
+    served = serve(app)
+    sandbox.slack_faults.latency = 0.25  # users.info and usergroups.list miss the ack budget
+    bob = served.command(sandbox, "ask hi", user="U0BOB0002")
+    carol = served.command(sandbox, "ask hi", user="U0CAROL03")
+    assert "running ask" in _ack_text(bob) and "running ask" in _ack_text(carol)
+    served.idle()
+    answers = {p["text"][:40] for p in response_posts(sandbox)}
+    assert any("ask finished" in a for a in answers)
+    [refusal] = [p for p in response_posts(sandbox) if ":no_entry:" in p["text"]]
+    assert "may be run only by U0ALICE01, @bob, @oncall" in refusal["text"]
+    assert ledger.count() == 1
