@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_VALUE_TAGS",
     "NON_SETTING_VARIABLES",
     "Config",
+    "DashboardSettings",
     "FlagSettings",
     "JiraSettings",
     "PriceOverride",
@@ -122,6 +123,14 @@ class ServeSettings(_Settings):
     """How often the agents directory is checked for added, changed and removed files."""
     backoff_after_failures: _PositiveInt = 3
     """An agent whose last N runs failed waits before its next run (doubling, up to an hour)."""
+
+
+class DashboardSettings(_Settings):
+    """`[dashboard]`: who is looking at the ledger dashboard."""
+
+    viewer_header: str = Field("X-Forwarded-User", pattern=r"^[A-Za-z0-9-]+$")
+    """Request header in which the company's auth proxy names the signed-in person; only
+    trustworthy when every request comes through that proxy, which sets or strips it."""
 
 
 class FlagSettings(_Settings):
@@ -223,6 +232,8 @@ class Config(_Settings):
     """_Price overrides by "provider:model", for internal gateways and negotiated prices."""
     serve: ServeSettings = Field(default_factory=ServeSettings)
     """How `meshagent serve` runs the scheduled fleet."""
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    """Where the dashboard reads the viewer's identity."""
     slack: SlackSettings = Field(default_factory=SlackSettings)
     """Names of the environment variables of the Slack app."""
     jira: JiraSettings = Field(default_factory=JiraSettings)

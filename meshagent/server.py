@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
 from meshagent.config import Config
+from meshagent.dashboard import create_dashboard
 from meshagent.exceptions import ConfigError
 from meshagent.runtime import Runtime
 from meshagent.scheduler import Fleet
@@ -133,10 +133,9 @@ def create_app(
 
         slack_app = SlackApp(config, runtime, lambda: list(fleet.specs.values()), env=env)
         routes += slack_app.routes()
-    if dashboard and importlib.util.find_spec("meshagent.dashboard") is not None:
-        from meshagent.dashboard import create_dashboard
-
-        routes.append(Mount("/dashboard", app=create_dashboard(config, ledger=runtime.ledger)))
+    board = create_dashboard(config, ledger=runtime.ledger) if dashboard else None
+    if board is not None:
+        routes.append(Mount("/dashboard", app=board))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -148,6 +147,8 @@ def create_app(
             await fleet.stop()
             if slack_app is not None:
                 await slack_app.stop()
+            if board is not None:  # a mounted app's own lifespan does not run
+                board.state.pages.memo.close()
             log.info("fleet stopped")
 
     app = Starlette(routes=routes, lifespan=lifespan)

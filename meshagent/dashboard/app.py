@@ -2,7 +2,7 @@
 
 Links are built from the request's root path, so the app works at `/` and mounted under any
 prefix. The viewer is `local_user` when set (single-user mode on a laptop), else whoever the
-auth proxy names in `viewer_header`, else nobody (team-level folded figures only).
+auth proxy names in the viewer header, else nobody (team-level folded figures only).
 """
 
 from __future__ import annotations
@@ -114,13 +114,15 @@ def create_dashboard(
     config: Config,
     *,
     ledger: Ledger | None = None,
-    viewer_header: str = "X-Forwarded-User",
+    viewer_header: str | None = None,
     local_user: str | None = None,
     today: Callable[[], date] | None = None,
     fires_per_month: Callable[[date], Mapping[str, float]] | None = None,
 ) -> Starlette:
     """The dashboard app over `ledger` (default: open `config.ledger_url`).
 
+    The viewer is `local_user` when given, else the person named in `viewer_header` (default:
+    `[dashboard] viewer_header`, X-Forwarded-User). Admins are `[privacy] admins`.
     `today` and `fires_per_month` (scheduled runs per agent; default: read the agents
     directory) are there for tests and benchmarks.
     """
@@ -133,11 +135,12 @@ def create_dashboard(
         fires_per_month=fires_per_month,
     )
     env = _environment()
+    header = viewer_header or config.dashboard.viewer_header
 
     def viewer_of(request: Request) -> Viewer:
         if local_user is not None:
             return Viewer(local_user, is_admin(local_user, config.privacy), "local")
-        name = request.headers.get(viewer_header, "").strip() or None
+        name = request.headers.get(header, "").strip() or None
         return Viewer(name, is_admin(name, config.privacy), "header" if name else "anonymous")
 
     def link(

@@ -3,12 +3,15 @@
 A result is fresh while the ledger's version (chain head, outcomes, feedback) is the one it was
 computed at. When the ledger has moved on, the new result is computed in a background thread;
 a page waits for it up to its own time budget and otherwise shows the previous result, marked
-with the time it was computed, or says that it is still being computed.
+with the time it was computed, or says that it is still being computed. A page does not wait
+at all for a result whose last computation took longer than its budget: on a busy ledger that
+would cost every page its whole budget for nothing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -54,6 +57,7 @@ class _Slot:
     value: Any = None
     version: Any = None
     as_of: datetime | None = None
+    seconds: float = 0.0  # how long the last computation took
     running: Future[Any] | None = None
     running_version: Any = None
 
@@ -83,6 +87,8 @@ class Memo:
                 slot.running = self._executor().submit(self._compute, key, version, compute)
                 slot.running_version = version
             running = slot.running
+            if slot.as_of is not None and slot.seconds > wait:
+                return Answer(slot.value, slot.as_of, False)
         try:
             value = running.result(timeout=wait)
         except FutureTimeout:
@@ -92,6 +98,7 @@ class Memo:
             return Answer(value, slot.as_of if slot.version == version else None, True)
 
     def _compute(self, key: Hashable, version: Any, compute: Callable[[], T]) -> T:
+        started = time.monotonic()
         try:
             value = compute()
         except BaseException:
@@ -104,6 +111,7 @@ class Memo:
             slot = self._slots.setdefault(key, _Slot())
             slot.value, slot.version = value, version
             slot.as_of = datetime.now(UTC)
+            slot.seconds = time.monotonic() - started
             if slot.running_version == version:
                 slot.running = None
         return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -45,6 +46,29 @@ def test_a_slow_result_shows_the_previous_one_until_it_is_ready():
         assert memo.get("k", 2, slow, wait=0.01).value == "old"  # not started twice
         gate.set()
         assert memo.get("k", 2, slow, wait=5).value == "new"
+    finally:
+        memo.close()
+
+
+def test_a_result_slower_than_the_budget_is_not_waited_for():
+    memo = Memo()
+    gate = threading.Event()
+    try:
+
+        def slow(value: str) -> str:
+            time.sleep(0.3)
+            return value
+
+        assert memo.get("k", 1, lambda: slow("old"), wait=5).value == "old"
+        started = time.monotonic()
+        answer = memo.get("k", 2, lambda: gate.wait(5) and "new", wait=0.2)
+        assert time.monotonic() - started < 0.1  # it took 0.3 s last time: no use waiting 0.2
+        assert (answer.value, answer.fresh) == ("old", False)
+        gate.set()
+        assert memo.settle(5)
+        assert memo.get("k", 2, lambda: "unused", wait=0).value == "new"
+        quick = memo.get("k", 3, lambda: "newer", wait=5)  # the last one was quick: wait
+        assert (quick.value, quick.fresh) == ("newer", True)
     finally:
         memo.close()
 
