@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, CursorResult, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.expression import Executable
 
 from meshagent.config import mask_url as mask
 from meshagent.exceptions import LedgerError
 
-__all__ = ["executemany", "make_engine", "retrying", "write_connection"]
+__all__ = ["execute", "executemany", "make_engine", "retrying", "write_connection"]
 
 T = TypeVar("T")
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "busy")
@@ -82,9 +82,9 @@ def write_connection(engine: Engine) -> Connection:
 
 
 class _Compiled:
-    """An INSERT compiled for one dialect and one set of columns, with their bind processors."""
+    """A statement compiled for one dialect and one set of keys, with their bind processors."""
 
-    def __init__(self, statement: Insert, dialect: Dialect, keys: tuple[str, ...]) -> None:
+    def __init__(self, statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
         self.sql = compiled.string
@@ -111,12 +111,21 @@ class _Compiled:
         return converted
 
 
-_compiled: dict[tuple[int, str, tuple[str, ...]], tuple[Insert, _Compiled]] = {}
+_compiled: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Compiled]] = {}
 _compiled_lock = threading.Lock()
 
 
+def _compiled_for(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    cache_key = (id(statement), dialect.name, keys)
+    with _compiled_lock:
+        cached = _compiled.get(cache_key)
+        if cached is None or cached[0] is not statement:  # the statement is kept alive here
+            cached = _compiled[cache_key] = (statement, _Compiled(statement, dialect, keys))
+    return cached[1]
+
+
 def executemany(
-    connection: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]
+    connection: Connection, statement: Executable, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Run `statement` for every row in one driver executemany, values converted as Core does.
 
@@ -128,18 +137,27 @@ def executemany(
     """
     if not rows:
         return
-    keys = tuple(rows[0])
-    dialect = connection.dialect
-    cache_key = (id(statement), dialect.name, keys)
-    with _compiled_lock:
-        cached = _compiled.get(cache_key)
-        if cached is None or cached[0] is not statement:  # the statement is kept alive here
-            cached = _compiled[cache_key] = (statement, _Compiled(statement, dialect, keys))
-    compiled = cached[1]
+    compiled = _compiled_for(statement, connection.dialect, tuple(rows[0]))
     if compiled.plain:
         connection.exec_driver_sql(compiled.sql, compiled.values(rows))
     else:
         connection.execute(statement, list(rows))
+
+
+def execute(
+    connection: Connection, statement: Executable, params: Mapping[str, Any]
+) -> CursorResult[Any]:
+    """Run `statement` once with `params`, compiled once per dialect and set of keys.
+
+    For the ledger's hot single-row statements (open, usage, close of an entry): Core would
+    build a cache key and process parameters on every call. Every bind of `statement` must be
+    named by a key of `params`; result values come back as the driver gives them.
+    """
+    compiled = _compiled_for(statement, connection.dialect, tuple(params))
+    if not compiled.plain:
+        return connection.execute(statement, dict(params))
+    [values] = compiled.values([params])
+    return connection.exec_driver_sql(compiled.sql, values)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -169,12 +187,12 @@ def retrying(action: Callable[[], T], *, deadline: float, what: str, url: str) -
         except DBAPIError as exc:
             if not is_transient(exc) or time.monotonic() + pause > give_up:
                 raise LedgerError(
-                    f"could not {what} in ledger {mask(str(url))}: {_first_line(exc)}"
+                    f"could not {what} in ledger {mask(str(url))}: {first_line(exc)}"
                 ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
 
-def _first_line(exc: DBAPIError) -> str:
+def first_line(exc: DBAPIError) -> str:
     text = str(exc.orig).strip() or type(exc.orig).__name__
     return text.splitlines()[0]

@@ -7,6 +7,7 @@ answer was lost does not count twice.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -14,13 +15,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from meshagent.config import default_ledger_url, mask_url
 from meshagent.exceptions import LedgerError
-from meshagent.ledger import annotate, chain, rollup, rows
-from meshagent.ledger.engine import make_engine, retrying, write_connection
+from meshagent.ledger import annotate, chain, lifecycle, rows
+from meshagent.ledger.engine import executemany, make_engine, retrying, write_connection
+from meshagent.ledger.group import GroupCommit
 from meshagent.ledger.migrate import migrate_engine
 from meshagent.ledger.records import Cost, Event, Outcome, RunRecord, Usage
 from meshagent.ledger.schema import entries
@@ -40,6 +42,10 @@ class Ledger:
         self.url = url
         self.retry_for = retry_for
         self._totals: dict[str, rows.RunningTotals] = {}
+        # Entries this process opened and has not closed, as last written: closing them needs
+        # no read back, and the close writes the whole row, so the row is what was hashed.
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._group: GroupCommit | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -79,6 +85,11 @@ class Ledger:
         )
 
     def close(self) -> None:
+        """Commit the writes still queued, then let go of the database."""
+        with self._lock:
+            group, self._group = self._group, None
+        if group is not None:
+            group.close()
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:
@@ -147,18 +158,17 @@ class Ledger:
             run_id=run_id,
             idempotency_key=idempotency_key,
         )
-        run_id = values["run_id"]
+        step = lifecycle.open_step(values, idempotency_key)
+        return self._opened(values, self._write(step, what="open a run"))
 
-        def work(connection: Connection) -> str:
-            match = entries.c.run_id == run_id
-            if idempotency_key is not None:
-                match = or_(match, entries.c.idempotency_key == idempotency_key)
-            found = connection.execute(select(entries.c.run_id).where(match)).scalar()
-            if found is None:
-                connection.execute(entries.insert().values(values))
-            return found or run_id
+    async def aopen_run(self, agent: str, **options: Any) -> str:
+        """`open_run` for asyncio tasks: committed with the other runs' writes of the moment.
 
-        return self.transact(work, what="open a run")
+        Returns once the entry is durable, like `open_run`; the event loop is never blocked.
+        """
+        values = self.entry_values(agent, **options)
+        step = lifecycle.open_step(values, options.get("idempotency_key"))
+        return self._opened(values, await self.group_commit().write(step, what="open a run"))
 
     @staticmethod
     def entry_values(
@@ -211,23 +221,20 @@ class Ledger:
         model_answered: str | None = None,
     ) -> None:
         """Add what a run just spent (`cost=None` with tokens: the price is unknown)."""
-        with self._lock:
-            totals = self._running_totals(run_id)
-            totals.add(usage, cost)
-            values = totals.columns()
-        if model_answered is not None:
-            values["model_answered"] = model_answered
+        step = self._usage_step(run_id, usage, cost, model_answered)
+        self._write(step, what="record usage")
 
-        def work(connection: Connection) -> None:
-            done = connection.execute(
-                update(entries)
-                .where(entries.c.run_id == run_id, entries.c.status == "running")
-                .values(values)
-            )
-            if done.rowcount == 0:
-                raise self._not_open(connection, run_id)
-
-        self.transact(work, what="record usage")
+    async def arecord_usage(
+        self,
+        run_id: str,
+        usage: Usage | None = None,
+        *,
+        cost: Cost | None = None,
+        model_answered: str | None = None,
+    ) -> None:
+        """`record_usage` for asyncio tasks, group-committed; returns once it is durable."""
+        step = self._usage_step(run_id, usage, cost, model_answered)
+        await self.group_commit().write(step, what="record usage")
 
     def close_run(
         self,
@@ -241,62 +248,34 @@ class Ledger:
         finished_at: datetime | None = None,
         outcomes: Iterable[Outcome] = (),
         input_hash: str | None = None,
+        events: Iterable[Event] = (),
     ) -> None:
         """Close the entry with its final status and chain it; it is never updated again.
 
-        `input_hash` (the hash of the context the run read) is set here when it was not known
-        at open_run.
+        `usage` and `cost` are the last spending, added as `record_usage` would. `input_hash`
+        (the hash of the context the run read) is set here when it was not known at open_run.
+        `outcomes` and `events` are added in the same transaction.
         """
-        rows.check_closing_status(status)
-        with self._lock:
-            totals = self._running_totals(run_id)
-            totals.add(usage, cost)
-            values: dict[str, Any] = {
-                **totals.columns(),
-                "status": status,
-                "error": error,
-                "finished_at": finished_at or rows.now(),
-            }
-        if model_answered is not None:
-            values["model_answered"] = model_answered
-        if input_hash is not None:
-            values["input_hash"] = input_hash
-        produced = list(outcomes)
-        attempts: list[bool] = []
+        step = self._close_step(
+            run_id,
+            status,
+            usage=usage,
+            cost=cost,
+            model_answered=model_answered,
+            error=error,
+            finished_at=finished_at,
+            outcomes=outcomes,
+            input_hash=input_hash,
+            events=events,
+        )
+        self._write(step, what="close a run")
+        self._forget(run_id)
 
-        def work(connection: Connection) -> None:
-            seq, previous = chain.lock_head(connection)
-            row = (
-                connection.execute(
-                    select(entries).where(entries.c.run_id == run_id).with_for_update()
-                )
-                .mappings()
-                .one_or_none()
-            )
-            if row is not None and row["status"] != "running" and attempts:
-                return  # the previous attempt committed but its answer was lost
-            if row is None or row["status"] != "running":
-                raise self._not_open(connection, run_id)
-            attempts.append(True)
-            for outcome in produced:
-                annotate.insert_outcome(connection, run_id, outcome)
-            closed = {**row, **values}
-            digest = chain.entry_hash(seq + 1, previous, closed)
-            connection.execute(
-                update(entries)
-                .where(entries.c.run_id == run_id)
-                .values(**values, seq=seq + 1, prev_hash=previous, entry_hash=digest)
-            )
-            chain.advance_head(connection, seq + 1, digest)
-            has_outcome, pos, neg = annotate.annotations(connection, run_id)
-            deltas: rollup.Deltas = {}
-            sums = rollup.entry_sums(closed, has_outcome=has_outcome, pos=pos, neg=neg)
-            rollup.add_delta(deltas, rollup.daily_key(closed), sums)
-            rollup.apply_deltas(connection, deltas)
-
-        self.transact(work, what="close a run")
-        with self._lock:
-            self._totals.pop(run_id, None)
+    async def aclose_run(self, run_id: str, status: str, **options: Any) -> None:
+        """`close_run` for asyncio tasks, group-committed; returns once it is durable."""
+        step = self._close_step(run_id, status, **options)
+        await self.group_commit().write(step, what="close a run")
+        self._forget(run_id)
 
     def write_records(self, records: Sequence[RunRecord]) -> list[str]:
         """Record finished runs in one transaction; returns their run ids once durable."""
@@ -322,19 +301,10 @@ class Ledger:
 
     def add_events(self, run_id: str, events: Iterable[Event]) -> None:
         """Record steps of a run (tool calls, refusals); allowed before and after close."""
-        values = [
-            {
-                "run_id": run_id,
-                "at": event.at or rows.now(),
-                "kind": event.kind,
-                "name": event.name,
-                "detail": (event.detail or "")[:2000] or None,
-            }
-            for event in events
-        ]
+        values = lifecycle.event_rows(run_id, list(events))
         if values:
             self.transact(
-                lambda connection: connection.execute(events_table.insert(), values),
+                lambda connection: executemany(connection, events_table.insert(), values),
                 what="record run events",
             )
 
@@ -426,7 +396,68 @@ class Ledger:
     def count(self) -> int:
         return self.read(lambda c: c.execute(select(func.count()).select_from(entries)).scalar())
 
+    def group_commit(self) -> GroupCommit:
+        """The writer that commits the async methods' writes together (started on first use)."""
+        with self._lock:
+            if self._group is None:
+                self._group = GroupCommit(self)
+            return self._group
+
     # -- helpers ----------------------------------------------------------------------------
+
+    def _write(self, step: lifecycle.Step[T], *, what: str) -> T:
+        """Run one step in its own transaction."""
+        return self.transact(lambda c: lifecycle.run_steps(c, [step])[0], what=what)
+
+    def _opened(self, values: dict[str, Any], result: tuple[str, bool]) -> str:
+        run_id, inserted = result
+        if inserted:  # what this process wrote: closing it needs no read back
+            with self._lock:
+                self._rows[run_id] = dict(values)
+                self._totals[run_id] = rows.RunningTotals()
+        return run_id
+
+    def _usage_step(
+        self, run_id: str, usage: Usage | None, cost: Cost | None, model_answered: str | None
+    ) -> lifecycle.Step[None]:
+        with self._lock:
+            totals = self._running_totals(run_id)
+            totals.add(usage, cost)
+            values = totals.columns()
+            if model_answered is not None:
+                values["model_answered"] = model_answered
+            if run_id in self._rows:
+                self._rows[run_id].update(values)
+        return lifecycle.usage_step(run_id, values)
+
+    def _close_step(self, run_id: str, status: str, **options: Any) -> lifecycle.Step[None]:
+        """The close of `run_id` as a step; `options` are close_run's keyword arguments."""
+        unknown = set(options) - _CLOSE_OPTIONS
+        if unknown:
+            raise TypeError(f"close_run() got unexpected keyword arguments {sorted(unknown)}")
+        rows.check_closing_status(status)
+        with self._lock:
+            totals = self._running_totals(run_id)
+            totals.add(options.get("usage"), options.get("cost"))
+            values: dict[str, Any] = {
+                **totals.columns(),
+                "status": status,
+                "error": options.get("error"),
+                "finished_at": options.get("finished_at") or rows.now(),
+            }
+            opened = self._rows.get(run_id)
+            opened = dict(opened) if opened is not None else None
+        for name in ("model_answered", "input_hash"):  # set when given, else kept
+            if options.get(name) is not None:
+                values[name] = options[name]
+        produced = list(options.get("outcomes", ()))
+        steps = list(options.get("events", ()))
+        return lifecycle.close_step(run_id, values, opened=opened, produced=produced, steps=steps)
+
+    def _forget(self, run_id: str) -> None:
+        with self._lock:
+            self._totals.pop(run_id, None)
+            self._rows.pop(run_id, None)
 
     def _running_totals(self, run_id: str) -> rows.RunningTotals:
         if run_id not in self._totals:
@@ -440,18 +471,16 @@ class Ledger:
 
             row = self.read(load)
             if row is None or row["status"] != "running":
-                raise self.read(lambda c: self._not_open(c, run_id))
+                raise self.read(lambda c: lifecycle.not_open(c, run_id))
             self._totals[run_id] = rows.RunningTotals.from_row(row)
         return self._totals[run_id]
 
-    @staticmethod
-    def _not_open(connection: Connection, run_id: str) -> LedgerError:
-        status = connection.execute(
-            select(entries.c.status).where(entries.c.run_id == run_id)
-        ).scalar()
-        if status is None:
-            return LedgerError(f"run {run_id} is not in the ledger: open it with open_run first")
-        return LedgerError(f"run {run_id} is closed ({status}): a closed entry is never updated")
+
+_CLOSE_OPTIONS = frozenset(inspect.signature(Ledger.close_run).parameters) - {
+    "self",
+    "run_id",
+    "status",
+}
 
 
 def migrate(url: str | None = None) -> tuple[str | None, str | None]:

@@ -1,0 +1,217 @@
+"""Group commit: many asyncio callers' writes in shared transactions, each told only once durable.
+
+Also the close that needs no read back: the row it writes is the row it hashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from meshagent.exceptions import LedgerError
+from meshagent.ledger import Ledger, Outcome, Usage
+from meshagent.ledger.records import Event
+from meshagent.ledger.schema import daily, entries, events
+
+from .helpers import T0, cost
+from .test_faults import _hold_write_lock
+
+
+async def _one_run(ledger: Ledger, at: int) -> str:
+    run_id = await ledger.aopen_run("digest", owner="alice", team="payments", started_at=T0)
+    await ledger.arecord_usage(run_id, Usage(input_tokens=100, model_calls=1), cost=cost())
+    await ledger.aclose_run(
+        run_id,
+        "ok",
+        usage=Usage(tool_calls=at),
+        outcomes=[Outcome("slack.message", f"C1/{at}")],
+        events=[Event("tool_call", "slack.post_message", f"call {at}")],
+    )
+    return run_id
+
+
+def test_concurrent_callers_share_transactions_and_are_all_durable(ledger, ledger_url):
+    async def many() -> list[str]:
+        return await asyncio.gather(*(_one_run(ledger, at) for at in range(150)))
+
+    run_ids = asyncio.run(many())
+    assert len(set(run_ids)) == 150
+    assert ledger.group_commit().transactions < 3 * 150  # writes were gathered
+    with Ledger.open(ledger_url) as fresh:  # what another process sees: all of it
+        rows = fresh.read(lambda c: c.execute(select(entries)).mappings().all())
+        assert sorted(r["tool_calls"] for r in rows) == list(range(150))
+        assert {(r["status"], r["input_tokens"], r["cost_usd"]) for r in rows} == {
+            ("ok", 100, Decimal("0.0012"))
+        }
+        assert fresh.read(lambda c: c.execute(select(func.count()).select_from(events)).scalar())
+        assert fresh.read(lambda c: c.execute(select(daily.c.runs_with_outcome)).scalar()) == 150
+        assert fresh.verify().ok and fresh.verify().checked == 150
+
+
+def test_a_step_that_fails_fails_only_its_caller(ledger):
+    closed = ledger.open_run("digest")
+    ledger.close_run(closed, "ok")
+
+    async def mixed() -> list[object]:
+        good = [ledger.aopen_run("digest", idempotency_key=f"k{i}") for i in range(5)]
+        bad = ledger.arecord_usage(closed, Usage(input_tokens=1))
+        return await asyncio.gather(bad, *good, return_exceptions=True)
+
+    bad, *good = asyncio.run(mixed())
+    assert isinstance(bad, LedgerError)
+    assert str(bad) == f"run {closed} is closed (ok): a closed entry is never updated"
+    assert all(isinstance(run_id, str) for run_id in good)
+    assert ledger.count() == 6 and ledger.verify().ok
+
+
+def test_a_transaction_that_cannot_commit_fails_every_caller_in_it(tmp_path):
+    path = tmp_path / "ledger.db"
+    with Ledger.open(f"sqlite:///{path}", busy_timeout=0.05, retry_for=0.3) as ledger:
+
+        async def opens() -> list[object]:
+            calls = [ledger.aopen_run("digest") for _ in range(20)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        holder = _hold_write_lock(path, 1.0)
+        failed = asyncio.run(opens())
+        holder.join()
+        message = f"could not open a run in ledger sqlite:///{path}: database is locked"
+        assert [str(error) for error in failed] == [message] * 20
+        assert ledger.count() == 0  # nobody was told otherwise
+        assert isinstance(asyncio.run(ledger.aopen_run("digest")), str)  # free again: works
+
+
+def test_a_caller_cancelled_before_its_turn_writes_nothing(ledger):
+    group = ledger.group_commit()
+    ran: list[int] = []
+
+    def slow(connection, batch):
+        time.sleep(0.2)
+        ran.append(1)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(group.write(slow, what="wait"))
+        await asyncio.sleep(0.05)  # the writer is in `slow`'s transaction now
+        second = asyncio.ensure_future(group.write(slow, what="wait"))
+        await asyncio.sleep(0)
+        second.cancel()
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+
+    asyncio.run(scenario())
+    time.sleep(0.3)
+    assert ran == [1]
+
+
+def test_a_close_retried_after_its_answer_was_lost_is_not_counted_twice(ledger):
+    run_id = ledger.open_run("digest", owner="alice", started_at=T0)
+    step = ledger._close_step(run_id, "ok", usage=Usage(input_tokens=5))
+    ledger._write(step, what="close a run")
+    ledger._write(step, what="close a run")  # the same close again: already done, no error
+    assert ledger.read(lambda c: c.execute(select(daily.c.runs)).scalar()) == 1
+    assert ledger.verify().ok and ledger.verify().checked == 1
+    other = ledger._close_step(run_id, "failed")  # another close is still refused
+    with pytest.raises(LedgerError, match="is closed"):
+        ledger._write(other, what="close a run")
+
+
+def test_a_close_without_read_back_hashes_what_the_database_holds(ledger, ledger_url):
+    berlin = timezone(timedelta(hours=1))
+    run_id = ledger.open_run(
+        "digest",
+        owner="alice",
+        minutes_saved=0.125,  # stored as 0.12: the hash must cover what is stored
+        started_at=datetime(2025, 3, 3, 10, 0, 0, 123456, tzinfo=berlin),
+        scheduled_for=datetime(2025, 3, 3, 9, 0),  # naive: taken as UTC
+        model_requested="openai:gpt-4.1-mini",
+    )
+    ledger.record_usage(run_id, Usage(input_tokens=7), cost=cost("0.00000000015"))
+    ledger.record_usage(run_id, Usage(output_tokens=3), cost=None, model_answered="gpt-x")
+    asyncio.run(ledger.aclose_run(run_id, "ok", input_hash="h"))
+    with Ledger.open(ledger_url) as fresh:
+        assert fresh.verify().ok
+        row = fresh.entry(run_id)
+    assert (row["model_answered"], row["cost_usd"], row["minutes_saved"]) == (
+        "gpt-x",
+        None,
+        Decimal("0.12"),
+    )
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from meshagent.ledger import Ledger, Usage
+
+    ledger = Ledger.open(sys.argv[1])
+
+    async def run(at):
+        run_id = await ledger.aopen_run("digest", owner="alice")
+        print("open", run_id, flush=True)
+        await ledger.arecord_usage(run_id, Usage(input_tokens=at + 1))
+        print("usage", run_id, at + 1, flush=True)
+        await ledger.aclose_run(run_id, "ok")
+        print("close", run_id, flush=True)
+
+    async def worker(first):
+        for at in range(first, 10**9, 50):
+            await run(at)
+
+    async def main():
+        await asyncio.gather(*(worker(first) for first in range(50)))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_nothing_acknowledged_is_lost_when_the_writer_is_killed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger.open(url).close()  # migrated before the child starts
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    told: list[list[str]] = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            told.append(line.split())
+            if sum(1 for word in told if word[0] == "close") >= 300:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        rest = child.stdout.read()
+        # A line cut short by the kill was never a whole acknowledgement.
+        told += [line.split() for line in rest.splitlines(keepends=True) if line.endswith("\n")]
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if child.stdout is not None:
+            child.stdout.close()
+    with Ledger.open(url) as ledger:
+        rows = {
+            r["run_id"]: r
+            for r in ledger.read(lambda c: c.execute(select(entries)).mappings().all())
+        }
+        recovered = ledger.recover()
+        verified = ledger.verify()
+    for word in told:
+        kind, run_id = word[0], word[1]
+        assert run_id in rows, f"{kind} of {run_id} was acknowledged, then lost"
+        if kind == "usage":
+            assert rows[run_id]["input_tokens"] >= int(word[2])
+        if kind == "close":
+            assert rows[run_id]["status"] == "ok"
+    assert recovered  # runs it had open are closed as interrupted
+    assert verified.ok
