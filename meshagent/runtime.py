@@ -6,8 +6,12 @@ with ``skip_if_unchanged``, a run whose context equals the last ok run's closes 
 ``skipped_unchanged`` with no model call; otherwise the model is called once with instructions
 and compact context (fetch, think, deliver), or, when ``tools:`` are granted, LangChain's
 ``create_agent`` runs the tool loop with every call checked against its grant; the deliver actions
-post the answer; the entry is closed with its outcomes. Usage is written to the ledger after every
-model response, so a run that fails or is killed still shows what it spent.
+post the answer; the entry is closed with its outcomes. What a model response spent is written to
+the ledger before the run does anything more (a tool call, another model call, a delivery), or
+with the close when nothing comes between, so a run that fails or is killed still shows what it
+spent. The entry's writes are group-committed with those of the other runs of the moment
+(``Ledger.aopen_run`` and friends): each returns once durable, and the event loop never waits
+on the database.
 """
 
 from __future__ import annotations
@@ -124,11 +128,13 @@ class _Run:
         self.model_answered: str | None = None
         self.tool_calls = 0
         self.framework_tokens = 0
+        # Spent but not yet in the ledger: written before the run's next step, or by the close.
+        self.unrecorded: list[tuple[records.Usage, records.Cost | None, str | None]] = []
 
     # -- spending -----------------------------------------------------------------------------
 
     def spend(self, usage: records.Usage, model_answered: str | None) -> None:
-        """Add one model response's usage, priced, to the run and to its ledger entry."""
+        """Add one model response's usage, priced, to the run; `record()` writes it."""
         cost = self.runtime.price(self.model, usage)
         self.usage = self.usage + usage
         tokens = usage.input_tokens + usage.output_tokens
@@ -137,9 +143,33 @@ class _Run:
         elif cost is not None:
             self.cost += cost.total_usd
         self.model_answered = model_answered or self.model_answered
-        self.runtime.ledger.record_usage(
-            self.run_id, usage, cost=cost, model_answered=model_answered
-        )
+        self.unrecorded.append((usage, cost, model_answered))
+
+    async def record(self) -> None:
+        """Write what the run spent since the last write into its entry; durable on return.
+
+        Called before every step that waits on the world (a tool call, a model call, a
+        delivery): a crash or kill there leaves the spent tokens in the ledger. When nothing
+        comes between a response and the close, the close writes it instead, in one commit.
+        """
+        if self.unrecorded:
+            usage, cost, answered = self.take_unrecorded()
+            await self.runtime.ledger.arecord_usage(
+                self.run_id, usage, cost=cost, model_answered=answered
+            )
+
+    def take_unrecorded(self) -> tuple[records.Usage, records.Cost | None, str | None]:
+        """The spending not yet written, added up (an unknown price makes the sum unknown)."""
+        spent, self.unrecorded = self.unrecorded, []
+        usage = records.Usage()
+        for part, _, _ in spent:
+            usage = usage + part
+        answered = next((a for _, _, a in reversed(spent) if a is not None), None)
+        costs = [cost for _, cost, _ in spent if cost is not None]
+        unknown = any(cost is None and _tokens(part) for part, cost, _ in spent)
+        if unknown or not costs:
+            return usage, None, answered
+        return usage, _sum_costs(costs), answered
 
     def over_budget(self, *, before_call: bool) -> str | None:
         """Why the run may not make another model call (or went over), or None."""
@@ -222,7 +252,7 @@ class Runtime:
         chat = self._chat_model(model_name)
         provider = model_name.partition(":")[0] if ":" in model_name else model_name
         started = time.perf_counter()
-        run_id = self.ledger.open_run(
+        run_id = await self._open(
             spec.name,
             version=spec.version,
             owner=spec.owner,
@@ -254,7 +284,9 @@ class Runtime:
             status = "over_budget" if limit_is_budget else "failed"
             error = f"wall-clock limit of {limit:g}s reached"
         except asyncio.CancelledError:
-            self._close(run, "interrupted", "cancelled while running", input_hash)
+            self.ledger.close_run(
+                run_id, **self._closing(run, "interrupted", "cancelled while running", input_hash)
+            )
             raise
         except GrantDenied as exc:
             status, error = "denied", str(exc)
@@ -265,7 +297,9 @@ class Runtime:
             status, error = "failed", _plain(exc)
         if run.stopped is not None and status == "ok":
             status, error = run.stopped.status, run.stopped.reason
-        self._close(run, status, error, input_hash)
+        # Shielded: a run cancelled now is still closed with what it did.
+        closing = self._closing(run, status, error, input_hash)
+        await asyncio.shield(self.ledger.aclose_run(run_id, **closing))
         result = RunResult(
             run_id=run_id,
             agent=spec.name,
@@ -335,11 +369,13 @@ class Runtime:
         self, run: _Run, chat: BaseChatModel, context: ActionContext, values: dict[str, Any]
     ) -> str:
         spec = run.spec
-        self._check_daily_budget(run)
+        await self._check_daily_budget(run)
         gathered = await self._gather(spec, context, values)
         input_hash = _hash(spec.version, gathered, values)
-        if spec.skip_if_unchanged and self.ledger.last_ok_input_hash(spec.name) == input_hash:
-            raise _Stop("skipped_unchanged", "context unchanged since the last ok run")
+        if spec.skip_if_unchanged:
+            last = await asyncio.to_thread(self.ledger.last_ok_input_hash, spec.name)
+            if last == input_hash:
+                raise _Stop("skipped_unchanged", "context unchanged since the last ok run")
         if spec.tools:
             answer = await self._agent_loop(run, chat, context, gathered, values)
         else:
@@ -349,6 +385,8 @@ class Runtime:
             return input_hash  # over budget: keep the answer, deliver nothing
         if not answer or not answer.strip():
             raise RunError("the model returned no answer: nothing to deliver")
+        if spec.deliver:
+            await run.record()
         for use in spec.deliver:
             action = self.registry.get(use.action)
             known = values | {"answer": answer}
@@ -366,12 +404,12 @@ class Runtime:
                 run.outcomes.extend(result.outcomes)
         return input_hash
 
-    def _check_daily_budget(self, run: _Run) -> None:
+    async def _check_daily_budget(self, run: _Run) -> None:
         limit = run.spec.budget.max_usd_per_day
         if limit is None:
             return
         day = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
-        spent = self.ledger.spent_since(run.spec.name, day)
+        spent = await asyncio.to_thread(self.ledger.spent_since, run.spec.name, day)
         if spent >= limit:
             raise _Stop(
                 "over_budget", f"max_usd_per_day of ${limit} reached (${spent:.4f} spent today)"
@@ -469,19 +507,37 @@ class Runtime:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _close(self, run: _Run, status: str, error: str | None, input_hash: str | None) -> None:
-        if run.events:
-            self.ledger.add_events(run.run_id, run.events)
-        produced = [records.Outcome(o.kind, o.reference, o.url) for o in run.outcomes]
-        self.ledger.close_run(
-            run.run_id,
-            status,
-            usage=records.Usage(tool_calls=run.tool_calls),
-            error=error[:2000] if error else None,
-            outcomes=produced,
-            input_hash=input_hash,
-            finished_at=self.now(),
-        )
+    async def _open(self, agent: str, **options: Any) -> str:
+        """Open the run's entry; durable on return, even when the run is cancelled meanwhile."""
+        opening = asyncio.ensure_future(self.ledger.aopen_run(agent, **options))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(self._close_unstarted)
+            raise
+
+    def _close_unstarted(self, opening: asyncio.Future[str]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            self.ledger.close_run(
+                opening.result(), "interrupted", error="cancelled before it started"
+            )
+
+    def _closing(
+        self, run: _Run, status: str, error: str | None, input_hash: str | None
+    ) -> dict[str, Any]:
+        """The arguments of close_run: the status, the spending not yet written, what it made."""
+        usage, cost, answered = run.take_unrecorded()
+        return {
+            "status": status,
+            "usage": usage + records.Usage(tool_calls=run.tool_calls),
+            "cost": cost,
+            "model_answered": answered,
+            "error": error[:2000] if error else None,
+            "outcomes": [records.Outcome(o.kind, o.reference, o.url) for o in run.outcomes],
+            "input_hash": input_hash,
+            "finished_at": self.now(),
+            "events": list(run.events),
+        }
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -576,6 +632,7 @@ def _guard_middleware(owner: Runtime, run: _Run) -> Any:
             return {"jump_to": "end"}
 
         async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            await run.record()  # the last response's spending, before the next call
             return await owner._call_model(run, lambda: handler(request))
 
     return Guard()
@@ -586,6 +643,7 @@ def _tool(action: Action, grant_params: dict[str, Any], run: _Run, context: Acti
     grant = action.grant.model_validate(grant_params)
 
     async def call(**arguments: Any) -> str:
+        await run.record()  # what the model spent asking for this call, before it runs
         shown = json.dumps(arguments, default=str, ensure_ascii=False)[:500]
         try:
             args = action.args.model_validate(arguments)
@@ -631,6 +689,21 @@ def _prompt(gathered: dict[str, Any], values: dict[str, Any]) -> tuple[str, str]
         parts.append(framework_note := "(no context)")
         framework.append(framework_note)
     return "\n\n".join(parts), "\n".join(framework)
+
+
+def _tokens(usage: records.Usage) -> int:
+    return usage.input_tokens + usage.output_tokens
+
+
+def _sum_costs(costs: list[records.Cost]) -> records.Cost:
+    last = costs[-1]
+    return records.Cost(
+        sum((c.input_usd for c in costs), Decimal(0)),
+        sum((c.cache_usd for c in costs), Decimal(0)),
+        sum((c.output_usd for c in costs), Decimal(0)),
+        last.source,
+        last.version,
+    )
 
 
 def _compact(data: Any) -> Any:
