@@ -19,6 +19,7 @@ from meshagent.ledger.cli import app as ledger_app
 from meshagent.loader import load_agents, scan_agents
 from meshagent.scaffold import write_agent
 from meshagent.schema import schema_text
+from meshagent.slack.cli import app as slack_app
 from meshagent.spec import AgentSpec, Budget
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(slack_app, name="slack")
 out = Console()
 err = Console(stderr=True)
 

@@ -116,7 +116,9 @@ def create_app(
     slack: bool | None = None,
     dashboard: bool = True,
 ) -> Starlette:
-    """The serve app. ``slack=None`` mounts the Slack endpoint when its secrets are set."""
+    """The serve app. ``slack=None`` turns the Slack app on when its secrets are set: the bot
+    token, and the signing secret (HTTP, ``/slack/events``) or the app-level token (Socket Mode,
+    connected at start-up), or both."""
     runtime = runtime or Runtime(config)
     fleet = Fleet(config, runtime, agents_dir=agents_dir)
     routes: list[Any] = [
@@ -127,12 +129,15 @@ def create_app(
     slack_app = None
     env = runtime.env
     if slack is None:
-        slack = bool(env.get(config.slack.signing_secret_env) and env.get(config.slack.token_env))
+        names = config.slack
+        either = env.get(names.signing_secret_env) or env.get(names.app_token_env)
+        slack = bool(env.get(names.token_env) and either)
     if slack:
         from meshagent.slack import SlackApp
 
         slack_app = SlackApp(config, runtime, lambda: list(fleet.specs.values()), env=env)
-        routes += slack_app.routes()
+        if slack_app.http_enabled or not slack_app.socket_mode_enabled:
+            routes += slack_app.routes()  # without a signing secret: says to set it
     board = create_dashboard(config, ledger=runtime.ledger) if dashboard else None
     if board is not None:
         routes.append(Mount("/dashboard", app=board))
@@ -142,6 +147,12 @@ def create_app(
         await fleet.start()
         log.info("fleet started: %d agents, replica %s", len(fleet.specs), fleet.replica)
         try:
+            if slack_app is not None and slack_app.socket_mode_enabled:
+                try:
+                    await slack_app.start_socket_mode()
+                except ConfigError as exc:
+                    log.error("Slack Socket Mode: %s", exc)
+                    raise
             yield
         finally:
             await fleet.stop()

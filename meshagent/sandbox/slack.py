@@ -108,8 +108,10 @@ class SlackState:
         self.ephemeral: list[Ephemeral] = []  # chat.postEphemeral, in order
         self.app_token = f"xapp-1-A0SANDBOX-{secrets.token_hex(12)}"  # for Socket Mode
         self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack payload
+        self.socket_hello_delay = 0.0  # seconds between the WebSocket opening and "hello"
         self._socket_keys: set[str] = set()
         self._sockets: list[tuple[web.WebSocketResponse, asyncio.AbstractEventLoop]] = []
+        self._socket_events = threading.Condition()
         self.usergroups: dict[str, dict[str, Any]] = {}
         for group in seed.get("usergroups", []):
             self.add_usergroup(group["handle"], group.get("users", []), group_id=group.get("id"))
@@ -203,6 +205,38 @@ class SlackState:
     def socket_connected(self) -> bool:
         """Whether a Socket Mode client is connected."""
         return bool(self._sockets)
+
+    def wait_socket(self, *, connected: bool, timeout: float = 5.0) -> None:
+        """Wait until a Socket Mode client is connected (or none is); TimeoutError otherwise.
+
+        A client's close handshake ends before the sandbox's side of it has run: wait for it.
+        """
+        with self._socket_events:
+            if not self._socket_events.wait_for(lambda: bool(self._sockets) == connected, timeout):
+                state = "connected" if connected else "disconnected"
+                raise TimeoutError(f"no Socket Mode client {state} within {timeout}s")
+
+    def socket_ack(self, envelope_id: str, *, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for the app's acknowledgement of an envelope; its payload (``{}`` if none)."""
+        with self._socket_events:
+            if not self._socket_events.wait_for(lambda: envelope_id in self.socket_acks, timeout):
+                raise TimeoutError(f"no acknowledgement of envelope {envelope_id} in {timeout}s")
+            return self.socket_acks[envelope_id]
+
+    def _socket_acked(self, envelope_id: str, payload: dict[str, Any]) -> None:
+        with self._socket_events:
+            self.socket_acks[envelope_id] = payload
+            self._socket_events.notify_all()
+
+    def _socket_change(
+        self, entry: tuple[web.WebSocketResponse, asyncio.AbstractEventLoop], *, opened: bool
+    ) -> None:
+        with self._socket_events:
+            if opened:
+                self._sockets.append(entry)
+            else:
+                self._sockets.remove(entry)
+            self._socket_events.notify_all()
 
     def socket_send(
         self,
@@ -574,6 +608,20 @@ def build_slack_app(state: SlackState, *, middlewares: tuple[Any, ...] = ()) -> 
     return app
 
 
+async def _quiet_for(ws: web.WebSocketResponse, seconds: float) -> bool:
+    """Wait ``seconds`` while answering the client's frames; False when it closed meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(ws.receive(), left)
+        except TimeoutError:
+            return True
+        if message.type in (web.WSMsgType.CLOSE, web.WSMsgType.CLOSING, web.WSMsgType.CLOSED):
+            return False
+    return True
+
+
 def _add_socket_mode(app: web.Application, state: SlackState) -> None:
     """Socket Mode: apps.connections.open (app-level token) and its one-use WebSocket URL."""
 
@@ -596,17 +644,19 @@ def _add_socket_mode(app: web.Application, state: SlackState) -> None:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         entry = (ws, asyncio.get_running_loop())
-        state._sockets.append(entry)
+        state._socket_change(entry, opened=True)
         try:
+            if state.socket_hello_delay and not await _quiet_for(ws, state.socket_hello_delay):
+                return ws  # the client left before hello
             await ws.send_json({"type": "hello", "num_connections": len(state._sockets)})
             async for message in ws:
                 if message.type != web.WSMsgType.TEXT:
                     continue
                 data = json.loads(message.data)
                 if isinstance(data, dict) and data.get("envelope_id"):
-                    state.socket_acks[data["envelope_id"]] = data.get("payload") or {}
+                    state._socket_acked(data["envelope_id"], data.get("payload") or {})
         finally:
-            state._sockets.remove(entry)
+            state._socket_change(entry, opened=False)
         return ws
 
     async def close_sockets(app: web.Application) -> None:

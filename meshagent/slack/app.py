@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections import Counter, OrderedDict
@@ -43,7 +44,7 @@ from meshagent.exceptions import ConfigError, LedgerError
 from meshagent.runtime import Runtime
 from meshagent.slack.access import Directory
 from meshagent.slack.commands import Command, Commands
-from meshagent.slack.feedback import reaction_vote, withdraw_vote
+from meshagent.slack.feedback import VoteOrder, cast_at, reaction_vote, withdraw_vote
 from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
 from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls
 from meshagent.slack.seen import Seen
@@ -158,6 +159,7 @@ class SlackApp:
         self.commands = Commands(config, runtime, agents, self.directory)
         self.commands.on_result = self._remember
         self.response_urls = ResponseUrls()
+        self.votes = VoteOrder()
         self._shown: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._socket: Any = None
@@ -166,6 +168,16 @@ class SlackApp:
     @property
     def ledger(self) -> Any:
         return self.runtime.ledger
+
+    @property
+    def http_enabled(self) -> bool:
+        """HTTP mode is configured: the signing secret is set."""
+        return bool(self._signing_secret)
+
+    @property
+    def socket_mode_enabled(self) -> bool:
+        """Socket Mode is configured: the app-level token is set."""
+        return bool(self._app_token)
 
     # -- transports -----------------------------------------------------------------------------
 
@@ -203,8 +215,10 @@ class SlackApp:
     async def start_socket_mode(self, timeout: float = 30.0) -> None:
         """Connect over Socket Mode with the app-level token (no public URL needed).
 
-        The token is checked first (apps.connections.open), so that a wrong one fails here
-        instead of in slack_sdk's endless reconnect loop.
+        Returns once Slack said hello on the WebSocket, that is once it delivers envelopes to
+        this app. The token is checked first (apps.connections.open), so that a wrong one fails
+        here instead of in slack_sdk's endless reconnect loop; no hello within ``timeout``
+        seconds closes the client and raises ConfigError.
         """
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -226,12 +240,28 @@ class SlackApp:
             reason = type(exc).__name__
             raise ConfigError(f"cannot reach Slack for Socket Mode ({reason})") from None
         socket = AsyncSocketModeHandler(self.bolt, app_token=self._app_token, logger=_bolt_logger())
+        hello = asyncio.Event()
+
+        async def on_message(message: aiohttp.WSMessage) -> None:
+            # Slack sends "hello" once the connection is ready for envelopes; before it, the
+            # WebSocket may be open on our side while Slack has not yet registered it.
+            if not hello.is_set() and _is_hello(message.data):
+                hello.set()
+
+        socket.client.on_message_listeners.append(on_message)
         socket.client.wss_uri = opened["url"]
         try:
-            await asyncio.wait_for(socket.connect_async(), timeout)
+            async with asyncio.timeout(timeout):
+                await socket.connect_async()
+                await hello.wait()
+        except TimeoutError:
+            await _close_socket(socket)
+            raise ConfigError(
+                f"Slack Socket Mode did not open within {timeout:g}s (no hello on the "
+                "WebSocket); check the network to wss-primary.slack.com"
+            ) from None
         except BaseException:
-            with contextlib.suppress(Exception):
-                await socket.close_async()
+            await _close_socket(socket)
             raise
         self._socket = socket
         log.info("Slack Socket Mode connected")
@@ -240,8 +270,7 @@ class SlackApp:
         """Disconnect Socket Mode and cancel the background work, waiting up to ``timeout``."""
         socket, self._socket = self._socket, None
         if socket is not None:
-            with contextlib.suppress(Exception):
-                await socket.close_async()
+            await _close_socket(socket)
         tasks = set(self._tasks)
         for task in tasks:
             task.cancel()
@@ -323,8 +352,15 @@ class SlackApp:
     async def _click(self, body: dict[str, Any]) -> None:
         action = (body.get("actions") or [{}])[0]
         run_id = str(action.get("value") or "")
-        vote = 1 if action.get("action_id") == FEEDBACK_UP else -1
         user = str((body.get("user") or {}).get("id") or "")
+        async with self.votes.turn(run_id, user, cast_at(action.get("action_ts"))) as current:
+            if current:
+                await self._record_click(body, action, run_id, user)
+
+    async def _record_click(
+        self, body: dict[str, Any], action: dict[str, Any], run_id: str, user: str
+    ) -> None:
+        vote = 1 if action.get("action_id") == FEEDBACK_UP else -1
         url = body.get("response_url")
         budget = self.response_urls.get(url) if url else None
         try:
@@ -359,11 +395,50 @@ class SlackApp:
         run_id = await asyncio.to_thread(self.ledger.run_of_outcome, ref, SLACK_MESSAGE)
         if run_id is None:
             return
-        if added:
-            await asyncio.to_thread(self.ledger.add_feedback, run_id, user, vote)
-        else:
-            await asyncio.to_thread(withdraw_vote, self.ledger, run_id, user, vote)
-        self.stats["reactions"] += 1
+        async with self.votes.turn(run_id, user, cast_at(event.get("event_ts"))) as current:
+            if not current:
+                return
+            if added:
+                await asyncio.to_thread(self.ledger.add_feedback, run_id, user, vote)
+            else:
+                await asyncio.to_thread(withdraw_vote, self.ledger, run_id, user, vote)
+            self.stats["reactions"] += 1
+
+
+def _is_hello(data: object) -> bool:
+    """Whether a WebSocket text frame is Slack's ``{"type": "hello", ...}``."""
+    if not isinstance(data, str) or "hello" not in data:
+        return False
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("type") == "hello"
+
+
+async def _close_socket(socket: Any) -> None:
+    """Close a Socket Mode handler and wait for its client's tasks to end.
+
+    slack_sdk's ``close()`` cancels the client's reader, monitor and processor tasks without
+    awaiting them; awaited here, so that nothing of the client outlives ``stop()`` (or the
+    event loop it ran on).
+    """
+    client = socket.client
+    with contextlib.suppress(Exception):
+        await socket.close_async()
+    tasks = [
+        task
+        for task in (
+            client.message_receiver,
+            client.current_session_monitor,
+            client.message_processor,
+        )
+        if task is not None and not task.done()
+    ]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
 
 
 def _bolt_logger() -> logging.Logger:

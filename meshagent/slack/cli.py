@@ -32,12 +32,14 @@ def manifest(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
 ) -> None:
-    """Print the app manifest: /meshagent, one command per agent slash trigger, scopes,
-    events and interactivity."""
+    """Print the app manifest: commands, scopes, events and interactivity.
+
+    /meshagent, and a command for each agent's slash trigger. Paste it at api.slack.com/apps.
+    """
     from meshagent.config import load_config
     from meshagent.exceptions import ConfigError
     from meshagent.loader import scan_agents
-    from meshagent.slack.manifest import build_manifest
+    from meshagent.slack.manifest import build_manifest, left_out
 
     config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
     try:
@@ -59,6 +61,8 @@ def manifest(
     except ValueError as exc:
         typer.echo(f"error: --url: {exc}", err=True)
         raise typer.Exit(2) from None
+    for line in left_out(agents):
+        typer.echo(f"warning: {line}", err=True)
     if as_json:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return

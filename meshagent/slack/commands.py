@@ -41,6 +41,7 @@ from meshagent.slack.access import (
     may_use_somewhere,
     slash_triggers,
 )
+from meshagent.slack.manifest import own_command_problem
 from meshagent.slack.messages import (
     cost_text,
     escape,
@@ -356,7 +357,7 @@ class Commands:
             "(small groups are folded into 'other')",
             f"`{MAIN_COMMAND} flags`: tokenmaxxing flags (admins)",
         ]
-        names = sorted(self.commands())
+        names = sorted(name for name in self.commands() if own_command_problem(name) is None)
         if names:
             lines.append("Agent commands: " + ", ".join(f"`/{name}`" for name in names))
         return "\n".join(lines)
@@ -371,9 +372,10 @@ class Commands:
             if not places:
                 continue
             name = triggers[0].slash
-            line = (
-                f"• `{MAIN_COMMAND} {name}` (or `/{name}`): {escape(spec.description or spec.name)}"
-            )
+            how = f"`{_invocation(name)}`"
+            if own_command_problem(name) is None:
+                how += f" (or `/{name}`)"
+            line = f"• {how}: {escape(spec.description or spec.name)}"
             if places != ["*"]:
                 line += f" _only in {escape(', '.join(places))}_"
             if spec.inputs:
@@ -603,6 +605,12 @@ def _plain(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
+def _invocation(name: str) -> str:
+    """How to run the agent with slash name ``name`` through /meshagent (``run`` when the name
+    is also a subcommand: `/meshagent status` means the run status)."""
+    return f"{MAIN_COMMAND} run {name}" if name in SUBCOMMANDS else f"{MAIN_COMMAND} {name}"
+
+
 def _inputs_text(spec: AgentSpec) -> str:
     parts = []
     for name, declared in spec.inputs.items():
@@ -618,7 +626,7 @@ def _inputs_text(spec: AgentSpec) -> str:
 def _usage(spec: AgentSpec) -> str:
     names = [t.slash for t in slash_triggers(spec)] or [spec.name]
     pairs = " ".join(f"{name}=..." for name in spec.inputs)
-    usage = f"Usage: `{MAIN_COMMAND} {names[0]}{' ' + pairs if pairs else ''}`"
+    usage = f"Usage: `{_invocation(names[0])}{' ' + pairs if pairs else ''}`"
     if spec.inputs:
         usage += f"; inputs: {_inputs_text(spec)}"
     return usage
@@ -691,12 +699,7 @@ def _report_table(rows: list[reports.ReportRow]) -> str:
             f"{row.runs:,}",
             f"{row.runs_with_outcome:,}",
             f"{row.tokens:,}",
-            cost_text(row.cost_usd)
-            + (
-                f" +{row.runs_cost_unknown}?"
-                if row.cost_usd is not None and row.runs_cost_unknown
-                else ""
-            ),
+            _row_cost(row),
             f"{row.minutes_saved.normalize():f}",
             f"{row.feedback_pos:,}",
             f"{row.feedback_neg:,}",

@@ -12,7 +12,15 @@ from urllib.parse import urlsplit
 
 from meshagent.spec import AgentSpec, SlashTrigger
 
-__all__ = ["BOT_EVENTS", "BOT_SCOPES", "build_manifest", "request_url"]
+__all__ = [
+    "BOT_EVENTS",
+    "BOT_SCOPES",
+    "SLACK_BUILTIN_COMMANDS",
+    "build_manifest",
+    "left_out",
+    "own_command_problem",
+    "request_url",
+]
 
 MAIN_COMMAND = "/meshagent"
 MAIN_USAGE = "help | list | run AGENT [key=value ...] | status RUN_ID | me | report [team] | flags"
@@ -32,6 +40,42 @@ BOT_SCOPES = (
     "usergroups:read",  # allow lists by user group
 )
 BOT_EVENTS = ("reaction_added", "reaction_removed")
+# Slack's built-in commands: an app's command of the same name never runs.
+SLACK_BUILTIN_COMMANDS = frozenset(
+    {
+        "/active",
+        "/away",
+        "/archive",
+        "/apps",
+        "/call",
+        "/clear",
+        "/collapse",
+        "/dm",
+        "/dnd",
+        "/expand",
+        "/feed",
+        "/feedback",
+        "/invite",
+        "/kick",
+        "/leave",
+        "/me",
+        "/msg",
+        "/mute",
+        "/open",
+        "/prefs",
+        "/remind",
+        "/remove",
+        "/rename",
+        "/search",
+        "/shortcuts",
+        "/shrug",
+        "/star",
+        "/status",
+        "/topic",
+        "/who",
+    }
+)
+_COMMAND_LIMIT = 32
 _NAME_LIMIT = 35
 _DESCRIPTION_LIMIT = 140
 _USAGE_LIMIT = 100
@@ -71,6 +115,33 @@ def _command(name: str, description: str, usage: str, url: str | None) -> dict[s
     return command
 
 
+def own_command_problem(slash: str) -> str | None:
+    """Why ``/slash`` cannot be an agent's own Slack command, or None when it can."""
+    command = f"/{slash}"
+    if command == MAIN_COMMAND:
+        return f"{command} is MeshAgent's own command"
+    if command in SLACK_BUILTIN_COMMANDS:
+        return f"{command} is one of Slack's built-in commands"
+    if len(command) > _COMMAND_LIMIT:
+        return f"{command} is longer than Slack's {_COMMAND_LIMIT} characters"
+    return None
+
+
+def left_out(agents: Iterable[AgentSpec]) -> list[str]:
+    """One line per enabled agent's slash trigger that gets no command of its own, and why."""
+    lines = []
+    for spec in sorted(agents, key=lambda s: s.name):
+        for trigger in spec.triggers if spec.enabled else ():
+            if isinstance(trigger, SlashTrigger):
+                problem = own_command_problem(trigger.slash)
+                if problem:
+                    lines.append(
+                        f"/{trigger.slash} ({spec.name}) left out: {problem}; run it with "
+                        f"{MAIN_COMMAND} run {trigger.slash}"
+                    )
+    return lines
+
+
 def build_manifest(
     agents: Iterable[AgentSpec], *, name: str = "MeshAgent", url: str | None = None
 ) -> dict[str, Any]:
@@ -85,7 +156,7 @@ def build_manifest(
             if not isinstance(trigger, SlashTrigger):
                 continue
             command = f"/{trigger.slash}"
-            if command in taken or len(command) > 32:
+            if command in taken or own_command_problem(trigger.slash):
                 continue
             taken.add(command)
             about = spec.description or f"Run the {spec.name} agent"

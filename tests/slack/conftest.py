@@ -190,13 +190,14 @@ def make_app(
 
 
 class Served:
-    """``app.asgi()`` under uvicorn on 127.0.0.1, on a loop in its own thread."""
+    """``app.asgi()`` (or ``asgi``, an app that holds it) under uvicorn on 127.0.0.1, on a loop
+    in its own thread."""
 
-    def __init__(self, app: SlackApp) -> None:
+    def __init__(self, app: SlackApp, asgi: Any = None) -> None:
         self.app = app
         self.loop = asyncio.new_event_loop()
         config = uvicorn.Config(
-            app.asgi(),
+            asgi if asgi is not None else app.asgi(),
             host="127.0.0.1",
             port=0,
             log_level="warning",
@@ -217,7 +218,8 @@ class Served:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/slack/events"
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/slack/events"
         return self
 
     def post(
@@ -243,16 +245,18 @@ class Served:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(15)
-        self.loop.close()
+        if not self.thread.is_alive() and not self.loop.is_closed():
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    """serve(app) starts the app under uvicorn; every served app is stopped afterwards."""
+    """serve(app[, asgi]) starts the app under uvicorn; every served app is stopped afterwards."""
     started: list[Served] = []
 
-    def start(app: SlackApp) -> Served:
-        served = Served(app).start()
+    def start(app: SlackApp, asgi: Any = None) -> Served:
+        served = Served(app, asgi).start()
         started.append(served)
         return served
 

@@ -305,3 +305,30 @@ def test_a_slow_lookup_is_finished_after_the_ack(sandbox, ledger, serve):
     [refusal] = [p for p in response_posts(sandbox) if ":no_entry:" in p["text"]]
     assert "may be run only by U0ALICE01, @bob, @oncall" in refusal["text"]
     assert ledger.count() == 1
+
+
+STATUS_AGENT = """\
+name: status-page
+description: The status page digest.
+owner: ops@example.com
+team: platform
+model: offline
+instructions: Summarise.
+triggers:
+  - slash: status
+value: {tag: toil-reduction}
+"""
+
+
+def test_a_slash_name_taken_by_a_subcommand_or_slack_runs_with_run(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, agents(sandbox, STATUS_AGENT)))
+    served.command(sandbox, "list")
+    served.idle()
+    [listed] = response_posts(sandbox)
+    assert "`/meshagent run status`: The status page digest." in texts(listed)
+    assert "`/status`" not in texts(listed)  # Slack keeps /status for itself
+    assert "Agent commands: `/standup`\n" in _ack_text(served.command(sandbox, "help")) + "\n"
+    assert "Which run?" in _ack_text(served.command(sandbox, "status"))
+    assert "running status-page" in _ack_text(served.command(sandbox, "run status"))
+    served.idle()
+    assert ledger.count() == 1

@@ -146,3 +146,19 @@ def test_a_duplicate_or_retried_event_is_processed_once(sandbox, ledger, serve):
     _react(served, "reaction_added", "-1", ts, "Ev4", **lost)
     served.idle()
     assert votes(ledger, run_id) == {"U0BOB0002": -1}
+
+
+def test_clicks_count_in_the_order_they_were_made(sandbox, ledger, serve):
+    """Slack may deliver a later click first: the vote cast last is the one kept."""
+    app = make_app(sandbox, ledger, agents(sandbox, ASK))
+    served = serve(app)
+    run_id, _ = _run_ask(sandbox, served)
+    later = click(sandbox, run_id, "meshagent_feedback_up")
+    earlier = click(sandbox, run_id, "meshagent_feedback_down")
+    earlier["actions"][0]["action_ts"] = "1700000000.000001"
+    later["actions"][0]["action_ts"] = "1700000000.000002"
+    served.post(interaction(later))
+    served.post(interaction(earlier))
+    served.idle()
+    assert votes(ledger, run_id) == {"U0ALICE01": 1}
+    assert app.stats["feedback"] == 1  # the earlier click came too late and was dropped

@@ -72,3 +72,41 @@ def test_the_cli_module_does_not_load_slack_bolt():
     code = "import sys, meshagent.slack.cli; print('slack_bolt' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_meshagent_slack_manifest_as_a_user_types_it(tmp_path):
+    _project(tmp_path)
+    (tmp_path / "meshagent.toml").write_text('agents_dir = "agents"\n', encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "meshagent", "slack", "manifest", "--url", "https://mesh.example"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = yaml.safe_load(done.stdout)
+    commands = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert commands == ["/meshagent", "/ask", "/standup"]
+    assert manifest["settings"]["event_subscriptions"]["request_url"] == (
+        "https://mesh.example/slack/events"
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "meshagent", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "slack" in listed.stdout
+
+
+def test_a_slash_name_slack_keeps_gets_no_command_and_a_warning(tmp_path):
+    from tests.slack.test_commands import STATUS_AGENT
+
+    config = _project(tmp_path)
+    (tmp_path / "agents" / "status.yaml").write_text(STATUS_AGENT, encoding="utf-8")
+    result = CliRunner().invoke(app, ["manifest"], obj={"config": config})
+    assert result.exit_code == 0, result.output
+    commands = [c["command"] for c in yaml.safe_load(result.stdout)["features"]["slash_commands"]]
+    assert "/status" not in commands and "/standup" in commands
+    assert (
+        "warning: /status (status-page) left out: /status is one of Slack's built-in commands; "
+        "run it with /meshagent run status"
+    ) in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -123,11 +124,7 @@ def _socket_app(sandbox, ledger, *texts_: str, token: str | None = None):
 
 
 async def _ack(sandbox, envelope_id: str) -> dict[str, Any]:
-    for _ in range(500):
-        if envelope_id in sandbox.slack.socket_acks:
-            return sandbox.slack.socket_acks[envelope_id]
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no ack for envelope {envelope_id}")
+    return await asyncio.to_thread(sandbox.slack.socket_ack, envelope_id)
 
 
 def test_socket_mode_end_to_end(sandbox, ledger):
@@ -157,7 +154,7 @@ def test_socket_mode_end_to_end(sandbox, ledger):
     assert ack["text"] == ":hourglass_flowing_sand: running ask…"
     assert click_ack == {}
     assert app.stats["feedback"] == 1
-    assert not sandbox.slack.socket_connected
+    sandbox.slack.wait_socket(connected=False)  # the sandbox saw the client leave
     assert sandbox.slack.calls.count("apps.connections.open") == 1
 
 
@@ -165,3 +162,37 @@ def test_a_wrong_app_token_fails_at_once(sandbox, ledger):
     app = _socket_app(sandbox, ledger, token="xapp-1-wrong")
     with pytest.raises(ConfigError, match=r"refused the app-level token in SLACK_APP_TOKEN \(inv"):
         asyncio.run(app.start_socket_mode())
+
+
+def test_socket_mode_starts_only_once_slack_said_hello(sandbox, ledger):
+    """start_socket_mode returns when envelopes can flow, not when the WebSocket opened."""
+    app = _socket_app(sandbox, ledger)
+    sandbox.slack.socket_hello_delay = 0.5
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await app.start_socket_mode()
+        took = loop.time() - began
+        assert sandbox.slack.socket_connected
+        await app.stop()
+        return took
+
+    assert asyncio.run(scenario()) >= 0.5
+    sandbox.slack.wait_socket(connected=False)  # the sandbox saw the client leave
+
+
+def test_no_hello_in_time_fails_and_closes_the_client(sandbox, ledger):
+    app = _socket_app(sandbox, ledger)
+    sandbox.slack.socket_hello_delay = 5
+
+    async def scenario() -> None:
+        with pytest.raises(
+            ConfigError, match=re.escape("Slack Socket Mode did not open within 0.5s")
+        ):
+            await app.start_socket_mode(timeout=0.5)
+        mine = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert mine == []  # nothing of the slack_sdk client is left running
+
+    asyncio.run(scenario())
+    assert app._socket is None
