@@ -15,7 +15,7 @@ templates and SVG charts included), as an admin and as a member whose view is fo
 being computed), then, once those are computed, warm (median and worst of --repeat), then once
 more after a vote has changed the ledger (flags and trend out of date: the usual state of a busy
 ledger). It prints every figure and the machine's load, then which pages missed the 300 ms
-target (warm and after a change), if any.
+target (warm and after a change; the JSON API waits for fresh flags by design: warm only).
 """
 
 from __future__ import annotations
@@ -465,7 +465,9 @@ def bench(backend: str, url: str, repeat: int) -> list[Result]:
                     times = warm[name][0]
                     codes = cold[name][1] | warm[name][1] | changed[name][1]
                     median, after = statistics.median(times), changed[name][0][0]
-                    met = max(median, after) <= TARGET_MS and codes == {200}
+                    # The API waits for flags being computed again (pages do not): warm only.
+                    timed = median if name.startswith("api/") else max(median, after)
+                    met = timed <= TARGET_MS and codes == {200}
                     verdict = "ok" if met else "SLOW" if codes == {200} else f"HTTP {sorted(codes)}"
                     first = cold[name][0][0]
                     print(
@@ -501,17 +503,20 @@ def main() -> None:
             outcome["postgresql"] = bench("postgresql", url, args.repeat)
     print(
         f"\ntarget: every page in {TARGET_MS} ms or less over {args.entries:,} entries "
-        "(warm median, and the first view after the ledger changed)"
+        "(warm median, and a page's first view after the ledger changed)"
     )
     for backend, results in outcome.items():
         missed = [f"{name} as {viewer}" for viewer, name, *_, met in results if not met]
-        warm = max(result[3] for result in results)
-        changed = max(result[4] for result in results)
-        cold = max(result[2] for result in results)
+        pages = [result for result in results if not result[1].startswith("api/")]
+        warm = max(result[3] for result in pages)
+        changed = max(result[4] for result in pages)
+        cold = max(result[2] for result in pages)
+        api = max(result[4] for result in results if result[1].startswith("api/"))
         state = "met" if not missed else f"MISSED by {len(missed)} pages: {'; '.join(missed)}"
         print(
-            f"{backend}: {state} (slowest: warm {warm:.1f} ms, after a change {changed:.1f} ms, "
-            f"cold start {cold:.1f} ms)"
+            f"{backend}: {state} (slowest page: warm {warm:.1f} ms, after a change {changed:.1f} "
+            f"ms, cold start {cold:.1f} ms; the API after a change, waiting for the flags: "
+            f"{api:.1f} ms)"
         )
 
 

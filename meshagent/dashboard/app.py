@@ -8,6 +8,7 @@ auth proxy names in the viewer header, else nobody (team-level folded figures on
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -199,6 +200,15 @@ def create_dashboard(
             raise FilterError(f"page={text!r} is not a page number (1, 2, ...)")
         return int(text)
 
+    def rule_of(request: Request) -> str | None:
+        rule = request.query_params.get("rule") or None
+        if rule is not None and not re.fullmatch(r"[a-z_]{1,40}", rule):
+            raise FilterError(f"rule={rule!r} is not a flag rule such as no_outcome or burst")
+        return rule
+
+    def flag_query(rule: str | None, number: int) -> dict[str, str]:
+        return {**({"rule": rule} if rule else {}), **({"page": str(number)} if number > 1 else {})}
+
     def sort_query(sort: str, order: str) -> dict[str, str]:
         query = {} if sort == "cost" else {"sort": sort}
         default = "asc" if sort == "agent" else "desc"
@@ -269,11 +279,11 @@ def create_dashboard(
         return render(request, "run.html", data=data, title=f"Run {run_id[:8]}")
 
     def flags_page(request: Request) -> Response:
-        filters = filters_of(request)
-        redirect = canonical(request, "flags", filters.query())
+        filters, rule, number = filters_of(request), rule_of(request), page_of(request)
+        redirect = canonical(request, "flags", {**filters.query(), **flag_query(rule, number)})
         if redirect is not None:
             return redirect
-        data = pages.flags(viewer_of(request), filters, wait=PAGE_WAIT)
+        data = pages.flags(viewer_of(request), filters, rule=rule, page=number, wait=PAGE_WAIT)
         pending = data["status"]["state"] != "fresh"
         return render(
             request,
@@ -281,6 +291,8 @@ def create_dashboard(
             data=data,
             filters=filters,
             title="Flags",
+            flag_query=flag_query,
+            extra=flag_query(rule, 1),
             refresh=3 if pending else None,
         )
 
@@ -316,7 +328,9 @@ def create_dashboard(
         return answer(data)
 
     def api_flags(request: Request) -> Response:
-        return answer(pages.flags(viewer_of(request), filters_of(request), wait=API_WAIT))
+        viewer, filters, rule = viewer_of(request), filters_of(request), rule_of(request)
+        data = pages.flags(viewer, filters, rule=rule, page=page_of(request), wait=API_WAIT)
+        return answer(data)
 
     def openapi(request: Request) -> Response:
         return JSONResponse(spec(request.scope.get("root_path", "")))

@@ -4,8 +4,10 @@ A result is fresh while the ledger's version (chain head, outcomes, feedback) is
 computed at. When the ledger has moved on, the new result is computed in a background thread;
 a page waits for it up to its own time budget and otherwise shows the previous result, marked
 with the time it was computed, or says that it is still being computed. A page does not wait
-at all for a result whose last computation took longer than its budget: on a busy ledger that
-would cost every page its whole budget for nothing.
+at all for a result whose last computation took longer than its budget (on a busy ledger that
+would cost every page its whole budget for nothing), and such a result is computed again only
+after a rest, so that on a ledger that changes every second it does not take a core for itself
+and slow every page down.
 """
 
 from __future__ import annotations
@@ -58,19 +60,25 @@ class _Slot:
     version: Any = None
     as_of: datetime | None = None
     seconds: float = 0.0  # how long the last computation took
+    ended: float = 0.0  # when it ended (time.monotonic)
     running: Future[Any] | None = None
     running_version: Any = None
 
 
 class Memo:
-    """Results by key, each recomputed once per ledger version, in at most `workers` threads."""
+    """Results by key, each recomputed once per ledger version, in at most `workers` threads.
 
-    def __init__(self, *, workers: int = 2, keep: int = 64) -> None:
+    A result slower than the caller's wait rests `rest` times its computing time between two
+    computations (the default keeps the flags over a big ledger from using a core non-stop).
+    """
+
+    def __init__(self, *, workers: int = 2, keep: int = 64, rest: float = 9.0) -> None:
         self._slots: dict[Hashable, _Slot] = {}
         self._lock = threading.Lock()
         self._keep = keep
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
+        self._rest = rest
 
     def get(
         self, key: Hashable, version: Any, compute: Callable[[], T], *, wait: float
@@ -83,12 +91,16 @@ class Memo:
                 self._trim()
             if slot.as_of is not None and slot.version == version:
                 return Answer(slot.value, slot.as_of, True)
-            if slot.running is None or slot.running_version != version:
-                slot.running = self._executor().submit(self._compute, key, version, compute)
-                slot.running_version = version
-            running = slot.running
             if slot.as_of is not None and slot.seconds > wait:
+                # Not worth waiting for: the last result now, a new one later, computed at most
+                # 1 / (1 + rest) of the time so that it does not slow every page down.
+                rested = time.monotonic() - slot.ended >= self._rest * slot.seconds
+                if slot.running is None and rested:
+                    self._start(slot, key, version, compute)
                 return Answer(slot.value, slot.as_of, False)
+            if slot.running is None or slot.running_version != version:
+                self._start(slot, key, version, compute)
+            running = slot.running
         try:
             value = running.result(timeout=wait)
         except FutureTimeout:
@@ -96,6 +108,10 @@ class Memo:
                 return Answer(slot.value, slot.as_of, False)
         with self._lock:
             return Answer(value, slot.as_of if slot.version == version else None, True)
+
+    def _start(self, slot: _Slot, key: Hashable, version: Any, compute: Callable[[], T]) -> None:
+        slot.running = self._executor().submit(self._compute, key, version, compute)
+        slot.running_version = version
 
     def _compute(self, key: Hashable, version: Any, compute: Callable[[], T]) -> T:
         started = time.monotonic()
@@ -111,7 +127,8 @@ class Memo:
             slot = self._slots.setdefault(key, _Slot())
             slot.value, slot.version = value, version
             slot.as_of = datetime.now(UTC)
-            slot.seconds = time.monotonic() - started
+            slot.ended = time.monotonic()
+            slot.seconds = slot.ended - started
             if slot.running_version == version:
                 slot.running = None
         return value

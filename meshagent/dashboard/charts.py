@@ -172,8 +172,9 @@ def line_chart(
         if len(series) > 1:
             x = left + number * 170
             parts.append(
-                f'<rect class="key {css}" x="{x}" y="{height - 16}" width="12" height="4"/>'
-                f'<text class="legend" x="{x + 18}" y="{height - 11}">{escape(name)}</text>'
+                f'<line class="key {css}" x1="{x}" x2="{x + 22}" y1="{height - 14}" '
+                f'y2="{height - 14}"/>'
+                f'<text class="legend" x="{x + 28}" y="{height - 10}">{escape(name)}</text>'
             )
     if not known:
         parts.append(

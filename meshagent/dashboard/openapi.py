@@ -242,6 +242,14 @@ SCHEMAS: dict[str, Any] = {
                 "items": _object({"rule": STR, "flags": INT, "runs": INT}),
                 "description": "How many flags each rule raised, and the runs behind them",
             },
+            "rule": {
+                **_maybe(STR),
+                "description": "Only the flags of this rule (the rule= filter)",
+            },
+            "total": {**INT, "description": "Flags of the rule, or of every rule, in all pages"},
+            "first": {**INT, "description": "Position of this page's first flag, from 1 (0: none)"},
+            "page": INT,
+            "more": {**BOOL, "description": "Whether a next page has more flags"},
             "flags": {
                 "type": "array",
                 "items": _object(
@@ -382,9 +390,13 @@ API_PATHS: dict[str, Any] = {
     ),
     "/api/flags": _operation(
         "flags",
-        "Every tokenmaxxing flag in the period with the runs behind it",
+        "Every tokenmaxxing flag in the period with the runs behind it, 50 per page",
         "Flags",
-        _FILTERS,
+        [
+            *_FILTERS,
+            _query("rule", "Only this rule's flags (no_outcome, burst, ...)", STR),
+            _query("page", "Page of flags, from 1", {"type": "integer", "minimum": 1}),
+        ],
         missing=False,
     ),
 }

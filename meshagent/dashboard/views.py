@@ -27,7 +27,7 @@ from meshagent.ledger.reports import ForecastRow, ReportRow, forecast
 from meshagent.ledger.schema import TOKEN_KINDS
 from meshagent.ledger.store import Ledger
 
-__all__ = ["SORTS", "Pages", "Viewer", "jsonable", "row_dict"]
+__all__ = ["FLAGS_PER_PAGE", "SORTS", "Pages", "Viewer", "jsonable", "row_dict"]
 
 # A page waits this long in all for slow results (flags, forecast, trend), then shows the
 # previous ones (or says they are being computed); the API waits for them.
@@ -36,6 +36,7 @@ API_WAIT = 120.0
 TREND_WEEKS = 12
 RUNS_PER_PAGE = 50
 RUNS_PER_FLAG = 5
+FLAGS_PER_PAGE = 50
 # Computes the flags as an admin would see them; no header or user can carry a NUL character.
 _EVERYONE = "\x00dashboard"
 SORTS = {
@@ -468,41 +469,52 @@ class Pages:
             ],
         }
 
-    def flags(self, viewer: Viewer, filters: Filters, *, wait: float) -> dict[str, Any]:
-        """Every flag the viewer may see in the period, with the runs behind each."""
+    def flags(
+        self, viewer: Viewer, filters: Filters, *, rule: str | None, page: int, wait: float
+    ) -> dict[str, Any]:
+        """The flags the viewer may see in the period (of one rule, if given), a page at a time,
+        with the first runs behind each and how many flags and runs each rule raised."""
         answer = self.flags_for(viewer, filters.period, Budget(self, wait))
         found = answer.value or []
         if filters.team is not None or filters.tag is not None:
             keep = queries.subjects(self.ledger, filters.period, team=filters.team, tag=filters.tag)
             found = [flag for flag in found if flag.subject in keep]
-        shown = [run_id for flag in found for run_id in flag.run_ids[:RUNS_PER_FLAG]]
-        details = queries.run_summaries(self.ledger, shown)
         rules = Counter(flag.rule for flag in found)
         runs = Counter()
         for flag in found:
             runs[flag.rule] += len(flag.run_ids)
-        first: set[str] = set()
+        selected = [flag for flag in found if rule is None or flag.rule == rule]
+        first = (page - 1) * FLAGS_PER_PAGE
+        page_flags = selected[first : first + FLAGS_PER_PAGE]
+        shown = [run_id for flag in page_flags for run_id in flag.run_ids[:RUNS_PER_FLAG]]
+        details = queries.run_summaries(self.ledger, shown)
+        seen: set[str] = set()
         listed = []
-        for flag in found:
+        for flag in page_flags:
             listed.append(
                 {
                     **_flag_dict(flag),
-                    "anchor": None if flag.subject in first else flag.subject,
+                    "anchor": None if flag.subject in seen else flag.subject,
                     "runs": [
                         _flag_run(details.get(run_id), run_id)
                         for run_id in flag.run_ids[:RUNS_PER_FLAG]
                     ],
                 }
             )
-            first.add(flag.subject)
+            seen.add(flag.subject)
         return {
             "viewer": viewer.as_json(),
             "filters": filters.as_json(),
             "status": _status(answer),
             "rules": [
-                {"rule": rule, "flags": count, "runs": runs[rule]}
-                for rule, count in sorted(rules.items())
+                {"rule": name, "flags": count, "runs": runs[name]}
+                for name, count in sorted(rules.items())
             ],
+            "rule": rule,
+            "total": len(selected),
+            "first": first + 1 if page_flags else 0,
+            "page": page,
+            "more": len(selected) > first + FLAGS_PER_PAGE,
             "flags": listed,
             "choices": {
                 "teams": self._team_choices(viewer, filters),

@@ -204,6 +204,8 @@ def test_a_filter_gives_a_stable_url_and_the_teams_numbers(world, visit, base_ur
     assert groups == ["big"]
     page.click('a[rel="prev"]')
     assert page.url == f"{base_url}/dashboard/?date=2025-02-24&team=big"
+    teams = page.locator('table[data-testid="teams"]').inner_text()
+    assert "Withheld: fewer than 5 people ran anything in this selection." in teams
     member.shoot("overview-member-team-big-last-week")
     page.click('header nav a:text("Agents")')
     assert page.url == f"{base_url}/dashboard/agents?date=2025-02-24&team=big"

@@ -50,8 +50,8 @@ def test_a_slow_result_shows_the_previous_one_until_it_is_ready():
         memo.close()
 
 
-def test_a_result_slower_than_the_budget_is_not_waited_for():
-    memo = Memo()
+def test_a_result_slower_than_the_budget_is_not_waited_for_nor_recomputed_at_once():
+    memo = Memo(rest=1.0)  # a result that takes s seconds waits s seconds before the next
     gate = threading.Event()
     try:
 
@@ -59,15 +59,23 @@ def test_a_result_slower_than_the_budget_is_not_waited_for():
             time.sleep(0.3)
             return value
 
+        def new() -> str:
+            gate.wait(5)
+            return "new"
+
         assert memo.get("k", 1, lambda: slow("old"), wait=5).value == "old"
         started = time.monotonic()
-        answer = memo.get("k", 2, lambda: gate.wait(5) and "new", wait=0.2)
+        answer = memo.get("k", 2, new, wait=0.2)
         assert time.monotonic() - started < 0.1  # it took 0.3 s last time: no use waiting 0.2
         assert (answer.value, answer.fresh) == ("old", False)
+        assert memo.settle(0) and memo.get("k", 2, new, wait=0).value == "old"  # not started
+        time.sleep(0.4)  # rested (a little longer than) as long as it took
+        assert memo.get("k", 2, new, wait=0.2).value == "old"  # started, not waited for
+        assert not memo.settle(0.05)
         gate.set()
         assert memo.settle(5)
         assert memo.get("k", 2, lambda: "unused", wait=0).value == "new"
-        quick = memo.get("k", 3, lambda: "newer", wait=5)  # the last one was quick: wait
+        quick = memo.get("k", 3, lambda: "newer", wait=5)  # quick last time: waited for
         assert (quick.value, quick.fresh) == ("newer", True)
     finally:
         memo.close()

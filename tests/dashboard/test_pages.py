@@ -84,6 +84,7 @@ def test_recorded_text_is_escaped(world, get):
         ("/agents?sort=agent&order=asc&team=", "/agents?sort=agent"),
         ("/agents/noisy?page=1", "/agents/noisy"),
         ("/flags?period=week&team=", "/flags"),
+        ("/flags?page=1&rule=burst&team=big", "/flags?team=big&rule=burst"),
     ],
 )
 def test_a_page_redirects_to_its_one_stable_url(get, given, canonical):
