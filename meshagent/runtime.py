@@ -31,12 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
-from langchain_core.tools import StructuredTool
 
 from meshagent.actions import (
-    Action,
     ActionContext,
-    ActionResult,
     Outcome,
     Registry,
     closest,
@@ -60,6 +57,7 @@ log = logging.getLogger(__name__)
 
 TRIGGERS = ("schedule", "slash", "cli", "api")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\s*\}\}")
+_MAX_AGENTS = 256  # agent graphs kept per runtime
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
                     "ServiceUnavailable")  # fmt: skip
@@ -154,9 +152,14 @@ class _Run:
         """
         if self.unrecorded:
             usage, cost, answered = self.take_unrecorded()
-            await self.runtime.ledger.arecord_usage(
-                self.run_id, usage, cost=cost, model_answered=answered
-            )
+            if self.runtime.alone():
+                self.runtime.ledger.record_usage(
+                    self.run_id, usage, cost=cost, model_answered=answered
+                )
+            else:
+                await self.runtime.ledger.arecord_usage(
+                    self.run_id, usage, cost=cost, model_answered=answered
+                )
 
     def take_unrecorded(self) -> tuple[records.Usage, records.Cost | None, str | None]:
         """The spending not yet written, added up (an unknown price makes the sum unknown)."""
@@ -229,6 +232,8 @@ class Runtime:
         self.retries = retries
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._models: dict[str, BaseChatModel] = {}
+        self._agents: dict[tuple[str, str, str, int], tuple[BaseChatModel, Any]] = {}
+        self._in_flight = 0  # runs started and not finished
 
     # -- public -------------------------------------------------------------------------------
 
@@ -251,76 +256,84 @@ class Runtime:
         model_name = model or spec.model or self.config.default_model
         chat = self._chat_model(model_name)
         provider = model_name.partition(":")[0] if ":" in model_name else model_name
-        started = time.perf_counter()
-        run_id = await self._open(
-            spec.name,
-            version=spec.version,
-            owner=spec.owner,
-            team=spec.team,
-            value_tag=spec.value.tag,
-            minutes_saved=spec.value.minutes_saved,
-            trigger_kind=trigger,
-            triggered_by=triggered_by,
-            scheduled_for=scheduled_for,
-            started_at=self.now(),
-            provider=provider,
-            model_requested=model_name,
-            idempotency_key=idempotency_key,
-        )
-        run = _Run(self, spec, run_id, model_name)
-        context = ActionContext(
-            dry_run=dry_run,
-            env=self.env,
-            services={"ledger": self.ledger, "config": self.config, "now": self.now},
-        )
-        status, error, input_hash = "ok", None, None
-        limit, limit_is_budget = self._time_limit(spec)
+        self._in_flight += 1
         try:
-            async with asyncio.timeout(limit):
-                input_hash = await self._work(run, chat, context, values)
-        except _Stop as stop:
-            status, error = stop.status, stop.reason
-        except TimeoutError:
-            status = "over_budget" if limit_is_budget else "failed"
-            error = f"wall-clock limit of {limit:g}s reached"
-        except asyncio.CancelledError:
-            self.ledger.close_run(
-                run_id, **self._closing(run, "interrupted", "cancelled while running", input_hash)
+            started = time.perf_counter()
+            run_id = await self._open(
+                spec.name,
+                version=spec.version,
+                owner=spec.owner,
+                team=spec.team,
+                value_tag=spec.value.tag,
+                minutes_saved=spec.value.minutes_saved,
+                trigger_kind=trigger,
+                triggered_by=triggered_by,
+                scheduled_for=scheduled_for,
+                started_at=self.now(),
+                provider=provider,
+                model_requested=model_name,
+                idempotency_key=idempotency_key,
             )
-            raise
-        except GrantDenied as exc:
-            status, error = "denied", str(exc)
-        except (ConnectorError, RunError, ConfigError) as exc:
-            status, error = "failed", str(exc)
-        except Exception as exc:  # a provider's error, in plain words, never a traceback
-            log.warning("run %s of %s failed: %s", run_id, spec.name, _plain(exc))
-            status, error = "failed", _plain(exc)
-        if run.stopped is not None and status == "ok":
-            status, error = run.stopped.status, run.stopped.reason
-        # Shielded: a run cancelled now is still closed with what it did.
-        closing = self._closing(run, status, error, input_hash)
-        await asyncio.shield(self.ledger.aclose_run(run_id, **closing))
-        result = RunResult(
-            run_id=run_id,
-            agent=spec.name,
-            status=status,
-            model=model_name,
-            answer=run.answer,
-            outcomes=run.outcomes,
-            usage=run.usage,
-            cost_usd=run.cost if run.cost_known else None,
-            framework_prompt_tokens=run.framework_tokens,
-            refusals=run.refusals,
-            error=error,
-            dry_run=dry_run,
-            input_hash=input_hash,
-            seconds=time.perf_counter() - started,
-        )
-        if not run.cost_known:
-            from meshagent.pricing import unknown_cost_message
+            run = _Run(self, spec, run_id, model_name)
+            context = ActionContext(
+                dry_run=dry_run,
+                env=self.env,
+                services={"ledger": self.ledger, "config": self.config, "now": self.now},
+            )
+            status, error, input_hash = "ok", None, None
+            limit, limit_is_budget = self._time_limit(spec)
+            try:
+                async with asyncio.timeout(limit):
+                    input_hash = await self._work(run, chat, context, values)
+            except _Stop as stop:
+                status, error = stop.status, stop.reason
+            except TimeoutError:
+                status = "over_budget" if limit_is_budget else "failed"
+                error = f"wall-clock limit of {limit:g}s reached"
+            except asyncio.CancelledError:
+                self.ledger.close_run(
+                    run_id,
+                    **self._closing(run, "interrupted", "cancelled while running", input_hash),
+                )
+                raise
+            except GrantDenied as exc:
+                status, error = "denied", str(exc)
+            except (ConnectorError, RunError, ConfigError) as exc:
+                status, error = "failed", str(exc)
+            except Exception as exc:  # a provider's error, in plain words, never a traceback
+                log.warning("run %s of %s failed: %s", run_id, spec.name, _plain(exc))
+                status, error = "failed", _plain(exc)
+            if run.stopped is not None and status == "ok":
+                status, error = run.stopped.status, run.stopped.reason
+            # Shielded: a run cancelled now is still closed with what it did.
+            closing = self._closing(run, status, error, input_hash)
+            if self.alone():
+                self.ledger.close_run(run_id, **closing)
+            else:
+                await asyncio.shield(self.ledger.aclose_run(run_id, **closing))
+            result = RunResult(
+                run_id=run_id,
+                agent=spec.name,
+                status=status,
+                model=model_name,
+                answer=run.answer,
+                outcomes=run.outcomes,
+                usage=run.usage,
+                cost_usd=run.cost if run.cost_known else None,
+                framework_prompt_tokens=run.framework_tokens,
+                refusals=run.refusals,
+                error=error,
+                dry_run=dry_run,
+                input_hash=input_hash,
+                seconds=time.perf_counter() - started,
+            )
+            if not run.cost_known:
+                from meshagent.pricing import unknown_cost_message
 
-            result.notes.append(unknown_cost_message(model_name))
-        return result
+                result.notes.append(unknown_cost_message(model_name))
+            return result
+        finally:
+            self._in_flight -= 1
 
     def check_inputs(self, spec: AgentSpec, given: Mapping[str, Any]) -> dict[str, Any]:
         """The run's input values: given ones converted to their declared types, then defaults."""
@@ -463,26 +476,35 @@ class Runtime:
         gathered: dict[str, Any],
         values: dict[str, Any],
     ) -> str:
-        from langchain.agents import create_agent
+        from meshagent.agent_loop import active
 
-        tools = [_tool(self.registry.get(use.action), use.params, run, context)
-                 for use in run.spec.tools]  # fmt: skip
         prompt, framework = _prompt(gathered, values)
         run.framework_tokens = estimate_tokens(framework)
-        agent = create_agent(
-            chat,
-            tools,
-            system_prompt=run.spec.instructions,
-            middleware=[_guard_middleware(self, run)],
-        )
+        agent = self._agent(run.spec, chat, run.model)
         messages = [HumanMessage(prompt)]
         meter = _Meter(run)
-        state = await agent.ainvoke(
-            {"messages": messages},
-            config={"callbacks": [meter], "recursion_limit": 100},
-        )
+        running = active.set((run, context))
+        try:
+            state = await agent.ainvoke(
+                {"messages": messages},
+                config={"callbacks": [meter], "recursion_limit": 100},
+            )
+        finally:
+            active.reset(running)
         final = state["messages"][-1]
         return _text(final.content)
+
+    def _agent(self, spec: AgentSpec, chat: BaseChatModel, model: str) -> Any:
+        """The agent graph of ``spec`` on ``chat``, built once per spec version and model."""
+        from meshagent.agent_loop import build_agent
+
+        key = (spec.name, spec.version, model, id(chat))
+        found = self._agents.get(key)
+        if found is None or found[0] is not chat:
+            if len(self._agents) >= _MAX_AGENTS:  # agent files reloaded many times: start over
+                self._agents.clear()
+            found = self._agents[key] = (chat, build_agent(self, spec, chat))
+        return found[1]
 
     async def _call_model(self, run: _Run, call: Any) -> Any:
         """One model call under the provider's semaphore, retried when the error is transient."""
@@ -507,8 +529,19 @@ class Runtime:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def alone(self) -> bool:
+        """Whether one run is in flight: its writes then go straight to the database.
+
+        The event loop waits for them, but there is nobody else to wait, and handing a write
+        to the group-commit thread and back costs two thread switches. With other runs in flight,
+        writes are group-committed and the loop never waits on the database.
+        """
+        return self._in_flight <= 1
+
     async def _open(self, agent: str, **options: Any) -> str:
         """Open the run's entry; durable on return, even when the run is cancelled meanwhile."""
+        if self.alone():
+            return self.ledger.open_run(agent, **options)
         opening = asyncio.ensure_future(self.ledger.aopen_run(agent, **options))
         try:
             return await asyncio.shield(opening)
@@ -616,59 +649,6 @@ def _usage_of(message: Any, prompt_estimate: int) -> tuple[records.Usage, str | 
         estimated=bool(response.get("token_usage_estimated", False)),
     )
     return usage, answered
-
-
-def _guard_middleware(owner: Runtime, run: _Run) -> Any:
-    """Agent-mode middleware: stop at the budget before a call; semaphore and retries around it."""
-    from langchain.agents.middleware import AgentMiddleware, hook_config
-
-    class Guard(AgentMiddleware):
-        @hook_config(can_jump_to=["end"])
-        async def abefore_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
-            reason = run.over_budget(before_call=True)
-            if reason is None:
-                return None
-            run.stopped = _Stop("over_budget", reason)
-            return {"jump_to": "end"}
-
-        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
-            await run.record()  # the last response's spending, before the next call
-            return await owner._call_model(run, lambda: handler(request))
-
-    return Guard()
-
-
-def _tool(action: Action, grant_params: dict[str, Any], run: _Run, context: ActionContext) -> Any:
-    """A LangChain tool for one granted action; the grant is checked before every call."""
-    grant = action.grant.model_validate(grant_params)
-
-    async def call(**arguments: Any) -> str:
-        await run.record()  # what the model spent asking for this call, before it runs
-        shown = json.dumps(arguments, default=str, ensure_ascii=False)[:500]
-        try:
-            args = action.args.model_validate(arguments)
-            action.check(args, grant)
-            result: ActionResult = await action(context, args, grant)
-        except GrantDenied as exc:
-            run.refusals.append(Refusal(action.name, exc.reason, dict(arguments)))
-            run.tool_event("tool_refused", action.name, f"{exc.reason}; arguments {shown}")
-            return f"Refused: {exc.reason}. This agent is not allowed to do that; do not retry."
-        except ConnectorError as exc:
-            run.tool_event("tool_failed", action.name, f"{exc}; arguments {shown}")
-            return f"Error: {exc}"
-        except ValueError as exc:  # pydantic's ValidationError: tell the model what was wrong
-            run.tool_event("tool_failed", action.name, f"invalid arguments {shown}")
-            return f"Error: invalid arguments for {action.name}: {exc}"
-        run.outcomes.extend(result.outcomes)
-        run.tool_event("tool_call", action.name, shown)
-        return json.dumps(_compact(result.data), default=str, ensure_ascii=False)
-
-    return StructuredTool.from_function(
-        coroutine=call,
-        name=action.name.replace(".", "_"),
-        description=action.description,
-        args_schema=action.args,
-    )
 
 
 # -- small pure helpers ----------------------------------------------------------------------
