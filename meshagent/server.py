@@ -159,7 +159,7 @@ def create_app(
             if slack_app is not None:
                 await slack_app.stop()
             if board is not None:  # a mounted app's own lifespan does not run
-                board.state.pages.memo.close()
+                board.state.pages.close()
             log.info("fleet stopped")
 
     app = Starlette(routes=routes, lifespan=lifespan)

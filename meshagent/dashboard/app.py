@@ -379,7 +379,7 @@ def create_dashboard(
         try:
             yield
         finally:
-            pages.memo.close()
+            pages.close()
             if owned:
                 store.close()
 

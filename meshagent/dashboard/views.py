@@ -19,6 +19,7 @@ from meshagent.config import Config, PrivacySettings
 from meshagent.dashboard import queries
 from meshagent.dashboard.cache import Answer, Memo, ledger_version
 from meshagent.dashboard.filters import Filters
+from meshagent.dashboard.worker import Worker
 from meshagent.ledger.flags import Flag
 from meshagent.ledger.flags import flags as find_flags
 from meshagent.ledger.periods import Period
@@ -133,8 +134,14 @@ class Pages:
         self.privacy = config.privacy
         self.today = today
         self.memo = Memo()
+        self.worker = Worker(ledger)
         self._fires = fires_per_month or self._scan_fires
         self._fires_cache: tuple[float, date, Mapping[str, float]] | None = None
+
+    def close(self) -> None:
+        """Stop the threads and the worker process that compute the slow results."""
+        self.memo.close()
+        self.worker.close()
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -163,8 +170,8 @@ class Pages:
         everyone = PrivacySettings(min_group_size=self.privacy.min_group_size, admins=(_EVERYONE,))
 
         def compute() -> list[Flag]:
-            return find_flags(
-                self.ledger,
+            return self.worker.run(
+                find_flags,
                 period=period,
                 settings=self.config.flags,
                 viewer=_EVERYONE,
@@ -204,8 +211,8 @@ class Pages:
         today = self.today()
 
         def compute() -> dict[str, ForecastRow]:
-            rows = forecast(
-                self.ledger, fires, today=today, viewer=viewer.name, privacy=self.privacy
+            rows = self.worker.run(
+                forecast, dict(fires), today=today, viewer=viewer.name, privacy=self.privacy
             )
             return {row.agent: row for row in rows}
 

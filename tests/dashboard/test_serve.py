@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
+from typing import Any
 
 import httpx
 from starlette.testclient import TestClient
@@ -22,9 +24,10 @@ MEMBER = TEAMS["big"][0]
 WEEK_QUERY = f"?date={TODAY}"  # the seeded week, whatever today is
 
 
-def _dashboard_threads(before: set[threading.Thread]) -> list[threading.Thread]:
-    """The dashboard's worker threads started since `before` that still run."""
-    return [t for t in threading.enumerate() if t.name.startswith("dashboard") and t not in before]
+def _left(before: set[Any]) -> list[Any]:
+    """The dashboard's threads and worker processes started since `before` that still run."""
+    threads = [t for t in threading.enumerate() if t.name.startswith("dashboard")]
+    return [item for item in [*threads, *multiprocessing.active_children()] if item not in before]
 
 
 def test_serve_mounts_the_dashboard_with_the_configured_header_and_privacy(world, tmp_path):
@@ -34,7 +37,7 @@ def test_serve_mounts_the_dashboard_with_the_configured_header_and_privacy(world
             "dashboard": DashboardSettings(viewer_header="X-Auth-Email"),
         }
     )
-    before = set(threading.enumerate())
+    before = {*threading.enumerate(), *multiprocessing.active_children()}
     with Ledger.open(world.url) as ledger:
         app = create_app(settings, runtime=Runtime(settings, ledger=ledger, env={}), slack=False)
         with TestClient(app, base_url="http://testserver") as client:
@@ -73,11 +76,11 @@ def test_serve_mounts_the_dashboard_with_the_configured_header_and_privacy(world
             assert client.get("/dashboard/static/dashboard.css").status_code == 200
             spec = client.get("/dashboard/openapi.json").json()
             assert spec["servers"] == [{"url": "/dashboard"}]
-            assert _dashboard_threads(before)  # the flags were computed in the background
+            assert _left(before)  # the flags were computed in the background
     deadline = time.monotonic() + 10
-    while _dashboard_threads(before) and time.monotonic() < deadline:
+    while _left(before) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _dashboard_threads(before) == [], "serve's shutdown leaves the dashboard's threads"
+    assert _left(before) == [], "serve's shutdown leaves the dashboard's threads or processes"
 
 
 def test_meshagent_serve_answers_at_slash_dashboard(world, tmp_path):
