@@ -167,7 +167,7 @@ class Sandbox:
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._stop_servers())
-            loop.close()
+            _finish(loop)
 
         self._thread = threading.Thread(target=serve, name="meshagent-sandbox", daemon=True)
         self._thread.start()
@@ -208,3 +208,16 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the sandbox's loop as asyncio.run does: cancel what is left (a client that never
+    closed its WebSocket), finish async generators, then close. Closing with tasks pending
+    would leave them to be collected later, on a closed loop."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

@@ -46,7 +46,7 @@ from meshagent.slack.access import Directory
 from meshagent.slack.commands import Command, Commands
 from meshagent.slack.feedback import VoteOrder, cast_at, reaction_vote, withdraw_vote
 from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
-from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls
+from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls, SharedSession
 from meshagent.slack.seen import Seen
 from meshagent.spec import AgentSpec
 
@@ -158,7 +158,8 @@ class SlackApp:
         self.directory = Directory(client)
         self.commands = Commands(config, runtime, agents, self.directory)
         self.commands.on_result = self._remember
-        self.response_urls = ResponseUrls()
+        self.http = SharedSession()
+        self.response_urls = ResponseUrls(session=self.http)
         self.votes = VoteOrder()
         self._shown: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -267,7 +268,8 @@ class SlackApp:
         log.info("Slack Socket Mode connected")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Disconnect Socket Mode and cancel the background work, waiting up to ``timeout``."""
+        """Disconnect Socket Mode, cancel the background work (waiting up to ``timeout``), and
+        close the HTTP session."""
         socket, self._socket = self._socket, None
         if socket is not None:
             await _close_socket(socket)
@@ -276,6 +278,8 @@ class SlackApp:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+        self.bolt.client.session = None
+        await self.http.close()
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until no background work is left; TimeoutError after ``timeout`` seconds."""
@@ -313,6 +317,11 @@ class SlackApp:
     def _listen(self) -> None:
         bolt = self.bolt
 
+        @bolt.use
+        async def shared_session(next: Callable[[], Awaitable[None]]) -> None:  # noqa: A002
+            bolt.client.session = self.http.get()  # Bolt's clients per request share it too
+            await next()
+
         @bolt.command(re.compile(r"^/.+$"))
         async def on_command(ack: Any, body: dict[str, Any]) -> None:
             cmd = Command.from_body(body)
@@ -324,7 +333,7 @@ class SlackApp:
                 await ack(note(":x: MeshAgent could not handle that; see `/meshagent help`."))
                 return
             if plan.work is not None:
-                url = ResponseUrl(cmd.response_url) if cmd.response_url else None
+                url = ResponseUrl(cmd.response_url, session=self.http) if cmd.response_url else None
                 reply = Reply(bolt.client, url, channel=cmd.channel_id, user=cmd.user_id)
                 self._spawn(plan.work(reply), plan.label or cmd.command)
             await (ack(plan.ack) if plan.ack else ack())

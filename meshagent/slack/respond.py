@@ -9,6 +9,7 @@ goes as an ephemeral message in the channel, and failing that as a direct messag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -20,13 +21,46 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-__all__ = ["RESPONSE_URL_SECONDS", "RESPONSE_URL_USES", "Reply", "ResponseUrl", "ResponseUrls"]
+__all__ = [
+    "RESPONSE_URL_SECONDS",
+    "RESPONSE_URL_USES",
+    "Reply",
+    "ResponseUrl",
+    "ResponseUrls",
+    "SharedSession",
+]
 
 log = logging.getLogger(__name__)
 
 RESPONSE_URL_USES = 5
 RESPONSE_URL_SECONDS = 30 * 60
 _MARGIN_SECONDS = 30  # do not start a post this close to the URL's expiry
+
+
+class SharedSession:
+    """One aiohttp session for the app's outgoing calls (Web API and response_urls).
+
+    slack_sdk opens a session per call when given none: a new connection pool and cookie jar
+    each time, which under a burst of commands costs more CPU than the call itself. The
+    session belongs to the event loop it was opened on; on another loop a new one is opened.
+    It keeps no cookies, as the per-call sessions kept none between calls.
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._loop is asyncio.get_running_loop():
+            await session.close()
 
 
 class ResponseUrl:
@@ -39,8 +73,10 @@ class ResponseUrl:
         uses: int = RESPONSE_URL_USES,
         seconds: float = RESPONSE_URL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        session: SharedSession | None = None,
     ) -> None:
         self.url = url
+        self.session = session
         self.limit = uses
         self.used = 0
         self._clock = clock
@@ -62,7 +98,10 @@ class ResponseUrl:
             return False
         self.used += 1
         try:
-            answer = await AsyncWebhookClient(self.url, timeout=15).send_dict(message)
+            shared = self.session.get() if self.session is not None else None
+            answer = await AsyncWebhookClient(self.url, timeout=15, session=shared).send_dict(
+                message
+            )
         except (aiohttp.ClientError, SlackClientError, OSError, TimeoutError) as exc:
             log.warning("response_url post failed: %s", type(exc).__name__)
             return False
@@ -77,14 +116,15 @@ class ResponseUrl:
 class ResponseUrls:
     """The response_urls seen lately (one per message with buttons), so clicks share a budget."""
 
-    def __init__(self, maxsize: int = 2_000) -> None:
+    def __init__(self, maxsize: int = 2_000, *, session: SharedSession | None = None) -> None:
         self.maxsize = maxsize
+        self.session = session
         self._urls: OrderedDict[str, ResponseUrl] = OrderedDict()
 
     def get(self, url: str) -> ResponseUrl:
         found = self._urls.get(url)
         if found is None:
-            found = self._urls[url] = ResponseUrl(url)
+            found = self._urls[url] = ResponseUrl(url, session=self.session)
             while len(self._urls) > self.maxsize:
                 self._urls.popitem(last=False)
         else:

@@ -26,7 +26,10 @@ def test_a_command_over_socket_mode_acks_then_answers(sandbox, ledger):
         answer = await dispatch(app, command(sandbox, "run ask anything? days=1"))
         assert app.busy == 1  # the run is in the background once acknowledged
         await app.wait_idle(20)
+        session = app.bolt.client.session
+        assert session is not None and not session.closed  # one session for every call
         await app.stop()
+        assert session.closed and app.bolt.client.session is None
         return answer
 
     answer = asyncio.run(scenario())
