@@ -110,3 +110,13 @@ def test_a_slash_name_slack_keeps_gets_no_command_and_a_warning(tmp_path):
         "warning: /status (status-page) left out: /status is one of Slack's built-in commands; "
         "run it with /meshagent run status"
     ) in result.stderr
+
+
+def test_example_agents_descriptions_are_whole():
+    """An unquoted ` #` starts a YAML comment: the command's description would stop there."""
+    from meshagent.loader import load_agent
+
+    for path in sorted(STANDUP.parent.glob("*.yaml")):
+        [line] = [ln for ln in path.read_text().splitlines() if ln.startswith("description: ")]
+        written = line.removeprefix("description: ").strip().strip('"')
+        assert load_agent(path, env={}).description == written, path.name
