@@ -145,6 +145,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await fleet.start()
+        if board is not None:  # a mounted app's own lifespan does not run
+            board.state.pages.start()
         log.info("fleet started: %d agents, replica %s", len(fleet.specs), fleet.replica)
         try:
             if slack_app is not None and slack_app.socket_mode_enabled:
@@ -158,7 +160,7 @@ def create_app(
             await fleet.stop()
             if slack_app is not None:
                 await slack_app.stop()
-            if board is not None:  # a mounted app's own lifespan does not run
+            if board is not None:
                 board.state.pages.close()
             log.info("fleet stopped")
 

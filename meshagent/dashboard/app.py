@@ -222,7 +222,7 @@ def create_dashboard(
         if redirect is not None:
             return redirect
         data = pages.overview(viewer_of(request), filters, wait=PAGE_WAIT)
-        pending = data["trend_status"]["state"] != "fresh"
+        pending = data["trend_status"]["state"] == "pending"
         return render(
             request,
             "overview.html",
@@ -239,7 +239,7 @@ def create_dashboard(
         if redirect is not None:
             return redirect
         data = pages.agents(viewer_of(request), filters, sort=sort, order=order, wait=PAGE_WAIT)
-        pending = data["flags"]["state"] != "fresh" or data["forecast"]["state"] != "fresh"
+        pending = "pending" in (data["flags"]["state"], data["forecast"]["state"])
         return render(
             request,
             "agents.html",
@@ -261,7 +261,7 @@ def create_dashboard(
         data = pages.agent(viewer_of(request), name, filters, page=number, wait=PAGE_WAIT)
         if data is None:
             raise NotVisible(f"no agent {name!r} with runs you may see from {filters.period.label}")
-        pending = data["flags_status"]["state"] != "fresh"
+        pending = data["flags_status"]["state"] == "pending"
         return render(
             request,
             "agent.html",
@@ -284,7 +284,7 @@ def create_dashboard(
         if redirect is not None:
             return redirect
         data = pages.flags(viewer_of(request), filters, rule=rule, page=number, wait=PAGE_WAIT)
-        pending = data["status"]["state"] != "fresh"
+        pending = data["status"]["state"] == "pending"
         return render(
             request,
             "flags.html",
@@ -376,6 +376,7 @@ def create_dashboard(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pages.start()
         try:
             yield
         finally:

@@ -181,12 +181,17 @@ def _unfolded(ledger: Ledger, column: Any, where: list[ColumnElement[bool]]) -> 
 
 @dataclass(frozen=True)
 class AgentRows:
-    """The agents table: the viewer's own agents in full, everyone else's folded."""
+    """The agents table: the viewer's own agents in full, everyone else's folded.
+
+    The first `own` rows are the viewer's own runs; an agent that others ran as owners too
+    (it changed hands, or two people use one name) may follow with a row of theirs.
+    """
 
     rows: tuple[ReportRow, ...]
     yours: frozenset[str]
     folded: int
     withheld: bool
+    own: int = 0
 
 
 def agent_cells(
@@ -221,7 +226,9 @@ def agent_cells(
         privacy=privacy,
     )
     yours = frozenset(row.group for row in own)
-    return AgentRows((*own, *others.rows), yours, others.folded, others.withheld and not own)
+    return AgentRows(
+        (*own, *others.rows), yours, others.folded, others.withheld and not own, len(own)
+    )
 
 
 @dataclass

@@ -7,6 +7,7 @@ owner, whoever triggered them, and admins.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from meshagent.dashboard import queries
 from meshagent.dashboard.cache import Answer, Memo, ledger_version
 from meshagent.dashboard.filters import Filters
 from meshagent.dashboard.worker import Worker
+from meshagent.exceptions import LedgerError
 from meshagent.ledger.flags import Flag
 from meshagent.ledger.flags import flags as find_flags
 from meshagent.ledger.periods import Period
@@ -29,6 +31,8 @@ from meshagent.ledger.schema import TOKEN_KINDS
 from meshagent.ledger.store import Ledger
 
 __all__ = ["FLAGS_PER_PAGE", "SORTS", "Pages", "Viewer", "jsonable", "row_dict"]
+
+log = logging.getLogger(__name__)
 
 # A page waits this long in all for slow results (flags, forecast, trend), then shows the
 # previous ones (or says they are being computed); the API waits for them.
@@ -137,6 +141,13 @@ class Pages:
         self.worker = Worker(ledger)
         self._fires = fires_per_month or self._scan_fires
         self._fires_cache: tuple[float, date, Mapping[str, float]] | None = None
+
+    def start(self) -> None:
+        """Start computing this week's flags (and the worker process), for the first pages."""
+        try:
+            self.all_flags(Period.week(self.today()), Budget(self, 0.0))
+        except LedgerError as exc:  # a page will say so; the app itself can start
+            log.warning("the dashboard cannot read the ledger yet: %s", exc)
 
     def close(self) -> None:
         """Stop the threads and the worker process that compute the slow results."""
@@ -332,13 +343,15 @@ class Pages:
         counts = Counter(flag.subject for flag in flagged.value or [])
         predicted = self.forecasts(viewer, found.yours, budget)
         rows = []
-        for row in found.rows:
+        for index, row in enumerate(found.rows):
             values = row_dict(row)
-            plan = (predicted.value or {}).get(row.group)
+            # Others' runs of an agent the viewer owns too: its flags and forecast are theirs.
+            shared = index >= found.own and row.group in found.yours
+            plan = None if shared else (predicted.value or {}).get(row.group)
             values.update(
                 agent=None if row.group == OTHER else row.group,
-                yours=row.group in found.yours,
-                flags=None if row.group == OTHER else counts.get(row.group, 0),
+                yours=index < found.own,
+                flags=None if row.group == OTHER else 0 if shared else counts.get(row.group, 0),
                 fires_per_month=plan.fires_per_month if plan else None,
                 forecast_usd=plan.monthly_usd if plan else None,
             )

@@ -60,8 +60,36 @@ def test_a_page_does_not_wait_for_slow_flags(world, monkeypatch, tmp_path):
         assert page.status_code == 200
         assert 'data-testid="pending"' in page.text
         assert '<meta http-equiv="refresh" content="3">' in page.text
+        agent = client.get("/agents/noisy").text
+        assert 'data-testid="pending"' in agent and "No tokenmaxxing flag" not in agent
         threading.Timer(0.2, gate.touch).start()
         agents = client.get("/api/agents")
         assert agents.json()["flags"]["state"] == "fresh"  # the API waits for them
         done = client.get("/flags")
         assert 'data-testid="pending"' not in done.text and "noisy" in done.text
+
+
+def test_stale_flags_are_shown_with_their_time_and_no_reload(tmp_path, monkeypatch):
+    from meshagent.dashboard import views
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    gate = tmp_path / "go"
+    gate.touch()
+    monkeypatch.setattr(views, "find_flags", functools.partial(slow_flags, gate=str(gate)))
+    with Ledger.open(url) as ledger:
+        ids = fill(ledger)
+        app = create_dashboard(
+            config(url), ledger=ledger, today=lambda: TODAY, fires_per_month=lambda t: FIRES
+        )
+        with TestClient(app, headers={"X-Forwarded-User": ADMIN}) as client:
+            assert client.get("/api/flags").json()["status"]["state"] == "fresh"  # computed
+            fresh = client.get("/flags").text
+            assert 'data-testid="stale"' not in fresh and 'http-equiv="refresh"' not in fresh
+            gate.unlink()  # the next computation waits
+            ledger.add_feedback(ids["noisy"], TEAMS["mid"][0], -1)  # the ledger moves on
+            stale = client.get("/flags").text
+            gate.touch()
+            assert 'data-testid="stale"' in stale and "reload the page later" in stale
+            assert 'http-equiv="refresh"' not in stale  # no reloading every 3 s on a busy ledger
+            assert "noisy" in stale  # the flags it had
+            assert client.get("/api/flags").json()["status"]["state"] == "fresh"

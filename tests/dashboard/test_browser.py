@@ -222,6 +222,8 @@ def test_the_agents_table_sorts_and_links_to_an_agent(world, visit, base_url):
     assert runs == sorted(runs, reverse=True) and runs[0] == 8  # ask: eight people asked
     page.click('tbody a:text-is("noisy")')
     assert page.url == f"{base_url}/dashboard/agents/noisy"
+    # Flags still being computed: the page says so and reloads itself until they are there.
+    page.wait_for_selector('li[data-rule="no_outcome"]', timeout=20_000)
     assert page.locator('li[data-rule="no_outcome"]').count() == 1
     assert page.locator('table[data-testid="runs"] tbody tr').count() == 3
     admin.shoot("agent-noisy")

@@ -15,7 +15,6 @@ from meshagent.config import PrivacySettings
 from meshagent.dashboard import queries
 from meshagent.ledger import Ledger, reports
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import OTHER
 from meshagent.ledger.schema import DAILY_SUMS, daily
 
 PRIVACY = PrivacySettings(min_group_size=3, admins=("admin",))
@@ -96,23 +95,19 @@ def test_filtered_views_never_single_anyone_out(ledger, cells, viewer, team, tag
         )
         assert all(row.people >= PRIVACY.min_group_size for row in found.rows)
     agents = queries.agent_cells(ledger, WEEK, viewer=viewer, privacy=PRIVACY, team=team, tag=tag)
-    for row in agents.rows:
-        if row.group not in agents.yours:
-            assert row.people >= PRIVACY.min_group_size
+    own, others = agents.rows[: agents.own], agents.rows[agents.own :]
+    assert {row.group for row in own} == agents.yours
+    assert all(row.people >= PRIVACY.min_group_size for row in others)  # "other" too
     mine = [c for c in cells if c["owner"] == viewer and WEEK.start <= c["day"] < WEEK.end]
-    if viewer is not None:  # the viewer's own agents: exactly their own runs
-        for row in agents.rows:
-            if row.group in agents.yours:
-                own = [
-                    c
-                    for c in mine
-                    if c["agent"] == row.group
-                    and team in (None, c["team"])
-                    and tag in (None, c["value_tag"])
-                ]
-                assert row.runs == sum(c["runs"] for c in _unique(own))
-    others = [r for r in agents.rows if r.group not in agents.yours and r.group != OTHER]
-    assert all(r.people >= PRIVACY.min_group_size for r in others)
+    for row in own:  # the viewer's own agents: exactly their own runs
+        runs = [
+            c
+            for c in mine
+            if c["agent"] == row.group
+            and team in (None, c["team"])
+            and tag in (None, c["value_tag"])
+        ]
+        assert row.runs == sum(c["runs"] for c in _unique(runs))
 
 
 def _unique(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,3 +144,17 @@ def test_nobody_known_sees_no_runs(world):
         world.ledger, "big0-bot", WEEK_OF_WORLD, team=None, tag=None, person=None, everyone=True
     )
     assert len(everyone) == 2
+
+
+def test_an_agent_that_others_owned_too_shows_the_viewers_runs_apart(ledger):
+    base = {"day": WEEK.start, "agent": "a1", "team": "t1", "value_tag": "x", "model": "m"}
+    cost = {"cost_usd": Decimal(1), "runs_cost_unknown": 0, "minutes_saved": 0}
+    mine = {**base, **cost, "owner": "p0", "person": "p0", "runs": 2}
+    theirs = [{**base, **cost, "owner": p, "person": p, "runs": 1} for p in PEOPLE[1:4]]
+    _store(ledger, [mine, *theirs])
+    agents = queries.agent_cells(ledger, WEEK, viewer="p0", privacy=PRIVACY)
+    assert [(row.group, row.runs, row.people) for row in agents.rows] == [
+        ("a1", 2, 1),  # p0's own runs, in full
+        ("a1", 3, 3),  # the others' runs of the same agent: three people, shown by name
+    ]
+    assert (agents.own, agents.yours) == (1, frozenset({"a1"}))
