@@ -8,6 +8,7 @@ server costs a retry, not an error.
 from __future__ import annotations
 
 import operator
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, CursorResult, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import Executable
 
 from meshagent.config import mask_url as mask
@@ -97,19 +99,61 @@ class _Compiled:
             for name in names
         ]
         self.processors = [(at, process) for at, process in enumerate(processors) if process]
+        self.unnest = None  # SQLite's executemany is a loop in C already
+        if self.plain and dialect.name == "postgresql" and isinstance(statement, Insert):
+            types = {
+                name: dialect.type_compiler_instance.process(
+                    compiled.binds[name].type.dialect_impl(dialect)
+                )
+                for name in names
+            }
+            self.unnest = _Unnest.of(self.sql, types)
 
-    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def values(self, rows: Sequence[Mapping[str, Any]], *, positional: bool = False) -> list[Any]:
         """Each row's values in bind order, converted; tuples or dicts as the driver takes."""
         names, processors, converted = self.names, self.processors, []
+        positional = positional or self.positional
         get = operator.itemgetter(*names)
         for row in rows:
             found = get(row)
             out = list(found) if len(names) > 1 else [found]
             for at, process in processors:
                 out[at] = process(out[at])
-            converted.append(tuple(out) if self.positional else dict(zip(names, out, strict=True)))
+            converted.append(tuple(out) if positional else dict(zip(names, out, strict=True)))
         return converted
 
+
+class _Unnest:
+    """A PostgreSQL INSERT rewritten to take all its rows at once, one array per column.
+
+    executemany sends one INSERT per row; ``INSERT ... SELECT * FROM unnest(%(a)s::T[], ...)``
+    is parsed, planned and answered once for the whole batch, and its text does not depend on
+    the number of rows (so the driver's statement caches keep it). An upsert's ON CONFLICT
+    clause follows as it was.
+    """
+
+    def __init__(self, sql: str, names: tuple[str, ...]) -> None:
+        self.sql, self.names = sql, names
+
+    @classmethod
+    def of(cls, sql: str, types: Mapping[str, str]) -> _Unnest | None:
+        """From the INSERT's text and its parameters' SQL types; None when it is not simple."""
+        start = sql.find(" VALUES (")
+        depth, end = 0, -1
+        for at in range(start + len(" VALUES "), len(sql) if start >= 0 else 0):
+            depth += {"(": 1, ")": -1}.get(sql[at], 0)
+            if depth == 0:
+                end = at + 1
+                break
+        found = _NAMED.findall(sql[start:end]) if end > 0 else []
+        if not found or sorted(found) != sorted(types) or len(set(found)) != len(found):
+            return None
+        arrays = ", ".join(f"%({name})s::{types[name]}[]" for name in found)
+        rest = sql[end:].split(" RETURNING ")[0]  # the ids Core asks back are not needed
+        return cls(f"{sql[:start]} SELECT * FROM unnest({arrays}){rest}", tuple(found))
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
 
 _compiled: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Compiled]] = {}
 _compiled_lock = threading.Lock()
@@ -138,7 +182,13 @@ def executemany(
     if not rows:
         return
     compiled = _compiled_for(statement, connection.dialect, tuple(rows[0]))
-    if compiled.plain:
+    unnest = compiled.unnest
+    if unnest is not None and len(rows) > 1:
+        values = compiled.values(rows, positional=True)
+        columns = dict(zip(compiled.names, zip(*values, strict=True), strict=True))
+        arrays = {name: list(columns[name]) for name in unnest.names}
+        connection.exec_driver_sql(unnest.sql, arrays)
+    elif compiled.plain:
         connection.exec_driver_sql(compiled.sql, compiled.values(rows))
     else:
         connection.execute(statement, list(rows))

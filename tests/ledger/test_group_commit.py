@@ -23,7 +23,7 @@ from meshagent.ledger import Ledger, Outcome, Usage
 from meshagent.ledger.records import Event
 from meshagent.ledger.schema import daily, entries, events
 
-from .helpers import T0, cost
+from .helpers import T0, cost, record
 from .test_faults import _hold_write_lock
 
 
@@ -215,3 +215,31 @@ def test_nothing_acknowledged_is_lost_when_the_writer_is_killed(tmp_path):
             assert rows[run_id]["status"] == "ok"
     assert recovered  # runs it had open are closed as interrupted
     assert verified.ok
+
+
+def test_a_batch_keeps_every_value_exactly(ledger, ledger_url):
+    """Batches go to PostgreSQL as one array per column: awkward text and NULLs survive."""
+    awkward = ["NULL", "a,b", '{"x"}', "back\\slash", "quote'd", "", "ünïcödé ✓", None]
+    batch = [
+        record(
+            agent=f"agent {at}",
+            owner=text,
+            team=text,
+            value_tag=text,
+            triggered_by=text,
+            error=text,
+            minutes_saved=None if text is None else Decimal("0.125"),
+            cost=None if at % 2 else cost("0.0000000001"),
+            scheduled_for=None,
+            outcomes=(Outcome("slack.message", text or "x", text),),
+        )
+        for at, text in enumerate(awkward)
+    ]
+    run_ids = ledger.write_records(batch)
+    with Ledger.open(ledger_url) as fresh:
+        assert fresh.verify().ok  # every stored value hashes as it was written
+        for run_id, text in zip(run_ids, awkward, strict=True):
+            row = fresh.entry(run_id)
+            assert (row["owner"], row["error"], row["triggered_by"]) == (text, text, text)
+            assert row["minutes_saved"] == (None if text is None else Decimal("0.12"))
+            assert [o.url for o in fresh.outcomes(run_id)] == [text]
