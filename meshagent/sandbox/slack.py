@@ -112,6 +112,7 @@ class SlackState:
         self._socket_keys: set[str] = set()
         self._sockets: list[tuple[web.WebSocketResponse, asyncio.AbstractEventLoop]] = []
         self._socket_events = threading.Condition()
+        self.socket_opens = 0  # Socket Mode connections opened, in all
         self.usergroups: dict[str, dict[str, Any]] = {}
         for group in seed.get("usergroups", []):
             self.add_usergroup(group["handle"], group.get("users", []), group_id=group.get("id"))
@@ -206,15 +207,28 @@ class SlackState:
         """Whether a Socket Mode client is connected."""
         return bool(self._sockets)
 
-    def wait_socket(self, *, connected: bool, timeout: float = 5.0) -> None:
-        """Wait until a Socket Mode client is connected (or none is); TimeoutError otherwise.
+    def wait_socket(self, *, connected: bool, opens: int = 0, timeout: float = 5.0) -> None:
+        """Wait until a Socket Mode client is connected (or none is), after at least ``opens``
+        connections in all; TimeoutError otherwise.
 
         A client's close handshake ends before the sandbox's side of it has run: wait for it.
         """
+
+        def reached() -> bool:
+            return bool(self._sockets) == connected and self.socket_opens >= opens
+
         with self._socket_events:
-            if not self._socket_events.wait_for(lambda: bool(self._sockets) == connected, timeout):
+            if not self._socket_events.wait_for(reached, timeout):
                 state = "connected" if connected else "disconnected"
-                raise TimeoutError(f"no Socket Mode client {state} within {timeout}s")
+                raise TimeoutError(
+                    f"no Socket Mode client {state} after {opens} connections within {timeout}s"
+                    f" ({self.socket_opens} so far)"
+                )
+
+    def socket_refresh(self, reason: str = "refresh_requested", *, timeout: float = 5.0) -> None:
+        """Tell the connected client to reconnect, as Slack does every few hours."""
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "sandbox"}}
+        self._socket_send_json(message, timeout)
 
     def socket_ack(self, envelope_id: str, *, timeout: float = 5.0) -> dict[str, Any]:
         """Wait for the app's acknowledgement of an envelope; its payload (``{}`` if none)."""
@@ -234,6 +248,7 @@ class SlackState:
         with self._socket_events:
             if opened:
                 self._sockets.append(entry)
+                self.socket_opens += 1
             else:
                 self._sockets.remove(entry)
             self._socket_events.notify_all()
@@ -249,9 +264,6 @@ class SlackState:
     ) -> str:
         """Send an envelope (``slash_commands``, ``interactive``, ``events_api``) to the
         connected Socket Mode client, from any thread but the sandbox's; its envelope id."""
-        if not self._sockets:
-            raise RuntimeError("no Socket Mode client is connected to the sandbox")
-        socket, loop = self._sockets[-1]
         envelope_id = secrets.token_hex(8)
         envelope = {
             "envelope_id": envelope_id,
@@ -261,8 +273,14 @@ class SlackState:
             "retry_attempt": retry_attempt,
             "retry_reason": retry_reason,
         }
-        asyncio.run_coroutine_threadsafe(socket.send_json(envelope), loop).result(timeout)
+        self._socket_send_json(envelope, timeout)
         return envelope_id
+
+    def _socket_send_json(self, message: dict[str, Any], timeout: float) -> None:
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode client is connected to the sandbox")
+        socket, loop = self._sockets[-1]
+        asyncio.run_coroutine_threadsafe(socket.send_json(message), loop).result(timeout)
 
     def next_ts(self) -> str:
         with self._lock:

@@ -199,3 +199,25 @@ def test_no_hello_in_time_fails_and_closes_the_client(sandbox, ledger):
 
     asyncio.run(scenario())
     assert app._socket is None
+
+
+def test_socket_mode_reconnects_when_slack_refreshes_the_connection(sandbox, ledger):
+    app = _socket_app(sandbox, ledger, ASK)
+
+    async def scenario() -> dict[str, Any]:
+        await app.start_socket_mode()
+        await asyncio.to_thread(sandbox.slack.socket_refresh)
+        await asyncio.to_thread(sandbox.slack.wait_socket, connected=True, opens=2)
+        sent = await asyncio.to_thread(
+            sandbox.slack.socket_send, "slash_commands", command(sandbox, "ask hi")
+        )
+        ack = await _ack(sandbox, sent)
+        await app.wait_idle(20)
+        await app.stop()
+        return ack
+
+    ack = asyncio.run(scenario())
+    assert ack["text"] == ":hourglass_flowing_sand: running ask…"
+    assert sandbox.slack.calls.count("apps.connections.open") == 2  # a new URL for the new socket
+    assert ledger.count() == 1
+    sandbox.slack.wait_socket(connected=False)
