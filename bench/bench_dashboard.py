@@ -365,8 +365,22 @@ def _postgresql_ledger(count: int) -> Iterator[str]:
         print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
         yield url
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        _drop(schema)
+
+
+def _drop(schema: str) -> None:
+    """Drop `schema`, waiting up to a minute for a server that is restarting."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as connection:
+                connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                print(f"could not drop schema {schema} ({exc}): drop it by hand", flush=True)
+                raise
+            time.sleep(1)
 
 
 def _pages(ledger: Ledger, viewer: str) -> dict[str, str]:

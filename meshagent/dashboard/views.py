@@ -138,21 +138,26 @@ class Pages:
         self.privacy = config.privacy
         self.today = today
         self.memo = Memo()
-        self.worker = Worker(ledger)
+        # Flags take seconds over a big ledger; forecasts a moment: each has its own process,
+        # so that a page waiting for a forecast does not wait behind the flags.
+        self.flag_worker = Worker(ledger)
+        self.forecast_worker = Worker(ledger)
         self._fires = fires_per_month or self._scan_fires
         self._fires_cache: tuple[float, date, Mapping[str, float]] | None = None
 
     def start(self) -> None:
-        """Start computing this week's flags (and the worker process), for the first pages."""
+        """Start the worker processes and this week's flags, for the first pages."""
+        self.forecast_worker.start()
         try:
             self.all_flags(Period.week(self.today()), Budget(self, 0.0))
         except LedgerError as exc:  # a page will say so; the app itself can start
             log.warning("the dashboard cannot read the ledger yet: %s", exc)
 
     def close(self) -> None:
-        """Stop the threads and the worker process that compute the slow results."""
+        """Stop the threads and the worker processes that compute the slow results."""
         self.memo.close()
-        self.worker.close()
+        self.flag_worker.close()
+        self.forecast_worker.close()
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -181,7 +186,7 @@ class Pages:
         everyone = PrivacySettings(min_group_size=self.privacy.min_group_size, admins=(_EVERYONE,))
 
         def compute() -> list[Flag]:
-            return self.worker.run(
+            return self.flag_worker.run(
                 find_flags,
                 period=period,
                 settings=self.config.flags,
@@ -222,7 +227,7 @@ class Pages:
         today = self.today()
 
         def compute() -> dict[str, ForecastRow]:
-            rows = self.worker.run(
+            rows = self.forecast_worker.run(
                 forecast, dict(fires), today=today, viewer=viewer.name, privacy=self.privacy
             )
             return {row.agent: row for row in rows}

@@ -70,6 +70,11 @@ class Worker:
                     self._pool = None
             raise
 
+    def start(self) -> None:
+        """Start the worker process now rather than on the first read (it takes a second)."""
+        if self._separate:
+            self._executor().submit(int)
+
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:

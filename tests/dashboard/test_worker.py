@@ -65,3 +65,17 @@ def test_close_stops_a_computation_in_progress(world):
 
 def _children() -> set[int | None]:
     return {child.pid for child in multiprocessing.active_children()}
+
+
+def test_start_spawns_the_process_before_the_first_read(world):
+    before = _children()
+    worker = Worker(world.ledger)
+    try:
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not _children() - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (pid,) = _children() - before
+        assert worker.run(whose)[0] == pid
+    finally:
+        worker.close()
