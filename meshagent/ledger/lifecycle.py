@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from meshagent.exceptions import LedgerError
-from meshagent.ledger import annotate, chain, rollup
+from meshagent.ledger import chain, rollup
 from meshagent.ledger.engine import execute, executemany
 from meshagent.ledger.records import PLANNED, Event, Outcome
+from meshagent.ledger.rows import now
 from meshagent.ledger.schema import chain as chain_table
 from meshagent.ledger.schema import entries, events, feedback, outcomes
 
@@ -32,7 +34,17 @@ _FIND = select(entries.c.run_id).where(
         entries.c.idempotency_key == bindparam("find_key"),
     )
 )
-_INSERT = entries.insert()
+# An entry whose run id or idempotency key is taken is not inserted: one round trip when new.
+_INSERT_NEW = {
+    "sqlite": sqlite.insert(entries).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(entries).on_conflict_do_nothing(),
+}
+_HAS_OUTCOME = select(outcomes.c.id).where(
+    outcomes.c.run_id == bindparam("run_id"),
+    outcomes.c.kind == bindparam("kind"),
+    outcomes.c.ref == bindparam("ref"),
+)
+_INSERT_OUTCOME = outcomes.insert()
 _UPDATE_RUNNING = update(entries).where(
     entries.c.run_id == bindparam("where_run_id"), entries.c.status == bindparam("where_status")
 )
@@ -99,11 +111,9 @@ def open_step(values: Mapping[str, Any], idempotency_key: str | None) -> Step[tu
     find = {"find_run_id": run_id, "find_key": idempotency_key}
 
     def step(connection: Connection, _batch: Batch) -> tuple[str, bool]:
-        found = execute(connection, _FIND, find).scalar()
-        if found is not None:
-            return str(found), False
-        execute(connection, _INSERT, values)
-        return run_id, True
+        if execute(connection, _INSERT_NEW[connection.dialect.name], values).rowcount == 1:
+            return run_id, True
+        return str(execute(connection, _FIND, find).scalar_one()), False
 
     return step
 
@@ -168,8 +178,11 @@ def close_step(
             )
         attempts.append(digest)
         batch.appended(seq, digest)
-        for outcome in produced:
-            annotate.insert_outcome(connection, run_id, outcome)
+        for outcome in produced:  # unless already added (add_outcome before the close)
+            made = {"run_id": run_id, "kind": outcome.kind, "ref": outcome.ref}
+            if execute(connection, _HAS_OUTCOME, made).first() is None:
+                made.update(url=outcome.url, created_at=now())
+                execute(connection, _INSERT_OUTCOME, made)
         executemany(connection, _INSERT_EVENTS, event_rows(run_id, steps))
         has_outcome, pos, neg = execute(
             connection, _ANNOTATIONS, {"run_id": run_id, "planned": PLANNED}
@@ -182,8 +195,6 @@ def close_step(
 
 def event_rows(run_id: str, steps: Sequence[Event]) -> list[dict[str, Any]]:
     """The rows of a run's recorded steps (tool calls, refusals), details cut to 2,000 chars."""
-    from meshagent.ledger.rows import now
-
     return [
         {
             "run_id": run_id,

@@ -243,3 +243,14 @@ def test_a_batch_keeps_every_value_exactly(ledger, ledger_url):
             assert (row["owner"], row["error"], row["triggered_by"]) == (text, text, text)
             assert row["minutes_saved"] == (None if text is None else Decimal("0.12"))
             assert [o.url for o in fresh.outcomes(run_id)] == [text]
+
+
+def test_one_idempotency_key_opens_one_entry_even_within_one_transaction(ledger):
+    async def twice() -> list[str]:
+        calls = [ledger.aopen_run("digest", idempotency_key="fire-1") for _ in range(5)]
+        return await asyncio.gather(*calls)
+
+    run_ids = asyncio.run(twice())
+    assert len(set(run_ids)) == 1 and ledger.count() == 1
+    assert ledger.open_run("digest", run_id=run_ids[0]) == run_ids[0]  # a taken run id too
+    assert ledger.count() == 1
