@@ -148,7 +148,9 @@ class _Unnest:
         found = _NAMED.findall(sql[start:end]) if end > 0 else []
         if not found or sorted(found) != sorted(types) or len(set(found)) != len(found):
             return None
-        arrays = ", ".join(f"%({name})s::{types[name]}[]" for name in found)
+        # %(name)b: each array goes in PostgreSQL's binary format, with no text quoting of
+        # every element.
+        arrays = ", ".join(f"%({name})b::{types[name]}[]" for name in found)
         rest = sql[end:].split(" RETURNING ")[0]  # the ids Core asks back are not needed
         return cls(f"{sql[:start]} SELECT * FROM unnest({arrays}){rest}", tuple(found))
 
