@@ -9,7 +9,9 @@ process cannot open (SQLite in memory) is read in the calling thread instead.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,9 +28,21 @@ T = TypeVar("T")
 _ledger: Ledger | None = None  # the worker process's own connection to the ledger
 
 
-def _open(url: str) -> None:
+def _open(url: str, parent: int) -> None:
     global _ledger
     _ledger = Ledger.open(url, migrate=False)
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the process that started it is gone (killed, even with SIGKILL).
+
+    A pool's worker waits on its queue forever: without this, a `meshagent serve` killed
+    with SIGKILL would leave its workers behind, each holding a connection to the ledger.
+    """
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _call(read: Callable[..., T], args: tuple[Any, ...], options: dict[str, Any]) -> T:
@@ -82,7 +96,7 @@ class Worker:
                     1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_open,
-                    initargs=(self._ledger.url,),
+                    initargs=(self._ledger.url, os.getpid()),
                 )
             return self._pool
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -79,3 +83,44 @@ def test_start_spawns_the_process_before_the_first_read(world):
         assert worker.run(whose)[0] == pid
     finally:
         worker.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from meshagent.ledger import Ledger
+    from meshagent.dashboard.worker import Worker
+    from tests.dashboard.test_worker import whose
+
+    worker = Worker(Ledger.open(sys.argv[1]))
+    print(worker.run(whose)[0], flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie only waits to be reaped: gone
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_worker_ends_when_the_process_that_started_it_is_killed(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, text=True, cwd=root
+    ) as child:
+        try:
+            worker_pid = int(child.stdout.readline())
+            assert worker_pid != child.pid and _alive(worker_pid)
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=10)
+            deadline = time.monotonic() + 15
+            while _alive(worker_pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _alive(worker_pid), "the worker outlived the process that started it"
+        finally:
+            child.kill()

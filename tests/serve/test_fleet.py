@@ -156,9 +156,13 @@ def test_a_crash_looping_agent_backs_off_and_the_others_keep_running(tmp_path, l
 
 
 def test_fires_due_while_down_are_coalesced_into_one_run(tmp_path, ledger):
-    fleet = _fleet(tmp_path, ledger)
+    fleet = _fleet(tmp_path, ledger, misfire_grace_seconds=1)
     write_agent(fleet.agents_dir, "hourly", every="1h")
-    then = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    if now - hour < timedelta(seconds=3):  # the latest fire must be late beyond the grace time
+        time.sleep(3 - (now - hour).total_seconds())
+    then = hour - timedelta(hours=3)
     run_id = ledger.open_run("hourly", trigger_kind="schedule", scheduled_for=then)
     ledger.close_run(run_id, "ok")
     asyncio.run(_run_for(fleet, 0.3))
