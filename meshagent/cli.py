@@ -430,6 +430,16 @@ def demo(
     from meshagent.demo import run_demo
 
     config = _config(ctx)
+    if not config.agents_dir.is_dir():
+        err.print(
+            f"[red]error:[/red] the demo runs the example agents in {config.agents_dir}, "
+            "which is not a directory: run it from the root of a MeshAgent clone (its agents/ "
+            "holds the examples), or set agents_dir in meshagent.toml "
+            "(or MESHAGENT_AGENTS_DIR) to a directory of agent files",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     target = directory or Path(platformdirs.user_data_dir("meshagent")) / "demo"
     out.print(
         "[bold]MeshAgent demo[/]: local Slack and Jira (the sandbox), the example agents in "

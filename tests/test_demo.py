@@ -48,3 +48,15 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(tmp_path, monkeypatch):
     assert ("no_outcome", "everything-watcher") in rules
     assert ("unchanged_rerun", "everything-watcher") in rules
     assert not any(subject == "standup-digest" and rule == "no_outcome" for rule, subject in rules)
+
+
+def test_demo_outside_a_clone_says_where_the_examples_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("MESHAGENT_AGENTS_DIR", "MESHAGENT_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert f"example agents in {tmp_path / 'agents'}, which is not a directory" in message
+    assert "root of a MeshAgent clone" in message and "MESHAGENT_AGENTS_DIR" in message
+    assert not (tmp_path / "demo").exists()  # nothing written
