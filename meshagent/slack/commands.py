@@ -279,10 +279,11 @@ class Commands:
         except RunError as exc:
             return Plan(note(f":warning: {escape(str(exc))}\n{_usage(spec)}"))
         deferred = False
+        # A timeout scope, not wait_for: on Python 3.11 that runs the check in a task of its
+        # own, and each command would then wait two more turns of a busy event loop to be acked.
         try:
-            reason = await asyncio.wait_for(
-                check_access(spec, cmd.caller, self.directory, found.trigger), self.ack_seconds
-            )
+            async with asyncio.timeout(self.ack_seconds):
+                reason = await check_access(spec, cmd.caller, self.directory, found.trigger)
         except TimeoutError:  # Slack is slow to say who this is: check after the ack
             reason, deferred = None, True
         if reason is not None:
