@@ -14,7 +14,7 @@ import fcntl
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,8 @@ def single_replica_lock(ledger_url: str) -> Any:
     return handle
 
 
-def metrics_text(fleet: Fleet) -> str:
-    """The fleet's counters in the Prometheus text exposition format."""
+def metrics_text(fleet: Fleet, slack: Mapping[str, int] | None = None) -> str:
+    """The fleet's counters (and the Slack app's, when it runs) in Prometheus text format."""
     stats = fleet.stats
     lines = [
         "# HELP meshagent_runs_total Runs this replica finished, by agent and status.",
@@ -102,7 +102,26 @@ def metrics_text(fleet: Fleet) -> str:
         "# TYPE meshagent_agent_file_errors gauge",
         f"meshagent_agent_file_errors {len(fleet.problems)}",
     ]
+    if slack is not None:
+        lines += [
+            "# HELP meshagent_slack_total What the Slack app handled: commands, feedback,"
+            " reactions, duplicate events and replayed requests refused, failed tasks.",
+            "# TYPE meshagent_slack_total counter",
+        ]
+        for kind in sorted(set(SLACK_COUNTS) | set(slack)):
+            lines.append(f'meshagent_slack_total{{kind="{_label(kind)}"}} {slack.get(kind, 0)}')
     return "\n".join(lines) + "\n"
+
+
+# Always exported when Slack runs, so that a dashboard's query has a series from the start.
+SLACK_COUNTS = (
+    "commands",
+    "feedback",
+    "reactions",
+    "duplicate_events",
+    "replays_refused",
+    "failed_tasks",
+)
 
 
 def _label(value: str) -> str:
@@ -197,6 +216,8 @@ async def _readyz(request: Request) -> Any:
 
 
 async def _metrics(request: Request) -> Any:
+    slack = request.app.state.slack
     return PlainTextResponse(
-        metrics_text(request.app.state.fleet), media_type="text/plain; version=0.0.4"
+        metrics_text(request.app.state.fleet, slack.stats if slack is not None else None),
+        media_type="text/plain; version=0.0.4",
     )

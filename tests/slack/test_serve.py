@@ -11,7 +11,7 @@ import pytest
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError
 from meshagent.runtime import Runtime
-from meshagent.server import create_app
+from meshagent.server import create_app, metrics_text
 from tests.slack.conftest import ASK, SECRET, command, response_posts, texts
 
 
@@ -38,6 +38,14 @@ def test_serve_answers_signed_commands_on_slack_events(sandbox, ledger, tmp_path
     assert ledger.count() == 1
     assert served.post("text=help", signed=False).status_code == 401
     assert not sandbox.slack.calls.count("apps.connections.open")  # HTTP only
+    metrics = httpx.get(f"{served.base}/metrics").text
+    assert 'meshagent_slack_total{kind="commands"} 1\n' in metrics
+    assert 'meshagent_slack_total{kind="feedback"} 0\n' in metrics
+
+
+def test_metrics_without_slack_have_no_slack_series(sandbox, ledger, tmp_path):
+    app = _serve_app(sandbox, ledger, tmp_path)
+    assert "meshagent_slack_total" not in metrics_text(app.state.fleet)
 
 
 def test_serve_connects_over_socket_mode_with_the_app_token(sandbox, ledger, tmp_path, serve):
