@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -86,6 +88,20 @@ def _report(error: SpecError, files: int) -> None:
     )
 
 
+@contextlib.contextmanager
+def _exits_on_error(code: int = 2) -> Iterator[None]:
+    """A SpecError is listed by file:line and exits 1; another MeshAgentError says what went
+    wrong on one line and exits `code`. Neither shows a traceback."""
+    try:
+        yield
+    except SpecError as exc:
+        _report(exc, 1)
+        raise typer.Exit(1) from None
+    except MeshAgentError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code) from None
+
+
 def _shown(path: Path) -> Path:
     """A path as the user would type it: relative to the working directory when below it."""
     here = Path.cwd()
@@ -141,11 +157,8 @@ def init(
     """Write agents/NAME.yaml, a starter agent that passes validate."""
     config = _config(ctx)
     owner = owner or os.environ.get("USER") or "me@example.com"
-    try:
+    with _exits_on_error(1):
         written = write_agent(config, name=name, team=team, owner=owner)
-    except MeshAgentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
     for path in written:
         out.print(f"wrote {_shown(path)}")
     agent = _shown(written[0])
@@ -299,34 +312,23 @@ def run(
     from meshagent.runtime import Runtime
 
     config = _config(ctx)
-    try:
+    with _exits_on_error():
         spec = find_agent(config, agent)
         values = _inputs(input_ or [])
         runtime = Runtime(config)
-    except SpecError as exc:
-        _report(exc, 1)
-        raise typer.Exit(1) from None
-    except MeshAgentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     what = "dry run of" if dry_run else "running"
-    try:
-        with err.status(f"{what} {spec.name} ({model or spec.model or config.default_model})…"):
-            result = asyncio.run(
-                runtime.run(
-                    spec,
-                    trigger="cli",
-                    triggered_by=os.environ.get("USER"),
-                    inputs=values,
-                    dry_run=dry_run,
-                    model=model,
-                )
+    spinner = err.status(f"{what} {spec.name} ({model or spec.model or config.default_model})…")
+    with _exits_on_error(), contextlib.closing(runtime.ledger), spinner:
+        result = asyncio.run(
+            runtime.run(
+                spec,
+                trigger="cli",
+                triggered_by=os.environ.get("USER"),
+                inputs=values,
+                dry_run=dry_run,
+                model=model,
             )
-    except MeshAgentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        runtime.ledger.close()
+        )
     from meshagent.runview import render_result
 
     render_result(out, result)
@@ -372,13 +374,10 @@ def serve(
         if result.issues:
             _report(SpecError(result.issues), result.files)
             raise typer.Exit(1)
-        try:
+        with _exits_on_error():
             from meshagent.ledger.store import Ledger
 
             Ledger.open(config.ledger_url).close()
-        except MeshAgentError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
         scheduled = sum(
             1 for spec in result.agents for t in spec.triggers if not hasattr(t, "slash")
         )
@@ -395,13 +394,10 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
+    with _exits_on_error():
         lock = single_replica_lock(config.ledger_url)
         runtime = Runtime(config)
         application = create_app(config, runtime=runtime, agents_dir=agents_dir)
-    except MeshAgentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     for issue in result.issues:
         err.print(f"[yellow]skipped[/yellow] {issue}", highlight=False, soft_wrap=True)
     err.print(f"serving {len(result.agents)} agents on http://{host}:{port} (Ctrl-C stops)")
@@ -445,11 +441,5 @@ def demo(
         "[bold]MeshAgent demo[/]: local Slack and Jira (the sandbox), the example agents in "
         f"{_shown(config.agents_dir)}, the offline model, and a ledger of its own."
     )
-    try:
+    with _exits_on_error():
         run_demo(config, target.absolute(), console=out)
-    except SpecError as exc:
-        _report(exc, 1)
-        raise typer.Exit(1) from None
-    except MeshAgentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None

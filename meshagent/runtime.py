@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
     from meshagent.spec import AgentSpec
 
-__all__ = ["Refusal", "RunResult", "Runtime", "run_agent"]
+__all__ = ["Refusal", "RunResult", "Runtime", "entry_facts", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -255,23 +255,16 @@ class Runtime:
         values = self.check_inputs(spec, inputs or {})
         model_name = model or spec.model or self.config.default_model
         chat = self._chat_model(model_name)
-        provider = model_name.partition(":")[0] if ":" in model_name else model_name
         self._in_flight += 1
         try:
             started = time.perf_counter()
             run_id = await self._open(
                 spec.name,
-                version=spec.version,
-                owner=spec.owner,
-                team=spec.team,
-                value_tag=spec.value.tag,
-                minutes_saved=spec.value.minutes_saved,
+                **entry_facts(spec, model_name),
                 trigger_kind=trigger,
                 triggered_by=triggered_by,
                 scheduled_for=scheduled_for,
                 started_at=self.now(),
-                provider=provider,
-                model_requested=model_name,
                 idempotency_key=idempotency_key,
             )
             run = _Run(self, spec, run_id, model_name)
@@ -815,6 +808,19 @@ def _plain(exc: BaseException) -> str:
         return str(exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
+
+
+def entry_facts(spec: AgentSpec, model: str) -> dict[str, Any]:
+    """The facts of a ledger entry that come from the agent file and the model it runs on."""
+    return {
+        "version": spec.version,
+        "owner": spec.owner,
+        "team": spec.team,
+        "value_tag": spec.value.tag,
+        "minutes_saved": spec.value.minutes_saved,
+        "provider": model.partition(":")[0],
+        "model_requested": model,
+    }
 
 
 async def run_agent(

@@ -35,7 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from meshagent.config import Config
 from meshagent.ledger import claims
 from meshagent.loader import scan_agents
-from meshagent.runtime import Runtime
+from meshagent.runtime import Runtime, entry_facts
 from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger
 
 __all__ = ["ANCHOR", "Fleet", "FleetStats", "job_id"]
@@ -298,18 +298,11 @@ class Fleet:
             await asyncio.to_thread(claims.finish, self.ledger, [(spec.name, fire_time)])
 
     def _claim(self, spec: AgentSpec, fire_time: datetime) -> tuple[bool, str, bool]:
-        model = spec.model or self.config.default_model
         entry = self.ledger.entry_values(
             spec.name,
-            version=spec.version,
-            owner=spec.owner,
-            team=spec.team,
-            value_tag=spec.value.tag,
-            minutes_saved=spec.value.minutes_saved,
+            **entry_facts(spec, spec.model or self.config.default_model),
             trigger_kind="schedule",
             scheduled_for=fire_time,
-            provider=model.partition(":")[0],
-            model_requested=model,
             idempotency_key=claims.fire_key(spec.name, fire_time),
         )
         won, busy = claims.claim(
