@@ -21,7 +21,15 @@ from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER, PrivacyLike, fold, is_admin
 from meshagent.ledger.records import PLANNED
 from meshagent.ledger.reports import GROUPINGS, NONE_LABEL, ReportRow
-from meshagent.ledger.schema import DAILY_SUMS, TOKEN_KINDS, daily, entries, events, feedback
+from meshagent.ledger.schema import (
+    DAILY_SUMS,
+    TOKEN_KINDS,
+    daily,
+    entries,
+    events,
+    feedback,
+    spent_tokens,
+)
 from meshagent.ledger.schema import outcomes as outcomes_table
 from meshagent.ledger.store import Ledger
 
@@ -265,7 +273,7 @@ def buckets(
         else case(*((daily.c.day < end, i) for i, (_, end) in enumerate(spans)), else_=-1)
     )
     position = {start: i for i, (start, _) in enumerate(spans)} if by_day else {}
-    tokens = daily.c.input_tokens + daily.c.output_tokens
+    tokens = spent_tokens(daily)
     query = (
         select(
             index.label("bucket"),
@@ -411,7 +419,7 @@ def run_summaries(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, dict[str,
     """Agent, start, status and tokens of the given runs (the runs behind flags)."""
     if not run_ids:
         return {}
-    tokens = entries.c.input_tokens + entries.c.output_tokens + entries.c.reasoning_tokens
+    tokens = spent_tokens(entries)
     query = select(
         entries.c.run_id,
         entries.c.agent,

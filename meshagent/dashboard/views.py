@@ -582,9 +582,8 @@ def _safe_link(url: str | None) -> str | None:
 
 
 def _tokens(values: Mapping[str, Any]) -> int:
-    return sum(
-        int(values.get(kind) or 0) for kind in ("input_tokens", "output_tokens", "reasoning_tokens")
-    )
+    """Input (cached included) and output (reasoning included): each token once."""
+    return int(values.get("input_tokens") or 0) + int(values.get("output_tokens") or 0)
 
 
 def _run_row(run: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from meshagent.config import FlagSettings, PrivacySettings
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import PrivacyLike, is_admin
 from meshagent.ledger.records import PLANNED
-from meshagent.ledger.schema import entries, feedback, outcomes
+from meshagent.ledger.schema import entries, feedback, outcomes, spent_tokens
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
@@ -54,7 +54,7 @@ class _Run:
 
 
 def _load(connection: Connection, since: datetime, until: datetime) -> list[_Run]:
-    tokens = entries.c.input_tokens + entries.c.output_tokens + entries.c.reasoning_tokens
+    tokens = spent_tokens(entries)
     window = (entries.c.started_at >= since, entries.c.started_at < until)
     query = select(
         entries.c.run_id,

@@ -67,7 +67,8 @@ class ReportRow:
 
     @property
     def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.reasoning_tokens
+        """Input (cached included) and output (reasoning included): each token once."""
+        return self.input_tokens + self.output_tokens
 
     @property
     def minutes_per_dollar(self) -> Decimal | None:

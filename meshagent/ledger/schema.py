@@ -6,6 +6,8 @@ what creates it in a database, and a test keeps the two the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -37,6 +39,7 @@ __all__ = [
     "feedback",
     "metadata",
     "outcomes",
+    "spent_tokens",
 ]
 
 MONEY_SCALE = 10
@@ -61,6 +64,15 @@ TOKEN_KINDS = (
 
 metadata = MetaData()
 _Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def spent_tokens(table: Table) -> Any:
+    """The tokens a run spent, as a column expression over `entries` or `daily`.
+
+    Input tokens include the cached ones and output tokens include reasoning (LangChain's
+    convention, which the ledger keeps): adding cache or reasoning columns would count twice.
+    """
+    return table.c.input_tokens + table.c.output_tokens
 
 
 def _money() -> ExactDecimal:

@@ -117,3 +117,12 @@ def test_forecast_is_fires_per_month_times_median_cost(ledger):
     mine = reports.forecast(ledger, {"digest": 22}, today=T0.date(), viewer="alice")
     assert [r.agent for r in mine] == ["digest"]
     assert reports.forecast(ledger, {"digest": 22}, today=T0.date(), viewer="bob") == []
+
+
+def test_cached_and_reasoning_tokens_are_counted_once(ledger):
+    # LangChain's convention: cached tokens are inside input_tokens, reasoning inside output.
+    usage = Usage(input_tokens=1000, cache_read_tokens=800, output_tokens=300, reasoning_tokens=250)
+    ledger.write_records([record(usage=usage)])
+    row = _report(ledger, "team")["payments"]
+    assert (row.reasoning_tokens, row.cache_read_tokens) == (250, 800)
+    assert row.tokens == 1300
