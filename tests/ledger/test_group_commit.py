@@ -213,7 +213,9 @@ def test_nothing_acknowledged_is_lost_when_the_writer_is_killed(tmp_path):
             assert rows[run_id]["input_tokens"] >= int(word[2])
         if kind == "close":
             assert rows[run_id]["status"] == "ok"
-    assert recovered  # runs it had open are closed as interrupted
+    # The runs it had open are closed as interrupted (there may be none: the kill can fall
+    # between a commit of closes and the commit of the next opens).
+    assert set(recovered) == {run_id for run_id, r in rows.items() if r["status"] == "running"}
     assert verified.ok
 
 
