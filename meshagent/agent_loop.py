@@ -1,67 +1,38 @@
 """Agent mode: LangChain's ``create_agent`` with each grant as a tool, built once per agent.
 
-The graph, its tools and its middleware depend only on the agent file and the model, so a
-runtime builds them once per spec version and model and shares them between runs, concurrent
-ones included. What belongs to one run (its spending, refusals, outcomes, the action context)
-is found through a context variable set for the length of the run's invoke: asyncio tasks and
-LangGraph's nodes inherit it, so each call sees its own run.
+The graph and its tools depend only on the agent file and the model, so a runtime builds them
+once per spec version and model and shares them between runs, concurrent ones included. What
+belongs to one run (its spending, refusals, outcomes, the action context) is found through the
+context variable ``model_calls.active``, set for the length of the run: asyncio tasks and
+LangGraph's nodes inherit it, so each call sees its own run. The budget, semaphore and retries
+of each model call are the guarded chat model's (``model_calls.Guarded``), not middleware's.
 """
 
 from __future__ import annotations
 
 import json
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import StructuredTool
 
 from meshagent.exceptions import ConnectorError, GrantDenied
+from meshagent.model_calls import active
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
-    from meshagent.actions import Action, ActionContext, ActionResult
-    from meshagent.runtime import Runtime, _Run
+    from meshagent.actions import Action, ActionResult
+    from meshagent.model_calls import Guarded
+    from meshagent.runtime import Runtime
     from meshagent.spec import AgentSpec
 
-__all__ = ["active", "build_agent"]
-
-#: The run (and its action context) whose agent invoke is in progress in this context.
-active: ContextVar[tuple[_Run, ActionContext]] = ContextVar("meshagent_active_run")
+__all__ = ["build_agent"]
 
 
-def build_agent(runtime: Runtime, spec: AgentSpec, chat: BaseChatModel) -> Any:
+def build_agent(runtime: Runtime, spec: AgentSpec, chat: Guarded) -> Any:
     """The compiled agent graph of ``spec`` on ``chat``; run it with ``active`` set."""
     from langchain.agents import create_agent
 
     tools = [_tool(runtime.registry.get(use.action), use.params) for use in spec.tools]
-    return create_agent(
-        chat, tools, system_prompt=spec.instructions, middleware=[_guard_middleware(runtime)]
-    )
-
-
-def _guard_middleware(owner: Runtime) -> Any:
-    """Agent-mode middleware: stop at the budget before a call; semaphore and retries around it."""
-    from langchain.agents.middleware import AgentMiddleware, hook_config
-
-    from meshagent.runtime import _Stop
-
-    class Guard(AgentMiddleware):
-        @hook_config(can_jump_to=["end"])
-        async def abefore_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
-            run = active.get()[0]
-            reason = run.over_budget(before_call=True)
-            if reason is None:
-                return None
-            run.stopped = _Stop("over_budget", reason)
-            return {"jump_to": "end"}
-
-        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
-            run = active.get()[0]
-            await run.record()  # the last response's spending, before the next call
-            return await owner._call_model(run, lambda: handler(request))
-
-    return Guard()
+    return create_agent(chat, tools, system_prompt=spec.instructions)
 
 
 def _tool(action: Action, grant_params: dict[str, Any]) -> Any:

@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Mapping
@@ -29,7 +28,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from meshagent.actions import (
@@ -40,8 +38,9 @@ from meshagent.actions import (
     default_registry,
 )
 from meshagent.config import Config, load_config
-from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, MeshAgentError, RunError
+from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunError
 from meshagent.ledger import records
+from meshagent.model_calls import Guarded, Stop, active, plain, text_of
 from meshagent.models import estimate_tokens
 from meshagent.providers import BUILTIN_MODELS, api_key_env
 
@@ -58,9 +57,6 @@ log = logging.getLogger(__name__)
 TRIGGERS = ("schedule", "slash", "cli", "api")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\s*\}\}")
 _MAX_AGENTS = 256  # agent graphs kept per runtime
-_TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-_TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
-                    "ServiceUnavailable")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,15 +94,6 @@ class RunResult:
         return self.status in ("ok", "skipped_unchanged")
 
 
-class _Stop(Exception):
-    """Ends a run early with a status (over_budget, skipped_unchanged, denied)."""
-
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class _Run:
     """The state of one task while it runs: what it spent, produced and was refused."""
 
@@ -122,7 +109,8 @@ class _Run:
         self.refusals: list[Refusal] = []
         self.events: list[records.Event] = []
         self.answer: str | None = None
-        self.stopped: _Stop | None = None
+        self.said: str | None = None  # the last text the model answered with
+        self.stopped: Stop | None = None
         self.model_answered: str | None = None
         self.tool_calls = 0
         self.framework_tokens = 0
@@ -231,7 +219,8 @@ class Runtime:
         self.retry_base_seconds = retry_base_seconds
         self.retries = retries
         self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self._models: dict[str, BaseChatModel] = {}
+        self._models: dict[str, Guarded] = {}
+        self._given: Guarded | None = None  # chat_model, guarded
         self._agents: dict[tuple[str, str, str, int], tuple[BaseChatModel, Any]] = {}
         self._in_flight = 0  # runs started and not finished
 
@@ -275,10 +264,11 @@ class Runtime:
             )
             status, error, input_hash = "ok", None, None
             limit, limit_is_budget = self._time_limit(spec)
+            running = active.set((run, context))  # how the model's guard and tools find the run
             try:
                 async with asyncio.timeout(limit):
                     input_hash = await self._work(run, chat, context, values)
-            except _Stop as stop:
+            except Stop as stop:
                 status, error = stop.status, stop.reason
             except TimeoutError:
                 status = "over_budget" if limit_is_budget else "failed"
@@ -294,8 +284,10 @@ class Runtime:
             except (ConnectorError, RunError, ConfigError) as exc:
                 status, error = "failed", str(exc)
             except Exception as exc:  # a provider's error, in plain words, never a traceback
-                log.warning("run %s of %s failed: %s", run_id, spec.name, _plain(exc))
-                status, error = "failed", _plain(exc)
+                log.warning("run %s of %s failed: %s", run_id, spec.name, plain(exc))
+                status, error = "failed", plain(exc)
+            finally:
+                active.reset(running)
             if run.stopped is not None and status == "ok":
                 status, error = run.stopped.status, run.stopped.reason
             # Shielded: a run cancelled now is still closed with what it did.
@@ -381,12 +373,15 @@ class Runtime:
         if spec.skip_if_unchanged:
             last = await asyncio.to_thread(self.ledger.last_ok_input_hash, spec.name)
             if last == input_hash:
-                raise _Stop("skipped_unchanged", "context unchanged since the last ok run")
+                raise Stop("skipped_unchanged", "context unchanged since the last ok run")
         if spec.tools:
-            answer = await self._agent_loop(run, chat, context, gathered, values)
+            answer = await self._agent_loop(run, chat, gathered, values)
         else:
             answer = await self._think(run, chat, gathered, values)
         run.answer = answer
+        reason = run.over_budget(before_call=False)
+        if reason and run.stopped is None:  # the last response went over: nothing delivered
+            run.stopped = Stop("over_budget", reason)
         if run.stopped is not None:
             return input_hash  # over budget: keep the answer, deliver nothing
         if not answer or not answer.strip():
@@ -417,7 +412,7 @@ class Runtime:
         day = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
         spent = await asyncio.to_thread(self.ledger.spent_since, run.spec.name, day)
         if spent >= limit:
-            raise _Stop(
+            raise Stop(
                 "over_budget", f"max_usd_per_day of ${limit} reached (${spent:.4f} spent today)"
             )
 
@@ -437,57 +432,41 @@ class Runtime:
         return gathered
 
     async def _think(
-        self, run: _Run, chat: BaseChatModel, gathered: dict[str, Any], values: dict[str, Any]
+        self, run: _Run, chat: Guarded, gathered: dict[str, Any], values: dict[str, Any]
     ) -> str:
-        reason = run.over_budget(before_call=True)
-        if reason:
-            raise _Stop("over_budget", reason)
         prompt, framework = _prompt(gathered, values)
         run.framework_tokens = estimate_tokens(framework)
         budget = run.spec.budget.max_tokens_per_run
         if budget is not None and estimate_tokens(prompt) >= budget:
-            raise _Stop(
+            raise Stop(
                 "over_budget",
                 f"the prompt alone (~{estimate_tokens(prompt):,} tokens) exceeds "
                 f"max_tokens_per_run of {budget:,}",
             )
         messages = [SystemMessage(run.spec.instructions), HumanMessage(prompt)]
-        meter = _Meter(run)
-        reply = await self._call_model(
-            run, lambda: chat.ainvoke(messages, config={"callbacks": [meter]})
-        )
-        reason = run.over_budget(before_call=False)
-        if reason:
-            run.stopped = _Stop("over_budget", reason)
-        return _text(reply.content)
+        reply = await chat.ainvoke(messages)
+        return text_of(reply.content)
 
     async def _agent_loop(
         self,
         run: _Run,
-        chat: BaseChatModel,
-        context: ActionContext,
+        chat: Guarded,
         gathered: dict[str, Any],
         values: dict[str, Any],
     ) -> str:
-        from meshagent.agent_loop import active
-
         prompt, framework = _prompt(gathered, values)
         run.framework_tokens = estimate_tokens(framework)
         agent = self._agent(run.spec, chat, run.model)
-        messages = [HumanMessage(prompt)]
-        meter = _Meter(run)
-        running = active.set((run, context))
         try:
             state = await agent.ainvoke(
-                {"messages": messages},
-                config={"callbacks": [meter], "recursion_limit": 100},
+                {"messages": [HumanMessage(prompt)]}, config={"recursion_limit": 100}
             )
-        finally:
-            active.reset(running)
-        final = state["messages"][-1]
-        return _text(final.content)
+        except Stop as stop:  # over budget before a model call: keep what the model said last
+            run.stopped = stop
+            return run.said or ""
+        return text_of(state["messages"][-1].content)
 
-    def _agent(self, spec: AgentSpec, chat: BaseChatModel, model: str) -> Any:
+    def _agent(self, spec: AgentSpec, chat: Guarded, model: str) -> Any:
         """The agent graph of ``spec`` on ``chat``, built once per spec version and model."""
         from meshagent.agent_loop import build_agent
 
@@ -498,29 +477,6 @@ class Runtime:
                 self._agents.clear()
             found = self._agents[key] = (chat, build_agent(self, spec, chat))
         return found[1]
-
-    async def _call_model(self, run: _Run, call: Any) -> Any:
-        """One model call under the provider's semaphore, retried when the error is transient."""
-        semaphore = self._semaphore(run.model)
-        for attempt in range(self.retries + 1):
-            try:
-                async with semaphore:
-                    return await call()
-            except Exception as exc:
-                if attempt >= self.retries or not _transient(exc):
-                    raise
-                delay = min(8.0, self.retry_base_seconds * 2**attempt)
-                delay *= random.uniform(0.5, 1.0)
-                log.warning(
-                    "run %s: %s, retry %d/%d in %.2fs",
-                    run.run_id,
-                    _plain(exc),
-                    attempt + 1,
-                    self.retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     def alone(self) -> bool:
         """Whether one run is in flight: its writes then go straight to the database.
@@ -573,15 +529,20 @@ class Runtime:
             return own, True
         return self.config.timeout_seconds, False
 
-    def _semaphore(self, model: str) -> asyncio.Semaphore:
+    def semaphore(self, model: str) -> asyncio.Semaphore:
+        """The semaphore capping concurrent calls to ``model``'s provider."""
         provider = model.partition(":")[0]
         if provider not in self._semaphores:
             self._semaphores[provider] = asyncio.Semaphore(self.config.max_concurrent_model_calls)
         return self._semaphores[provider]
 
-    def _chat_model(self, model: str) -> BaseChatModel:
-        if self.chat_model is not None:
-            return self.chat_model
+    def _chat_model(self, model: str) -> Guarded:
+        """The chat model for ``model`` (or the one given), guarded by this runtime."""
+        given = self.chat_model
+        if given is not None:
+            if self._given is None or self._given.inner is not given:
+                self._given = Guarded.around(self, given)
+            return self._given
         if model not in self._models:
             from meshagent.models import resolve_model
 
@@ -592,56 +553,8 @@ class Runtime:
                     raise ConfigError(
                         f"model {model!r} needs an API key: set {' or '.join(missing)}"
                     )
-            self._models[model] = resolve_model(model)
+            self._models[model] = Guarded.around(self, resolve_model(model))
         return self._models[model]
-
-
-class _Meter(BaseCallbackHandler):
-    """A LangChain callback that writes every model response's usage into the run's entry."""
-
-    run_inline = True
-    raise_error = True
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.prompts: dict[Any, int] = {}
-
-    def on_chat_model_start(
-        self, serialized: Any, messages: list[list[Any]], *, run_id: Any, **kw: Any
-    ) -> None:
-        text = " ".join(_text(m.content) for batch in messages for m in batch)
-        self.prompts[run_id] = estimate_tokens(text)
-
-    def on_llm_end(self, response: Any, *, run_id: Any, **kw: Any) -> None:
-        for generations in response.generations:
-            for generation in generations:
-                message = getattr(generation, "message", None)
-                usage, answered = _usage_of(message, self.prompts.pop(run_id, 0))
-                self.run.spend(usage, answered)
-
-
-def _usage_of(message: Any, prompt_estimate: int) -> tuple[records.Usage, str | None]:
-    """Usage of one response from its usage_metadata; estimated when the provider gave none."""
-    meta = getattr(message, "usage_metadata", None) or {}
-    response = getattr(message, "response_metadata", None) or {}
-    answered = response.get("model_name") or response.get("model") or response.get("model_id")
-    if not meta:
-        output = estimate_tokens(_text(getattr(message, "content", "")))
-        return records.Usage(
-            input_tokens=prompt_estimate, output_tokens=output, model_calls=1, estimated=True
-        ), answered
-    inputs = meta.get("input_token_details") or {}
-    outputs = meta.get("output_token_details") or {}
-    usage = records.Usage(
-        input_tokens=int(meta.get("input_tokens") or 0),  # cached tokens are inside, once
-        cache_read_tokens=int(inputs.get("cache_read") or 0),
-        cache_write_tokens=int(inputs.get("cache_creation") or 0),
-        output_tokens=int(meta.get("output_tokens") or 0),
-        reasoning_tokens=int(outputs.get("reasoning") or 0),
-        model_calls=1,
-        estimated=bool(response.get("token_usage_estimated", False)),
-    )
-    return usage, answered
 
 
 # -- small pure helpers ----------------------------------------------------------------------
@@ -777,37 +690,6 @@ def _convert(where: str, name: str, kind: str, raw: Any) -> Any:
 
 
 _A = {"string": "a", "integer": "an", "number": "a", "boolean": "a", "list": "a"}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part if isinstance(part, str) else str(part.get("text", ""))
-            for part in content
-            if isinstance(part, str) or part.get("type") in (None, "text")
-        )
-    return str(content or "")
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return True
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in _TRANSIENT_STATUS:
-        return True
-    return any(name in type(exc).__name__ for name in _TRANSIENT_NAMES)
-
-
-def _plain(exc: BaseException) -> str:
-    """An exception in plain words: its type and first line, never a traceback."""
-    if isinstance(exc, MeshAgentError):
-        return str(exc)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
 
 
 def entry_facts(spec: AgentSpec, model: str) -> dict[str, Any]:

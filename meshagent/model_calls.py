@@ -1,0 +1,257 @@
+"""Every model call of a run goes through one guarded chat model, in both modes.
+
+``Guarded`` is a LangChain chat model around the real one. Before each call it stops a run that
+has reached its budget, and writes what the run spent so far into the ledger, so a call that hangs,
+fails or is killed still leaves the tokens spent before it. It makes the call under the provider's
+semaphore and retries transient errors with exponential backoff and jitter. Its callback,
+``METER``, adds every response's usage to the run, also for calls that end the run badly.
+
+Why a chat model and not LangChain agent middleware: each middleware hook is wrapped in LangSmith's
+``traceable``, which hops to a worker thread twice per call even with tracing off, and a
+``before_model`` hook is a graph node of its own. Together they cost about as much as the whole
+bare agent loop. Likewise the meter is the model's own callback and not the graph's: callbacks
+given to the graph's invoke are called for every node and tool.
+
+The run a call belongs to is found through the context variable ``active``, set for the length
+of the run's work. asyncio tasks and LangGraph's nodes inherit it, so one guarded model and one
+agent graph serve concurrent runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.language_models import BaseChatModel
+from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableBinding
+from pydantic import ConfigDict, Field
+
+from meshagent.exceptions import ConfigError, MeshAgentError
+from meshagent.ledger import records
+from meshagent.models import estimate_tokens
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+    from meshagent.actions import ActionContext
+    from meshagent.runtime import Runtime, _Run
+
+__all__ = ["METER", "Guarded", "Stop", "active", "plain", "text_of", "transient"]
+
+log = logging.getLogger("meshagent.runtime")
+
+#: The run (and its action context) whose work is in progress in this context.
+active: ContextVar[tuple[_Run, ActionContext]] = ContextVar("meshagent_active_run")
+
+_TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+_TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
+                    "ServiceUnavailable")  # fmt: skip
+
+
+class Stop(Exception):
+    """Ends a run early with a status (over_budget, skipped_unchanged, denied)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Guarded(BaseChatModel):
+    """A chat model that runs each call of ``inner`` under the run's budget, semaphore and retries.
+
+    Tools are bound by ``inner`` (each provider formats them its own way) and the bound arguments
+    handed to this model, which passes them back to ``inner`` on every call.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    inner: BaseChatModel
+    runtime: Any = Field(exclude=True)
+
+    @classmethod
+    def around(cls, runtime: Runtime, chat: BaseChatModel) -> Guarded:
+        """``chat`` guarded by ``runtime``; its callbacks, cache and rate limiter still apply."""
+        own = chat.callbacks
+        handlers = list(own.handlers) if isinstance(own, BaseCallbackManager) else list(own or [])
+        return cls(
+            inner=chat,
+            runtime=runtime,
+            callbacks=[*handlers, METER],
+            cache=chat.cache,
+            rate_limiter=chat.rate_limiter,
+            tags=chat.tags,
+            metadata=chat.metadata,
+            output_version=chat.output_version,
+        )
+
+    @property
+    def _llm_type(self) -> str:
+        return self.inner._llm_type
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return dict(self.inner._identifying_params)
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        return self.inner._get_ls_params(stop=stop, **kwargs)
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> RunnableBinding[Any, Any]:
+        bound = self.inner.bind_tools(tools, **kwargs)
+        if not isinstance(bound, RunnableBinding) or bound.bound is not self.inner:
+            raise ConfigError(
+                f"model {self.inner._llm_type!r} binds tools in a way MeshAgent cannot guard "
+                "(its bind_tools did not return the model bound to arguments)"
+            )
+        return RunnableBinding(bound=self, kwargs=bound.kwargs, config=bound.config)
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError("MeshAgent calls models asynchronously only")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        found = active.get(None)
+        if found is None:
+            raise RuntimeError("a guarded model was called outside a run")
+        run = found[0]
+        reason = run.over_budget(before_call=True)
+        if reason is not None:
+            raise Stop("over_budget", reason)
+        await run.record()  # what the run spent so far, before it waits on the provider
+        return await self.call(
+            run,
+            lambda: self.inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs),
+        )
+
+    async def call(self, run: _Run, attempt: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
+        """One model call under the provider's semaphore, retried when the error is transient."""
+        runtime = self.runtime
+        semaphore = runtime.semaphore(run.model)
+        for tried in range(runtime.retries + 1):
+            try:
+                async with semaphore:
+                    return await attempt()
+            except Exception as exc:
+                if tried >= runtime.retries or not transient(exc):
+                    raise
+                delay = min(8.0, runtime.retry_base_seconds * 2**tried)
+                delay *= random.uniform(0.5, 1.0)
+                log.warning(
+                    "run %s: %s, retry %d/%d in %.2fs",
+                    run.run_id,
+                    plain(exc),
+                    tried + 1,
+                    runtime.retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class Meter(BaseCallbackHandler):
+    """Adds every model response's usage, priced, to the run it belongs to."""
+
+    run_inline = True  # in the caller's context, where ``active`` is set
+    raise_error = True
+
+    def __init__(self) -> None:
+        self.prompts: dict[Any, list[list[BaseMessage]]] = {}
+
+    def on_chat_model_start(
+        self, serialized: Any, messages: list[list[BaseMessage]], *, run_id: Any, **kw: Any
+    ) -> None:
+        if active.get(None) is not None:
+            self.prompts[run_id] = messages  # estimated only if the provider reports no usage
+
+    def on_llm_end(self, response: Any, *, run_id: Any, **kw: Any) -> None:
+        prompt = self.prompts.pop(run_id, None)
+        found = active.get(None)
+        if found is None:
+            return
+        run = found[0]
+        for generations in response.generations:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                usage, answered = usage_of(message, prompt)
+                run.spend(usage, answered)
+                said = text_of(getattr(message, "content", ""))
+                if said.strip():
+                    run.said = said
+
+    def on_llm_error(self, error: BaseException, *, run_id: Any, **kw: Any) -> None:
+        self.prompts.pop(run_id, None)
+
+
+#: The one meter, on every guarded model: it finds each call's run through ``active``.
+METER = Meter()
+
+
+def usage_of(
+    message: Any, prompt: list[list[BaseMessage]] | None
+) -> tuple[records.Usage, str | None]:
+    """Usage of one response from its usage_metadata; estimated when the provider gave none."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    response = getattr(message, "response_metadata", None) or {}
+    answered = response.get("model_name") or response.get("model") or response.get("model_id")
+    if not meta:
+        sent = " ".join(text_of(m.content) for batch in prompt or [] for m in batch)
+        output = estimate_tokens(text_of(getattr(message, "content", "")))
+        return records.Usage(
+            input_tokens=estimate_tokens(sent), output_tokens=output, model_calls=1, estimated=True
+        ), answered
+    inputs = meta.get("input_token_details") or {}
+    outputs = meta.get("output_token_details") or {}
+    usage = records.Usage(
+        input_tokens=int(meta.get("input_tokens") or 0),  # cached tokens are inside, once
+        cache_read_tokens=int(inputs.get("cache_read") or 0),
+        cache_write_tokens=int(inputs.get("cache_creation") or 0),
+        output_tokens=int(meta.get("output_tokens") or 0),
+        reasoning_tokens=int(outputs.get("reasoning") or 0),
+        model_calls=1,
+        estimated=bool(response.get("token_usage_estimated", False)),
+    )
+    return usage, answered
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content (a string, or a list of text and other blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part if isinstance(part, str) else str(part.get("text", ""))
+            for part in content
+            if isinstance(part, str) or part.get("type") in (None, "text")
+        )
+    return str(content or "")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a provider's error is worth retrying (rate limits, 5xx, timeouts, connections)."""
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in _TRANSIENT_STATUS:
+        return True
+    return any(name in type(exc).__name__ for name in _TRANSIENT_NAMES)
+
+
+def plain(exc: BaseException) -> str:
+    """An exception in plain words: its type and first line, never a traceback."""
+    if isinstance(exc, MeshAgentError):
+        return str(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
