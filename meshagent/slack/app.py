@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -43,6 +44,7 @@ from meshagent.config import Config
 from meshagent.exceptions import ConfigError, LedgerError
 from meshagent.runtime import Runtime
 from meshagent.slack.access import Directory
+from meshagent.slack.acks import AcksFirst
 from meshagent.slack.commands import Command, Commands
 from meshagent.slack.feedback import VoteOrder, cast_at, reaction_vote, withdraw_vote
 from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
@@ -82,6 +84,37 @@ class _ReplayGuard(AsyncMiddleware):
                 log.warning("refused a replayed Slack request: its signature was seen before")
                 return BoltResponse(status=401, body={"error": "invalid request"})
         return await next()
+
+
+def _authorize_once(client: AsyncWebClient) -> Callable[..., Awaitable[AuthorizeResult]]:
+    """Bolt's ``authorize`` for the one workspace of ``client``'s bot token.
+
+    Bolt's own single-workspace authorization asks Slack's auth.test on the first request and
+    keeps the answer, but every request that arrives before that answer asks too: a burst of 200
+    commands right after start made 200 auth.test calls (a method Slack rate-limits), each on a
+    new HTTP session, and held every ack ~300 ms. Here the first request asks, the others wait
+    for its answer, and a failed answer is not kept (the next request asks again).
+    """
+    answer: list[Any] = []
+    asking = asyncio.Lock()
+
+    async def authorize(user_id: str | None) -> AuthorizeResult:
+        if not answer:
+            async with asking:
+                if not answer:
+                    answer.append(await client.auth_test())
+        test = answer[0]
+        return AuthorizeResult(
+            enterprise_id=test.get("enterprise_id"),
+            team_id=test.get("team_id"),
+            bot_id=test.get("bot_id"),
+            bot_user_id=test.get("user_id"),
+            bot_token=client.token,
+            bot_scopes=test.headers.get("x-oauth-scopes"),
+            user_id=user_id,
+        )
+
+    return authorize
 
 
 class _EventDedupe(AsyncMiddleware):
@@ -138,7 +171,7 @@ class SlackApp:
         self._signing_secret = self.env.get(names.signing_secret_env) or ""
         self._app_token = self.env.get(names.app_token_env) or ""
         client = AsyncWebClient(
-            token=token,
+            token=None,  # given below: Bolt takes a client with a token to mean its own authorize
             base_url=self.env.get(names.api_url_env) or "https://slack.com/api/",
             retry_handlers=[
                 AsyncRateLimitErrorRetryHandler(max_retry_count=2),
@@ -150,10 +183,12 @@ class SlackApp:
             name="meshagent",
             client=client,
             signing_secret=self._signing_secret,
+            authorize=_authorize_once(client),
             process_before_response=True,
             before_authorize=_ReplayGuard(self.stats),
             logger=_bolt_logger(),
         )
+        client.token = token
         self.bolt.use(_EventDedupe(self.stats))
         self.directory = Directory(client)
         self.commands = Commands(config, runtime, agents, self.directory)
@@ -163,6 +198,7 @@ class SlackApp:
         self.votes = VoteOrder()
         self._shown: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.acks = AcksFirst()  # background work waits for the acks in flight
         self._socket: Any = None
         self._listen()
 
@@ -197,7 +233,8 @@ class SlackApp:
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > MAX_BODY_BYTES:
                 return PlainTextResponse("request too large", status_code=413)
-            return await handler.handle(request)
+            with self.acks.answering_one():
+                return await handler.handle(request)
 
         return [Route(EVENTS_PATH, events, methods=["POST"])]
 
@@ -250,6 +287,9 @@ class SlackApp:
                 hello.set()
 
         socket.client.on_message_listeners.append(on_message)
+        # Each envelope is answered (acknowledged) before the work it starts begins.
+        listeners = socket.client.socket_mode_request_listeners
+        listeners[:] = [self._counted(listener) for listener in listeners]
         socket.client.wss_uri = opened["url"]
         try:
             async with asyncio.timeout(timeout):
@@ -298,12 +338,26 @@ class SlackApp:
 
     # -- background work ----------------------------------------------------------------------
 
+    def _counted(self, listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """A Socket Mode request listener that counts as answering while it runs."""
+
+        async def answer(client: Any, request: Any) -> None:
+            with self.acks.answering_one():
+                await listener(client, request)
+
+        return answer
+
     def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(work, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _guarded(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await self.acks.settled()
+        except asyncio.CancelledError:
+            work.close()  # stopped before it began
+            raise
         try:
             await work
         except asyncio.CancelledError:
