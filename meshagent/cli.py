@@ -423,23 +423,29 @@ def demo(
     """The whole idea in one command: sandbox, example agents, a simulated week, the report."""
     import platformdirs
 
-    from meshagent.demo import run_demo
+    from meshagent.demo import SHIPPED_EXAMPLES, run_demo
 
     config = _config(ctx)
     if not config.agents_dir.is_dir():
-        err.print(
-            f"[red]error:[/red] the demo runs the example agents in {config.agents_dir}, "
-            "which is not a directory: run it from the root of a MeshAgent clone (its agents/ "
-            "holds the examples), or set agents_dir in meshagent.toml "
-            "(or MESHAGENT_AGENTS_DIR) to a directory of agent files",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2)
+        if "agents_dir" in config.model_fields_set:  # set by meshagent.toml or the environment
+            err.print(
+                f"[red]error:[/red] agents_dir is {config.agents_dir}, which is not a "
+                "directory: set agents_dir in meshagent.toml (or MESHAGENT_AGENTS_DIR) to a "
+                "directory of agent files, or unset it to run the examples shipped with MeshAgent",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+        config = config.model_copy(update={"agents_dir": SHIPPED_EXAMPLES})
     target = directory or Path(platformdirs.user_data_dir("meshagent")) / "demo"
+    where = (
+        "shipped with MeshAgent (no agents/ here)"
+        if config.agents_dir == SHIPPED_EXAMPLES
+        else f"in {_shown(config.agents_dir)}"
+    )
     out.print(
-        "[bold]MeshAgent demo[/]: local Slack and Jira (the sandbox), the example agents in "
-        f"{_shown(config.agents_dir)}, the offline model, and a ledger of its own."
+        "[bold]MeshAgent demo[/]: local Slack and Jira (the sandbox), the example agents "
+        f"{where}, the offline model, and a ledger of its own."
     )
     with _exits_on_error():
         run_demo(config, target.absolute(), console=out)

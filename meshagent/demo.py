@@ -32,7 +32,10 @@ from meshagent.runtime import RunResult, Runtime
 from meshagent.sandbox import Sandbox
 from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger
 
-__all__ = ["DEMO_PRICE", "TOKENMAXXER", "DemoSummary", "run_demo"]
+__all__ = ["DEMO_PRICE", "SHIPPED_EXAMPLES", "TOKENMAXXER", "DemoSummary", "run_demo"]
+
+#: The example agents, as installed with the package (in a clone: a link to its agents/).
+SHIPPED_EXAMPLES = Path(__file__).resolve().with_name("examples")
 
 #: The offline model is free; the demo prices it like openai:gpt-4.1-mini (USD per Mtok).
 DEMO_PRICE = {"input_per_mtok": "0.40", "output_per_mtok": "1.60", "cache_read_per_mtok": "0.10"}

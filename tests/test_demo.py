@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -10,6 +9,7 @@ from typer.testing import CliRunner
 
 from meshagent.cli import app
 from meshagent.config import load_config
+from meshagent.demo import SHIPPED_EXAMPLES
 from meshagent.ledger.flags import flags
 from meshagent.ledger.periods import Period
 from meshagent.ledger.schema import entries
@@ -19,14 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_plays_a_week_and_shows_what_bought_nothing(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "agents", tmp_path / "agents")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no agents/ here: the examples shipped with the package run
+    for name in ("MESHAGENT_AGENTS_DIR", "MESHAGENT_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
     own = tmp_path / "mine.db"
     monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{own}")
     monkeypatch.setenv("COLUMNS", "80")
     result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
+    assert "the example agents shipped with MeshAgent (no agents/ here)" in text
     assert "Left out (they read the web, which the demo never reaches)" in text
     assert "a week of schedules" in text and "Cost against value" in text
     assert "Runs that bought nothing: everything-watcher" in text
@@ -50,13 +52,19 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(tmp_path, monkeypatch):
     assert not any(subject == "standup-digest" and rule == "no_outcome" for rule, subject in rules)
 
 
-def test_demo_outside_a_clone_says_where_the_examples_are(tmp_path, monkeypatch):
+def test_a_configured_agents_dir_that_is_missing_is_an_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in ("MESHAGENT_AGENTS_DIR", "MESHAGENT_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("MESHAGENT_CONFIG", raising=False)
+    monkeypatch.setenv("MESHAGENT_AGENTS_DIR", str(tmp_path / "typo"))
     result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 2
     message = " ".join(result.output.split())
-    assert f"example agents in {tmp_path / 'agents'}, which is not a directory" in message
-    assert "root of a MeshAgent clone" in message and "MESHAGENT_AGENTS_DIR" in message
+    assert f"agents_dir is {tmp_path / 'typo'}, which is not a directory" in message
+    assert "MESHAGENT_AGENTS_DIR" in message and "unset it" in message
     assert not (tmp_path / "demo").exists()  # nothing written
+
+
+def test_the_package_ships_the_example_agents():
+    shipped = {path.name: path.read_bytes() for path in SHIPPED_EXAMPLES.glob("*.yaml")}
+    in_clone = {path.name: path.read_bytes() for path in (ROOT / "agents").glob("*.yaml")}
+    assert shipped == in_clone and len(shipped) >= 5
