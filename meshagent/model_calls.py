@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.chat_models import agenerate_from_stream
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableBinding
 from pydantic import ConfigDict, Field
@@ -129,9 +130,19 @@ class Guarded(BaseChatModel):
         if reason is not None:
             raise Stop("over_budget", reason)
         await run.record()  # what the run spent so far, before it waits on the provider
+        inner = self.inner
+        if inner._should_stream(async_api=True, run_manager=run_manager, **kwargs):
+            # A client set to stream (ChatOpenAI(streaming=True)) asks its API for a stream,
+            # which its _agenerate cannot read: its own ainvoke would call _astream instead.
+            return await self.call(
+                run,
+                lambda: agenerate_from_stream(
+                    inner._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
+                ),
+            )
         return await self.call(
             run,
-            lambda: self.inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs),
+            lambda: inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs),
         )
 
     async def call(self, run: _Run, attempt: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
