@@ -390,6 +390,7 @@ def serve(
 
     from meshagent.runtime import Runtime
     from meshagent.server import create_app, single_replica_lock
+    from meshagent.slack.redact import guard_handlers
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -404,8 +405,13 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on")
     )
+    guard_handlers()  # no Slack token, signing secret or Socket Mode URL in any log line
     try:
         server.run()
+    except SystemExit:
+        if application.state.startup_error is None:
+            raise
+        raise typer.Exit(2) from None  # uvicorn logged the reason, in one line
     finally:
         runtime.ledger.close()
         if lock is not None:

@@ -4,7 +4,8 @@ Routes: ``/healthz`` (the process answers), ``/readyz`` (the scheduler runs and 
 answers), ``/metrics`` (Prometheus text), ``/slack/events`` (when Slack is configured) and
 ``/dashboard`` (the ledger dashboard). The fleet starts in the app's lifespan and stops there:
 SIGTERM stops new fires, lets running tasks finish up to the shutdown timeout, then interrupts
-them (their entries are closed as interrupted).
+them (their entries are closed as interrupted). A start refused for a reason the user can fix
+(Slack refused the app-level token) fails with that reason in one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshagent.config import Config
 from meshagent.dashboard import create_dashboard
-from meshagent.exceptions import ConfigError
+from meshagent.exceptions import ConfigError, MeshAgentError
 from meshagent.runtime import Runtime
 from meshagent.scheduler import Fleet
 
@@ -152,9 +155,7 @@ def create_app(
     slack_app = None
     env = runtime.env
     if slack is None:
-        names = config.slack
-        either = env.get(names.signing_secret_env) or env.get(names.app_token_env)
-        slack = bool(env.get(names.token_env) and either)
+        slack = _slack_wanted(config, env)
     if slack:
         from meshagent.slack import SlackApp
 
@@ -175,8 +176,8 @@ def create_app(
             if slack_app is not None and slack_app.socket_mode_enabled:
                 try:
                     await slack_app.start_socket_mode()
-                except ConfigError as exc:
-                    log.error("Slack Socket Mode: %s", exc)
+                except MeshAgentError as exc:
+                    app.state.startup_error = exc  # the start fails with it (_StartupRefusal)
                     raise
             # What start-up built lives as long as the process: leaving it out of the garbage
             # collector's full passes keeps each pass short (~10 ms instead of ~120 ms, a pause
@@ -200,11 +201,53 @@ def create_app(
                 board.state.pages.close()
             log.info("fleet stopped")
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_StartupRefusal)])
     app.state.fleet = fleet
     app.state.runtime = runtime
     app.state.slack = slack_app
+    app.state.startup_error = None
     return app
+
+
+def _slack_wanted(config: Config, env: Mapping[str, str]) -> bool:
+    """Whether the Slack app runs: its bot token and a transport's secret are set.
+
+    A transport's secret without the bot token is a mistake, said at start (SlackApp refuses
+    it); the bot token alone is for agents that post to Slack, and turns no app on.
+    """
+    names = config.slack
+    transport = env.get(names.signing_secret_env) or env.get(names.app_token_env)
+    if transport:
+        return True
+    if env.get(names.token_env):
+        log.info(
+            "Slack app off: set %s (Socket Mode) or %s (HTTP) to turn it on",
+            names.app_token_env,
+            names.signing_secret_env,
+        )
+    return False
+
+
+class _StartupRefusal:
+    """ASGI middleware: when the lifespan refused to start with a MeshAgentError (kept in
+    ``app.state.startup_error``), the server is told that error's one line, not Starlette's
+    traceback of it; uvicorn logs it and exits."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            refused = scope["app"].state.startup_error
+            if message["type"] == "lifespan.startup.failed" and refused is not None:
+                message = {**message, "message": str(refused)}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 async def _readyz(request: Request) -> Any:

@@ -109,7 +109,9 @@ class SlackState:
         self.app_token = f"xapp-1-A0SANDBOX-{secrets.token_hex(12)}"  # for Socket Mode
         self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack payload
         self.socket_hello_delay = 0.0  # seconds between the WebSocket opening and "hello"
-        self._socket_keys: set[str] = set()
+        self.socket_refusals = 0  # WebSocket handshakes still to refuse (401), as for a bad ticket
+        self.socket_tickets: list[str] = []  # every ticket apps.connections.open gave, in order
+        self._open_tickets: set[str] = set()  # those not used yet
         self._sockets: list[tuple[web.WebSocketResponse, asyncio.AbstractEventLoop]] = []
         self._socket_events = threading.Condition()
         self.socket_opens = 0  # Socket Mode connections opened, in all
@@ -641,7 +643,8 @@ async def _quiet_for(ws: web.WebSocketResponse, seconds: float) -> bool:
 
 
 def _add_socket_mode(app: web.Application, state: SlackState) -> None:
-    """Socket Mode: apps.connections.open (app-level token) and its one-use WebSocket URL."""
+    """Socket Mode: apps.connections.open (app-level token) and its one-use WebSocket URL, shaped
+    as Slack's (``wss://wss-primary.slack.com/link/?ticket=...&app_id=...``)."""
 
     async def connections_open(request: web.Request) -> web.Response:
         state.calls.append("apps.connections.open")
@@ -650,15 +653,20 @@ def _add_socket_mode(app: web.Application, state: SlackState) -> None:
             return web.json_response({"ok": False, "error": "not_authed"})
         if not secrets.compare_digest(token, state.app_token):
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        key = secrets.token_hex(8)
-        state._socket_keys.add(key)
-        return web.json_response({"ok": True, "url": f"ws://{request.host}/socket-mode/{key}"})
+        ticket = secrets.token_hex(16)
+        state.socket_tickets.append(ticket)
+        state._open_tickets.add(ticket)
+        url = f"ws://{request.host}/link/?ticket={ticket}&app_id=A0SANDBOX"
+        return web.json_response({"ok": True, "url": url})
 
     async def socket(request: web.Request) -> web.StreamResponse:
-        key = request.match_info["key"]
-        if key not in state._socket_keys:
+        ticket = request.query.get("ticket", "")
+        if ticket not in state._open_tickets:
             return web.Response(status=404, text="no_such_url")
-        state._socket_keys.discard(key)
+        if state.socket_refusals > 0:
+            state.socket_refusals -= 1
+            return web.Response(status=401, text="invalid_ticket")
+        state._open_tickets.discard(ticket)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         entry = (ws, asyncio.get_running_loop())
@@ -682,5 +690,5 @@ def _add_socket_mode(app: web.Application, state: SlackState) -> None:
             await ws.close()
 
     app.router.add_route("*", "/api/apps.connections.open", connections_open)
-    app.router.add_get("/socket-mode/{key}", socket)
+    app.router.add_get("/link/", socket)
     app.on_shutdown.append(close_sockets)

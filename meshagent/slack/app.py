@@ -48,6 +48,7 @@ from meshagent.slack.acks import AcksFirst
 from meshagent.slack.commands import Command, Commands
 from meshagent.slack.feedback import VoteOrder, cast_at, reaction_vote, withdraw_vote
 from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
+from meshagent.slack.redact import REDACT, guarded
 from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls, SharedSession
 from meshagent.slack.seen import Seen
 from meshagent.spec import AgentSpec
@@ -61,6 +62,14 @@ SIGNATURE_WINDOW_SECONDS = 5 * 60
 MAX_BODY_BYTES = 1 << 20
 _TIMED_OUT = ("http_timeout", "timeout")  # HTTP and Socket Mode names of a slow ack
 _FEEDBACK_ACTION = re.compile(rf"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$")
+_APP_TOKENS = "Basic Information > App-Level Tokens, with the connections:write scope"
+# What Slack's refusal of an app-level token (apps.connections.open) means.
+_REFUSALS = {
+    "invalid_auth": "mistyped, revoked or of another app",
+    "missing_scope": "it lacks the connections:write scope",
+    "token_revoked": "it was revoked",
+    "account_inactive": "the app or its workspace is no longer active",
+}
 
 
 class _ReplayGuard(AsyncMiddleware):
@@ -170,23 +179,35 @@ class SlackApp:
             raise ConfigError(f"set {names.token_env} to the Slack bot token (xoxb-...)")
         self._signing_secret = self.env.get(names.signing_secret_env) or ""
         self._app_token = self.env.get(names.app_token_env) or ""
+        REDACT.add(token, self._signing_secret, self._app_token)  # never in a log line
+        if token.startswith("xapp-"):
+            raise ConfigError(
+                f"{names.token_env} holds an app-level token (xapp-...): set it to the Bot User "
+                "OAuth Token (xoxb-...) from OAuth & Permissions"
+            )
+        if self._app_token:
+            _check_app_token(self._app_token, names.app_token_env)
         client = AsyncWebClient(
             token=None,  # given below: Bolt takes a client with a token to mean its own authorize
             base_url=self.env.get(names.api_url_env) or "https://slack.com/api/",
+            logger=guarded("meshagent.slack.sdk"),  # its DEBUG lines hold Socket Mode URLs
             retry_handlers=[
                 AsyncRateLimitErrorRetryHandler(max_retry_count=2),
                 AsyncConnectionErrorRetryHandler(max_retry_count=1),
             ],
         )
         self.stats: Counter[str] = Counter()
+        logger = _bolt_logger()
         self.bolt = AsyncApp(
-            name="meshagent",
+            # Bolt sets the logger named after the app like its own (level and all) on every
+            # request: named "meshagent", the package's logger went quiet below WARNING.
+            name=logger.name,
             client=client,
             signing_secret=self._signing_secret,
             authorize=_authorize_once(client),
             process_before_response=True,
             before_authorize=_ReplayGuard(self.stats),
-            logger=_bolt_logger(),
+            logger=logger,
         )
         client.token = token
         self.bolt.use(_EventDedupe(self.stats))
@@ -255,14 +276,13 @@ class SlackApp:
 
         Returns once Slack said hello on the WebSocket, that is once it delivers envelopes to
         this app. The token is checked first (apps.connections.open), so that a wrong one fails
-        here instead of in slack_sdk's endless reconnect loop; no hello within ``timeout``
-        seconds closes the client and raises ConfigError.
+        here, with Slack's reason, instead of in slack_sdk's endless reconnect loop; no hello
+        within ``timeout`` seconds closes the client and raises ConfigError.
         """
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         env = self.config.slack.app_token_env
-        if not self._app_token:
-            raise ConfigError(f"set {env} to the app-level token (xapp-...) for Socket Mode")
+        _check_app_token(self._app_token, env)
         if self._socket is not None:
             return
         try:
@@ -270,9 +290,10 @@ class SlackApp:
         except SlackApiError as exc:
             data = exc.response.data
             code = data.get("error") if isinstance(data, dict) else exc.response.status_code
+            reason = f"{code}: {_REFUSALS[code]}" if code in _REFUSALS else str(code)
             raise ConfigError(
-                f"Slack refused the app-level token in {env} ({code}): use an xapp- token "
-                "with the connections:write scope"
+                f"Slack refused the app-level token in {env} ({reason}): set {env} to an "
+                f"app-level token (xapp-...) from {_APP_TOKENS}"
             ) from None
         except (SlackClientError, aiohttp.ClientError, OSError) as exc:
             reason = type(exc).__name__
@@ -468,6 +489,26 @@ class SlackApp:
             self.stats["reactions"] += 1
 
 
+def _check_app_token(token: str, env: str) -> None:
+    """ConfigError when ``token`` (from the variable ``env``) cannot be an app-level token;
+    Slack judges the rest."""
+    if not token:
+        raise ConfigError(f"set {env} to the app-level token (xapp-...) for Socket Mode")
+    if any(char.isspace() for char in token):
+        raise ConfigError(f"{env} has a space or a line break in it: set it to the token alone")
+    if token.startswith("xox"):
+        kind = {"xoxb": "a bot token", "xoxp": "a user token"}.get(token[:4], "an OAuth token")
+        raise ConfigError(
+            f"{env} holds {kind} ({token[:4]}-...), not the app-level token (xapp-...) that "
+            f"Socket Mode needs: create one under {_APP_TOKENS}"
+        )
+    if not token.startswith("xapp-"):
+        raise ConfigError(
+            f"{env} does not hold an app-level token (those start with xapp-): create one "
+            f"under {_APP_TOKENS}"
+        )
+
+
 def _is_hello(data: object) -> bool:
     """Whether a WebSocket text frame is Slack's ``{"type": "hello", ...}``."""
     if not isinstance(data, str) or "hello" not in data:
@@ -505,8 +546,9 @@ async def _close_socket(socket: Any) -> None:
 
 
 def _bolt_logger() -> logging.Logger:
-    """Bolt's logger: warnings and up (its info lines on refused requests show their bodies)."""
-    logger = logging.getLogger("meshagent.slack.bolt")
+    """Bolt's logger, and the Socket Mode client's: warnings and up (its info lines on refused
+    requests show their bodies), secrets masked (a failed WebSocket handshake names its URL)."""
+    logger = guarded("meshagent.slack.bolt")
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
     return logger

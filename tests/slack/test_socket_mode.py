@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from meshagent.config import Config
 from meshagent.exceptions import ConfigError
-from tests.slack.conftest import ASK, agents, click, command, event, make_app, response_posts, texts
+from meshagent.runtime import Runtime
+from meshagent.slack import SlackApp
+from tests.slack.conftest import (
+    ASK,
+    SECRET,
+    agents,
+    click,
+    command,
+    event,
+    make_app,
+    response_posts,
+    texts,
+)
 
 
 def dispatch(app, body: dict[str, Any], **headers: str):
@@ -167,6 +182,31 @@ def test_a_wrong_app_token_fails_at_once(sandbox, ledger):
         asyncio.run(app.start_socket_mode())
 
 
+@pytest.mark.parametrize(
+    ("variable", "token", "said"),
+    [
+        ("SLACK_APP_TOKEN", "xoxb-1-2-bot", "SLACK_APP_TOKEN holds a bot token (xoxb-...), not the "
+         "app-level token (xapp-...) that Socket Mode needs: create one under Basic Information"),
+        ("SLACK_APP_TOKEN", "xoxp-1-2-user", "SLACK_APP_TOKEN holds a user token (xoxp-...)"),
+        ("SLACK_APP_TOKEN", "A0MESH-1-2-abc", "SLACK_APP_TOKEN does not hold an app-level token "
+         "(those start with xapp-)"),
+        ("SLACK_APP_TOKEN", "xapp-1-A0MESH-1-abc\n", "SLACK_APP_TOKEN has a space or a line break"),
+        ("SLACK_BOT_TOKEN", "xapp-1-A0MESH-1-abc", "SLACK_BOT_TOKEN holds an app-level token "
+         "(xapp-...): set it to the Bot User OAuth Token (xoxb-...)"),
+    ],
+)  # fmt: skip
+def test_a_token_of_the_wrong_kind_is_refused_before_slack_is_asked(
+    sandbox, ledger, variable, token, said
+):
+    env = sandbox.env() | {"SLACK_APP_TOKEN": sandbox.slack.app_token, variable: token}
+    config = Config(ledger_url=ledger.url)
+    runtime = Runtime(config, ledger=ledger, env=env)
+    with pytest.raises(ConfigError, match=re.escape(said)) as refused:
+        SlackApp(config, runtime, list, env=env)
+    assert token.strip() not in str(refused.value)
+    assert sandbox.slack.calls == []
+
+
 def test_socket_mode_starts_only_once_slack_said_hello(sandbox, ledger):
     """start_socket_mode returns when envelopes can flow, not when the WebSocket opened."""
     app = _socket_app(sandbox, ledger)
@@ -221,3 +261,66 @@ def test_socket_mode_reconnects_when_slack_refreshes_the_connection(sandbox, led
     assert sandbox.slack.calls.count("apps.connections.open") == 2  # a new URL for the new socket
     assert ledger.count() == 1
     sandbox.slack.wait_socket(connected=False)
+
+
+_SANDBOX_SIDE = ("aiohttp.access", "aiohttp.server", "aiohttp.web")  # Slack's end, not ours
+_FORMAT = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+
+
+def _ours(caplog) -> list[tuple[logging.LogRecord, str]]:
+    """The records MeshAgent's side logged, each with its text as a log handler writes it."""
+    return [
+        (record, _FORMAT.format(record))
+        for record in caplog.records
+        if not record.name.startswith(_SANDBOX_SIDE)
+    ]
+
+
+async def _until(what: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not what():
+        assert loop.time() < deadline, "not within the time"
+        await asyncio.sleep(0.02)
+
+
+def test_logs_never_show_the_socket_mode_url_or_a_secret(sandbox, ledger, caplog):
+    """At DEBUG, through a connect, a command, a reconnect and a refused reconnect: slack_sdk's
+    records of the Socket Mode URL are there, with its query masked; no token, no secret."""
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="meshagent.slack.bolt")
+    app = _socket_app(sandbox, ledger, ASK)
+
+    def refused() -> bool:
+        return any("Failed to connect" in text for _, text in _ours(caplog))
+
+    async def scenario() -> None:
+        await app.start_socket_mode()
+        sent = await asyncio.to_thread(
+            sandbox.slack.socket_send, "slash_commands", command(sandbox, "ask hi")
+        )
+        await _ack(sandbox, sent)
+        await app.wait_idle(20)
+        await asyncio.to_thread(sandbox.slack.socket_refresh)
+        await asyncio.to_thread(sandbox.slack.wait_socket, connected=True, opens=2)
+        sandbox.slack.socket_refusals = 1  # the next handshake fails: slack_sdk logs its error
+        await asyncio.to_thread(sandbox.slack.socket_refresh)
+        await _until(refused)
+        await app.stop()
+
+    asyncio.run(scenario())
+    # Bolt once set the package's logger ("meshagent", its app's name) to WARNING per request
+    assert logging.getLogger("meshagent").level == logging.NOTSET
+    tickets = sandbox.slack.socket_tickets
+    assert len(tickets) == 3  # connect, reconnect, refused reconnect
+    secrets = [*tickets, sandbox.slack.app_token, sandbox.slack_token, SECRET]
+    logged = _ours(caplog)
+    for _, text in logged:
+        assert not [secret for secret in secrets if secret in text], text
+        assert "?ticket" not in text and "&app_id" not in text, text
+    masked_url = f"ws://127.0.0.1:{sandbox.slack_port}/link/?***"
+    answers = [text for _, text in logged if f"'url': '{masked_url}'" in text]
+    assert len(answers) == 3  # slack_sdk's DEBUG lines of the apps.connections.open answers
+    [(failure, text)] = [(r, t) for r, t in logged if "Failed to connect" in t]
+    assert failure.levelno == logging.ERROR and failure.name == "meshagent.slack.bolt"
+    assert f"url='{masked_url}'" in text and "Traceback (most recent call last)" in text

@@ -1,0 +1,97 @@
+"""Slack's secrets out of log records: tokens, the signing secret, Socket Mode WebSocket URLs.
+
+slack_sdk logs the body of every Web API answer at DEBUG, and apps.connections.open answers
+with the Socket Mode URL (``wss://wss-primary.slack.com/link/?ticket=...``), a credential for
+as long as it lives; a WebSocket handshake that fails is logged at ERROR with that URL in the
+error and its traceback. ``REDACT`` masks, in a record's message, traceback and stack:
+
+- the query of a ``ws://`` or ``wss://`` URL (``wss://wss-primary.slack.com/link/?***``);
+- anything shaped like a Slack token (``xoxb-***``, ``xapp-***``) and a URL's password;
+- the secrets it was given with ``REDACT.add``: the signing secret has no shape of its own.
+
+The Slack app hands slack_bolt and slack_sdk loggers that carry it, so their records are masked
+where they are made, whatever handles them; ``meshagent serve`` also puts it on its log handlers,
+for the records of every other logger (asyncio's, uvicorn's).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = ["REDACT", "Redactor", "guard_handlers", "guarded"]
+
+MASK = "***"
+_SHORTEST_SECRET = 8  # a shorter value is masked only by its shape: it could be any word
+
+# xoxb- (bot), xoxp- (user), xoxe.xoxp- (rotating), xapp- (app-level), ...
+_TOKEN = re.compile(r"\b((?:xox[a-z]\.)?(?:xox[a-z]|xapp))-[\w-]+")
+# ws:// or wss://, also JSON-escaped (wss:\/\/...), up to a quote or a space; then its query.
+_WS_QUERY = re.compile(r"""(\bwss?:(?:\\?/){2}[^\s?#'"]*)[?#][^\s'"]*""")
+_PASSWORD = re.compile(r"""(\b[a-z][\w+.-]*://[^\s/@:'"]+:)[^\s/@'"]+@""")
+_FORMATTER = logging.Formatter()
+
+
+class Redactor(logging.Filter):
+    """A filter that masks Slack's secrets in every record it sees and lets each one through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: frozenset[str] = frozenset()
+
+    def add(self, *secrets: str) -> None:
+        """Mask these values too, wherever they appear (empty and very short ones are skipped)."""
+        fresh = {secret for secret in secrets if len(secret) >= _SHORTEST_SECRET}
+        self._secrets = self._secrets | fresh
+
+    def mask(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _TOKEN.sub(rf"\1-{MASK}", text)
+        text = _WS_QUERY.sub(rf"\1?{MASK}", text)
+        return _PASSWORD.sub(rf"\1{MASK}@", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: keep both, masked
+            message = f"{record.msg} {record.args!r}"
+        masked = self.mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info:
+            trace = record.exc_text or _FORMATTER.formatException(record.exc_info)
+            masked = self.mask(trace)
+            if masked != trace:
+                # Formatters print exc_text as it is; the exception itself (which a handler
+                # could format again) holds the secret, so it goes.
+                record.exc_text, record.exc_info = masked, None
+        elif record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
+        return True
+
+
+REDACT = Redactor()
+
+
+def guarded(name: str) -> logging.Logger:
+    """The logger ``name``, masking what is logged to it (the filter is added once)."""
+    logger = logging.getLogger(name)
+    logger.addFilter(REDACT)
+    return logger
+
+
+def guard_handlers() -> None:
+    """Put ``REDACT`` on every handler configured now (the root's, uvicorn's, ...)."""
+    loggers = [logging.getLogger()]
+    loggers += [
+        each
+        for each in logging.root.manager.loggerDict.values()
+        if isinstance(each, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.addFilter(REDACT)
