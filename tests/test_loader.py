@@ -169,7 +169,8 @@ def test_unknown_action_lists_valid_ones_and_suggests_the_closest():
     (found,) = issues(replace("  - http.get: {url: ", "  - http.gte: {url: "))
     assert found == (
         "x.yaml:9:5: context[0]: unknown read action 'http.gte'; did you mean 'http.get'? "
-        "(valid: http.get, jira.issue, jira.search, ledger.report, slack.history, slack.thread, slack.user)"
+        "(valid: http.get, jira.issue, jira.search, ledger.report, "
+        "slack.history, slack.thread, slack.user)"
     )
 
 
