@@ -47,6 +47,16 @@ def test_version_hash_changes_with_content_only():
     assert first.version != changed.version
 
 
+def test_a_copy_with_changes_has_its_own_version():
+    spec = parse_agent(VALID, env={})
+    before = spec.version  # computed once and kept
+    copied = spec.model_copy(update={"instructions": "something else entirely"})
+    assert copied.version != before
+    fresh = type(spec).model_validate(copied.model_dump())
+    assert copied.version == fresh.version
+    assert spec.model_copy().version == before == spec.version
+
+
 def test_minimal_agent_needs_only_the_required_fields():
     spec = parse_agent(
         "name: a\nowner: o\nteam: t\ninstructions: do it\nvalue: {tag: planning}\n", env={}
