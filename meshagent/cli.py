@@ -390,7 +390,7 @@ def serve(
 
     from meshagent.runtime import Runtime
     from meshagent.server import create_app, single_replica_lock
-    from meshagent.slack.redact import guard_handlers
+    from meshagent.slack.redact import REDACT, guard_handlers
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -405,7 +405,8 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on")
     )
-    guard_handlers()  # no Slack token, signing secret or Socket Mode URL in any log line
+    REDACT.add_environment(os.environ)  # Jira tokens and model keys too
+    guard_handlers()  # no token, key, signing secret or Socket Mode URL in any log line
     try:
         server.run()
     except SystemExit:

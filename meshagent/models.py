@@ -642,8 +642,10 @@ def _other_section(entries: list[tuple[str, Any]], limit: int) -> list[str]:
         if _flat_records(value):  # a table (report rows): one line per row, every column
             lines.append(f"*{label}*" if label else "*items*")
             lines += [f"- {_record_line(record)}" for record in value]
-        elif isinstance(value, dict) and value and all(
-            not isinstance(v, dict | list) for v in value.values()
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(not isinstance(v, dict | list) for v in value.values())
         ):
             lines.append(f"- {label}: {_scalar(value)}" if label else f"- {_scalar(value)}")
         else:
@@ -948,8 +950,13 @@ def _suggest(provider: str, known: Iterable[str]) -> str | None:
     return closest(normal, known)
 
 
-def resolve_model(model: str, *, responses: list[Any] | None = None) -> BaseChatModel:
-    """The chat model a model string names; ``responses`` feed the ``scripted`` model."""
+def resolve_model(
+    model: str, *, responses: list[Any] | None = None, **options: Any
+) -> BaseChatModel:
+    """The chat model a model string names; ``responses`` feed the ``scripted`` model.
+
+    ``options`` go to the provider's chat model (``api_key=...``).
+    """
     provider = provider_of(model)
     if model == "offline":
         return OfflineChatModel()
@@ -967,7 +974,7 @@ def resolve_model(model: str, *, responses: list[Any] | None = None) -> BaseChat
     from langchain.chat_models import init_chat_model
 
     try:
-        return init_chat_model(model.partition(":")[2], model_provider=provider)
+        return init_chat_model(model.partition(":")[2], model_provider=provider, **options)
     except ImportError as error:
         raise ConfigError(
             f"model {model!r} needs the {provider} provider package: {PROVIDERS[provider].install}"

@@ -7,9 +7,18 @@ and a test checks them against LangChain's own table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["BUILTIN_MODELS", "PROVIDERS", "Provider", "api_key_env", "install_hint"]
+__all__ = [
+    "API_KEY_NAMES",
+    "BUILTIN_MODELS",
+    "PROVIDERS",
+    "Provider",
+    "api_key_argument",
+    "api_key_env",
+    "install_hint",
+]
 
 
 @dataclass(frozen=True)
@@ -93,9 +102,30 @@ _API_KEYS = {
 }
 
 
+#: Every variable above: the secrets a log line must never show.
+API_KEY_NAMES = tuple(sorted({name for names in _API_KEYS.values() for name in names}))
+
+
 def api_key_env(provider: str) -> tuple[str, ...]:
     """The variables that may hold ``provider``'s API key; () when it needs none of ours."""
     return _API_KEYS.get(provider, ())
+
+
+#: The argument of each provider's LangChain chat model that takes the key (``api_key`` is an
+#: alias of the field in the partner packages; langchain-cohere's field has no such alias).
+_KEY_ARGUMENTS = {"cohere": "cohere_api_key"}
+
+
+def api_key_argument(provider: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``provider``'s key from ``env`` as its chat model's keyword argument; {} without one.
+
+    The runtime's environment may not be the process's (``run_agent(env=...)``): the key it
+    checked is the key the client must use.
+    """
+    for name in api_key_env(provider):
+        if env.get(name):
+            return {_KEY_ARGUMENTS.get(provider, "api_key"): env[name]}
+    return {}
 
 
 def install_hint(provider: str) -> str:

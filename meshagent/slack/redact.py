@@ -7,7 +7,9 @@ error and its traceback. ``REDACT`` masks, in a record's message, traceback and 
 
 - the query of a ``ws://`` or ``wss://`` URL (``wss://wss-primary.slack.com/link/?***``);
 - anything shaped like a Slack token (``xoxb-***``, ``xapp-***``) and a URL's password;
-- the secrets it was given with ``REDACT.add``: the signing secret has no shape of its own.
+- the secrets it was given with ``REDACT.add``: the signing secret has no shape of its own;
+  ``meshagent serve`` also gives it the values of the environment's other secrets
+  (``SECRET_NAMES``: Jira tokens, model providers' API keys, AWS's secret key).
 
 The Slack app hands slack_bolt and slack_sdk loggers that carry it, so their records are masked
 where they are made, whatever handles them; ``meshagent serve`` also puts it on its log handlers,
@@ -18,8 +20,23 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
-__all__ = ["REDACT", "Redactor", "guard_handlers", "guarded"]
+from meshagent.providers import API_KEY_NAMES
+
+__all__ = ["REDACT", "SECRET_NAMES", "Redactor", "guard_handlers", "guarded"]
+
+#: Variables whose values are masked wherever they appear, once ``add_environment`` saw them.
+SECRET_NAMES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "JIRA_TOKEN",
+    "JIRA_API_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    *API_KEY_NAMES,
+)
 
 MASK = "***"
 _SHORTEST_SECRET = 8  # a shorter value is masked only by its shape: it could be any word
@@ -43,6 +60,10 @@ class Redactor(logging.Filter):
         """Mask these values too, wherever they appear (empty and very short ones are skipped)."""
         fresh = {secret for secret in secrets if len(secret) >= _SHORTEST_SECRET}
         self._secrets = self._secrets | fresh
+
+    def add_environment(self, env: Mapping[str, str]) -> None:
+        """Mask the values of ``env``'s secrets (``SECRET_NAMES``) too."""
+        self.add(*(env.get(name) or "" for name in SECRET_NAMES))
 
     def mask(self, text: str) -> str:
         for secret in self._secrets:

@@ -307,10 +307,11 @@ def test_a_streaming_client_is_guarded_too(openai_server, sandbox, ledger, strea
 def test_an_openai_model_string_resolves_to_the_real_client(
     openai_server, sandbox, ledger, monkeypatch
 ):
-    # No chat model given: the runtime makes ChatOpenAI from the agent's model string. The
-    # runtime checks the key in its env; the client reads its key and endpoint from the process's.
+    # No chat model given: the runtime makes ChatOpenAI from the agent's model string, with the
+    # key of the runtime's env (the one it checked), not the process's; the endpoint comes from
+    # the process's environment, as the openai client reads it.
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-process-key-not-the-runtimes")
     openai_server.script(answer("the digest", usage(400, 10)))
     env = {**sandbox.env(), "OPENAI_API_KEY": API_KEY}
     runtime = Runtime(

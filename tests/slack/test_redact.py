@@ -105,3 +105,22 @@ def test_serve_puts_the_filter_on_the_handlers_of_any_logger():
     assert out.getvalue() == (
         "Task exception was never retrieved: url=wss://wss-primary.slack.com/link/?***\n"
     )
+
+
+def test_the_environments_other_secrets_are_masked_too():
+    redactor = Redactor()
+    env = {
+        "JIRA_API_TOKEN": "ATATT3xFfGF0-jira-cloud-token",
+        "OPENAI_API_KEY": "sk-proj-0123456789abcdef",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
+        "JIRA_URL": "https://jira.example.com",  # not a secret: stays
+        "JIRA_TOKEN": "short",  # too short to mask by value: could be any word
+    }
+    redactor.add_environment(env)
+    line = (
+        "jira said 401 for ATATT3xFfGF0-jira-cloud-token at https://jira.example.com; "
+        "openai key sk-proj-0123456789abcdef; aws wJalrXUtnFEMI/K7MDENG/bPxRfiCY; short"
+    )
+    assert redactor.mask(line) == (
+        "jira said 401 for *** at https://jira.example.com; openai key ***; aws ***; short"
+    )
