@@ -955,7 +955,7 @@ def resolve_model(
 ) -> BaseChatModel:
     """The chat model a model string names; ``responses`` feed the ``scripted`` model.
 
-    ``options`` go to the provider's chat model (``api_key=...``).
+    ``options`` go to the provider's chat model (``api_key=...``, ``max_retries=0``).
     """
     provider = provider_of(model)
     if model == "offline":

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "API_KEY_NAMES",
     "BUILTIN_MODELS",
     "PROVIDERS",
     "Provider",
-    "api_key_argument",
+    "client_options",
     "api_key_env",
     "install_hint",
 ]
@@ -115,17 +116,30 @@ def api_key_env(provider: str) -> tuple[str, ...]:
 #: alias of the field in the partner packages; langchain-cohere's field has no such alias).
 _KEY_ARGUMENTS = {"cohere": "cohere_api_key"}
 
+#: Providers whose chat model retries failed requests itself, by its ``max_retries`` field. The
+#: runtime retries 429s, 5xx and timeouts with its own backoff (logged, within the run's time
+#: limit); the client's retries would multiply them (3 x 3 requests) and hide them.
+_CLIENT_RETRIES = frozenset(
+    {"anthropic", "azure_openai", "deepseek", "fireworks", "google_genai", "groq", "mistralai",
+     "openai", "perplexity", "together", "xai"}
+)  # fmt: skip
 
-def api_key_argument(provider: str, env: Mapping[str, str]) -> dict[str, str]:
-    """``provider``'s key from ``env`` as its chat model's keyword argument; {} without one.
 
-    The runtime's environment may not be the process's (``run_agent(env=...)``): the key it
-    checked is the key the client must use.
+def client_options(provider: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments MeshAgent gives ``provider``'s chat model.
+
+    - The API key from ``env``: the runtime's environment may not be the process's
+      (``run_agent(env=...)``), and the key it checked is the key the client must use.
+    - ``max_retries=0`` where the client would retry too: the runtime's retries are the only ones.
     """
+    options: dict[str, Any] = {}
     for name in api_key_env(provider):
         if env.get(name):
-            return {_KEY_ARGUMENTS.get(provider, "api_key"): env[name]}
-    return {}
+            options[_KEY_ARGUMENTS.get(provider, "api_key")] = env[name]
+            break
+    if provider in _CLIENT_RETRIES:
+        options["max_retries"] = 0
+    return options
 
 
 def install_hint(provider: str) -> str:

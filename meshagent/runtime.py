@@ -42,7 +42,7 @@ from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunEr
 from meshagent.ledger import records
 from meshagent.model_calls import Guarded, Stop, active, plain, text_of
 from meshagent.models import estimate_tokens
-from meshagent.providers import BUILTIN_MODELS, api_key_argument, api_key_env
+from meshagent.providers import BUILTIN_MODELS, api_key_env, client_options
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -553,8 +553,8 @@ class Runtime:
                     raise ConfigError(
                         f"model {model!r} needs an API key: set {' or '.join(missing)}"
                     )
-            key = api_key_argument(provider, self.env)
-            self._models[model] = Guarded.around(self, resolve_model(model, **key))
+            options = client_options(provider, self.env)
+            self._models[model] = Guarded.around(self, resolve_model(model, **options))
         return self._models[model]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langchain.chat_models import base
 
-from meshagent.providers import PROVIDERS, api_key_argument, install_hint
+from meshagent.providers import PROVIDERS, client_options, install_hint
 
 
 def test_providers_match_langchains_builtin_table():
@@ -22,7 +22,8 @@ def test_install_hint_names_the_extra_or_the_package():
 
 def test_the_key_a_run_checked_is_the_key_its_client_gets():
     env = {"GOOGLE_API_KEY": "", "GEMINI_API_KEY": "g-key", "COHERE_API_KEY": "c-key"}
-    assert api_key_argument("google_genai", env) == {"api_key": "g-key"}  # the first one set
-    assert api_key_argument("cohere", env) == {"cohere_api_key": "c-key"}  # no api_key alias
-    assert api_key_argument("openai", env) == {}  # not set: the client's own lookup decides
-    assert api_key_argument("bedrock_converse", env) == {}  # AWS's credential chain
+    # The first one set; the client's own retries off (the runtime's retry).
+    assert client_options("google_genai", env) == {"api_key": "g-key", "max_retries": 0}
+    assert client_options("cohere", env) == {"cohere_api_key": "c-key"}  # no api_key alias
+    assert client_options("openai", env) == {"max_retries": 0}  # no key: the client looks
+    assert client_options("bedrock_converse", env) == {}  # AWS's credential chain, boto's retries

@@ -324,3 +324,25 @@ def test_an_openai_model_string_resolves_to_the_real_client(
     [headers] = openai_server.headers
     assert headers["Authorization"] == f"Bearer {API_KEY}"
     assert ledger.entry(result.run_id)["input_tokens"] == 400
+
+
+def test_a_client_made_from_a_model_string_leaves_the_retrying_to_meshagent(
+    openai_server, sandbox, ledger, monkeypatch
+):
+    # ChatOpenAI retries a 429 twice by itself unless told not to: under MeshAgent's own three
+    # retries that made up to 12 requests for one model call, the client's unlogged.
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    env = {**sandbox.env(), "OPENAI_API_KEY": API_KEY}
+    runtime = Runtime(
+        Config(ledger_url=ledger.url), ledger=ledger, env=env, retry_base_seconds=0.01
+    )
+    openai_server.script(
+        *[failure(429, "Rate limit reached for gpt-4o-mini")] * (runtime.retries + 1)
+    )
+    openai_server.script(answer("never asked for"))
+    result = run(runtime, agent(STANDUP))
+
+    assert result.status == "failed" and "Rate limit reached" in result.error
+    assert len(openai_server.requests) == runtime.retries + 1
+    assert len(openai_server.replies) == 1
