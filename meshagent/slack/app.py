@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -95,35 +96,63 @@ class _ReplayGuard(AsyncMiddleware):
         return await next()
 
 
-def _authorize_once(client: AsyncWebClient) -> Callable[..., Awaitable[AuthorizeResult]]:
+class _AuthorizeOnce(AsyncAuthorize):
     """Bolt's ``authorize`` for the one workspace of ``client``'s bot token.
 
     Bolt's own single-workspace authorization asks Slack's auth.test on the first request and
     keeps the answer, but every request that arrives before that answer asks too: a burst of 200
     commands right after start made 200 auth.test calls (a method Slack rate-limits), each on a
     new HTTP session, and held every ack ~300 ms. Here the first request asks, the others wait
-    for its answer, and a failed answer is not kept (the next request asks again).
+    for its answer, and a failed answer is not kept (the next request asks again). An
+    ``AsyncAuthorize`` rather than a function: Bolt calls a function through its keyword
+    injection (a signature inspection per request, on the path of every ack).
     """
-    answer: list[Any] = []
-    asking = asyncio.Lock()
 
-    async def authorize(user_id: str | None) -> AuthorizeResult:
-        if not answer:
-            async with asking:
-                if not answer:
-                    answer.append(await client.auth_test())
-        test = answer[0]
-        return AuthorizeResult(
-            enterprise_id=test.get("enterprise_id"),
-            team_id=test.get("team_id"),
-            bot_id=test.get("bot_id"),
-            bot_user_id=test.get("user_id"),
-            bot_token=client.token,
-            bot_scopes=test.headers.get("x-oauth-scopes"),
-            user_id=user_id,
-        )
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._identity: dict[str, Any] | None = None
+        self._asking = asyncio.Lock()
 
-    return authorize
+    async def __call__(
+        self,
+        *,
+        context: Any,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        **_actor: Any,
+    ) -> AuthorizeResult:
+        if self._identity is None:
+            async with self._asking:
+                if self._identity is None:
+                    test = await self.client.auth_test()
+                    self._identity = {
+                        "enterprise_id": test.get("enterprise_id"),
+                        "team_id": test.get("team_id"),
+                        "bot_id": test.get("bot_id"),
+                        "bot_user_id": test.get("user_id"),
+                        "bot_scopes": test.headers.get("x-oauth-scopes"),
+                    }
+        return AuthorizeResult(**self._identity, bot_token=self.client.token, user_id=user_id)
+
+
+class _SharedSession(AsyncMiddleware):
+    """Bolt's clients of each request use the app's one HTTP session. A middleware class, not a
+    function: Bolt calls a function through its keyword injection, a signature inspection per
+    request on the path of every ack."""
+
+    def __init__(self, client: AsyncWebClient, http: SharedSession) -> None:
+        self.client, self.http = client, http
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        self.client.session = self.http.get()
+        return await next()
 
 
 class _EventDedupe(AsyncMiddleware):
@@ -204,7 +233,7 @@ class SlackApp:
             name=logger.name,
             client=client,
             signing_secret=self._signing_secret,
-            authorize=_authorize_once(client),
+            authorize=_AuthorizeOnce(client),
             process_before_response=True,
             before_authorize=_ReplayGuard(self.stats),
             logger=logger,
@@ -392,10 +421,7 @@ class SlackApp:
     def _listen(self) -> None:
         bolt = self.bolt
 
-        @bolt.use
-        async def shared_session(next: Callable[[], Awaitable[None]]) -> None:  # noqa: A002
-            bolt.client.session = self.http.get()  # Bolt's clients per request share it too
-            await next()
+        bolt.use(_SharedSession(bolt.client, self.http))
 
         @bolt.command(re.compile(r"^/.+$"))
         async def on_command(ack: Any, body: dict[str, Any]) -> None:

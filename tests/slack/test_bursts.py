@@ -100,7 +100,9 @@ def test_over_socket_mode_too_the_run_waits_for_the_envelope_to_be_answered(sand
 
 def test_the_gate_opens_once_requests_stop_for_a_moment():
     async def scenario() -> tuple[float, float]:
-        gate = AcksFirst(quiet=0.05, max_wait=5)
+        # Gaps of 10 ms against a quiet moment of 300 ms: a loaded machine (CI, xdist) can stall
+        # the loop tens of ms without the gate opening early.
+        gate = AcksFirst(quiet=0.3, max_wait=5)
         loop = asyncio.get_running_loop()
         began = loop.time()
         waiter = asyncio.ensure_future(gate.settled())
@@ -115,7 +117,7 @@ def test_the_gate_opens_once_requests_stop_for_a_moment():
 
     busy, after = asyncio.run(scenario())
     assert busy >= 0.1
-    assert 0.04 <= after < 1.0  # the quiet moment, not the cap
+    assert 0.29 <= after < 2.0  # the quiet moment, not the cap
 
 
 def test_the_gate_never_holds_work_longer_than_its_cap():
