@@ -300,9 +300,10 @@ def main() -> int:
     print(f"bench_slack: {options.commands} concurrent signed slash commands against meshagent")
     print(f"serve (HTTP mode, uvicorn, SQLite ledger), {options.rounds} rounds after a warm-up of")
     parser_name = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop_name = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio's"
     print(
         f"{options.warmup}; Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"uvicorn parsing HTTP with {parser_name}"
+        f"uvicorn parsing HTTP with {parser_name} on {loop_name} event loop"
     )
     print(f"load average before: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="bench-slack-") as tmp, Sandbox() as box:
