@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import langchain_core.exceptions as langchain_exceptions
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
@@ -50,6 +51,8 @@ log = logging.getLogger("meshagent.runtime")
 #: The run (and its action context) whose work is in progress in this context.
 active: ContextVar[tuple[_Run, ActionContext]] = ContextVar("meshagent_active_run")
 
+# langchain-core's classification of provider errors (absent from its early 1.x releases).
+_ModelError: type[Exception] | None = getattr(langchain_exceptions, "ModelError", None)
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
                     "ServiceUnavailable")  # fmt: skip
@@ -249,7 +252,15 @@ def text_of(content: Any) -> str:
 
 
 def transient(exc: BaseException) -> bool:
-    """Whether a provider's error is worth retrying (rate limits, 5xx, timeouts, connections)."""
+    """Whether a provider's error is worth retrying (rate limits, 5xx, timeouts, connections).
+
+    LangChain's provider packages classify their errors (``ModelError.is_retryable``); for one
+    that does not yet, the status code and the names of the error's classes decide (a
+    subclass such as langchain-openai's ``OpenAIConnectionError`` keeps the SDK's
+    ``APIConnectionError`` among its bases).
+    """
+    if _ModelError is not None and isinstance(exc, _ModelError):
+        return bool(exc.is_retryable)
     if isinstance(exc, TimeoutError | ConnectionError):
         return True
     status = getattr(exc, "status_code", None)
@@ -257,7 +268,8 @@ def transient(exc: BaseException) -> bool:
         status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in _TRANSIENT_STATUS:
         return True
-    return any(name in type(exc).__name__ for name in _TRANSIENT_NAMES)
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    return any(part in name for name in names for part in _TRANSIENT_NAMES)
 
 
 def plain(exc: BaseException) -> str:

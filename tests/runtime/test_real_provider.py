@@ -5,6 +5,8 @@ client, as in production; nothing here leaves this machine."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from meshagent.actions import default_registry
@@ -346,3 +348,32 @@ def test_a_client_made_from_a_model_string_leaves_the_retrying_to_meshagent(
     assert result.status == "failed" and "Rate limit reached" in result.error
     assert len(openai_server.requests) == runtime.retries + 1
     assert len(openai_server.replies) == 1
+
+
+def test_an_unreachable_provider_is_retried_then_failed_in_plain_words(sandbox, ledger, caplog):
+    # langchain-openai raises its own OpenAIConnectionError (LangChain classifies it as
+    # retryable); its name alone did not say "APIConnection", and it was never retried.
+    from langchain_openai import ChatOpenAI
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    chat = ChatOpenAI(
+        model="gpt-4o-mini", base_url=f"http://127.0.0.1:{closed}/v1", api_key=API_KEY,
+        max_retries=0, timeout=5,
+    )  # fmt: skip
+    runtime = make_runtime(sandbox, ledger, chat)
+    result = run(runtime, agent(STANDUP))
+
+    assert result.status == "failed"
+    assert result.error.startswith("OpenAIConnectionError: ")
+    assert f"retry {runtime.retries}/{runtime.retries}" in caplog.text
+    assert sandbox.slack.writes() == []
+
+
+def test_a_refused_key_is_not_retried(openai_server, sandbox, ledger):
+    openai_server.script(failure(401, "Incorrect API key provided"), answer("never asked for"))
+    result = run(runtime_on(openai_server, sandbox, ledger), agent(STANDUP))
+
+    assert result.status == "failed" and "Incorrect API key provided" in result.error
+    assert len(openai_server.requests) == 1  # one request: a wrong key stays wrong
