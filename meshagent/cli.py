@@ -405,7 +405,8 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on")
     )
-    REDACT.add_environment(os.environ)  # Jira tokens and model keys too
+    # Jira tokens and model keys too, under the names meshagent.toml gave them.
+    REDACT.add_environment(os.environ, (config.jira.token_env, config.jira.api_token_env))
     guard_handlers()  # no token, key, signing secret or Socket Mode URL in any log line
     try:
         server.run()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from meshagent.providers import API_KEY_NAMES
 
@@ -61,9 +61,10 @@ class Redactor(logging.Filter):
         fresh = {secret for secret in secrets if len(secret) >= _SHORTEST_SECRET}
         self._secrets = self._secrets | fresh
 
-    def add_environment(self, env: Mapping[str, str]) -> None:
-        """Mask the values of ``env``'s secrets (``SECRET_NAMES``) too."""
-        self.add(*(env.get(name) or "" for name in SECRET_NAMES))
+    def add_environment(self, env: Mapping[str, str], names: Iterable[str] = ()) -> None:
+        """Mask the values of ``env``'s secrets too: ``SECRET_NAMES`` and ``names`` (the
+        variables ``meshagent.toml`` renamed, such as ``[jira] token_env``)."""
+        self.add(*(env.get(name) or "" for name in (*SECRET_NAMES, *names)))
 
     def mask(self, text: str) -> str:
         for secret in self._secrets:

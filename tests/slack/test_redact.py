@@ -115,12 +115,14 @@ def test_the_environments_other_secrets_are_masked_too():
         "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
         "JIRA_URL": "https://jira.example.com",  # not a secret: stays
         "JIRA_TOKEN": "short",  # too short to mask by value: could be any word
+        "ACME_JIRA_PAT": "pat-renamed-in-meshagent-toml",  # [jira] token_env = "ACME_JIRA_PAT"
     }
-    redactor.add_environment(env)
+    redactor.add_environment(env, ["ACME_JIRA_PAT"])
     line = (
         "jira said 401 for ATATT3xFfGF0-jira-cloud-token at https://jira.example.com; "
-        "openai key sk-proj-0123456789abcdef; aws wJalrXUtnFEMI/K7MDENG/bPxRfiCY; short"
+        "openai key sk-proj-0123456789abcdef; aws wJalrXUtnFEMI/K7MDENG/bPxRfiCY; short; "
+        "pat pat-renamed-in-meshagent-toml"
     )
     assert redactor.mask(line) == (
-        "jira said 401 for *** at https://jira.example.com; openai key ***; aws ***; short"
+        "jira said 401 for *** at https://jira.example.com; openai key ***; aws ***; short; pat ***"
     )
