@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -64,7 +68,27 @@ def test_a_configured_agents_dir_that_is_missing_is_an_error(tmp_path, monkeypat
     assert not (tmp_path / "demo").exists()  # nothing written
 
 
-def test_the_package_ships_the_example_agents():
-    shipped = {path.name: path.read_bytes() for path in SHIPPED_EXAMPLES.glob("*.yaml")}
+def test_the_wheel_ships_the_example_agents_as_files(tmp_path):
+    # In a clone meshagent/examples is a link to agents/; the wheel must hold the files.
+    source = tmp_path / "source"
+    for name in ("meshagent", "connectors", "agents"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    assert (source / "meshagent" / "examples").is_symlink()
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), source],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = tmp_path.glob("meshagent-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {
+            Path(name).name: archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("meshagent/examples/") and name.endswith(".yaml")
+        }
     in_clone = {path.name: path.read_bytes() for path in (ROOT / "agents").glob("*.yaml")}
     assert shipped == in_clone and len(shipped) >= 5
+    assert SHIPPED_EXAMPLES.name == "examples"  # where the demo looks for them
