@@ -205,6 +205,12 @@ def make_runtime(
 # -- (a) fetch-think-deliver ------------------------------------------------------------------
 
 
+async def one_run(runtime: Runtime, spec: AgentSpec) -> None:
+    result = await runtime.run(spec)
+    if result.status != "ok":
+        raise SystemExit(f"bench run failed: {result.status}: {result.error}")
+
+
 async def run_sequential(
     runtime: Runtime, spec: AgentSpec, count: int, hook: Callable[[], None] | None = None
 ) -> list[float]:
@@ -212,10 +218,8 @@ async def run_sequential(
     clock = time.perf_counter
     for _ in range(count):
         start = clock()
-        result = await runtime.run(spec)
+        await one_run(runtime, spec)
         times.append(clock() - start)
-        if result.status != "ok":
-            raise SystemExit(f"bench run failed: {result.status}: {result.error}")
         if hook is not None:
             hook()
     return times
@@ -234,12 +238,6 @@ async def alternating(runs: int, *steps: Callable[[], Any]) -> list[list[float]]
             await step()
             measured.append(clock() - start)
     return times
-
-
-async def one_run(runtime: Runtime, spec: AgentSpec) -> None:
-    result = await runtime.run(spec)
-    if result.status != "ok":
-        raise SystemExit(f"bench run failed: {result.status}: {result.error}")
 
 
 async def bench_ftd(directory: str, runs: int, warmup: int) -> dict[str, Any]:
