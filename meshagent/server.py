@@ -205,6 +205,7 @@ def create_app(
     app.state.fleet = fleet
     app.state.runtime = runtime
     app.state.slack = slack_app
+    app.state.dashboard = board
     app.state.startup_error = None
     return app
 
@@ -255,6 +256,9 @@ async def _readyz(request: Request) -> Any:
     problems = []
     if not fleet.started:
         problems.append("the scheduler is not running")
+    board = request.app.state.dashboard
+    if board is not None and not board.state.pages.ready():
+        problems.append("the dashboard's worker processes are starting")
     try:
         fleet.ledger.read(lambda c: c.execute(text("SELECT 1")).scalar(), what="ping")
     except Exception as exc:  # the ledger's own error names the masked URL

@@ -147,11 +147,17 @@ class Pages:
 
     def start(self) -> None:
         """Start the worker processes and this week's flags, for the first pages."""
+        self.flag_worker.start()
         self.forecast_worker.start()
         try:
             self.all_flags(Period.week(self.today()), Budget(self, 0.0))
         except LedgerError as exc:  # a page will say so; the app itself can start
             log.warning("the dashboard cannot read the ledger yet: %s", exc)
+
+    def ready(self) -> bool:
+        """Whether the worker processes have booted: until then their start-up (a second or
+        two of imports each) takes the cores that pages and Slack acknowledgements need."""
+        return self.flag_worker.ready() and self.forecast_worker.ready()
 
     def close(self) -> None:
         """Stop the threads and the worker processes that compute the slow results."""

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -65,6 +65,7 @@ class Worker:
         self._ledger = ledger
         self._separate = shareable(ledger.url)
         self._pool: ProcessPoolExecutor | None = None
+        self._booting: Future[int] | None = None
         self._lock = threading.Lock()
 
     def run(self, read: Callable[..., T], /, *args: Any, **options: Any) -> T:
@@ -87,7 +88,11 @@ class Worker:
     def start(self) -> None:
         """Start the worker process now rather than on the first read (it takes a second)."""
         if self._separate:
-            self._executor().submit(int)
+            self._booting = self._executor().submit(int)
+
+    def ready(self) -> bool:
+        """Whether the process `start` began has booted (or failed to: a read will say so)."""
+        return self._booting is None or self._booting.done()
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:

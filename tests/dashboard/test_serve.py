@@ -109,3 +109,19 @@ def test_meshagent_serve_answers_at_slash_dashboard(world, tmp_path):
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_readyz_waits_for_the_dashboard_workers_to_boot(world, tmp_path):
+    settings = world.config.model_copy(update={"agents_dir": tmp_path})
+    with Ledger.open(world.url) as ledger:
+        app = create_app(settings, runtime=Runtime(settings, ledger=ledger, env={}), slack=False)
+        with TestClient(app, base_url="http://testserver") as client:
+            # A spawned worker imports the ledger's packages first: far longer than this takes.
+            first = client.get("/readyz")
+            assert first.status_code == 503
+            assert first.json()["problems"] == ["the dashboard's worker processes are starting"]
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, client.get("/readyz").json()
+                time.sleep(0.05)
+            assert client.get("/readyz").json()["problems"] == []
