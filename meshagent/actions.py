@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
@@ -98,6 +98,14 @@ class ActionContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     #: What the runtime lends to actions that need it: ``ledger``, ``config``, ``now``.
     services: Mapping[str, Any] = field(default_factory=dict)
+    #: Settings by connector name (``meshagent.toml``'s ``[slack]``, ``[jira]``,
+    #: ``[connectors.NAME]``); an action is handed its own connector's as ``settings``.
+    connector_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def for_connector(self, name: str) -> ActionContext:
+        """This context with connector ``name``'s settings, when there are any for it."""
+        own = self.connector_settings.get(name)
+        return self if own is None else replace(self, settings=own)
 
 
 #: ``handler(context, args, grant)``; the grant is None for a call the agent file fixed
@@ -147,7 +155,12 @@ class Action:
         """Run the action; with a grant, refuse a call outside it before any request is made."""
         if grant is not None:
             self.check(args, grant)
-        return await self.handler(context, args, grant)
+        return await self.handler(context.for_connector(self.connector), args, grant)
+
+    @property
+    def connector(self) -> str:
+        """The name of the connector the action belongs to (``slack`` for slack.post_message)."""
+        return self.name.partition(".")[0]
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,10 @@ class Config(_Settings):
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Settings of third-party connectors, by connector name; secrets go in the environment."""
 
+    def connector_settings(self) -> dict[str, dict[str, Any]]:
+        """Every connector's settings by its name: `[slack]`, `[jira]`, `[connectors.NAME]`."""
+        return {**self.connectors, "slack": self.slack.model_dump(), "jira": self.jira.model_dump()}
+
     @field_validator("root")
     @classmethod
     def _absolute_root(cls, value: Path) -> Path:

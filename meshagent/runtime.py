@@ -215,6 +215,7 @@ class Runtime:
         self.env = env if env is not None else os.environ
         self.chat_model = chat_model
         self.pricer = Pricer(self.config.prices)
+        self.connector_settings = self.config.connector_settings()
         self.now = clock or (lambda: datetime.now(UTC))
         self.retry_base_seconds = retry_base_seconds
         self.retries = retries
@@ -261,6 +262,7 @@ class Runtime:
                 dry_run=dry_run,
                 env=self.env,
                 services={"ledger": self.ledger, "config": self.config, "now": self.now},
+                connector_settings=self.connector_settings,
             )
             status, error, input_hash = "ok", None, None
             limit, limit_is_budget = self._time_limit(spec)

@@ -428,3 +428,27 @@ def test_model_calls_per_provider_are_capped(sandbox, ledger):
     results = asyncio.run(six_at_once())
     assert [r.status for r in results] == ["ok"] * 6
     assert model.__dict__["_flight"]["max"] == 2
+
+
+def test_connectors_read_the_variables_meshagent_toml_names(sandbox, ledger):
+    from meshagent.config import JiraSettings, SlackSettings
+    from meshagent.runtime import Runtime
+
+    config = make_runtime(sandbox, ledger).config.model_copy(
+        update={
+            "slack": SlackSettings(token_env="ACME_SLACK_BOT", api_url_env="ACME_SLACK_API"),
+            "jira": JiraSettings(url_env="ACME_JIRA_SITE", token_env="ACME_JIRA_PAT"),
+        }
+    )
+    given = sandbox.env()
+    renamed = {
+        "ACME_SLACK_BOT": given["SLACK_BOT_TOKEN"],
+        "ACME_SLACK_API": given["SLACK_API_URL"],
+        "ACME_JIRA_SITE": given["JIRA_URL"],
+        "ACME_JIRA_PAT": given["JIRA_TOKEN"],
+    }
+    runtime = Runtime(config, ledger=ledger, env=renamed)
+    result = run(runtime, agent(STANDUP))
+    assert result.status == "ok", result.error
+    [posted] = sandbox.slack.posted_to("#payments-standup")
+    assert "PAY-3" in posted.text
