@@ -33,8 +33,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from meshagent.config import Config
+from meshagent.exceptions import LedgerError, MeshAgentError
 from meshagent.ledger import claims
 from meshagent.loader import scan_agents
+from meshagent.model_calls import plain
 from meshagent.runtime import Runtime, entry_facts
 from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger
 
@@ -286,12 +288,16 @@ class Fleet:
         try:
             if jitter:
                 await asyncio.sleep(random.uniform(0, jitter))
-            result = await self.runtime.run(
-                spec,
-                trigger="schedule",
-                scheduled_for=fire_time,
-                idempotency_key=claims.fire_key(spec.name, fire_time),
-            )
+            try:
+                result = await self.runtime.run(
+                    spec,
+                    trigger="schedule",
+                    scheduled_for=fire_time,
+                    idempotency_key=claims.fire_key(spec.name, fire_time),
+                )
+            except Exception as exc:  # refused before it started (a missing key), or a bug
+                await asyncio.to_thread(self._close_refused, spec, run_id, fire_time, exc)
+                return
             self._count(spec.name, result)
         finally:
             self._running.discard(spec.name)
@@ -324,6 +330,23 @@ class Fleet:
         self.ledger.close_run(run_id, "missed", error=reason)
         claims.finish(self.ledger, [(spec.name, fire_time)])
         self.stats.runs[(spec.name, "missed")] += 1
+
+    def _close_refused(
+        self, spec: AgentSpec, run_id: str, fire_time: datetime, exc: Exception
+    ) -> None:
+        """Close the claimed entry of a fire whose run raised instead of returning: refused
+        before it began (its entry then stays running forever otherwise), or MeshAgent's bug."""
+        when = fire_time.isoformat()
+        if isinstance(exc, MeshAgentError):
+            log.warning("agent %s could not run its fire at %s: %s", spec.name, when, exc)
+        else:
+            log.error("the run of %s's fire at %s failed", spec.name, when, exc_info=exc)
+        try:
+            self.ledger.close_run(run_id, "failed", error=plain(exc)[:2000])
+        except LedgerError as closing:  # already closed by the run, or the ledger is down
+            log.warning("agent %s: the entry of its fire stays as it is: %s", spec.name, closing)
+            return
+        self.stats.runs[(spec.name, "failed")] += 1
 
     def _backoff_reason(self, agent: str, run_id: str) -> str | None:
         """Why a crash-looping agent waits, or None: after N failures in a row, wait 1 min,

@@ -203,3 +203,17 @@ def test_a_second_replica_on_sqlite_refuses_with_the_reason(tmp_path):
     assert f"another meshagent serve (pid {os.getpid()}) already runs the fleet" in message
     assert "set ledger_url to a PostgreSQL database" in message
     single_replica_lock(url).close()  # free again once the first one stopped
+
+
+def test_a_fire_refused_before_its_run_starts_closes_its_entry_as_failed(tmp_path, ledger, caplog):
+    fleet = _fleet(tmp_path, ledger)  # no OPENAI_API_KEY in the runtime's environment
+    write_agent(fleet.agents_dir, "keyless", model="openai:gpt-4.1-mini")
+    write_agent(fleet.agents_dir, "fine")
+    asyncio.run(_run_for(fleet, 2.2))
+    rows = _rows(ledger, "agent", "status", "error", "input_tokens")
+    keyless = [r for r in rows if r[0] == "keyless"]
+    assert keyless and all(r[1] == "failed" for r in keyless)  # none left running
+    assert keyless[0][2] == "model 'openai:gpt-4.1-mini' needs an API key: set OPENAI_API_KEY"
+    assert {r[1] for r in rows if r[0] == "fine"} == {"ok"}  # the others ran
+    assert fleet.stats.runs[("keyless", "failed")] == len(keyless)
+    assert "Traceback" not in caplog.text
