@@ -327,9 +327,8 @@ class Fleet:
         if coalesced:
             reason += f" ({coalesced} earlier fires coalesced into this one)"
         log.warning("agent %s missed its fire at %s: %s", spec.name, fire_time.isoformat(), reason)
-        self.ledger.close_run(run_id, "missed", error=reason)
+        self._close_claimed(spec, run_id, "missed", reason)
         claims.finish(self.ledger, [(spec.name, fire_time)])
-        self.stats.runs[(spec.name, "missed")] += 1
 
     def _close_refused(
         self, spec: AgentSpec, run_id: str, fire_time: datetime, exc: Exception
@@ -341,12 +340,18 @@ class Fleet:
             log.warning("agent %s could not run its fire at %s: %s", spec.name, when, exc)
         else:
             log.error("the run of %s's fire at %s failed", spec.name, when, exc_info=exc)
+        self._close_claimed(spec, run_id, "failed", plain(exc)[:2000])
+
+    def _close_claimed(self, spec: AgentSpec, run_id: str, status: str, reason: str) -> None:
+        """Close the entry a claim opened, which no run closed; counted when this closed it."""
         try:
-            self.ledger.close_run(run_id, "failed", error=plain(exc)[:2000])
-        except LedgerError as closing:  # already closed by the run, or the ledger is down
-            log.warning("agent %s: the entry of its fire stays as it is: %s", spec.name, closing)
+            self.ledger.close_run(run_id, status, error=reason)
+        except LedgerError as closing:
+            # Closed already: by the run itself, or as interrupted by another replica whose
+            # expiry found this one's lease run out (a replica too busy to renew in time).
+            log.warning("agent %s: its entry stays as it is: %s", spec.name, closing)
             return
-        self.stats.runs[(spec.name, "failed")] += 1
+        self.stats.runs[(spec.name, status)] += 1
 
     def _backoff_reason(self, agent: str, run_id: str) -> str | None:
         """Why a crash-looping agent waits, or None: after N failures in a row, wait 1 min,

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError
 from meshagent.ledger.schema import claims, entries
+from meshagent.loader import load_agent
 from meshagent.models import ScriptedChatModel
 from meshagent.runtime import Runtime
 from meshagent.scheduler import Fleet
@@ -217,3 +218,17 @@ def test_a_fire_refused_before_its_run_starts_closes_its_entry_as_failed(tmp_pat
     assert {r[1] for r in rows if r[0] == "fine"} == {"ok"}  # the others ran
     assert fleet.stats.runs[("keyless", "failed")] == len(keyless)
     assert "Traceback" not in caplog.text
+
+
+def test_a_claimed_entry_another_replica_expired_is_left_as_it_is(tmp_path, ledger, caplog):
+    # A replica too busy to renew its lease in time: another one's expiry closed the entry as
+    # interrupted before this one closed it as missed. The fire is over either way.
+    fleet = _fleet(tmp_path, ledger)
+    spec = load_agent(write_agent(fleet.agents_dir, "late"))
+    run_id = ledger.open_run("late", trigger_kind="schedule")
+    ledger.close_run(run_id, "interrupted", error="replica r2 stopped renewing its claim")
+    fire = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    fleet._close_missed(spec, run_id, fire, "started 70s late", 0)
+    assert ledger.entry(run_id)["status"] == "interrupted"
+    assert fleet.stats.runs[("late", "missed")] == 0
+    assert f"run {run_id} is closed (interrupted)" in caplog.text
