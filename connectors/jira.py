@@ -146,22 +146,34 @@ class _Site:
         return f"{self.server.rstrip('/')}/browse/{key}"
 
 
-def _client(context: ActionContext, action: str) -> _Site:
+def _missing(context: ActionContext, action: Action | None = None) -> str | None:
+    """The site and its credentials; a dry run's writes need neither (they make no request)."""
+    if action is not None and context.dry_run and action.kind == ActionKind.WRITE:
+        return None
     get = context.settings.get
     url_env = get("url_env", "JIRA_URL")
-    server = context.env.get(url_env)
-    if not server:
-        raise ConnectorError(action, "", f"set {url_env} to the Jira base URL")
+    if not context.env.get(url_env):
+        return f"set {url_env} to the Jira base URL"
     pat = context.env.get(get("token_env", "JIRA_TOKEN"))
     email = context.env.get(get("email_env", "JIRA_EMAIL"))
     api_token = context.env.get(get("api_token_env", "JIRA_API_TOKEN"))
     if not pat and not (email and api_token):
-        raise ConnectorError(
-            action,
-            server,
+        return (
             f"set {get('email_env', 'JIRA_EMAIL')} and {get('api_token_env', 'JIRA_API_TOKEN')} "
-            f"(Jira Cloud) or {get('token_env', 'JIRA_TOKEN')} (Server/Data Center)",
+            f"(Jira Cloud) or {get('token_env', 'JIRA_TOKEN')} (Server/Data Center)"
         )
+    return None
+
+
+def _client(context: ActionContext, action: str) -> _Site:
+    get = context.settings.get
+    server = context.env.get(get("url_env", "JIRA_URL")) or ""
+    missing = _missing(context)
+    if missing is not None:
+        raise ConnectorError(action, server, missing)
+    pat = context.env.get(get("token_env", "JIRA_TOKEN"))
+    email = context.env.get(get("email_env", "JIRA_EMAIL"))
+    api_token = context.env.get(get("api_token_env", "JIRA_API_TOKEN"))
     secret = pat or api_token or ""
     digest = hashlib.sha256(f"{email}:{secret}".encode()).hexdigest()
     auth: dict[str, Any] = {"token_auth": pat} if pat else {"basic_auth": (email, api_token)}
@@ -378,6 +390,7 @@ READ, WRITE = ActionKind.READ, ActionKind.WRITE
 connector = Connector(
     name="jira",
     description="Jira Cloud or Server/Data Center through its REST API.",
+    missing=_missing,
     actions=(
         _action(
             "jira.search", READ, "Issues matching a JQL query.", args=SearchArgs, handler=_search

@@ -116,12 +116,20 @@ def _user_scope(args: DmArgs, grant: PeopleGrant) -> str | None:
     return f"user {args.user} is not granted (allowed: {', '.join(grant.users)})"
 
 
-def _client(context: ActionContext, action: str) -> AsyncWebClient:
+def _missing(context: ActionContext, action: Any = None) -> str | None:
+    """Every action needs the bot token, dry runs too (they resolve channels and people)."""
     token_env = context.settings.get("token_env", "SLACK_BOT_TOKEN")
+    if context.env.get(token_env):
+        return None
+    return f"set {token_env} to the Slack bot token (xoxb-...)"
+
+
+def _client(context: ActionContext, action: str) -> AsyncWebClient:
+    missing = _missing(context)
+    if missing is not None:
+        raise ConnectorError(action, "", missing)
+    token = context.env[context.settings.get("token_env", "SLACK_BOT_TOKEN")]
     url_env = context.settings.get("api_url_env", "SLACK_API_URL")
-    token = context.env.get(token_env)
-    if not token:
-        raise ConnectorError(action, "", f"set {token_env} to the Slack bot token (xoxb-...)")
     handlers = [
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         AsyncServerErrorRetryHandler(max_retry_count=2),
@@ -311,6 +319,7 @@ READ, WRITE = ActionKind.READ, ActionKind.WRITE
 connector = Connector(
     name="slack",
     description="Slack through the Web API (bot token).",
+    missing=_missing,
     actions=(
         _action(
             "slack.history",

@@ -170,6 +170,10 @@ class Connector:
     name: str
     description: str
     actions: tuple[Action, ...]
+    #: ``missing(context, action)``: what ``action`` lacks in ``context.env`` to run (the
+    #: variables to set, in words), or None. The runtime asks before a run opens its entry,
+    #: so a run that could not deliver spends nothing and says why, as a missing model key does.
+    missing: Callable[[ActionContext, Action], str | None] | None = None
 
     def __post_init__(self) -> None:
         for action in self.actions:
@@ -229,6 +233,13 @@ class Registry:
         hint = f"; did you mean {suggestion!r}?" if suggestion else ""
         what = f"{kind} action" if kind else "action"
         return f"unknown {what} {name!r}{hint} (valid: {', '.join(valid) or 'none'})"
+
+    def missing(self, action: Action, context: ActionContext) -> str | None:
+        """What ``action`` lacks in the environment to run under ``context``, or None."""
+        found = self._connectors.get(action.connector)
+        if found is None or found[0].missing is None:
+            return None
+        return found[0].missing(context.for_connector(action.connector), action)
 
     def __contains__(self, name: object) -> bool:
         return name in self._actions

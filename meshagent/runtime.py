@@ -245,6 +245,7 @@ class Runtime:
         values = self.check_inputs(spec, inputs or {})
         model_name = model or spec.model or self.config.default_model
         chat = self._chat_model(model_name)
+        self.check_credentials(spec, dry_run=dry_run)
         self._in_flight += 1
         try:
             started = time.perf_counter()
@@ -341,6 +342,23 @@ class Runtime:
                 raise RunError(f"{where}: input {name!r} is required ({declared.description})")
             values[name] = declared.default
         return values
+
+    def check_credentials(self, spec: AgentSpec, *, dry_run: bool = False) -> None:
+        """Raise ConfigError naming each variable the agent's actions need and the runtime's
+        environment lacks: found before the run opens its entry and spends anything, not when
+        the answer that cost tokens cannot be delivered."""
+        context = ActionContext(
+            dry_run=dry_run, env=self.env, connector_settings=self.connector_settings
+        )
+        needs: dict[str, list[str]] = {}
+        for use in (*spec.context, *spec.tools, *spec.deliver):
+            action = self.registry.get(use.action)
+            missing = self.registry.missing(action, context)
+            if missing is not None and action.name not in needs.setdefault(missing, []):
+                needs[missing].append(action.name)
+        if needs:
+            said = "; ".join(f"{', '.join(names)}: {what}" for what, names in needs.items())
+            raise ConfigError(f"agent {spec.name} cannot run: {said}")
 
     def price(self, model: str, usage: records.Usage) -> records.Cost | None:
         from meshagent.pricing import Usage as PricedUsage

@@ -191,3 +191,27 @@ def test_planned_result_records_the_write_without_doing_it():
     }
     (outcome,) = result.outcomes
     assert (outcome.kind, outcome.reference, outcome.planned) == ("planned", "echo.say ops", True)
+
+
+def test_an_action_gets_its_own_connectors_settings_and_says_what_it_misses():
+    async def settings_of(context: ActionContext, args: EchoArgs, grant: object) -> ActionResult:
+        return ActionResult(data=dict(context.settings))
+
+    def missing(context: ActionContext, action: Action) -> str | None:
+        name = context.settings.get("key_env", "ECHO_KEY")
+        return None if context.env.get(name) else f"set {name} for {action.name}"
+
+    action = Action("echo.say", ActionKind.READ, "Settings.", EchoArgs, EchoGrant, settings_of)
+    registry = Registry()
+    registry.register(Connector("echo", "Echo.", (action,), missing=missing))
+    context = ActionContext(
+        env={"ACME_KEY": "k"},
+        connector_settings={"echo": {"key_env": "ACME_KEY"}, "other": {"key_env": "NO"}},
+    )
+    result = asyncio.run(action(context, EchoArgs(room="r")))
+    assert result.data == {"key_env": "ACME_KEY"}
+    assert registry.missing(action, context) is None
+    assert registry.missing(action, ActionContext(env={})) == "set ECHO_KEY for echo.say"
+    # A connector without settings keeps what the context was given.
+    plain = ActionContext(settings={"key_env": "GIVEN"})
+    assert asyncio.run(action(plain, EchoArgs(room="r"))).data == {"key_env": "GIVEN"}

@@ -4,6 +4,7 @@ offline model and the scripted one through LangChain's own code paths."""
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import Decimal
 
 import pytest
@@ -452,3 +453,43 @@ def test_connectors_read_the_variables_meshagent_toml_names(sandbox, ledger):
     assert result.status == "ok", result.error
     [posted] = sandbox.slack.posted_to("#payments-standup")
     assert "PAY-3" in posted.text
+
+
+def test_missing_connector_credentials_are_named_before_anything_is_spent(sandbox, ledger):
+    given = sandbox.env()
+    without_slack = {k: v for k, v in given.items() if k != "SLACK_BOT_TOKEN"}
+    runtime = make_runtime(sandbox, ledger, chat_model=ScriptedChatModel(responses=["unused"]))
+    runtime.env = without_slack
+    spec = agent(STANDUP.replace("model: offline", "model: scripted"))
+    entries, jira_requests = ledger.count(), len(sandbox.jira.requests)
+    with pytest.raises(ConfigError) as refused:
+        run(runtime, spec)
+    assert str(refused.value) == (
+        "agent standup-digest cannot run: slack.post_message: set SLACK_BOT_TOKEN to the Slack "
+        "bot token (xoxb-...)"
+    )
+    # Nothing opened, read or spent.
+    assert ledger.count() == entries and len(sandbox.jira.requests) == jira_requests
+
+    # Nothing set: every connector says what it lacks, each once.
+    runtime.env = {}
+    with pytest.raises(ConfigError, match=re.escape(
+        "cannot run: jira.search: set JIRA_URL to the Jira base URL; slack.post_message: set "
+    )):  # fmt: skip
+        run(runtime, spec)
+
+    # A dry run's Jira writes make no request, so they need no Jira credentials.
+    runtime.env = {name: given[name] for name in ("SLACK_BOT_TOKEN", "SLACK_API_URL")}
+    writer = agent("""
+        name: commenter
+        owner: bob@example.com
+        team: payments
+        model: offline
+        instructions: Comment.
+        deliver:
+          - jira.add_comment: {key: PAY-3}
+        value: {tag: toil-reduction}
+    """)
+    assert run(runtime, writer, dry_run=True).status == "ok"
+    with pytest.raises(ConfigError, match=re.escape("commenter cannot run: jira.add_comment:")):
+        run(runtime, writer)
