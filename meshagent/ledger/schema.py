@@ -38,6 +38,7 @@ __all__ = [
     "entries",
     "feedback",
     "metadata",
+    "nonces",
     "outcomes",
     "spent_tokens",
 ]
@@ -176,6 +177,16 @@ claims = Table(
     Column("lease_until", UTCDateTime(), nullable=False),
     Column("done", Boolean, nullable=False),
     Index("ix_ledger_claims_open", "done", "lease_until"),
+)
+
+# Keys already seen (a Slack request's signature, an event id), each until its own expiry: one
+# row per key, so a replay that reaches another replica of the fleet is refused there too.
+nonces = Table(
+    "ledger_nonces",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_ledger_nonces_expires_at", "expires_at"),
 )
 
 chain = Table(

@@ -87,7 +87,7 @@ def test_export_csv_and_jsonl(url):
 def test_flags_and_migrate(url):
     hidden = _run(url, "flags", *WEEK).output
     assert "no flags on runs of yours (no --viewer given)" in " ".join(hidden.split())
-    assert _run(url, "migrate").output.startswith("ledger schema at 0003")
+    assert _run(url, "migrate").output.startswith("ledger schema at 0004")
 
 
 def test_an_unreachable_ledger_is_a_one_line_error(tmp_path):

@@ -32,5 +32,5 @@ def test_public_names():
 
 
 def test_migrate_function(sqlite_url):
-    assert ledger.migrate(sqlite_url) == (None, "0003")
-    assert ledger.migrate(sqlite_url) == ("0003", "0003")
+    assert ledger.migrate(sqlite_url) == (None, "0004")
+    assert ledger.migrate(sqlite_url) == ("0004", "0004")
