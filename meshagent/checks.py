@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from meshagent.actions import ENV_ALLOWED, Action, ActionKind, Registry, closest
-from meshagent.spec import ActionUse, AgentSpec
+from meshagent.config import DEFAULT_MIN_INTERVAL_SECONDS
+from meshagent.spec import ActionUse, AgentSpec, EveryTrigger
 
 __all__ = ["ENV_REFERENCE", "Problem", "check_agent", "describe_error"]
 
@@ -48,12 +49,15 @@ def check_agent(
     registry: Registry,
     env: Mapping[str, str],
     scan_env: bool = True,
+    min_interval_seconds: float | None = None,
 ) -> list[Problem]:
-    """Every problem with the agent's actions and ``${VAR}`` references.
+    """Every problem with the agent's actions, intervals and ``${VAR}`` references.
 
     ``scan_env=False`` skips looking for ``${VAR}`` (the caller knows the text has none).
+    ``min_interval_seconds`` is the project's ``[serve] min_interval_seconds`` (None: its
+    default).
     """
-    problems: list[Problem] = []
+    problems: list[Problem] = list(_check_intervals(spec, min_interval_seconds))
     allowed_env: set[Path] = set()
     for section, (holds, kind) in SECTIONS.items():
         for index, use in enumerate(getattr(spec, section)):
@@ -92,6 +96,20 @@ def check_agent(
     if scan_env:
         problems.extend(_check_env(data, allowed_env, env))
     return problems
+
+
+def _check_intervals(spec: AgentSpec, minimum: float | None) -> Iterator[Problem]:
+    """``every:`` triggers shorter than the project allows: a fleet of agents firing every few
+    seconds is load, not work (and finer than cron, which counts in minutes)."""
+    shortest = DEFAULT_MIN_INTERVAL_SECONDS if minimum is None else minimum
+    for index, trigger in enumerate(spec.triggers):
+        if isinstance(trigger, EveryTrigger) and trigger.interval.total_seconds() < shortest:
+            yield Problem(
+                ("triggers", index, "every"),
+                f"{trigger.every!r} is shorter than the shortest interval allowed, {shortest:g}s "
+                "([serve] min_interval_seconds in meshagent.toml): use a longer interval, or a "
+                "schedule",
+            )
 
 
 def _lookup(use: ActionUse, kind: ActionKind | None, registry: Registry) -> Action | str:

@@ -33,6 +33,7 @@ from meshagent.exceptions import ConfigError
 
 __all__ = [
     "CONFIG_FILENAME",
+    "DEFAULT_MIN_INTERVAL_SECONDS",
     "DEFAULT_VALUE_TAGS",
     "NON_SETTING_VARIABLES",
     "Config",
@@ -58,6 +59,8 @@ DEFAULT_VALUE_TAGS = (
     "experiment",
 )
 CONFIG_FILENAME = "meshagent.toml"
+#: The shortest `every:` interval by default: a minute, the resolution of cron itself.
+DEFAULT_MIN_INTERVAL_SECONDS = 60.0
 ENV_PREFIX = "MESHAGENT_"
 # MESHAGENT_* variables that are not settings, so they are not refused as misspelt ones.
 NON_SETTING_VARIABLES = ("MESHAGENT_CONFIG", "MESHAGENT_HOME")
@@ -123,6 +126,8 @@ class ServeSettings(_Settings):
     """How often the agents directory is checked for added, changed and removed files."""
     backoff_after_failures: _PositiveInt = 3
     """An agent whose last N runs failed waits before its next run (doubling, up to an hour)."""
+    min_interval_seconds: _PositiveFloat = DEFAULT_MIN_INTERVAL_SECONDS
+    """The shortest `every:` interval an agent file may have (60: cron's own resolution)."""
 
 
 class DashboardSettings(_Settings):

@@ -202,6 +202,7 @@ def _parse(
     registry: Registry,
     value_tags: Iterable[str] | None,
     env: Mapping[str, str],
+    min_interval_seconds: float | None = None,
 ) -> tuple[AgentSpec | None, list[SpecIssue], _Document | None]:
     try:
         document = _read(text)
@@ -221,7 +222,14 @@ def _parse(
             key = err["type"] == "extra_forbidden"
             issues.append(_locate(filename, document, path, message, key=key))
         return None, issues, document
-    problems = check_agent(spec, document.data, registry=registry, env=env, scan_env="${" in text)
+    problems = check_agent(
+        spec,
+        document.data,
+        registry=registry,
+        env=env,
+        scan_env="${" in text,
+        min_interval_seconds=min_interval_seconds,
+    )
     issues = [_locate(filename, document, p.path, p.message, key=p.at_key) for p in problems]
     return (None if issues else spec), issues, document
 
@@ -252,8 +260,11 @@ def scan_agents(
     registry: Registry | None = None,
     value_tags: Iterable[str] | None = None,
     env: Mapping[str, str] | None = None,
+    min_interval_seconds: float | None = None,
 ) -> LoadResult:
-    """Load every agent file under ``paths``; what fails is reported, the rest still loads."""
+    """Load every agent file under ``paths``; what fails is reported, the rest still loads.
+
+    ``min_interval_seconds`` is ``[serve] min_interval_seconds`` (None: its default, 60)."""
     registry = registry or default_registry()
     env = os.environ if env is None else env
     tags = tuple(value_tags) if value_tags is not None else None
@@ -266,7 +277,14 @@ def scan_agents(
         text = _read_file(path, filename, result)
         if text is None:
             continue
-        spec, issues, document = _parse(text, filename, registry=registry, value_tags=tags, env=env)
+        spec, issues, document = _parse(
+            text,
+            filename,
+            registry=registry,
+            value_tags=tags,
+            env=env,
+            min_interval_seconds=min_interval_seconds,
+        )
         if spec is not None and document is not None:
             issues = _check_unique(spec, filename, document, seen_names, seen_commands)
         result.issues.extend(issues)
@@ -338,9 +356,16 @@ def load_agents(
     registry: Registry | None = None,
     value_tags: Iterable[str] | None = None,
     env: Mapping[str, str] | None = None,
+    min_interval_seconds: float | None = None,
 ) -> list[AgentSpec]:
     """Every agent under ``paths``; raises SpecError listing all problems of all files."""
-    result = scan_agents(paths, registry=registry, value_tags=value_tags, env=env)
+    result = scan_agents(
+        paths,
+        registry=registry,
+        value_tags=value_tags,
+        env=env,
+        min_interval_seconds=min_interval_seconds,
+    )
     result.raise_for_issues()
     return result.agents
 
@@ -358,6 +383,7 @@ def parse_agent(
     registry: Registry | None = None,
     value_tags: Iterable[str] | None = None,
     env: Mapping[str, str] | None = None,
+    min_interval_seconds: float | None = None,
 ) -> AgentSpec:
     """One agent from YAML text; raises SpecError with every problem in it."""
     if len(text.encode()) > MAX_FILE_BYTES:
@@ -370,6 +396,7 @@ def parse_agent(
         registry=registry or default_registry(),
         value_tags=value_tags,
         env=os.environ if env is None else env,
+        min_interval_seconds=min_interval_seconds,
     )
     if issues or spec is None:
         raise SpecError(issues)

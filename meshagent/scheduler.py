@@ -7,21 +7,24 @@ delay applied after the claim. Interval triggers are anchored at a fixed instant
 replica computes the same fire times.
 
 Each fire is claimed in the ledger (``meshagent.ledger.claims``): with PostgreSQL, several
-replicas share the fleet and exactly one runs each fire. A fire that starts later than the grace
-time, one that finds the agent still running, and one skipped while a failing agent backs off,
-are recorded as ``missed``: expected, but did not run. Nothing is skipped silently.
+replicas share the fleet and exactly one runs each fire. A fire that finds an earlier run of its
+agent in progress waits for it until the next fire is due. A fire that starts later than the
+grace time, one whose agent is still running when the next is due, one skipped while a failing
+agent backs off, and the fires a late-waking replica skipped (APScheduler hands them all over;
+they share one entry) are recorded as ``missed`` with the reason: expected, but did not run.
+Nothing is skipped silently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 #: Interval triggers count from here, so replicas started at different times agree.
 ANCHOR = datetime(2024, 1, 1, tzinfo=UTC)
 _MAX_BACKOFF = timedelta(hours=1)
+#: How often a fire waiting for its agent's earlier run looks whether that run ended.
+_POLL_SECONDS = 0.2
+#: Skipped fires claimed one by one at most; older ones are only counted in the reason.
+_MAX_COALESCED = 10_000
 
 
 def job_id(agent: str, index: int) -> str:
@@ -123,6 +130,9 @@ class Fleet:
         self._background: list[asyncio.Task[Any]] = []
         self._mtimes: dict[Path, float] = {}
         self._running: set[str] = set()
+        self._triggers: dict[str, str] = {}  # job id -> its trigger, as JSON
+        self._ended: dict[str, asyncio.Event] = {}  # set when a run of the agent ends here
+        self._stopping = False
         self.started = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -133,12 +143,14 @@ class Fleet:
         self.reload(force=True)
         self._scheduler = AsyncIOScheduler(
             executors={"default": _FleetExecutor(self)},
-            # APScheduler's max_instances would drop an overlapping fire with only a log line:
-            # the fleet records it as missed instead (see _handle).
-            job_defaults={"coalesce": True, "max_instances": 10_000, "misfire_grace_time": None},
+            # APScheduler's max_instances would drop an overlapping fire with only a log line,
+            # and its coalescing would hand over only the latest of the fires due together:
+            # the fleet gets them all, and records the ones it does not run (see _handle).
+            job_defaults={"coalesce": False, "max_instances": 10_000, "misfire_grace_time": None},
             timezone=UTC,
         )
         self._schedule_all()
+        self._stopping = False
         self._scheduler.start()
         self.started = True
         self._background = [
@@ -150,6 +162,7 @@ class Fleet:
     async def stop(self, timeout: float | None = None) -> None:
         """Stop new fires; let running tasks finish up to ``timeout``; then interrupt them."""
         timeout = self.settings.shutdown_timeout_seconds if timeout is None else timeout
+        self._stopping = True  # fires waiting for an earlier run give up (recorded missed)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         for task in self._background:
@@ -183,7 +196,11 @@ class Fleet:
             return False
         self._mtimes = mtimes
         if mtimes:
-            result = scan_agents(list(mtimes), value_tags=self.config.value_tags)
+            result = scan_agents(
+                list(mtimes),
+                value_tags=self.config.value_tags,
+                min_interval_seconds=self.settings.min_interval_seconds,
+            )
             found, issues = result.agents, result.issues
         else:
             found, issues = [], []
@@ -209,8 +226,8 @@ class Fleet:
                 self._unschedule(name)
                 log.info("agent %s removed", name)
             for name in changed:
-                self._unschedule(name)
-                self._schedule(loaded[name])
+                pending = self._unschedule(name)
+                self._schedule(loaded[name], pending)
                 log.info("agent %s %s", name, "updated")
         return bool(changed or removed)
 
@@ -218,25 +235,40 @@ class Fleet:
         for spec in self.specs.values():
             self._schedule(spec)
 
-    def _schedule(self, spec: AgentSpec) -> None:
+    def _schedule(self, spec: AgentSpec, pending: dict[str, datetime] | None = None) -> None:
+        """Add the agent's jobs; ``pending`` keeps the next fire time of an unchanged trigger
+        (one that came due while the file was reloaded is then not dropped)."""
         assert self._scheduler is not None
         if not spec.enabled:
             return
         for index, trigger in enumerate(spec.triggers):
             if isinstance(trigger, ScheduleTrigger | EveryTrigger):
+                options: dict[str, Any] = {}
+                key = trigger.model_dump_json()
+                kept = (pending or {}).get(key)
+                if kept is not None:
+                    options["next_run_time"] = kept
+                self._triggers[job_id(spec.name, index)] = key
                 self._scheduler.add_job(
                     _noop,
                     _trigger(trigger),
                     id=job_id(spec.name, index),
                     name=f"{spec.name} ({trigger.describe(self._now())})",
                     replace_existing=True,
+                    **options,
                 )
 
-    def _unschedule(self, name: str) -> None:
+    def _unschedule(self, name: str) -> dict[str, datetime]:
+        """Remove the agent's jobs; returns their next fire times by trigger."""
         assert self._scheduler is not None
+        pending: dict[str, datetime] = {}
         for job in self._scheduler.get_jobs():
-            if job.id.rsplit("#", 1)[0] == name:
+            if job.id.rpartition("#")[0] == name:
+                key = self._triggers.pop(job.id, None)
+                if job.next_run_time is not None and key is not None:
+                    pending[key] = job.next_run_time
                 job.remove()
+        return pending
 
     def jobs(self) -> list[tuple[str, datetime | None]]:
         """(job id, next fire time) of every scheduled job."""
@@ -246,42 +278,74 @@ class Fleet:
 
     # -- fires --------------------------------------------------------------------------------
 
-    async def _fire(self, job: str, run_times: list[datetime]) -> None:
+    async def _fire(
+        self,
+        job: str,
+        run_times: list[datetime],
+        *,
+        skipped_because: str | None = None,
+        older: int = 0,
+    ) -> None:
+        """Handle the fires of a job that came due together: APScheduler hands them all (the
+        fleet does not let it coalesce, which would drop the earlier ones without a word)."""
         name, _, index = job.rpartition("#")
         spec = self.specs.get(name)
         if spec is None or not run_times:
             return
-        fire_time = run_times[-1].astimezone(UTC)  # coalesced: one run for all missed fires
+        fires = [time.astimezone(UTC) for time in run_times]
         try:
-            await self._handle(spec, int(index), fire_time, coalesced=len(run_times) - 1)
+            await self._handle(spec, int(index), fires, skipped_because, older)
         except Exception:  # a failing agent never stops the others
-            log.exception("fire of %s at %s failed", name, fire_time.isoformat())
+            log.exception("fire of %s at %s failed", name, fires[-1].isoformat())
 
     async def _handle(
-        self, spec: AgentSpec, index: int, fire_time: datetime, coalesced: int
+        self,
+        spec: AgentSpec,
+        index: int,
+        fires: list[datetime],
+        skipped_because: str | None = None,
+        older: int = 0,
     ) -> None:
+        """Run the latest of ``fires`` (or record it missed, with the reason); the earlier ones,
+        skipped, share one missed entry (with ``older`` fires before them, only counted)."""
+        fire_time = fires[-1]
         now = self._now()
         lag = (now - fire_time).total_seconds()
         self.stats.lag_seconds_last = lag
         self.stats.lag_seconds_sum += max(lag, 0.0)
         self.stats.lag_count += 1
-        late = lag > self.settings.misfire_grace_seconds
-        won, run_id, busy = await asyncio.to_thread(self._claim, spec, fire_time)
-        if not won:
+        grace = self.settings.misfire_grace_seconds
+        if lag > grace:  # all of them missed: one entry, at the latest
+            reason = f"started {lag:.0f}s late, beyond the grace time of {grace:g}s"
+            await asyncio.to_thread(self._claim_missed, spec, fires, reason, older)
+            return
+        if len(fires) > 1 or older:
+            reason = skipped_because or (
+                f"this replica's scheduler woke {(now - fires[0]).total_seconds():.1f}s after "
+                f"the fire at {fires[0].isoformat()} was due (its event loop was busy): it ran "
+                f"only the latest fire due by then, at {fire_time.isoformat()}"
+            )
+            await asyncio.to_thread(self._claim_missed, spec, fires[:-1], reason, older)
+        claimed = await asyncio.to_thread(self._claim, spec, fire_time)
+        if not claimed.won:
             self.stats.claims_lost += 1
             return
         self.stats.claims_won += 1
-        reason = None
-        if late:
-            reason = f"started {lag:.0f}s late, beyond the grace time of " \
-                     f"{self.settings.misfire_grace_seconds:g}s"  # fmt: skip
-        elif busy or spec.name in self._running:
-            reason = "the previous run of this agent was still running"
-        else:
-            reason = await asyncio.to_thread(self._backoff_reason, spec.name, run_id)
-        if reason is not None:
-            await asyncio.to_thread(self._close_missed, spec, run_id, fire_time, reason, coalesced)
+        run_id = claimed.run_id
+        assert run_id is not None
+        if claimed.missed is not None:
+            self._missed(spec, fire_time, claimed.missed)
             return
+        if claimed.waits_for is not None:
+            reason = await self._wait_turn(spec, index, fire_time, claimed.waits_for)
+            if reason is None:
+                reason = await asyncio.to_thread(self._backoff_reason, spec.name, run_id)
+            if reason is not None:
+                await asyncio.to_thread(self._close_missed, spec, run_id, fire_time, reason)
+                return
+        await self._run(spec, index, fire_time, run_id)
+
+    async def _run(self, spec: AgentSpec, index: int, fire_time: datetime, run_id: str) -> None:
         trigger = spec.triggers[index]
         jitter = getattr(trigger, "jitter", None)
         self._running.add(spec.name)
@@ -302,33 +366,103 @@ class Fleet:
         finally:
             self._running.discard(spec.name)
             await asyncio.to_thread(claims.finish, self.ledger, [(spec.name, fire_time)])
+            ended = self._ended.pop(spec.name, None)
+            if ended is not None:
+                ended.set()
 
-    def _claim(self, spec: AgentSpec, fire_time: datetime) -> tuple[bool, str, bool]:
-        entry = self.ledger.entry_values(
+    async def _wait_turn(
+        self, spec: AgentSpec, index: int, fire_time: datetime, holder: claims.Holder
+    ) -> str | None:
+        """Wait for the earlier run of the agent to end, until the trigger's next fire is due
+        (or the grace time ends); returns why this fire cannot run, or None when it can.
+
+        A run that ends a moment after the next fire was due does not cost that fire; one
+        that lasts longer than the interval still does, so fires never queue up."""
+        upcoming = _next_fire(spec.triggers[index], fire_time)
+        grace_end = fire_time + timedelta(seconds=self.settings.misfire_grace_seconds)
+        deadline = min(upcoming, grace_end) if upcoming is not None else grace_end
+        current: claims.Holder | None = holder
+        while current is not None:
+            remaining = (deadline - self._now()).total_seconds()
+            if self._stopping:
+                return f"this replica was stopping while {current.describe()} still ran"
+            if remaining <= 0:
+                return f"the previous run of this agent was still running: {current.describe()}"
+            ended = self._ended.setdefault(spec.name, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), min(remaining, _POLL_SECONDS))
+            found = await asyncio.to_thread(claims.holders, self.ledger, spec.name, fire_time)
+            later = [h for h in found if h.fire_time > fire_time]
+            if later:
+                return f"a later fire of this agent was already running: {later[0].describe()}"
+            current = found[0] if found else None
+        return None
+
+    def _claim(self, spec: AgentSpec, fire_time: datetime) -> claims.Claim:
+        return claims.claim(
+            self.ledger,
+            agent=spec.name,
+            fire_time=fire_time,
+            replica=self.replica,
+            lease_seconds=self.settings.claim_lease_seconds,
+            entry=self._entry(spec, fire_time),
+            hold=lambda: self._backoff_reason(spec.name),
+        )
+
+    def _entry(self, spec: AgentSpec, fire_time: datetime) -> dict[str, Any]:
+        return self.ledger.entry_values(
             spec.name,
             **entry_facts(spec, spec.model or self.config.default_model),
             trigger_kind="schedule",
             scheduled_for=fire_time,
             idempotency_key=claims.fire_key(spec.name, fire_time),
         )
-        won, busy = claims.claim(
+
+    def _claim_missed(
+        self, spec: AgentSpec, fires: list[datetime], reason: str, older: int = 0
+    ) -> None:
+        """Claim fires that will not run; the ones won become one missed entry, at the latest.
+        ``older`` fires before them are counted in its reason, not claimed one by one."""
+        older += max(0, len(fires) - _MAX_COALESCED)
+        fires = fires[-_MAX_COALESCED:]
+
+        def why(won: list[datetime]) -> str:
+            earlier = len(won) - 1 + older
+            if earlier:
+                return f"{reason} ({earlier} earlier fires coalesced into this one)"
+            return reason
+
+        if not fires:
+            return
+        won, _ = claims.claim_missed(
             self.ledger,
             agent=spec.name,
-            fire_time=fire_time,
+            fire_times=fires,
             replica=self.replica,
-            lease_seconds=self.settings.claim_lease_seconds,
-            entry=entry,
+            entry=lambda fire: self._entry(spec, fire),
+            reason=why,
         )
-        return won, entry["run_id"], busy
+        self.stats.claims_won += len(won)
+        self.stats.claims_lost += len(fires) - len(won)
+        if won:
+            self._missed(spec, won[-1], why(won))
 
-    def _close_missed(
-        self, spec: AgentSpec, run_id: str, fire_time: datetime, reason: str, coalesced: int
-    ) -> None:
-        if coalesced:
-            reason += f" ({coalesced} earlier fires coalesced into this one)"
+    def _missed(self, spec: AgentSpec, fire_time: datetime, reason: str) -> None:
         log.warning("agent %s missed its fire at %s: %s", spec.name, fire_time.isoformat(), reason)
-        self._close_claimed(spec, run_id, "missed", reason)
-        claims.finish(self.ledger, [(spec.name, fire_time)])
+        self.stats.runs[(spec.name, "missed")] += 1
+
+    def _close_missed(self, spec: AgentSpec, run_id: str, fire_time: datetime, reason: str) -> None:
+        """Close a claimed fire that did not run as missed, with its claim, in one transaction."""
+        try:
+            claims.close_missed(
+                self.ledger, agent=spec.name, fire_time=fire_time, run_id=run_id, reason=reason
+            )
+        except LedgerError as closing:
+            # Closed already, as interrupted, by another replica whose expiry found this one's
+            # lease run out (a replica too busy to renew in time).
+            log.warning("agent %s: its entry stays as it is: %s", spec.name, closing)
+            return
+        self._missed(spec, fire_time, reason)
 
     def _close_refused(
         self, spec: AgentSpec, run_id: str, fire_time: datetime, exc: Exception
@@ -340,20 +474,14 @@ class Fleet:
             log.warning("agent %s could not run its fire at %s: %s", spec.name, when, exc)
         else:
             log.error("the run of %s's fire at %s failed", spec.name, when, exc_info=exc)
-        self._close_claimed(spec, run_id, "failed", plain(exc)[:2000])
-
-    def _close_claimed(self, spec: AgentSpec, run_id: str, status: str, reason: str) -> None:
-        """Close the entry a claim opened, which no run closed; counted when this closed it."""
         try:
-            self.ledger.close_run(run_id, status, error=reason)
-        except LedgerError as closing:
-            # Closed already: by the run itself, or as interrupted by another replica whose
-            # expiry found this one's lease run out (a replica too busy to renew in time).
+            self.ledger.close_run(run_id, "failed", error=plain(exc)[:2000])
+        except LedgerError as closing:  # closed already: by the run itself, or by an expiry
             log.warning("agent %s: its entry stays as it is: %s", spec.name, closing)
             return
-        self.stats.runs[(spec.name, status)] += 1
+        self.stats.runs[(spec.name, "failed")] += 1
 
-    def _backoff_reason(self, agent: str, run_id: str) -> str | None:
+    def _backoff_reason(self, agent: str, run_id: str | None = None) -> str | None:
         """Why a crash-looping agent waits, or None: after N failures in a row, wait 1 min,
         doubling per further failure, up to an hour."""
         limit = self.settings.backoff_after_failures
@@ -379,7 +507,8 @@ class Fleet:
         )
 
     async def _catch_up(self) -> None:
-        """Fires due while no replica ran: the latest is run (coalesced) or recorded missed."""
+        """Fires due while no replica ran: the latest is run (or recorded missed when it is
+        beyond the grace time), the earlier ones share one missed entry."""
         now = self._now()
         for spec in list(self.specs.values()):
             if not spec.enabled:
@@ -390,9 +519,15 @@ class Fleet:
             for index, trigger in enumerate(spec.triggers):
                 if not isinstance(trigger, ScheduleTrigger | EveryTrigger):
                     continue
-                due = list(_fires_between(trigger, last, now))
+                older, due = _fires_between(trigger, last, now)
                 if due:
-                    await self._fire(job_id(spec.name, index), due)
+                    await self._fire(
+                        job_id(spec.name, index),
+                        due,
+                        skipped_because="due while no replica ran the fleet (caught up when "
+                        f"replica {self.replica} started)",
+                        older=older,
+                    )
 
     def _count(self, agent: str, result: Any) -> None:
         self.stats.runs[(agent, result.status)] += 1
@@ -434,14 +569,23 @@ async def _noop() -> None:  # jobs are run by _FleetExecutor, never called
     return None
 
 
-def _fires_between(trigger: Any, after: datetime, until: datetime) -> Iterable[datetime]:
-    """Fire times in (after, until], at most 10,000 (the oldest are dropped: coalesced)."""
+def _fires_between(trigger: Any, after: datetime, until: datetime) -> tuple[int, list[datetime]]:
+    """Fire times in (after, until]: how many older ones there were beyond the last
+    ``_MAX_COALESCED``, and those."""
     aps = _trigger(trigger)
     fires: list[datetime] = []
+    older = 0
     fire = aps.get_next_fire_time(None, after + timedelta(microseconds=1))
     while fire is not None and fire <= until:
         fires.append(fire)
-        if len(fires) > 10_000:
-            fires = fires[-1:]
+        if len(fires) > 2 * _MAX_COALESCED:
+            older += len(fires) - _MAX_COALESCED
+            fires = fires[-_MAX_COALESCED:]
         fire = aps.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-    return fires
+    older += max(0, len(fires) - _MAX_COALESCED)
+    return older, fires[-_MAX_COALESCED:]
+
+
+def _next_fire(trigger: Any, after: datetime) -> datetime | None:
+    """The trigger's first fire time after ``after``."""
+    return _trigger(trigger).get_next_fire_time(after, after + timedelta(microseconds=1))

@@ -1,29 +1,50 @@
-"""Claims: exactly one replica runs each scheduled fire.
+"""Claims: exactly one replica runs each scheduled fire, and every fire is accounted for.
 
 A fire (agent, scheduled time) is claimed by inserting a row with that primary key into
 ``ledger_claims``; in the same transaction the winner opens the run's entry, so a replica that
 dies right after winning still leaves an entry behind. While it runs, the winner renews the
 claim's lease; a claim whose lease ran out belongs to a replica that died, and any replica closes
 its entry as interrupted. Nothing runs twice: a claimed fire is never claimed again.
+
+A fire that will not run is closed as ``missed`` in the transaction that claims it, so no other
+fire ever sees it as a run in progress: only a live claim whose entry is still open (a run that
+has not closed its entry) holds its agent. Fires skipped together (a replica whose loop woke late)
+are claimed together and share one ``missed`` entry: each claim row names that entry's run id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meshagent.exceptions import LedgerError
-from meshagent.ledger import rows
+from meshagent.ledger import lifecycle, rows
 from meshagent.ledger.schema import claims, entries
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
 
-__all__ = ["claim", "expire", "finish", "fire_key", "renew"]
+__all__ = [
+    "Claim",
+    "Holder",
+    "claim",
+    "claim_missed",
+    "close_missed",
+    "expire",
+    "finish",
+    "fire_key",
+    "holders",
+    "renew",
+]
+
+#: The first key of the PostgreSQL advisory locks that order the claims of one agent.
+_LOCK_CLASS = 0x4D41
 
 
 def fire_key(agent: str, fire_time: datetime) -> str:
@@ -31,12 +52,34 @@ def fire_key(agent: str, fire_time: datetime) -> str:
     return f"fire:{agent}@{fire_time.isoformat()}"
 
 
-def _insert_ignoring_conflict(connection: Connection, values: dict[str, Any]) -> bool:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(claims).values(values).on_conflict_do_nothing().returning(claims.c.agent)
-    )
-    return connection.execute(statement).first() is not None  # rowcount is unreliable here
+@dataclass(frozen=True)
+class Holder:
+    """Another fire of the same agent whose run is in progress: its claim is live (not done,
+    lease not run out) and its entry is still open."""
+
+    fire_time: datetime
+    run_id: str
+    replica: str
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id} of the fire at {self.fire_time.isoformat()}, "
+            f"on replica {self.replica}"
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a fire gave: whether this replica won it, and what the winner does next."""
+
+    won: bool
+    run_id: str | None = None
+    missed: str | None = None
+    """Why the fire will not run: its entry was closed as missed with this reason (and its
+    claim marked done) in the claiming transaction."""
+    waits_for: Holder | None = None
+    """An earlier fire's run still in progress: the winner waits for it, or closes this fire
+    as missed with ``close_missed``."""
 
 
 def claim(
@@ -47,11 +90,15 @@ def claim(
     replica: str,
     lease_seconds: float,
     entry: dict[str, Any],
-) -> tuple[bool, bool]:
-    """Claim a fire and open its entry; returns ``(won, busy)``.
+    missed: str | None = None,
+    hold: Callable[[], str | None] | None = None,
+) -> Claim:
+    """Claim a fire and open its entry.
 
-    ``busy`` is True when another fire of the same agent is still held by a live claim (the
-    winner must not run this one at the same time).
+    With ``missed`` (a reason known beforehand, such as lateness), the entry is closed as missed
+    at once. Otherwise a later fire's run in progress makes this one missed, an earlier fire's
+    run in progress is returned as ``waits_for``, and ``hold()`` may still give a reason not to
+    run, such as a backoff.
     """
     now = rows.now()
     values = {
@@ -64,21 +111,99 @@ def claim(
         "done": False,
     }
 
-    def work(connection: Connection) -> tuple[bool, bool]:
+    def work(connection: Connection) -> Claim:
+        _lock_agent(connection, agent)
         if not _insert_ignoring_conflict(connection, values):
-            return False, False
+            return Claim(won=False)
         connection.execute(entries.insert().values(entry))
-        other = connection.execute(
-            select(claims.c.run_id).where(
-                claims.c.agent == agent,
-                claims.c.fire_time != fire_time,
-                claims.c.done.is_(False),
-                claims.c.lease_until > now,
-            )
-        ).first()
-        return True, other is not None
+        reason = missed
+        earlier: Holder | None = None
+        if reason is None:
+            found = _holders(connection, agent, fire_time, now)
+            later = [h for h in found if h.fire_time > fire_time]
+            earlier = next((h for h in found if h.fire_time < fire_time), None)
+            if later:
+                reason = f"a later fire of this agent was already running: {later[0].describe()}"
+            elif earlier is None and hold is not None:
+                reason = hold()
+        if reason is not None:
+            _close(connection, entry, reason, now)
+            _mark_done(connection, agent, [fire_time])
+            return Claim(won=True, run_id=entry["run_id"], missed=reason)
+        return Claim(won=True, run_id=entry["run_id"], waits_for=earlier)
 
     return ledger.transact(work, what="claim a scheduled fire")
+
+
+def claim_missed(
+    ledger: Ledger,
+    *,
+    agent: str,
+    fire_times: Sequence[datetime],
+    replica: str,
+    entry: Callable[[datetime], dict[str, Any]],
+    reason: Callable[[list[datetime]], str],
+) -> tuple[list[datetime], str | None]:
+    """Claim fires that will not run and record the ones won in one ``missed`` entry, at the
+    latest of them; returns (the fires won, the entry's run id or None).
+
+    ``entry(fire_time)`` gives the entry's columns, ``reason(won)`` its reason. Every claim row
+    won names the entry, so which fires it stands for is recorded, not only how many.
+    """
+    now = rows.now()
+    run_id = str(uuid.uuid4())
+
+    def work(connection: Connection) -> tuple[list[datetime], str | None]:
+        _lock_agent(connection, agent)
+        won = [
+            fire
+            for fire in fire_times
+            if _insert_ignoring_conflict(
+                connection,
+                {
+                    "agent": agent,
+                    "fire_time": fire,
+                    "replica": replica,
+                    "run_id": run_id,
+                    "claimed_at": now,
+                    "lease_until": now,
+                    "done": True,
+                },
+            )
+        ]
+        if not won:
+            return [], None
+        values = {**entry(won[-1]), "run_id": run_id}
+        connection.execute(entries.insert().values(values))
+        _close(connection, values, reason(won), now)
+        return won, run_id
+
+    return ledger.transact(work, what="claim skipped fires")
+
+
+def holders(ledger: Ledger, agent: str, fire_time: datetime) -> list[Holder]:
+    """The other fires of ``agent`` whose runs are in progress, oldest first."""
+    now = rows.now()
+    return ledger.read(
+        lambda c: _holders(c, agent, fire_time, now), what="find the runs of an agent"
+    )
+
+
+def close_missed(
+    ledger: Ledger, *, agent: str, fire_time: datetime, run_id: str, reason: str
+) -> None:
+    """Close a claimed fire's entry as missed and its claim as done, together.
+
+    Raises LedgerError when the entry is closed already (another replica expired the claim).
+    """
+
+    def work(connection: Connection) -> None:
+        values = {"status": "missed", "error": reason[:2000], "finished_at": rows.now()}
+        close = lifecycle.close_step(run_id, values, opened=None, produced=[])
+        lifecycle.run_steps(connection, [close])
+        _mark_done(connection, agent, [fire_time])
+
+    ledger.transact(work, what="close a missed fire")
 
 
 def renew(ledger: Ledger, replica: str, lease_seconds: float) -> int:
@@ -100,11 +225,7 @@ def finish(ledger: Ledger, keys: Iterable[tuple[str, datetime]]) -> None:
 
     def work(connection: Connection) -> None:
         for agent, fire_time in pairs:
-            connection.execute(
-                update(claims)
-                .where(claims.c.agent == agent, claims.c.fire_time == fire_time)
-                .values(done=True)
-            )
+            _mark_done(connection, agent, [fire_time])
 
     ledger.transact(work, what="finish claims")
 
@@ -131,3 +252,56 @@ def expire(ledger: Ledger) -> list[str]:
                 pass  # another replica closed it first
         finish(ledger, [(agent, fire_time)])
     return closed
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _insert_ignoring_conflict(connection: Connection, values: dict[str, Any]) -> bool:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(claims).values(values).on_conflict_do_nothing().returning(claims.c.agent)
+    )
+    return connection.execute(statement).first() is not None  # rowcount is unreliable here
+
+
+def _lock_agent(connection: Connection, agent: str) -> None:
+    """Order the claims of one agent (PostgreSQL; SQLite has one writer at a time): two fires
+    claimed at the same moment on two replicas would not see each other's uncommitted rows,
+    and could both run."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_LOCK_CLASS, func.hashtext(agent))))
+
+
+def _holders(
+    connection: Connection, agent: str, fire_time: datetime, now: datetime
+) -> list[Holder]:
+    query = (
+        select(claims.c.fire_time, claims.c.run_id, claims.c.replica)
+        .select_from(claims.join(entries, entries.c.run_id == claims.c.run_id))
+        .where(
+            claims.c.agent == agent,
+            claims.c.fire_time != fire_time,
+            claims.c.done.is_(False),
+            claims.c.lease_until > now,
+            entries.c.status == "running",
+        )
+        .order_by(claims.c.fire_time)
+    )
+    return [Holder(*row) for row in connection.execute(query).all()]
+
+
+def _close(connection: Connection, entry: dict[str, Any], reason: str, now: datetime) -> None:
+    """Close an entry this transaction opened as missed (chained like any other close)."""
+    values = {"status": "missed", "error": reason[:2000], "finished_at": now}
+    close = lifecycle.close_step(entry["run_id"], values, opened=entry, produced=[])
+    lifecycle.run_steps(connection, [close])
+
+
+def _mark_done(connection: Connection, agent: str, fire_times: Sequence[datetime]) -> None:
+    for fire_time in fire_times:
+        connection.execute(
+            update(claims)
+            .where(claims.c.agent == agent, claims.c.fire_time == fire_time)
+            .values(done=True)
+        )

@@ -37,6 +37,7 @@ def _start(url: str, agents, port: int, log) -> subprocess.Popen:
         **os.environ,
         "MESHAGENT_LEDGER_URL": url,
         "MESHAGENT_SERVE__CLAIM_LEASE_SECONDS": "3",
+        "MESHAGENT_SERVE__MIN_INTERVAL_SECONDS": "1",
         "MESHAGENT_SERVE__MISFIRE_GRACE_SECONDS": "60",
         "MESHAGENT_SERVE__SHUTDOWN_TIMEOUT_SECONDS": "10",
     }

@@ -48,7 +48,7 @@ def test_health_metrics_and_a_graceful_sigterm(tmp_path, sandbox):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     port = _free_port()
     env = {"MESHAGENT_LEDGER_URL": url, "MESHAGENT_SERVE__SHUTDOWN_TIMEOUT_SECONDS": "0.5",
-           **sandbox.env()}  # fmt: skip
+           "MESHAGENT_SERVE__MIN_INTERVAL_SECONDS": "1", **sandbox.env()}  # fmt: skip
     process = _serve(tmp_path, env, port)
     try:
         _wait_ready(port, process)
@@ -114,7 +114,7 @@ def test_a_second_sqlite_replica_refuses_to_start(tmp_path):
 def test_serve_check_validates_and_exits(tmp_path, monkeypatch):
     agents = tmp_path / "agents"
     agents.mkdir()
-    write_agent(agents, "fine")
+    write_agent(agents, "fine", every="1h")
     monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     ok = CliRunner().invoke(app, ["serve", "--check", "--agents", str(agents)])
     assert ok.exit_code == 0, ok.output
