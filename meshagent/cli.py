@@ -12,13 +12,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from meshagent import __version__
 from meshagent.actions import closest
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
+from meshagent.invocation import shell_line
 from meshagent.ledger.cli import app as ledger_app
 from meshagent.loader import load_agents, scan_agents
+from meshagent.people import Person, current_person
+from meshagent.printer import print_command, print_error, print_note
 from meshagent.scaffold import write_agent
 from meshagent.schema import schema_text
 from meshagent.slack.cli import app as slack_app
@@ -66,7 +70,7 @@ def main(
     try:
         settings = load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        print_error(err, exc)
         raise typer.Exit(2) from None
     ctx.obj = {
         "config": settings,
@@ -98,7 +102,7 @@ def _exits_on_error(code: int = 2) -> Iterator[None]:
         _report(exc, 1)
         raise typer.Exit(1) from None
     except MeshAgentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        print_error(err, exc)
         raise typer.Exit(code) from None
 
 
@@ -151,18 +155,31 @@ def init(
     name: Annotated[str, typer.Argument(help="Agent name: lowercase letters, digits, dashes.")],
     team: Annotated[str, typer.Option(help="Team the agent reports under.")] = "my-team",
     owner: Annotated[
-        str | None, typer.Option(help="Owner's email or handle (default: $USER).")
+        str | None,
+        typer.Option(
+            help="Owner's email or handle (default: [people] me, git's user.email, $USER; "
+            "else asked).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Write agents/NAME.yaml, a starter agent that passes validate."""
     config = _config(ctx)
-    owner = owner or os.environ.get("USER") or "me@example.com"
+    if owner is None:
+        person = current_person(config)
+        if person is None:
+            owner = typer.prompt("Who owns this agent (email or Slack handle)?").strip()
+        else:
+            owner = person.name
+            err.print(Text(f"owner: {person}; --owner sets another"), highlight=False)
     with _exits_on_error(1):
         written = write_agent(config, name=name, team=team, owner=owner)
     for path in written:
-        out.print(f"wrote {_shown(path)}")
+        out.print(Text(f"wrote {_shown(path)}"), highlight=False)
     agent = _shown(written[0])
-    out.print(f"next: edit {agent}, then run `meshagent validate {agent}`")
+    out.print("next: edit it, then check it and try it (a dry run writes nothing):")
+    print_command(out, shell_line("validate", agent))
+    print_command(out, shell_line("run", agent, "--dry-run"))
 
 
 def _budget(budget: Budget) -> str:
@@ -207,7 +224,8 @@ def agent_table(agents: list[AgentSpec], *, config: Config, now: datetime) -> Ta
         name = spec.name if spec.enabled else f"{spec.name} [dim](disabled)[/dim]"
         value = f"{spec.value.tag}\n{spec.value.minutes_saved:g} min/run"
         model = spec.model or f"{config.default_model} (default)"
-        table.add_row(name, spec.team, triggers, model, _budget(spec.budget), value)
+        table.add_row(name, Text(spec.team), Text(triggers), Text(model), _budget(spec.budget),
+                      Text(value))  # fmt: skip
     return table
 
 
@@ -235,7 +253,7 @@ def sandbox(
         box = Sandbox(seed, jira_deployment=deployment, slack_port=slack_port, jira_port=jira_port)
         box.start()
     except (MeshAgentError, OSError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        print_error(err, exc)
         raise typer.Exit(2) from None
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -342,13 +360,18 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     user: Annotated[
         str | None,
-        typer.Option(help="Local single-user mode: view the ledger as this person ($USER)."),
+        typer.Option(
+            help="View the ledger as this person (default: [people] me, git's user.email, $USER).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Serve the ledger dashboard on this machine (cost against value, by team and agent)."""
     from meshagent.dashboard.cli import serve_dashboard
 
-    serve_dashboard(_config(ctx), host=host, port=port, user=user or os.environ.get("USER"))
+    config = _config(ctx)
+    person = Person(user, "--user") if user else current_person(config)
+    serve_dashboard(config, host=host, port=port, user=person.name if person else None)
 
 
 @app.command()
@@ -400,7 +423,7 @@ def serve(
         runtime = Runtime(config)
         application = create_app(config, runtime=runtime, agents_dir=agents_dir)
     for issue in result.issues:
-        err.print(f"[yellow]skipped[/yellow] {issue}", highlight=False, soft_wrap=True)
+        print_note(err, "skipped", issue)
     err.print(f"serving {len(result.agents)} agents on http://{host}:{port} (Ctrl-C stops)")
     server = uvicorn.Server(
         uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on")
@@ -436,12 +459,11 @@ def demo(
     config = _config(ctx)
     if not config.agents_dir.is_dir():
         if "agents_dir" in config.model_fields_set:  # set by meshagent.toml or the environment
-            err.print(
-                f"[red]error:[/red] agents_dir is {config.agents_dir}, which is not a "
-                "directory: set agents_dir in meshagent.toml (or MESHAGENT_AGENTS_DIR) to a "
-                "directory of agent files, or unset it to run the examples shipped with MeshAgent",
-                highlight=False,
-                soft_wrap=True,
+            print_error(
+                err,
+                f"agents_dir is {config.agents_dir}, which is not a directory: set agents_dir "
+                "in meshagent.toml (or MESHAGENT_AGENTS_DIR) to a directory of agent files, or "
+                "unset it to run the examples shipped with MeshAgent",
             )
             raise typer.Exit(2)
         config = config.model_copy(update={"agents_dir": SHIPPED_EXAMPLES})
@@ -452,8 +474,11 @@ def demo(
         else f"in {_shown(config.agents_dir)}"
     )
     out.print(
-        "[bold]MeshAgent demo[/]: local Slack and Jira (the sandbox), the example agents "
-        f"{where}, the offline model, and a ledger of its own."
+        Text.assemble(
+            ("MeshAgent demo", "bold"),
+            f": local Slack and Jira (the sandbox), the example agents {where}, the offline "
+            "model, and a ledger of its own.",
+        )
     )
     with _exits_on_error():
         run_demo(config, target.absolute(), console=out)

@@ -113,6 +113,14 @@ class PrivacySettings(_Settings):
     """People (emails or Slack user ids) who see every row, including other people's."""
 
 
+class PeopleSettings(_Settings):
+    """`[people]`: who the people at this project's keyboards are."""
+
+    me: str | None = Field(None, min_length=1)
+    """Who runs the CLI here (email or Slack id): the ledger's default viewer, an agent's
+    default owner. Unset: git's user.email, then $USER."""
+
+
 class ServeSettings(_Settings):
     """`[serve]`: how `meshagent serve` runs the scheduled fleet."""
 
@@ -231,6 +239,8 @@ class Config(_Settings):
     """Model calls in flight at once per provider, across all runs of this process."""
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     """Who may see what in reports."""
+    people: PeopleSettings = Field(default_factory=PeopleSettings)
+    """Who is at the keyboard: the CLI's default viewer and owner."""
     flags: FlagSettings = Field(default_factory=FlagSettings)
     """Thresholds of the tokenmaxxing flags."""
     prices: dict[_ModelKey, PriceOverride] = Field(default_factory=dict)

@@ -24,10 +24,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from meshagent.config import Config
+from meshagent.invocation import shell_line
 from meshagent.ledger.store import Ledger
 from meshagent.loader import parse_agent, scan_agents
+from meshagent.printer import print_command, print_text
 from meshagent.runtime import RunResult, Runtime
 from meshagent.sandbox import Sandbox
 from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger
@@ -231,9 +234,10 @@ def run_demo(
     *,
     console: Console | None = None,
     now: Callable[[], datetime] | None = None,
+    command: str | None = None,
 ) -> DemoSummary:
     """Run the demo into a fresh ledger and settings under ``directory``; prints as it goes
-    when given a console."""
+    when given a console; `command` is how to run meshagent again (default: as it was run)."""
     from meshagent.config import load_config
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -264,7 +268,7 @@ def run_demo(
             asyncio.run(_first_runs(runtime, agents, box, summary, None))
             asyncio.run(_play(runtime, clock, agents, box, summary, None, moment))
         if console is not None:
-            _print_results(console, ledger, config, agents, box, summary, moment)
+            _print_results(console, ledger, config, agents, box, summary, moment, command)
     return summary
 
 
@@ -281,7 +285,7 @@ def _value_table(report: Any, label: str) -> Table:
     table.add_column("votes", justify="right")
     for row in report.rows:
         table.add_row(
-            row.group,
+            Text(row.group),
             f"{row.runs:,}",
             f"{row.runs_with_outcome:,}",
             money(row.cost_usd),
@@ -311,6 +315,7 @@ def _print_results(
     box: Sandbox,
     summary: DemoSummary,
     now: datetime,
+    command: str | None,
 ) -> None:
     from meshagent.ledger import render, reports
     from meshagent.ledger.flags import flags as find_flags
@@ -351,11 +356,25 @@ def _print_results(
             f"[bold yellow]Runs that bought nothing[/]: {names} spent {render.money(total)} "
             "this week without a single outcome - that is the number to watch, not tokens."
         )
-    console.print(
-        f"\nThe demo has its own ledger and settings in [bold]{summary.settings.parent}[/]"
-        " (your project's ledger was not touched). Look at it:\n"
-        f"  meshagent --config {summary.settings} dashboard --user {DEMO_VIEWER}\n"
-        f"  meshagent --config {summary.settings} ledger report --by agent "
-        f"--viewer {DEMO_VIEWER}\n"
-        f"  meshagent --config {summary.settings} ledger flags --viewer {DEMO_VIEWER}"
+    console.print()
+    print_text(
+        console,
+        f"The demo has its own ledger and settings in {summary.settings.parent} (your project's "
+        "ledger was not touched). Look at it:",
     )
+    for line in demo_commands(summary.settings, command=command):
+        print_command(console, line)
+    print_text(console, "Then write an agent of your own:")
+    print_command(console, shell_line("init", "my-first-agent", command=command))
+
+
+def demo_commands(settings: Path, *, command: str | None = None) -> list[str]:
+    """The commands that open the demo's ledger, each one line to paste into a shell."""
+    config = ("--config", settings)
+    return [
+        shell_line(*config, "dashboard", "--user", DEMO_VIEWER, command=command),
+        shell_line(
+            *config, "ledger", "--viewer", DEMO_VIEWER, "report", "--by", "agent", command=command
+        ),  # fmt: skip
+        shell_line(*config, "ledger", "--viewer", DEMO_VIEWER, "flags", command=command),
+    ]

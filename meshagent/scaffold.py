@@ -25,11 +25,17 @@ model: {model}
 instructions: |
   Summarise the context below in at most five lines for the team.
   Put anything that needs a decision or is blocked first. Be brief.
-context: []        # read actions, e.g. - http.get: {{url: "https://status.example.com/api"}}
-deliver: []        # write actions that receive the answer, e.g. - slack.post_message: ...
-triggers:
-  - schedule: "0 9 * * MON-FRI"   # crontab(5): 09:00 on weekdays
-    timezone: UTC
+# It reads nothing and delivers nothing yet. Uncomment and adapt (these work against the
+# sandbox: `meshagent sandbox`, its exports pasted into your shell):
+# context:                        # read before the model runs; results go into the prompt
+#   - jira.search: {{jql: "project = PAY AND statusCategory != Done"}}
+# deliver:                        # where the answer goes
+#   - slack.post_message: {{channel: "#payments"}}
+# Then give it a trigger, so that `meshagent serve` runs it (a scheduled agent that delivers
+# nothing is flagged as waste):
+# triggers:
+#   - schedule: "0 9 * * MON-FRI"   # crontab(5): 09:00 on weekdays
+#     timezone: UTC
 budget: {{max_tokens_per_run: 20000, max_model_calls: 4, max_usd_per_day: 1.0}}
 value: {{tag: {tag}, minutes_saved: 10}}
 """

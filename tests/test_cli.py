@@ -27,6 +27,10 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     for name in ("MESHAGENT_CONFIG", "MESHAGENT_AGENTS_DIR", "MESHAGENT_DEFAULT_MODEL"):
         monkeypatch.delenv(name, raising=False)
+    # Who is at the keyboard: no git identity from this machine, $USER as a shell sets it.
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-gitconfig"))
+    monkeypatch.setenv("USER", "tester")
     return tmp_path
 
 
@@ -64,7 +68,7 @@ def test_init_writes_an_agent_that_validates_and_lists(project):
     listing = run("list")
     assert listing.exit_code == 0
     assert "deploy-digest" in listing.output and "payments" in listing.output
-    assert "0 9 * * MON-FRI UTC" in listing.output and "next" in listing.output
+    assert "manual only" in listing.output  # no trigger until it reads and delivers something
 
 
 def test_init_refuses_to_overwrite_and_refuses_bad_names(project):
@@ -247,3 +251,156 @@ def test_init_writes_a_starter_test_that_passes(project):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+def test_init_takes_the_owner_from_people_me_git_user_or_asks(project, monkeypatch):
+    (project / "gitconfig").write_text("[user]\n\temail = dev@example.com\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(project / "gitconfig"))
+    from_git = run("init", "one")
+    assert from_git.exit_code == 0, from_git.output
+    assert load_agent(project / "agents" / "one.yaml").owner == "dev@example.com"
+    assert "owner: dev@example.com (git's user.email); --owner sets another" in from_git.output
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(project / "none"))
+    assert "owner: tester ($USER)" in run("init", "two").output
+    monkeypatch.delenv("USER")  # a container: no $USER, no git identity
+    asked = CliRunner().invoke(app, ["init", "three"], input="erin@example.com\n")
+    assert asked.exit_code == 0, asked.output
+    assert "Who owns this agent" in asked.output
+    assert load_agent(project / "agents" / "three.yaml").owner == "erin@example.com"
+    (project / "meshagent.toml").write_text('agents_dir = "agents"\n[people]\nme = "me@x.org"\n')
+    assert "owner: me@x.org ([people] me in meshagent.toml)" in run("init", "four").output
+
+
+def test_the_starter_agent_runs_by_hand_and_works_against_the_sandbox(
+    project, run_agent_file, sandbox
+):
+    assert run("init", "pay-digest", "--team", "payments").exit_code == 0
+    path = project / "agents" / "pay-digest.yaml"
+    starter = load_agent(path)
+    assert (starter.context, starter.deliver, starter.triggers) == ([], [], [])
+    # Its commented examples work as they are, once uncommented.
+    path.write_text(re.sub(r"(?m)^# (context:|deliver:|triggers:|  )", r"\1", path.read_text()))
+    spec = load_agent(path)
+    assert [use.action for use in spec.context + spec.deliver] == [
+        "jira.search",
+        "slack.post_message",
+    ]
+    assert len(spec.triggers) == 1
+    result = run_agent_file(path)
+    assert result.status == "ok", result.error
+    assert sandbox.slack.posted_to("#payments")[-1].text == result.answer
+
+
+def _ledger_of_two(project, monkeypatch) -> None:
+    """alice owns two agents in a team of one; bob one in another team of one."""
+    from decimal import Decimal
+
+    from meshagent.ledger import Cost, Ledger
+
+    url = f"sqlite:///{project / 'ledger.db'}"
+    monkeypatch.setenv("MESHAGENT_LEDGER_URL", url)
+    with Ledger.open(url) as ledger:
+        for agent, owner, team in (
+            ("pay-digest", "alice@example.com", "payments"),
+            ("pay-nudger", "alice@example.com", "payments"),
+            ("ops-digest", "bob@example.com", "ops"),
+        ):
+            run_id = ledger.open_run(agent, owner=owner, team=team)
+            ledger.close_run(run_id, "ok", cost=Cost(Decimal("0.01"), Decimal(0), Decimal(0)))
+
+
+def test_a_solo_user_sees_their_own_runs_in_full_in_every_report(project, monkeypatch):
+    _ledger_of_two(project, monkeypatch)
+    (project / "meshagent.toml").write_text(
+        'agents_dir = "agents"\n[people]\nme = "alice@example.com"\n'
+    )
+    for by in ("agent", "team", "owner"):
+        result = run("ledger", "report", "--by", by)
+        assert result.exit_code == 0, result.output
+        text = " ".join(result.output.split())
+        assert "viewing as alice@example.com ([people] me in meshagent.toml)" in text
+        assert "Your agents' 2 runs in full" in text
+        assert "1 run of 1 person withheld" in text and "ops-digest" not in text
+    by_agent = " ".join(run("ledger", "report", "--by", "agent").output.split())
+    assert "pay-digest" in by_agent and "pay-nudger" in by_agent
+    assert "fewer than 5 people ([privacy] min_group_size) could be singled out" in by_agent
+    # --viewer goes before the command, and names another person
+    bob = " ".join(run("ledger", "--viewer", "bob@example.com", "report").output.split())
+    assert "ops" in bob and "payments" not in bob and "viewing as" not in bob
+
+
+def test_a_report_with_every_row_withheld_says_what_and_why(project, monkeypatch):
+    _ledger_of_two(project, monkeypatch)
+    monkeypatch.delenv("USER")  # nobody at the keyboard
+    result = run("ledger", "report", "--by", "owner")
+    text = " ".join(result.output.split())
+    assert "no runs recorded" not in text
+    assert "3 runs of 2 people withheld: a person's row is shown only to them" in text
+    assert "no viewer: set [people] me in meshagent.toml or use ledger --viewer NAME" in text
+
+
+def test_the_viewer_defaults_to_git_then_user(project, monkeypatch):
+    from meshagent.config import load_config
+    from meshagent.people import Person, current_person
+
+    config = load_config()
+    assert current_person(config) == Person("tester", "$USER")
+    assert current_person(config, env={}) is None
+    (project / "gitconfig").write_text("[user]\n\temail = dev@example.com\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(project / "gitconfig"))
+    assert current_person(config) == Person("dev@example.com", "git's user.email")
+
+
+def _error_messages() -> list[str]:
+    """Every message the package raises as a literal, f-string fields shown as {...}."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "meshagent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                continue
+            for arg in node.exc.args[:1]:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    found.append(arg.value)
+                elif isinstance(arg, ast.JoinedStr):
+                    found.append(
+                        "".join(
+                            part.value if isinstance(part, ast.Constant) else "{...}"
+                            for part in arg.values
+                        )
+                    )
+    return found
+
+
+def test_every_error_message_is_printed_as_text_never_as_markup():
+    import io
+
+    from rich.console import Console
+
+    from meshagent.printer import print_error
+
+    messages = _error_messages()
+    assert len(messages) > 100
+    messages += [
+        "pip install 'meshagent[anthropic]'",
+        "admins listed under [privacy] admins",
+        "[bold]not bold[/bold] [red] and a path /tmp/[x]/a.db",
+    ]
+    for message in messages:
+        console = Console(file=io.StringIO(), width=40, color_system=None)
+        print_error(console, message)
+        assert console.file.getvalue() == f"error: {message}\n"
+
+
+def test_bracketed_words_survive_on_the_command_line(project, monkeypatch):
+    import importlib.util
+
+    _ledger_of_two(project, monkeypatch)
+    flags = " ".join(run("ledger", "--viewer", "eve@example.com", "flags").output.split())
+    assert "admins listed under [privacy] admins in meshagent.toml" in flags
+    if importlib.util.find_spec("langchain_anthropic") is None:
+        assert run("init", "x").exit_code == 0
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        ran = run("run", "x", "--model", "anthropic:claude-sonnet-4-5")
+        assert "pip install 'meshagent[anthropic]'" in " ".join(ran.output.split())

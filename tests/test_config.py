@@ -31,7 +31,7 @@ from meshagent.exceptions import ConfigError
 SETTINGS = ", ".join(
     ["agents_dir", "ledger_url", "default_model", "value_tags", "timeout_seconds"]
     + ["max_concurrent_model_calls"]
-    + ["privacy", "flags", "prices", "serve", "dashboard", "slack", "jira", "connectors"]
+    + ["privacy", "people", "flags", "prices", "serve", "dashboard", "slack", "jira", "connectors"]
 )
 
 
@@ -243,6 +243,7 @@ ENV_CASES = {
     "MESHAGENT_SERVE__RELOAD_SECONDS": ("0.5", ("serve", "reload_seconds"), 0.5),
     "MESHAGENT_SERVE__BACKOFF_AFTER_FAILURES": ("2", ("serve", "backoff_after_failures"), 2),
     "MESHAGENT_PRIVACY__ADMINS": ("a@x.com,U1", ("privacy", "admins"), ("a@x.com", "U1")),
+    "MESHAGENT_PEOPLE__ME": ("a@x.com", ("people", "me"), "a@x.com"),
     "MESHAGENT_DASHBOARD__VIEWER_HEADER": (
         "X-Auth-Request-Email",
         ("dashboard", "viewer_header"),
@@ -345,7 +346,8 @@ def test_unknown_variables_are_refused_with_a_suggestion(tmp_path):
         "MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
         "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
         "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, "
-        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SERVE__<KEY>, "
+        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PEOPLE__<KEY>, MESHAGENT_PRIVACY__<KEY>, "
+        "MESHAGENT_SERVE__<KEY>, "
         "MESHAGENT_SLACK__<KEY>"
     )
     env_error(
@@ -443,7 +445,8 @@ def test_environment_errors_come_after_the_file_errors(tmp_path):
         "(valid: MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
         "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
         "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, "
-        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PRIVACY__<KEY>, MESHAGENT_SERVE__<KEY>, "
+        "MESHAGENT_JIRA__<KEY>, MESHAGENT_PEOPLE__<KEY>, MESHAGENT_PRIVACY__<KEY>, "
+        "MESHAGENT_SERVE__<KEY>, "
         "MESHAGENT_SLACK__<KEY>)\n"
         "MESHAGENT_PRIVACY__MIN_GROUP_SIZE: expected an integer >= 1, got 'x'",
         MESHAGENT_PRIVACY__MIN_GROUP_SIZE="x",

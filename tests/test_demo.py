@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from meshagent.cli import app
 from meshagent.config import load_config
 from meshagent.demo import SHIPPED_EXAMPLES
+from meshagent.invocation import meshagent_command
 from meshagent.ledger.flags import flags
 from meshagent.ledger.periods import Period
 from meshagent.ledger.schema import entries
@@ -22,22 +28,42 @@ from meshagent.ledger.store import Ledger
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_plays_a_week_and_shows_what_bought_nothing(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no agents/ here: the examples shipped with the package run
-    for name in ("MESHAGENT_AGENTS_DIR", "MESHAGENT_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    own = tmp_path / "mine.db"
-    monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{own}")
-    monkeypatch.setenv("COLUMNS", "80")
-    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
+@dataclass
+class Demo:
+    cwd: Path
+    output: str
+    own: Path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """One demo run, shared by the tests that read what it printed and wrote (it takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    home = tmp_path / "home"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in list(os.environ):
+            if name.startswith("MESHAGENT_"):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+        monkeypatch.chdir(tmp_path)  # no agents/ here: the examples shipped with the package run
+        own = tmp_path / "mine.db"
+        monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{own}")
+        monkeypatch.setenv("COLUMNS", "80")
+        result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
+        assert result.exit_code == 0, result.output
+        yield Demo(tmp_path, result.output, own)
+
+
+def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
+    tmp_path = demo.cwd
+    text = " ".join(demo.output.split())
     assert "the example agents shipped with MeshAgent (no agents/ here)" in text
     assert "Left out (they read the web, which the demo never reaches)" in text
     assert "a week of schedules" in text and "Cost against value" in text
     assert "Runs that bought nothing: everything-watcher" in text
     assert "dashboard --user demo-admin" in text
-    assert not own.exists()  # the user's own ledger is never touched
+    assert not demo.own.exists()  # the user's own ledger is never touched
 
     config = load_config(tmp_path / "demo" / "meshagent.toml", env={})
     with Ledger.open(config.ledger_url) as ledger:
@@ -92,3 +118,58 @@ def test_the_wheel_ships_the_example_agents_as_files(tmp_path):
     in_clone = {path.name: path.read_bytes() for path in (ROOT / "agents").glob("*.yaml")}
     assert shipped == in_clone and len(shipped) >= 5
     assert SHIPPED_EXAMPLES.name == "examples"  # where the demo looks for them
+
+
+def printed_commands(output: str, command: str) -> list[str]:
+    """The lines of `output` that are commands to paste: they start with the meshagent command."""
+    return [line.strip() for line in output.splitlines() if line.strip().startswith(command)]
+
+
+def test_every_command_the_demo_prints_works_when_pasted(demo, monkeypatch):
+    command = meshagent_command(cwd=demo.cwd)
+    lines = printed_commands(demo.output, command)
+    verbs = [
+        [w for w in ("dashboard", "ledger", "init") if w in shlex.split(line)] for line in lines
+    ]
+    assert verbs == [["dashboard"], ["ledger"], ["ledger"], ["init"]]
+    for line in lines:  # one line each, at 80 columns too: nothing wrapped into the next line
+        assert shlex.split(line)[-1] in ("demo-admin", "agent", "flags", "my-first-agent")
+    dashboard, report, flag_list, init = lines
+    for line in (report, flag_list, init):
+        pasted = subprocess.run(
+            line, shell=True, cwd=demo.cwd, capture_output=True, text=True, timeout=120,
+            input="me@example.com\n",  # init asks for the owner where nothing names one
+        )  # fmt: skip
+        assert pasted.returncode == 0, (line, pasted.stdout, pasted.stderr)
+    assert (demo.cwd / "agents" / "my-first-agent.yaml").exists()
+    pasted = subprocess.run(report, shell=True, cwd=demo.cwd, capture_output=True, text=True)
+    assert "everything-watcher" in pasted.stdout and "withheld" not in pasted.stdout
+    # The dashboard serves until stopped: run its argv in-process, uvicorn.run replaced.
+    import uvicorn
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(app=app, **options))
+    monkeypatch.chdir(demo.cwd)
+    result = CliRunner().invoke(app, shlex.split(dashboard)[1:], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen["port"] == 8765 and "viewing as demo-admin" in result.output
+
+
+def test_the_printed_command_is_the_one_that_was_typed(tmp_path):
+    script = tmp_path / ".venv" / "bin" / "meshagent"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    python = str(script.parent / "python")
+    typed = meshagent_command(cwd=tmp_path, argv0=".venv/bin/meshagent", executable=python,
+                              path="")  # fmt: skip
+    assert typed == ".venv/bin/meshagent"  # the venv is not activated after the quickstart
+    on_path = meshagent_command(cwd=tmp_path, argv0=str(script), executable=python,
+                                path=str(script.parent))  # fmt: skip
+    assert on_path == "meshagent"
+    via_python = meshagent_command(cwd=tmp_path, argv0="-m", executable=python, path="")
+    assert via_python == ".venv/bin/meshagent"
+    elsewhere = meshagent_command(
+        cwd=tmp_path / ".venv", argv0="x", executable="/opt/py dir/python", path=""
+    )
+    assert elsewhere == "'/opt/py dir/python' -m meshagent"

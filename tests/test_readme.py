@@ -42,3 +42,48 @@ def test_the_agent_file_example_is_valid():
         "jira.search",
         "slack.post_message",
     ]
+
+
+def block_after(heading: str) -> list[str]:
+    """The lines of the first plain code block under `heading`, comments dropped."""
+    section = (ROOT / "README.md").read_text().split(heading + "\n", 1)[1]
+    code = re.search(r"```\n(.*?)\n```", section, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in code.splitlines() if line.strip()]
+
+
+def test_the_first_agent_and_the_ledger_commands_work_as_pasted(tmp_path, monkeypatch):
+    """README's walk-through, pasted into a shell in a fresh project beside the quickstart's
+    virtualenv, then each "Read the ledger" command (the dashboard in-process: it serves)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    first = block_after("## Write your first agent")
+    assert first[0] == "source .venv/bin/activate"
+    ledger = block_after("## Read the ledger")
+    pasted = [line for line in ledger if " dashboard" not in line]
+    env = {**os.environ, "USER": "erin", "GIT_CONFIG_GLOBAL": str(tmp_path / "none")}
+    done = subprocess.run(
+        ["bash", "-e", "-c", "\n".join([*first, *pasted])],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 passed" in done.stdout and "dry run" in done.stdout
+    assert "viewing as erin ($USER)" in done.stderr
+    assert "deploy-digest" in done.stdout  # erin's own agent, in full in her report
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from meshagent.cli import app
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **options: seen.update(options))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USER", "erin")
+    for line in ledger:
+        if " dashboard" in line:
+            result = CliRunner().invoke(app, shlex.split(line)[1:], catch_exceptions=False)
+            assert result.exit_code == 0 and "viewing as erin" in result.output

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, case, distinct, func, or_, sel
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER, PrivacyLike, fold, is_admin
 from meshagent.ledger.records import PLANNED
-from meshagent.ledger.reports import GROUPINGS, NONE_LABEL, ReportRow
+from meshagent.ledger.reports import GROUPINGS, NONE_LABEL, ReportRow, summary
 from meshagent.ledger.schema import (
     DAILY_SUMS,
     TOKEN_KINDS,
@@ -167,6 +167,11 @@ def folded_report(
     tag: str | None = None,
 ) -> Folded:
     """`reports.summary` with the team and tag filters applied before folding."""
+    if viewer is not None and not is_admin(viewer, privacy):
+        # The viewer's own agents in full, the rest folded: exactly the CLI's report.
+        report = summary(ledger, by=by, period=period, viewer=viewer, privacy=privacy, team=team,
+                         tag=tag)  # fmt: skip
+        return Folded(report.rows, report.folded, report.withheld)
     column = daily.c[GROUPINGS[by]]
     where = _where(period, team=team, tag=tag)
     return _folded(ledger, column, where, by=by, viewer=viewer, privacy=privacy)

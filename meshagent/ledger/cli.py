@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy import select
 
 from meshagent.exceptions import LedgerError
@@ -23,6 +24,7 @@ from meshagent.ledger.flags import flags as find_flags
 from meshagent.ledger.periods import Period
 from meshagent.ledger.schema import entries
 from meshagent.ledger.store import Ledger
+from meshagent.printer import print_error, print_text
 
 __all__ = ["app"]
 
@@ -64,11 +66,32 @@ def main(
             help="Ledger database URL (default: SQLite in the data dir).",
         ),
     ] = None,
-    viewer: Annotated[str | None, typer.Option(help="Who is asking (rows per person).")] = None,
+    viewer: Annotated[
+        str | None,
+        typer.Option(
+            help="View the ledger as this person (default: [people] me, git's user.email, "
+            "$USER). Place it before the command: ledger --viewer ME report.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     obj = ctx.ensure_object(dict)
     obj["ledger_url"] = ledger_url or obj.get("ledger_url")
-    obj["viewer"] = viewer or obj.get("viewer")
+    if viewer:
+        obj["viewer"] = viewer
+
+
+def _viewer(ctx: typer.Context) -> str | None:
+    """The viewer given, else the person at the keyboard, said on standard error."""
+    obj = ctx.obj
+    if obj.get("viewer") is None and obj.get("config") is not None:
+        from meshagent.people import current_person
+
+        person = current_person(obj["config"])
+        obj["viewer"] = person.name if person else None
+        who = f"{person}; ledger --viewer NAME views as another" if person else "nobody"
+        _stderr().print(Text(f"viewing as {who}", style="dim"), highlight=False)
+    return obj.get("viewer")
 
 
 def _open(ctx: typer.Context, *, migrate: bool = True) -> Ledger:
@@ -79,13 +102,17 @@ def _open(ctx: typer.Context, *, migrate: bool = True) -> Ledger:
 
 
 def _fail(exc: LedgerError) -> Any:
-    typer.echo(f"error: {exc}", err=True)
+    print_error(_stderr(), exc)
     raise typer.Exit(2)
 
 
 def _console() -> Console:
     console = Console()
     return console if console.is_terminal else Console(width=200)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
 
 
 def _period(name: PeriodName, start: datetime | None, end: datetime | None) -> Period:
@@ -111,13 +138,14 @@ def report(
     output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
 ) -> None:
     """Runs, outcomes, tokens, cost and value per group over a period."""
+    viewer = _viewer(ctx)
     with _open(ctx) as ledger:
         try:
             result = reports.summary(
                 ledger,
                 by=by.value,
                 period=_period(period, start, end),
-                viewer=ctx.obj.get("viewer"),
+                viewer=viewer,
                 privacy=ctx.obj.get("privacy"),
             )
         except LedgerError as exc:
@@ -126,11 +154,13 @@ def report(
         typer.echo(render.report_json(result))
     elif output is ReportFormat.csv:
         typer.echo(render.report_csv(result), nl=False)
-    elif not result.rows and not result.withheld:
+    elif not result.rows and not result.hidden_runs:
         last = result.period.end - timedelta(days=1)
-        _console().print(f"no runs recorded from {result.period.start} to {last}")
+        print_text(_console(), f"no runs recorded from {result.period.start} to {last}")
+    elif not result.rows:
+        print_text(_console(), render.withheld_text(result, viewer=viewer))
     else:
-        _console().print(render.report_table(result))
+        _console().print(render.report_table(result, viewer=viewer))
 
 
 @app.command()
@@ -145,18 +175,24 @@ def forecast(ctx: typer.Context) -> None:
     found = scan_agents(config.agents_dir, value_tags=config.value_tags)
     if found.issues:
         bad = len({issue.file for issue in found.issues})
-        _console().print(f"[yellow]{bad} agent files left out: run `meshagent validate`[/yellow]")
+        files = "agent file" if bad == 1 else "agent files"
+        print_text(_console(), f"{bad} {files} left out: run `meshagent validate`", style="yellow")
     fires = {spec.name: spec.fires_per_month(today) for spec in found.agents if spec.enabled}
+    viewer = _viewer(ctx)
     with _open(ctx) as ledger:
         rows = reports.forecast(
             ledger,
             fires,
             today=today,
-            viewer=ctx.obj.get("viewer"),
+            viewer=viewer,
             privacy=ctx.obj.get("privacy"),
         )
     if not rows:
-        _console().print("no forecast: no scheduled agent with runs you may see in 30 days")
+        print_text(
+            _console(),
+            "no forecast: no scheduled agent with runs you may see in 30 days (an agent's "
+            "forecast is shown to its owner and to the admins listed under [privacy] admins)",
+        )
         return
     _console().print(render.forecast_table(rows))
 
@@ -169,22 +205,24 @@ def flags(
     end: ToOption = None,
 ) -> None:
     """Runs that look like tokenmaxxing, each rule with its reason and its runs."""
+    viewer = _viewer(ctx)
     with _open(ctx) as ledger:
         found = find_flags(
             ledger,
             period=_period(period, start, end),
             settings=ctx.obj.get("flag_settings"),
-            viewer=ctx.obj.get("viewer"),
+            viewer=viewer,
             privacy=ctx.obj.get("privacy"),
         )
     if not found:
-        viewer, privacy = ctx.obj.get("viewer"), ctx.obj.get("privacy")
+        privacy = ctx.obj.get("privacy")
         if privacy is not None and viewer in tuple(privacy.admins):
-            _console().print("no tokenmaxxing flags: every rule passed for the period")
+            print_text(_console(), "no tokenmaxxing flags: every rule passed for the period")
         else:
-            _console().print(
-                f"no flags on runs of {viewer or 'yours (no --viewer given)'}; admins listed "
-                "under [privacy] admins in meshagent.toml see every flag (use --viewer)"
+            print_text(
+                _console(),
+                f"no flags on runs of {viewer or 'nobody (no viewer)'}; admins listed under "
+                "[privacy] admins in meshagent.toml see every flag (ledger --viewer NAME flags)",
             )
         return
     _console().print(render.flags_table(found))

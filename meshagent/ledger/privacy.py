@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["OTHER", "Folded", "fold", "is_admin"]
+__all__ = ["OTHER", "Cell", "Folded", "fold", "group_cells", "is_admin"]
 
 OTHER = "other"
 
@@ -61,10 +61,10 @@ def fold(cells: Iterable[Cell], *, by: str, viewer: str | None, privacy: Privacy
     """The groups `viewer` may see; see the module docstring for the rules."""
     cells = list(cells)
     if is_admin(viewer, privacy):
-        return Folded(_group(cells))
+        return Folded(group_cells(cells))
     if by == "owner":
         mine = [cell for cell in cells if viewer is not None and cell[1] == viewer]
-        return Folded(_group(mine), folded=len({cell[1] for cell in cells} - {viewer}))
+        return Folded(group_cells(mine), folded=len({cell[1] for cell in cells} - {viewer}))
     k = privacy.min_group_size
     team_people: dict[str, set[str]] = defaultdict(set)
     for team, _, person, _ in cells:
@@ -74,7 +74,7 @@ def fold(cells: Iterable[Cell], *, by: str, viewer: str | None, privacy: Privacy
     for team, _, person, sums in cells:
         if team in small:
             other.add(person, sums)
-    groups = _group(cell for cell in cells if cell[0] not in small)
+    groups = group_cells(cell for cell in cells if cell[0] not in small)
     folded = len({cell[1] for cell in cells if cell[0] in small} - set(groups))
     for name in [name for name, group in groups.items() if len(group.people) < k]:
         other.absorb(groups.pop(name))
@@ -90,7 +90,8 @@ def fold(cells: Iterable[Cell], *, by: str, viewer: str | None, privacy: Privacy
     return Folded(groups, folded=folded)
 
 
-def _group(cells: Iterable[Cell]) -> dict[str, Group]:
+def group_cells(cells: Iterable[Cell]) -> dict[str, Group]:
+    """The cells summed per group name, with the distinct people behind each."""
     groups: dict[str, Group] = defaultdict(Group)
     for _, name, person, sums in cells:
         groups[name].add(person, sums)

@@ -11,11 +11,20 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from meshagent.ledger.flags import Flag
 from meshagent.ledger.reports import ForecastRow, Report, ReportRow
 
-__all__ = ["flags_table", "money", "plain", "report_csv", "report_json", "report_table"]
+__all__ = [
+    "flags_table",
+    "money",
+    "plain",
+    "report_csv",
+    "report_json",
+    "report_table",
+    "withheld_text",
+]
 
 
 def money(value: Decimal | None) -> str:
@@ -40,7 +49,40 @@ def _number(value: Any) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def report_table(report: Report) -> Table:
+def withheld_text(report: Report, *, viewer: str | None = None) -> str:
+    """What a report left out for this viewer, and why, in one sentence ("" when nothing)."""
+    parts = []
+    if report.own_runs:
+        parts.append(f"your agents' {_plural(report.own_runs, 'run')} in full")
+    if report.hidden_runs:
+        people = _plural(report.hidden_people, "person", "people")
+        runs = _plural(report.hidden_runs, "run")
+        if report.by == "owner":
+            why = (
+                f"{runs} of {people} withheld: a person's row is shown only to them and to the "
+                "admins listed under [privacy] admins in meshagent.toml"
+            )
+        else:
+            why = (
+                f"{runs} of {people} withheld: fewer than {report.min_group_size} people "
+                "([privacy] min_group_size) could be singled out; the admins listed under "
+                "[privacy] admins in meshagent.toml see them"
+            )
+        parts.append(why)
+    if report.folded and not report.hidden_runs:
+        groups = _plural(report.folded, "small group")
+        parts.append(f"{groups} counted in 'other' to protect privacy")
+    if viewer is None and report.hidden_runs:
+        parts.append("no viewer: set [people] me in meshagent.toml or use ledger --viewer NAME")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
+
+
+def report_table(report: Report, *, viewer: str | None = None) -> Table:
     table = Table(title=f"Ledger by {report.by}, {report.period.label}")
     headers = [
         "group",
@@ -58,7 +100,7 @@ def report_table(report: Report) -> Table:
         table.add_column(header, justify="left" if header == "group" else "right", no_wrap=True)
     for row in report.rows:
         table.add_row(
-            row.group,
+            Text(row.group),
             _number(row.runs),
             _number(row.runs_with_outcome),
             _number(row.tokens),
@@ -69,10 +111,8 @@ def report_table(report: Report) -> Table:
             _number(row.feedback_pos),
             _number(row.feedback_neg),
         )
-    if report.withheld:
-        table.caption = "withheld: too few people in this period to report without naming them"
-    elif report.folded:
-        table.caption = f"{report.folded} small groups counted in 'other' to protect privacy"
+    caption = withheld_text(report, viewer=viewer)
+    table.caption = Text(caption) if caption else None
     return table
 
 
@@ -99,6 +139,7 @@ def report_json(report: Report) -> str:
         "to": str(report.period.end),
         "folded": report.folded,
         "withheld": report.withheld,
+        "withheld_runs": report.hidden_runs,
         "rows": [_row_dict(row) for row in report.rows],
     }
     return json.dumps(document, indent=2)
@@ -118,7 +159,7 @@ def flags_table(found: list[Flag]) -> Table:
     for header in ("rule", "subject", "runs", "why"):
         table.add_column(header, no_wrap=header != "why")
     for flag in found:
-        table.add_row(flag.rule, flag.subject, f"{len(flag.run_ids):,}", flag.reason)
+        table.add_row(flag.rule, Text(flag.subject), f"{len(flag.run_ids):,}", Text(flag.reason))
     return table
 
 
@@ -129,7 +170,7 @@ def forecast_table(rows: list[ForecastRow]) -> Table:
         table.add_column(column, justify="left" if column == "agent" else "right")
     for row in rows:
         table.add_row(
-            row.agent,
+            Text(row.agent),
             _number(round(row.fires_per_month, 1)),
             _number(row.runs_seen),
             money(row.median_cost_usd),

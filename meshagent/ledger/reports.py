@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, select
 from meshagent.config import PrivacySettings
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacyLike, fold, is_admin
+from meshagent.ledger.privacy import Cell, PrivacyLike, fold, group_cells, is_admin
 from meshagent.ledger.schema import DAILY_SUMS, daily, entries
 
 if TYPE_CHECKING:
@@ -90,6 +90,10 @@ class Report:
     rows: tuple[ReportRow, ...]
     folded: int  # groups counted in "other" (or hidden) to protect small groups
     withheld: bool  # too few people in the whole period to show anything
+    hidden_runs: int = 0  # runs in no row: withheld, or other owners' rows
+    hidden_people: int = 0  # the distinct people behind those runs
+    own_runs: int = 0  # the viewer's own runs (their agents', or triggered by them), in full
+    min_group_size: int = 5
 
 
 @dataclass(frozen=True)
@@ -117,25 +121,63 @@ def summary(
     period: Period,
     viewer: str | None = None,
     privacy: PrivacyLike | None = None,
+    team: str | None = None,
+    tag: str | None = None,
 ) -> Report:
-    """Totals per group over `period`, as `viewer` may see them."""
+    """Totals per group over `period` (of one team and value tag when given), as `viewer` may
+    see them.
+
+    The runs of a viewer's own agents are theirs to see in full, as on the dashboard; everyone
+    else's are folded by the privacy rules, without the viewer's, so that "other" never hides
+    fewer than `min_group_size` other people behind what the viewer can subtract.
+    """
     if by not in GROUPINGS:
         raise LedgerError(f"cannot group a report by {by!r}: use one of {', '.join(GROUPINGS)}")
+    privacy = privacy or PrivacySettings()
     column = daily.c[GROUPINGS[by]]
     sums = [func.sum(daily.c[name]).label(name) for name in DAILY_SUMS]
+    where = [daily.c.day >= period.start, daily.c.day < period.end]
+    if team is not None:
+        where.append(daily.c.team == ("" if team == NONE_LABEL else team))
+    if tag is not None:
+        where.append(daily.c.value_tag == ("" if tag == NONE_LABEL else tag))
     query = (
-        select(daily.c.team, column, daily.c.person, *sums)
-        .where(daily.c.day >= period.start, daily.c.day < period.end)
-        .group_by(daily.c.team, column, daily.c.person)
+        select(daily.c.team, column, daily.c.person, daily.c.owner, *sums)
+        .where(*where)
+        .group_by(daily.c.team, column, daily.c.person, daily.c.owner)
     )
     found = ledger.read(lambda c: c.execute(query).all(), what="read a report")
-    cells = [
-        (r[0], r[1] or NONE_LABEL, r[2], dict(zip(DAILY_SUMS, r[3:], strict=True))) for r in found
-    ]
-    folded = fold(cells, by=by, viewer=viewer, privacy=privacy or PrivacySettings())
-    rows = [_row(name, group.sums, len(group.people)) for name, group in folded.groups.items()]
+    own: list[Cell] = []
+    cells: list[Cell] = []
+    for team, name, person, owner, *values in found:
+        cell = (team, name or NONE_LABEL, person, dict(zip(DAILY_SUMS, values, strict=True)))
+        mine = viewer is not None and owner == viewer and not is_admin(viewer, privacy)
+        (own if mine else cells).append(cell)
+    folded = fold(cells, by=by, viewer=viewer, privacy=privacy)
+    groups = folded.groups
+    shown = sum(group.sums.get("runs") or 0 for group in groups.values())
+    hidden = (sum(cell[3].get("runs") or 0 for cell in cells) - shown) if cells else 0
+    shown_people = set().union(*(group.people for group in groups.values()))
+    hidden_people = {cell[2] for cell in cells} - shown_people if hidden else set()
+    for name, group in group_cells(own).items():
+        if name in groups:
+            groups[name].absorb(group)  # shown to the viewer already: the sum tells no more
+        else:
+            groups[name] = group
+    rows = [_row(name, group.sums, len(group.people)) for name, group in groups.items()]
     rows.sort(key=lambda row: (row.group == "other", -(row.cost_usd or 0), row.group))
-    return Report(by, period, tuple(rows), folded.folded, folded.withheld)
+    own_runs = sum(cell[3].get("runs") or 0 for cell in own)
+    return Report(
+        by,
+        period,
+        tuple(rows),
+        folded.folded,
+        folded.withheld,
+        hidden_runs=hidden,
+        hidden_people=len(hidden_people),
+        own_runs=own_runs,
+        min_group_size=privacy.min_group_size,
+    )
 
 
 def _row(name: str, sums: Mapping[str, Any], people: int) -> ReportRow:

@@ -86,7 +86,10 @@ def test_export_csv_and_jsonl(url):
 
 def test_flags_and_migrate(url):
     hidden = _run(url, "flags", *WEEK).output
-    assert "no flags on runs of yours (no --viewer given)" in " ".join(hidden.split())
+    assert (
+        "no flags on runs of nobody (no viewer); admins listed under [privacy] admins"
+        in " ".join(hidden.split())
+    )
     assert _run(url, "migrate").output.startswith("ledger schema at 0004")
 
 

@@ -61,14 +61,28 @@ def two_worlds(ledger_url, tmp_path):
     second.close()
 
 
+def _own_groups(ledger, viewer) -> dict[str, set[str]]:
+    """Per grouping, the groups holding the viewer's own runs: those they see in full."""
+    from sqlalchemy import select
+
+    from meshagent.ledger.schema import daily
+
+    query = select(daily).where(daily.c.owner == viewer)
+    found = ledger.read(lambda c: c.execute(query).mappings().all())
+    return {by: {row[column] for row in found} for by, column in reports.GROUPINGS.items()}
+
+
 @pytest.mark.parametrize("viewer", ["big0", "pair0", "solo", None])
 def test_a_small_teams_member_only_ever_moves_the_other_row(two_worlds, viewer):
     first, second = (_views(ledger, viewer) for ledger in two_worlds)
+    own = _own_groups(two_worlds[0], viewer)
     for by, report in first.items():
         rows = {row.group: row for row in report.rows}
         changed = {row.group for row in second[by].rows if rows.get(row.group) != row}
-        assert changed <= {OTHER, viewer}, by  # their own row: solo sees what solo spent
-        assert all(row.people >= 5 for row in report.rows if row.group != viewer), by
+        # their own rows: solo sees what solo spent, in every grouping
+        assert changed <= {OTHER, *own[by]}, by
+        small = [row for row in report.rows if row.people < 5]
+        assert all(row.group in own[by] and row.people == 1 for row in small), by
         if by != "owner":
             assert OTHER in rows and rows[OTHER].people >= 5
 
@@ -88,7 +102,10 @@ def test_rows_per_person_go_to_that_person_or_admins(ledger):
 def test_too_few_people_in_all_withholds_everything(ledger):
     ledger.write_records([record(owner="a"), record(owner="b", team="other-team")])
     report = reports.summary(ledger, by="tag", period=WEEK, viewer="a", privacy=PRIVACY)
-    assert report.rows == () and report.withheld
+    assert report.withheld and (report.hidden_runs, report.hidden_people) == (1, 1)
+    assert [(row.people, row.runs) for row in report.rows] == [(1, 1)]  # a's own run, in full
+    anonymous = reports.summary(ledger, by="tag", period=WEEK, privacy=PRIVACY)
+    assert anonymous.rows == () and anonymous.withheld and anonymous.hidden_runs == 2
     (week,) = reports.adoption(ledger, period=WEEK, viewer="a", privacy=PRIVACY)
     assert week.people_with_usage is None
 
