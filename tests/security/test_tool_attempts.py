@@ -31,6 +31,7 @@ from meshagent.config import Config
 from meshagent.loader import parse_agent
 from meshagent.models import ScriptedChatModel
 from meshagent.runtime import Runtime
+from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
 from tests.runtime.conftest import agent, make_runtime, run
 from tests.runtime.openai_server import Completion, OpenAIServer, answer, usage
 
@@ -168,13 +169,15 @@ def test_a_hostile_tool_name_is_cut_and_made_printable(sandbox, ledger):
         pytest.param(
             NOTE | {"as_user": True}, "as_user: Extra inputs are not permitted", id="extra"
         ),
-        pytest.param({"channel": "#payments"}, "text: Field required", id="missing"),
+        pytest.param({"text": "Deploy done."}, "channel: Field required", id="missing"),
         pytest.param(
             {"channel": "#payments", "text": {"nested": "object"}},
             "text: Input should be a valid string",
             id="wrong-type",
         ),
-        pytest.param({}, "channel: Field required", id="empty"),
+        pytest.param(
+            {"channel": "#payments"}, "Value error, a message needs text or blocks", id="no-text"
+        ),
     ],
 )
 def test_arguments_the_schema_refuses_fail_the_call_not_the_run(sandbox, ledger, arguments, reason):
@@ -194,7 +197,7 @@ def test_arguments_the_schema_refuses_fail_the_call_not_the_run(sandbox, ledger,
     assert second[:2] == ("tool_call", "slack.post_message")
     content = told(model, "bad-args").content
     assert content.startswith(f"Error: invalid arguments for slack_post_message: {reason}")
-    assert "channel (required), text (required)" in content  # what it should have sent
+    assert content.endswith("Its arguments: channel (required), text, blocks, thread_ts.")
     assert ledger.entry(result.run_id)["tool_calls"] == 2  # a failed call counts, as before
 
 
@@ -282,7 +285,7 @@ def test_secrets_in_a_granted_calls_arguments_are_masked(sandbox, ledger):
     result = run(make_runtime(sandbox, ledger, model), agent(GATED))
     [(kind, _, detail)] = events(ledger, result)
     assert kind == "tool_call" and bot_token not in detail
-    assert arguments_of(detail) == NOTE | {"text": "***"}
+    assert json.loads(detail) == NOTE | {"text": "***"}  # a call that ran: its arguments
 
 
 # -- many bad attempts in a row ---------------------------------------------------------------
@@ -359,9 +362,10 @@ def test_an_unexpected_exception_in_a_tool_fails_the_call_not_the_run(sandbox, l
     assert result.status == "ok", result.error
     [(kind, name, detail)] = events(ledger, result)
     assert (kind, name) == ("tool_failed", "broken.read")
-    assert detail.startswith("KeyError: 'errorMessages'")
+    assert "KeyError: 'errorMessages'" in detail
     assert arguments_of(detail) == {"key": "PAY-1"}
-    assert told(model, "boom").content == "Error: broken_read failed: KeyError: 'errorMessages'"
+    content = told(model, "boom").content
+    assert content.startswith("Error: ") and "KeyError: 'errorMessages'" in content
 
 
 # -- malformed JSON from a real provider client ------------------------------------------------
@@ -521,7 +525,81 @@ def test_invalid_calls_from_any_provider_are_handled_alike(sandbox, ledger):
     assert result.status == "ok", result.error
     [(kind, name, detail)] = events(ledger, result)
     assert (kind, name) == ("tool_failed", "slack.post_message")
-    assert "Unterminated object" in detail
+    assert detail.startswith("arguments are not valid JSON: Expecting ',' delimiter")
     assert told(model, "inv-1").content.startswith(
         "Error: the arguments of your call to slack_post_message are not valid JSON"
     )
+
+
+# -- where the wrapper sits --------------------------------------------------------------------
+
+
+def test_the_wrapper_sits_on_langgraphs_tool_node(sandbox, ledger):
+    """The cheap way (no middleware) works with the installed LangGraph; if an upgrade moves
+    the attribute, agents still work through middleware, but this test says so."""
+    from meshagent.agent_loop import build_agent
+
+    runtime = make_runtime(sandbox, ledger, scripted())
+    spec = agent(GATED)
+    loop = build_agent(runtime, spec, runtime._chat_model("scripted"))
+    assert loop.graph.nodes["tools"].bound._awrap_tool_call == loop.attempts.wrap
+
+
+def test_through_middleware_every_attempt_is_handled_alike(sandbox, ledger, monkeypatch):
+    import meshagent.agent_loop
+
+    monkeypatch.setattr(meshagent.agent_loop, "_wrap_tool_node", lambda graph, wrap: False)
+    model = ScriptedChatModel(
+        responses=[
+            AIMessage(
+                content="",
+                tool_calls=[{"name": "nope", "args": {}, "id": "n", "type": "tool_call"}],
+                invalid_tool_calls=[
+                    {
+                        "type": "invalid_tool_call",
+                        "name": "slack_post_message",
+                        "args": "{",
+                        "id": "m",
+                        "error": None,
+                    }
+                ],
+            ),
+            {"tool_calls": [{"name": "slack_post_message", "args": {"x": 1}, "id": "x"}]},
+            "Done.",
+        ]
+    )
+    result = run(make_runtime(sandbox, ledger, model), agent(GATED))
+
+    assert result.status == "ok", result.error
+    kinds = [(kind, name) for kind, name, _ in events(ledger, result)]
+    assert kinds == [
+        ("tool_refused", "nope"),
+        ("tool_failed", "slack.post_message"),
+        ("tool_failed", "slack.post_message"),
+    ]
+    assert told(model, "n").content.startswith("Error: there is no tool named 'nope'")
+    assert told(model, "m").content.startswith("Error: the arguments of your call")
+    assert told(model, "x").content.startswith("Error: invalid arguments for slack_post_message")
+
+
+# -- what a hostile model sends reaches PostgreSQL intact ---------------------------------------
+
+
+@pytest.mark.postgres
+def test_hostile_names_and_arguments_close_the_entry_on_postgresql(
+    sandbox,
+    pg_schema_url,  # noqa: F811
+):
+    from meshagent.ledger import Ledger
+
+    model = scripted(
+        {"name": "\x00" + "n" * 5_000, "args": {"a\x00": "b\x00" * 3_000}, "id": "nul"},
+        {"name": "slack_post_message", "args": NOTE | {"text": "Deploy\x00done"}, "id": "nul2"},
+    )
+    with Ledger.open(pg_schema_url, retry_for=10.0) as ledger:
+        result = run(make_runtime(sandbox, ledger, model), agent(GATED))
+        assert result.status == "ok", result.error
+        assert ledger.entry(result.run_id)["status"] == "ok"
+        recorded = events(ledger, result)
+    assert [kind for kind, _, _ in recorded] == ["tool_refused", "tool_call"]
+    assert recorded[0][1].startswith("\\x00nnn") and len(recorded[0][1]) <= 200
