@@ -108,7 +108,8 @@ def metrics_text(fleet: Fleet, slack: Mapping[str, int] | None = None) -> str:
     if slack is not None:
         lines += [
             "# HELP meshagent_slack_total What the Slack app handled: commands, feedback,"
-            " reactions, duplicate events and replayed requests refused, failed tasks.",
+            " reactions, duplicate events; requests refused as replayed, as unsigned or badly"
+            " signed, as too large, or unchecked (ledger unreachable); failed tasks.",
             "# TYPE meshagent_slack_total counter",
         ]
         for kind in sorted(set(SLACK_COUNTS) | set(slack)):
@@ -126,6 +127,9 @@ SLACK_COUNTS = (
     "reactions",
     "duplicate_events",
     "replays_refused",
+    "signatures_refused",
+    "bodies_too_large",
+    "replay_checks_failed",
     "failed_tasks",
 )
 

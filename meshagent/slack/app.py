@@ -1,15 +1,18 @@
 """SlackApp: the slack_bolt AsyncApp, its two transports, and the background work it starts.
 
-HTTP: one POST endpoint, ``/slack/events``, for commands, interactivity and events alike; Bolt
-checks every request's signature (HMAC-SHA256 ``v0`` over the raw body with the signing
-secret, timestamp within five minutes) and a replayed signature is refused here too: both get
-401 and the body is never acted on. Socket Mode: the app-level token, no public URL.
+HTTP: one POST endpoint, ``/slack/events``, for commands, interactivity and events alike. Its
+body is read up to 1 MiB (413 past it, the rest unread), then its signing headers are checked
+(`inbound`: one well-formed timestamp within five minutes, one ``v0`` HMAC-SHA256 over the raw
+body with the signing secret) before Bolt parses anything, and a signature already used on any
+replica is refused (`arrivals`): each gets 401 and the body is never acted on. Socket Mode: the
+app-level token, no public URL.
 
 Listeners only parse, check and acknowledge (``process_before_response``: the acknowledgement
 is sent once the listener returned); runs, lookups and ledger writes happen in asyncio tasks
 kept in a set, which ``wait_idle`` awaits and ``stop`` cancels. A failing task is logged and
-answered, never raised into Bolt. Events are processed once: by event id (a bounded LRU) and,
-for Slack's retries (X-Slack-Retry-Num) after a timeout, by the retry headers.
+answered, never raised into Bolt. Events are processed once, on whichever replica: by event
+id (a nonce in the ledger) and, for Slack's retries (X-Slack-Retry-Num) after a timeout, by
+the retry headers.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -37,21 +42,24 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError, LedgerError
+from meshagent.ledger.nonces import NonceClaims
+from meshagent.ledger.nonces import purge as purge_nonces
 from meshagent.runtime import Runtime
 from meshagent.slack.access import Directory
 from meshagent.slack.acks import AcksFirst
+from meshagent.slack.arrivals import SIGNED, Arrivals
 from meshagent.slack.commands import Command, Commands
 from meshagent.slack.feedback import VoteOrder, cast_at, reaction_vote, withdraw_vote
+from meshagent.slack.inbound import Refused, TooLarge, read_body, verify
 from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
 from meshagent.slack.redact import REDACT, guarded
 from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls, SharedSession
-from meshagent.slack.seen import Seen
 from meshagent.spec import AgentSpec
 
 __all__ = ["EVENTS_PATH", "SlackApp"]
@@ -59,9 +67,7 @@ __all__ = ["EVENTS_PATH", "SlackApp"]
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-SIGNATURE_WINDOW_SECONDS = 5 * 60
 MAX_BODY_BYTES = 1 << 20
-_TIMED_OUT = ("http_timeout", "timeout")  # HTTP and Socket Mode names of a slow ack
 _FEEDBACK_ACTION = re.compile(rf"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$")
 _APP_TOKENS = "Basic Information > App-Level Tokens, with the connections:write scope"
 # What Slack's refusal of an app-level token (apps.connections.open) means.
@@ -71,29 +77,6 @@ _REFUSALS = {
     "token_revoked": "it was revoked",
     "account_inactive": "the app or its workspace is no longer active",
 }
-
-
-class _ReplayGuard(AsyncMiddleware):
-    """Refuses an HTTP request whose (already verified) signature was seen in its window."""
-
-    def __init__(self, stats: Counter[str]) -> None:
-        self.seen = Seen(50_000, ttl=SIGNATURE_WINDOW_SECONDS + 60)
-        self.stats = stats
-
-    async def async_process(
-        self,
-        *,
-        req: AsyncBoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], Awaitable[BoltResponse]],
-    ) -> BoltResponse | None:
-        if req.mode == "http":
-            signature = req.headers.get("x-slack-signature", [""])[0]
-            if signature and not self.seen.add(signature):
-                self.stats["replays_refused"] += 1
-                log.warning("refused a replayed Slack request: its signature was seen before")
-                return BoltResponse(status=401, body={"error": "invalid request"})
-        return await next()
 
 
 class _AuthorizeOnce(AsyncAuthorize):
@@ -155,38 +138,6 @@ class _SharedSession(AsyncMiddleware):
         return await next()
 
 
-class _EventDedupe(AsyncMiddleware):
-    """Acknowledges, without processing, an event already received (by event id) or a retry
-    Slack sent because the first delivery timed out (it reached an app, which acts on it)."""
-
-    def __init__(self, stats: Counter[str], maxsize: int = 10_000) -> None:
-        self.seen = Seen(maxsize)
-        self.stats = stats
-
-    async def async_process(
-        self,
-        *,
-        req: AsyncBoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], Awaitable[BoltResponse]],
-    ) -> BoltResponse | None:
-        body = req.body
-        if body.get("type") != "event_callback":
-            return await next()
-        event_id = str(body.get("event_id") or "")
-        retry = req.headers.get("x-slack-retry-num", [""])[0]
-        reason = req.headers.get("x-slack-retry-reason", [""])[0]
-        duplicate = bool(event_id) and event_id in self.seen
-        if retry and reason in _TIMED_OUT:
-            duplicate = True
-        if event_id:
-            self.seen.add(event_id)
-        if duplicate:
-            self.stats["duplicate_events"] += 1
-            return BoltResponse(status=200, body="")
-        return await next()
-
-
 class SlackApp:
     """MeshAgent's Slack app over a runtime and a live list of agents."""
 
@@ -197,8 +148,11 @@ class SlackApp:
         agents: Callable[[], list[AgentSpec]],
         *,
         env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` (seconds since the epoch) judges request timestamps and nonce expiries."""
         self.config = config
+        self.clock = clock
         self.runtime = runtime
         self.agents = agents
         self.env = env if env is not None else runtime.env
@@ -226,6 +180,8 @@ class SlackApp:
             ],
         )
         self.stats: Counter[str] = Counter()
+        self.nonces = NonceClaims(runtime.ledger)
+        arrivals = Arrivals(self.nonces, self.stats, clock=clock, purge=self._purge)
         logger = _bolt_logger()
         self.bolt = AsyncApp(
             # Bolt sets the logger named after the app like its own (level and all) on every
@@ -235,11 +191,12 @@ class SlackApp:
             signing_secret=self._signing_secret,
             authorize=_AuthorizeOnce(client),
             process_before_response=True,
-            before_authorize=_ReplayGuard(self.stats),
+            # Checked by the HTTP route before Bolt parses the body (Socket Mode is not signed).
+            request_verification_enabled=False,
+            before_authorize=arrivals,
             logger=logger,
         )
         client.token = token
-        self.bolt.use(_EventDedupe(self.stats))
         self.directory = Directory(client)
         self.commands = Commands(config, runtime, agents, self.directory)
         self.commands.on_result = self._remember
@@ -270,21 +227,48 @@ class SlackApp:
 
     def routes(self) -> list[BaseRoute]:
         """``POST /slack/events`` for commands, interactivity and events (HTTP mode)."""
-        from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+        from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 
         if not self._signing_secret:
             raise ConfigError(
                 f"set {self.config.slack.signing_secret_env} to the app's signing secret: "
                 "HTTP mode checks every request with it"
             )
-        handler = AsyncSlackRequestHandler(self.bolt)
+        secret = self._signing_secret
 
         async def events(request: Request) -> Response:
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                return PlainTextResponse("request too large", status_code=413)
             with self.acks.answering_one():
-                return await handler.handle(request)
+                try:
+                    body = await read_body(request.stream(), limit=MAX_BODY_BYTES)
+                    headers = request.headers
+                    signed = verify(
+                        secret,
+                        body,
+                        timestamps=headers.getlist("x-slack-request-timestamp"),
+                        signatures=headers.getlist("x-slack-signature"),
+                        now=self.clock(),
+                    )
+                    text = body.decode()
+                except TooLarge:
+                    self.stats["bodies_too_large"] += 1
+                    return PlainTextResponse(
+                        "request too large", status_code=413, headers={"Connection": "close"}
+                    )
+                except ClientDisconnect:
+                    return PlainTextResponse("the request ended early", status_code=400)
+                except Refused as refused:
+                    self.stats["signatures_refused"] += 1
+                    log.debug("refused a Slack request: %s", refused)
+                    return JSONResponse({"error": "invalid request"}, status_code=401)
+                except UnicodeDecodeError:  # signed, so from Slack: never sent
+                    return JSONResponse({"error": "the body is not UTF-8"}, status_code=400)
+                bolt_request = AsyncBoltRequest(
+                    body=text,
+                    query=request.url.query,
+                    headers=dict(headers),
+                    context={SIGNED: signed},
+                )
+                return to_starlette_response(await self.bolt.async_dispatch(bolt_request))
 
         return [Route(EVENTS_PATH, events, methods=["POST"])]
 
@@ -370,6 +354,7 @@ class SlackApp:
             await asyncio.wait(tasks, timeout=timeout)
         self.bolt.client.session = None
         await self.http.close()
+        await asyncio.to_thread(self.nonces.close)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until no background work is left; TimeoutError after ``timeout`` seconds."""
@@ -396,6 +381,10 @@ class SlackApp:
                 await listener(client, request)
 
         return answer
+
+    def _purge(self, now: datetime) -> None:
+        """Delete the nonces expired by ``now``, once the acknowledgements in flight are sent."""
+        self._spawn(asyncio.to_thread(purge_nonces, self.ledger, now=now), "nonce purge")
 
     def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(work, what))

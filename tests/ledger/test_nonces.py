@@ -1,0 +1,111 @@
+"""Nonces: claimed once across every replica on one database, kept until their own expiry,
+purged after it; claims of many callers written together."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from meshagent.exceptions import LedgerError
+from meshagent.ledger import Ledger
+from meshagent.ledger.nonces import NonceClaims, claim, nonce_key, purge
+from meshagent.ledger.schema import nonces
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=6)
+
+
+def _rows(ledger: Ledger) -> int:
+    query = select(func.count()).select_from(nonces)
+    return ledger.read(lambda c: c.execute(query).scalar_one())
+
+
+def test_a_key_is_the_kind_and_a_fixed_length_hash():
+    key = nonce_key("slack-signature", "v0=" + "a" * 64)
+    assert key.startswith("slack-signature:") and len(key) == len("slack-signature:") + 64
+    assert nonce_key("slack-signature", "x" * 10_000) != key
+    assert len(nonce_key("k", "é\udc80")) == 66  # any text, even a lone surrogate
+
+
+def test_a_key_is_claimed_once_until_it_expires(ledger):
+    assert claim(ledger, {"a": LATER, "b": LATER}, now=NOW) == {"a", "b"}
+    assert claim(ledger, {"a": LATER, "c": LATER}, now=NOW) == {"c"}
+    assert claim(ledger, {"a": LATER}, now=LATER - timedelta(seconds=1)) == set()
+    # Expired and not yet purged: claimed again, kept until its new expiry.
+    assert claim(ledger, {"a": LATER + timedelta(hours=1)}, now=LATER) == {"a"}
+    assert claim(ledger, {"a": LATER}, now=LATER + timedelta(minutes=1)) == set()
+
+
+def test_purge_deletes_only_what_expired(ledger):
+    claim(ledger, {"old": NOW, "new": LATER}, now=NOW - timedelta(hours=1))
+    assert purge(ledger, now=NOW + timedelta(seconds=1)) == 1
+    assert _rows(ledger) == 1
+    assert claim(ledger, {"new": LATER, "old": LATER}, now=NOW) == {"old"}
+
+
+def test_replicas_racing_for_the_same_keys_claim_each_once(ledger):
+    """Eight writers on their own connections (as replicas), each claiming the same 50 keys in
+    its own order: every key is won exactly once, and no writer deadlocks another."""
+    keys = [f"k{n:02d}" for n in range(50)]
+    won: list[set[str]] = []
+    start = threading.Barrier(8)
+    others = [Ledger.open(ledger.url, migrate=False) for _ in range(8)]
+
+    def race(at: int, mine: Ledger) -> None:
+        start.wait()
+        for step in range(5):
+            chunk = keys[step * 10 : step * 10 + 10]
+            ordered = chunk if at % 2 else chunk[::-1]
+            won.append(claim(mine, dict.fromkeys(ordered, LATER), now=NOW, deadline=20))
+
+    threads = [threading.Thread(target=race, args=pair) for pair in enumerate(others)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for other in others:
+            other.close()
+    claimed = [key for batch in won for key in batch]
+    assert len(won) == 40 and sorted(claimed) == keys
+
+
+def test_claims_of_many_callers_share_transactions(ledger):
+    claims = NonceClaims(ledger)
+
+    async def burst() -> list[set[str]]:
+        asks = [{f"k{n}": LATER, "shared": LATER} for n in range(200)]
+        return await asyncio.gather(*(claims.claim(ask, now=NOW) for ask in asks))
+
+    try:
+        got = asyncio.run(burst())
+    finally:
+        claims.close()
+    assert [n for n, mine in enumerate(got) if "shared" in mine] == [0]  # the first asker's
+    assert all(f"k{n}" in mine for n, mine in enumerate(got))
+    assert claims.batches < 200
+    assert _rows(ledger) == 201
+    # Closed, it starts again on the next claim.
+    assert claims.submit({"again": LATER}, now=NOW).result(10) == {"again"}
+    claims.close()
+
+
+def test_a_claim_the_database_cannot_take_fails_within_its_deadline(tmp_path):
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    with Ledger.open(url, busy_timeout=0.05) as ledger:
+        holder = ledger.engine.raw_connection()
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        claims = NonceClaims(ledger, deadline=0.3)
+        try:
+            with pytest.raises(LedgerError, match="could not claim nonces"):
+                claims.submit({"a": LATER}, now=NOW).result(10)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert claims.submit({"a": LATER}, now=NOW).result(10) == {"a"}
+        claims.close()
