@@ -18,7 +18,7 @@ from meshagent import __version__
 from meshagent.actions import closest
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
-from meshagent.invocation import shell_line
+from meshagent.invocation import ensure_can_listen, shell_line
 from meshagent.ledger.cli import app as ledger_app
 from meshagent.loader import load_agents, scan_agents
 from meshagent.people import Person, current_person
@@ -371,7 +371,9 @@ def dashboard(
 
     config = _config(ctx)
     person = Person(user, "--user") if user else current_person(config)
-    serve_dashboard(config, host=host, port=port, user=person.name if person else None)
+    with _exits_on_error():
+        ensure_can_listen(host, port)
+        serve_dashboard(config, host=host, port=port, user=person.name if person else None)
 
 
 @app.command()
@@ -419,6 +421,7 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with _exits_on_error():
+        ensure_can_listen(host, port)  # before the scheduler starts or a URL is announced
         lock = single_replica_lock(config.ledger_url)
         runtime = Runtime(config)
         application = create_app(config, runtime=runtime, agents_dir=agents_dir)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import sys
 from pathlib import Path
 
-__all__ = ["meshagent_command", "shell_line"]
+from meshagent.exceptions import ConfigError
+
+__all__ = ["ensure_can_listen", "meshagent_command", "shell_line"]
 
 
 def _shown(path: Path, cwd: Path) -> str:
@@ -62,3 +65,24 @@ def shell_line(*words: str | Path, command: str | None = None) -> str:
     """`meshagent WORDS...` as one line to paste: the words quoted for a POSIX shell."""
     quoted = [shlex.quote(str(word)) for word in words]
     return " ".join([command or meshagent_command(), *quoted])
+
+
+def ensure_can_listen(host: str, port: int) -> None:
+    """Raise ConfigError, saying why, when nothing can listen on host:port (a busy port, a
+    host that is not this machine's), so a server fails before it announces a URL."""
+    if port == 0:
+        return
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(
+            f"cannot listen on {shown}: {reason}; stop what is using it, or choose another "
+            "--port (or --host)"
+        ) from None

@@ -404,3 +404,19 @@ def test_bracketed_words_survive_on_the_command_line(project, monkeypatch):
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
         ran = run("run", "x", "--model", "anthropic:claude-sonnet-4-5")
         assert "pip install 'meshagent[anthropic]'" in " ".join(ran.output.split())
+
+
+def test_serve_on_a_busy_port_stops_before_the_scheduler_starts(project, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{project / 'ledger.db'}")
+    started = []
+    monkeypatch.setattr("meshagent.server.create_app", lambda *a, **k: started.append(a))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}: address already in use" in result.output
+    assert "serving" not in result.output and not started

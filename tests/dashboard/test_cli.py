@@ -72,3 +72,31 @@ def test_the_forecast_reads_the_agents_directory(tmp_path):
             (row,) = client.get("/api/agents").json()["rows"]
     assert row["fires_per_month"] == 720.0
     assert row["forecast_usd"] == "8.6400"  # 720 fires x $0.0120, the median cost per run
+
+
+def test_an_unreachable_ledger_is_one_line_and_exit_2(tmp_path, served, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MESHAGENT_LEDGER_URL", "postgresql+psycopg://u@127.0.0.1:1/x")
+    result = CliRunner().invoke(cli, ["dashboard", "--port", "0", "--user", "alice"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: cannot open the ledger at postgresql+psycopg://")
+    assert "Traceback" not in result.output and "http://" not in result.output
+    assert not served  # uvicorn never ran
+
+
+def test_a_busy_port_fails_before_the_url_is_announced(tmp_path, served, monkeypatch):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["dashboard", "--port", str(port), "--user", "alice"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; stop what is using "
+        "it, or choose another --port (or --host)\n"
+    )
+    assert not served
