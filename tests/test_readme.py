@@ -87,3 +87,14 @@ def test_the_first_agent_and_the_ledger_commands_work_as_pasted(tmp_path, monkey
         if " dashboard" in line:
             result = CliRunner().invoke(app, shlex.split(line)[1:], catch_exceptions=False)
             assert result.exit_code == 0 and "viewing as erin" in result.output
+
+
+def test_readme_names_every_system_package_the_tests_need():
+    from tests.dashboard.test_browser import SYSTEM_PACKAGES
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"`{SYSTEM_PACKAGES}`" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "export CI=true" in ci
+    for package in SYSTEM_PACKAGES.split("-y ", 1)[1].split():
+        assert package in ci or package == "postgresql", package

@@ -3,14 +3,16 @@
 The dashboard runs under uvicorn, mounted at /dashboard, over the seeded ledger. Every page is
 loaded, a filter is used, the numbers on the page are compared with the ledger's report, and a
 small team is checked to be folded into "other". Screenshots go to test-artifacts/dashboard/.
-These tests fail (never skip) when Chromium is missing: CI installs it.
+Where Chromium is missing they are skipped, the reason naming the line that installs it (README
+gives the same line), except under CI=true, where a missing browser fails the run.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,21 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 BIG0 = TEAMS["big"][0]
+#: Every system package the test suite needs, in one line (README.md and .ci/run name the same).
+SYSTEM_PACKAGES = "sudo apt-get install -y chromium chromium-driver postgresql"
+
+
+def require_chromium(path: Path = CHROMIUM, env: Mapping[str, str] = os.environ) -> None:
+    """Skip without Chromium, saying how to install it; fail instead under CI=true."""
+    if path.exists():
+        return
+    reason = (
+        f"Chromium is not installed at {path}: the browser tests use Debian's package and never "
+        f"download a browser; install what the tests need with `{SYSTEM_PACKAGES}`"
+    )
+    if env.get("CI", "").lower() == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +71,7 @@ def base_url(world: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"Chromium is not installed at {CHROMIUM}: the browser tests use Debian's package "
-            "and never download a browser; install it with "
-            "`apt-get install -y chromium chromium-driver`",
-            pytrace=False,
-        )
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -227,3 +238,11 @@ def test_the_agents_table_sorts_and_links_to_an_agent(world, visit, base_url):
     assert page.locator('li[data-rule="no_outcome"]').count() == 1
     assert page.locator('table[data-testid="runs"] tbody tr').count() == 3
     admin.shoot("agent-noisy")
+
+
+def test_a_missing_browser_skips_with_the_install_line_and_fails_under_ci(tmp_path):
+    missing = tmp_path / "chromium"
+    with pytest.raises(pytest.skip.Exception, match=f"`{SYSTEM_PACKAGES}`"):
+        require_chromium(missing, env={})
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
+        require_chromium(missing, env={"CI": "true"})
