@@ -1,10 +1,13 @@
 """Every model call of a run goes through one guarded chat model, in both modes.
 
-``Guarded`` is a LangChain chat model around the real one. Before each call it stops a run that
-has reached its budget, and writes what the run spent so far into the ledger, so a call that hangs,
-fails or is killed still leaves the tokens spent before it. It makes the call under the provider's
-semaphore and retries transient errors with exponential backoff and jitter. Its callback,
-``METER``, adds every response's usage to the run, also for calls that end the run badly.
+``Guarded`` is a LangChain chat model around the real one. Before each call it stops a run that has
+reached its budget, and writes what the run spent so far into the ledger, so a call that hangs,
+fails or is killed still leaves the tokens spent before it. For an agent with ``max_usd_per_day``
+it then reserves what the call may cost from the day's budget, in the ledger, where every run and
+replica sees it (``reserve``; the reservation ends with the write of the call's spending). It makes
+the call under the provider's semaphore and retries transient errors with exponential backoff and
+jitter. Its callback, ``METER``, adds every response's usage to the run, also for calls that end
+the run badly.
 
 Why a chat model and not LangChain agent middleware: each middleware hook is wrapped in LangSmith's
 ``traceable``, which hops to a worker thread twice per call even with tracing off, and a
@@ -20,10 +23,13 @@ agent graph serve concurrent runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
+from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import langchain_core.exceptions as langchain_exceptions
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
     from meshagent.actions import ActionContext
     from meshagent.runtime import Runtime, _Run
 
-__all__ = ["METER", "Guarded", "Stop", "active", "plain", "text_of", "transient"]
+__all__ = ["METER", "Guarded", "Stop", "active", "plain", "reserve", "text_of", "transient"]
 
 log = logging.getLogger("meshagent.runtime")
 
@@ -134,6 +140,8 @@ class Guarded(BaseChatModel):
             raise Stop("over_budget", reason)
         await run.record()  # what the run spent so far, before it waits on the provider
         inner = self.inner
+        if run.spec.budget.max_usd_per_day is not None:
+            kwargs = await reserve(run, inner, messages, kwargs)
         if inner._should_stream(async_api=True, run_manager=run_manager, **kwargs):
             # A client set to stream (ChatOpenAI(streaming=True)) asks its API for a stream,
             # which its _agenerate cannot read: its own ainvoke would call _astream instead.
@@ -171,6 +179,89 @@ class Guarded(BaseChatModel):
                 )
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+async def reserve(
+    run: _Run, inner: BaseChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Reserve what the next call may cost from the agent's max_usd_per_day, or raise Stop.
+
+    The reservation is an upper bound of the call's cost: its prompt (estimated tokens, with
+    the tools' schemas, times 1.5, as the estimate is within ~30%) at the input price, and its
+    output cap at the output price. The cap is the smallest of the client's own max_tokens,
+    the agent's model_settings.max_output_tokens and the tokens left of max_tokens_per_run,
+    else DEFAULT_OUTPUT_CAP; a client that takes ``max_tokens`` and has none set is sent the
+    cap, so the provider holds the call to it. Returns the call's keyword arguments.
+    """
+    from meshagent.ledger import budget
+
+    runtime, spec = run.runtime, run.spec
+    limit = spec.budget.max_usd_per_day
+    assert limit is not None
+    prompt = prompt_tokens(messages, kwargs)
+    cap = output_cap(run, inner, kwargs)
+    if "max_tokens" in type(inner).model_fields and getattr(inner, "max_tokens", None) is None:
+        kwargs = {**kwargs, "max_tokens": cap}
+    estimate = records.Usage(input_tokens=prompt * 3 // 2 + 16, output_tokens=cap)
+    cost = runtime.price(run.model, estimate)
+    if cost is None:  # an unknown price is an unknown cost, never 0
+        raise Stop("over_budget", unpriced(limit, run.model))
+    amount = cost.total_usd
+    now = runtime.now()
+    if run.day is None:
+        run.day = budget.day_of(now)
+    expires = now + timedelta(seconds=runtime._time_limit(spec)[0] + RESERVATION_GRACE_SECONDS)
+    taking = partial(budget.reserve, runtime.ledger, agent=spec.name, day=run.day,
+                     run_id=run.run_id, amount=amount, limit=limit, now=now,
+                     expires_at=expires)  # fmt: skip
+    run.reserved = True  # set first: a run cancelled while reserving releases at its close
+    if runtime.alone():
+        taken, found = taking()
+    else:
+        taken, found = await asyncio.to_thread(taking)
+    if taken is None:
+        raise Stop("over_budget", found.refusal(limit) or f"max_usd_per_day of ${limit} reached")
+    run.reservation = amount
+    return kwargs
+
+
+#: Output tokens reserved for a call when neither the client, the agent file nor the per-run
+#: token budget caps them; sent to the provider as the call's max_tokens where it takes one.
+DEFAULT_OUTPUT_CAP = 4096
+#: How long after its run's time limit a reservation of a run that never released it (its
+#: process died) still counts.
+RESERVATION_GRACE_SECONDS = 60
+
+
+def unpriced(limit: Any, model: str) -> str:
+    """Why a daily budget cannot hold a model without a price: its calls' cost is unknown."""
+    return (
+        f"max_usd_per_day of ${limit} cannot be kept: the price of {model} is unknown "
+        f'(add [prices."{model}"] to meshagent.toml)'
+    )
+
+
+def prompt_tokens(messages: list[BaseMessage], kwargs: dict[str, Any]) -> int:
+    """Estimated input tokens of a call: its messages, their tool calls and the tools' schemas."""
+    parts = [text_of(message.content) for message in messages]
+    for message in messages:
+        calls = getattr(message, "tool_calls", None)
+        if calls:
+            parts.append(json.dumps(calls, default=str))
+    if kwargs.get("tools"):
+        parts.append(json.dumps(kwargs["tools"], default=str))
+    return estimate_tokens("\n".join(parts)) + 4 * len(messages)
+
+
+def output_cap(run: _Run, inner: BaseChatModel, kwargs: dict[str, Any]) -> int:
+    """The most output tokens the next call may produce (see ``reserve``)."""
+    caps = [kwargs.get("max_tokens"), getattr(inner, "max_tokens", None),
+            run.spec.model_settings.max_output_tokens]  # fmt: skip
+    per_run = run.spec.budget.max_tokens_per_run
+    if per_run is not None:
+        caps.append(max(1, per_run - run.usage.input_tokens - run.usage.output_tokens))
+    known = [cap for cap in caps if isinstance(cap, int) and cap > 0]
+    return min(known) if known else DEFAULT_OUTPUT_CAP
 
 
 class Meter(BaseCallbackHandler):

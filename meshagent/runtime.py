@@ -1,17 +1,18 @@
 """One task: an agent file becomes work done and one honest ledger entry.
 
-In order: inputs are checked; the ledger entry is opened before anything is spent; the budget is
-checked against what the agent spent today; the context actions run; the context is hashed and,
-with ``skip_if_unchanged``, a run whose context equals the last ok run's closes as
-``skipped_unchanged`` with no model call; otherwise the model is called once with instructions
-and compact context (fetch, think, deliver), or, when ``tools:`` are granted, LangChain's
-``create_agent`` runs the tool loop with every call checked against its grant; the deliver actions
-post the answer; the entry is closed with its outcomes. What a model response spent is written to
-the ledger before the run does anything more (a tool call, another model call, a delivery), or
-with the close when nothing comes between, so a run that fails or is killed still shows what it
-spent. The entry's writes are group-committed with those of the other runs of the moment
-(``Ledger.aopen_run`` and friends): each returns once durable, and the event loop never waits
-on the database.
+In order: inputs are checked; the ledger entry is opened before anything is spent; the daily budget
+is checked against what the agent spent today and what its calls in flight reserved (each model
+call reserves its own share before it is made, ``model_calls.reserve``); the context actions run;
+the context is hashed and, with ``skip_if_unchanged``, a run whose context equals the last ok run's
+closes as ``skipped_unchanged`` with no model call; otherwise the model is called once with
+instructions and compact context (fetch, think, deliver), or, when ``tools:`` are granted,
+LangChain's ``create_agent`` runs the tool loop with every call checked against its grant; the
+deliver actions post the answer; the entry is closed with its outcomes. What a model response spent
+is written to the ledger before the run does anything more (a tool call, another model call, a
+delivery), or with the close when nothing comes between, so a run that fails or is killed still
+shows what it spent. The entry's writes are group-committed with those of the other runs of the
+moment (``Ledger.aopen_run`` and friends): each returns once durable, and the event loop never
+waits on the database.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from meshagent.actions import (
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunError
 from meshagent.ledger import records
-from meshagent.model_calls import Guarded, Stop, active, plain, text_of
+from meshagent.model_calls import Guarded, Stop, active, plain, text_of, unpriced
 from meshagent.models import estimate_tokens
 from meshagent.providers import BUILTIN_MODELS, api_key_env, client_options
 
@@ -116,6 +117,12 @@ class _Run:
         self.framework_tokens = 0
         # Spent but not yet in the ledger: written before the run's next step, or by the close.
         self.unrecorded: list[tuple[records.Usage, records.Cost | None, str | None]] = []
+        # max_usd_per_day: the UTC day whose budget the run spends, whether it holds
+        # reservations not yet released (dropped with the next write of its spending), and
+        # what its last call reserved.
+        self.day: date | None = None
+        self.reserved = False
+        self.reservation: Decimal | None = None
 
     # -- spending -----------------------------------------------------------------------------
 
@@ -130,6 +137,12 @@ class _Run:
             self.cost += cost.total_usd
         self.model_answered = model_answered or self.model_answered
         self.unrecorded.append((usage, cost, model_answered))
+        if self.reservation is not None and cost is not None and cost.total_usd > self.reservation:
+            log.warning(
+                "run %s of %s: a model call cost $%s, more than the $%s it reserved of "
+                "max_usd_per_day (its prompt or output was larger than estimated)",
+                self.run_id, self.spec.name, cost.total_usd, self.reservation,
+            )  # fmt: skip
 
     async def record(self) -> None:
         """Write what the run spent since the last write into its entry; durable on return.
@@ -140,13 +153,23 @@ class _Run:
         """
         if self.unrecorded:
             usage, cost, answered = self.take_unrecorded()
+            # The calls whose spending this is end their budget reservations in the same write.
+            release, self.reserved = self.reserved, False
             if self.runtime.alone():
                 self.runtime.ledger.record_usage(
-                    self.run_id, usage, cost=cost, model_answered=answered
+                    self.run_id,
+                    usage,
+                    cost=cost,
+                    model_answered=answered,
+                    release_reservations=release,
                 )
             else:
                 await self.runtime.ledger.arecord_usage(
-                    self.run_id, usage, cost=cost, model_answered=answered
+                    self.run_id,
+                    usage,
+                    cost=cost,
+                    model_answered=answered,
+                    release_reservations=release,
                 )
 
     def take_unrecorded(self) -> tuple[records.Usage, records.Cost | None, str | None]:
@@ -426,15 +449,21 @@ class Runtime:
         return input_hash
 
     async def _check_daily_budget(self, run: _Run) -> None:
+        """Refuse a run whose agent's day is spent or held by calls in flight, before its
+        context is read; each model call then reserves its share (`model_calls.reserve`)."""
         limit = run.spec.budget.max_usd_per_day
         if limit is None:
             return
-        day = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
-        spent = await asyncio.to_thread(self.ledger.spent_since, run.spec.name, day)
-        if spent >= limit:
-            raise Stop(
-                "over_budget", f"max_usd_per_day of ${limit} reached (${spent:.4f} spent today)"
-            )
+        from meshagent.ledger import budget
+
+        if self.price(run.model, records.Usage(input_tokens=1, output_tokens=1)) is None:
+            raise Stop("over_budget", unpriced(limit, run.model))
+        now = self.now()
+        run.day = budget.day_of(now)
+        found = await asyncio.to_thread(budget.standing, self.ledger, run.spec.name, run.day, now)
+        refusal = found.refusal(limit)
+        if refusal is not None:
+            raise Stop("over_budget", refusal)
 
     async def _gather(
         self, spec: AgentSpec, context: ActionContext, values: dict[str, Any]
@@ -539,6 +568,7 @@ class Runtime:
             "input_hash": input_hash,
             "finished_at": self.now(),
             "events": list(run.events),
+            "release_reservations": run.reserved,
         }
 
     # -- helpers ------------------------------------------------------------------------------

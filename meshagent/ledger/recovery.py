@@ -53,7 +53,10 @@ def recover(ledger: Ledger, *, older_than: timedelta | None = None) -> list[str]
         stale = cutoff is not None and started_at < cutoff
         if stale or _is_dead(process):
             ledger.close_run(
-                run_id, "interrupted", error="the process running it stopped before it finished"
+                run_id,
+                "interrupted",
+                error="the process running it stopped before it finished",
+                release_reservations=True,  # its calls in flight hold no budget any more
             )
             recovered.append(run_id)
     return recovered

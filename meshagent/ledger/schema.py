@@ -40,6 +40,7 @@ __all__ = [
     "metadata",
     "nonces",
     "outcomes",
+    "reservations",
     "spent_tokens",
 ]
 
@@ -187,6 +188,22 @@ nonces = Table(
     Column("key", String(200), primary_key=True),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_ledger_nonces_expires_at", "expires_at"),
+)
+
+# What each model call in flight may cost, held against its agent's max_usd_per_day until the
+# call's real cost is in its entry (`meshagent.ledger.budget`); never counted as spend by reports.
+reservations = Table(
+    "ledger_reservations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("day", Date, nullable=False),  # the UTC day its run started, whose budget it uses
+    Column("run_id", String(36), nullable=False),
+    Column("amount_usd", _money(), nullable=False),
+    Column("reserved_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_ledger_reservations_agent_day", "agent", "day"),
+    Index("ix_ledger_reservations_run_id", "run_id"),
 )
 
 chain = Table(

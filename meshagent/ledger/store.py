@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from meshagent.config import default_ledger_url, mask_url
 from meshagent.exceptions import LedgerError
-from meshagent.ledger import annotate, chain, lifecycle, rows
+from meshagent.ledger import annotate, budget, chain, lifecycle, rows
 from meshagent.ledger.engine import executemany, make_engine, retrying, write_connection
 from meshagent.ledger.group import GroupCommit
 from meshagent.ledger.migrate import migrate_engine
@@ -219,9 +219,14 @@ class Ledger:
         *,
         cost: Cost | None = None,
         model_answered: str | None = None,
+        release_reservations: bool = False,
     ) -> None:
-        """Add what a run just spent (`cost=None` with tokens: the price is unknown)."""
-        step = self._usage_step(run_id, usage, cost, model_answered)
+        """Add what a run just spent (`cost=None` with tokens: the price is unknown).
+
+        With `release_reservations`, the run's budget reservations go in the same transaction:
+        the spending written is what its calls had reserved (`meshagent.ledger.budget`).
+        """
+        step = self._usage_step(run_id, usage, cost, model_answered, release_reservations)
         self._write(step, what="record usage")
 
     async def arecord_usage(
@@ -231,9 +236,10 @@ class Ledger:
         *,
         cost: Cost | None = None,
         model_answered: str | None = None,
+        release_reservations: bool = False,
     ) -> None:
         """`record_usage` for asyncio tasks, group-committed; returns once it is durable."""
-        step = self._usage_step(run_id, usage, cost, model_answered)
+        step = self._usage_step(run_id, usage, cost, model_answered, release_reservations)
         await self.group_commit().write(step, what="record usage")
 
     def close_run(
@@ -249,12 +255,14 @@ class Ledger:
         outcomes: Iterable[Outcome] = (),
         input_hash: str | None = None,
         events: Iterable[Event] = (),
+        release_reservations: bool = False,
     ) -> None:
         """Close the entry with its final status and chain it; it is never updated again.
 
         `usage` and `cost` are the last spending, added as `record_usage` would. `input_hash`
         (the hash of the context the run read) is set here when it was not known at open_run.
-        `outcomes` and `events` are added in the same transaction.
+        `outcomes` and `events` are added in the same transaction, and with
+        `release_reservations` the run's budget reservations are dropped in it.
         """
         step = self._close_step(
             run_id,
@@ -267,6 +275,7 @@ class Ledger:
             outcomes=outcomes,
             input_hash=input_hash,
             events=events,
+            release_reservations=release_reservations,
         )
         self._write(step, what="close a run")
         self._forget(run_id)
@@ -418,7 +427,12 @@ class Ledger:
         return run_id
 
     def _usage_step(
-        self, run_id: str, usage: Usage | None, cost: Cost | None, model_answered: str | None
+        self,
+        run_id: str,
+        usage: Usage | None,
+        cost: Cost | None,
+        model_answered: str | None,
+        release: bool = False,
     ) -> lifecycle.Step[None]:
         with self._lock:
             totals = self._running_totals(run_id)
@@ -428,7 +442,8 @@ class Ledger:
                 values["model_answered"] = model_answered
             if run_id in self._rows:
                 self._rows[run_id].update(values)
-        return lifecycle.usage_step(run_id, values)
+        step = lifecycle.usage_step(run_id, values)
+        return budget.releasing(step, run_id) if release else step
 
     def _close_step(self, run_id: str, status: str, **options: Any) -> lifecycle.Step[None]:
         """The close of `run_id` as a step; `options` are close_run's keyword arguments."""
@@ -452,7 +467,8 @@ class Ledger:
                 values[name] = options[name]
         produced = list(options.get("outcomes", ()))
         steps = list(options.get("events", ()))
-        return lifecycle.close_step(run_id, values, opened=opened, produced=produced, steps=steps)
+        step = lifecycle.close_step(run_id, values, opened=opened, produced=produced, steps=steps)
+        return budget.releasing(step, run_id) if options.get("release_reservations") else step
 
     def _forget(self, run_id: str) -> None:
         with self._lock:

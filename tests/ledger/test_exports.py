@@ -32,5 +32,5 @@ def test_public_names():
 
 
 def test_migrate_function(sqlite_url):
-    assert ledger.migrate(sqlite_url) == (None, "0004")
-    assert ledger.migrate(sqlite_url) == ("0004", "0004")
+    assert ledger.migrate(sqlite_url) == (None, "0005")
+    assert ledger.migrate(sqlite_url) == ("0005", "0005")

@@ -1,0 +1,174 @@
+"""Daily budgets across runs and replicas: a model call reserves what it may cost before it is
+made, and the reservation is replaced by the call's real cost when that is written.
+
+A call is admitted while the day's spend (the known costs of the agent's entries that started
+that UTC day) plus the reservations of the calls in flight is below the agent's
+``max_usd_per_day``; its reservation then counts for every later call on every replica. So the
+day ends at most one call's reservation over the budget, the reservation of the last call
+admitted. Reservation is one transaction that holds a lock per agent and day: PostgreSQL's
+``pg_advisory_xact_lock`` (the reads after it see every commit made before it was granted),
+SQLite's ``BEGIN IMMEDIATE``. A reservation is dropped in the same transaction as the write of
+the call's usage (``releasing``), so its amount never counts twice nor drops out before the cost
+is in: the release costs no round trip of its own. A reservation whose process died before
+releasing it is dropped when recovery closes its run, and counts no more once it expires.
+Spending of unknown cost cannot be held to a dollar limit: a day with any run whose tokens have
+no price refuses further calls of that agent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, text
+
+from meshagent.ledger.schema import entries, reservations
+from meshagent.ledger.types import utc
+
+if TYPE_CHECKING:
+    from meshagent.ledger.lifecycle import Batch, Step
+    from meshagent.ledger.store import Ledger
+
+__all__ = ["Standing", "day_of", "release_run", "releasing", "reserve", "standing"]
+
+# The first key of PostgreSQL's two-key advisory locks taken here ("MBUD"), so they never meet
+# the one-key lock the migrations take.
+_LOCK_SPACE = 0x4D425544
+_LOCK = text("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema() || :key))")
+
+_tokens = entries.c.input_tokens + entries.c.output_tokens
+_RESERVED = (
+    select(func.coalesce(func.sum(reservations.c.amount_usd), 0))
+    .where(
+        reservations.c.agent == bindparam("agent"),
+        reservations.c.day == bindparam("day"),
+        reservations.c.expires_at > bindparam("now"),
+    )
+    .scalar_subquery()
+)
+# Spent, runs of unknown cost and reserved, in one statement: one snapshot, one round trip.
+_STANDING = select(
+    func.coalesce(func.sum(entries.c.cost_usd), 0),
+    func.coalesce(func.sum(case((and_(entries.c.cost_usd.is_(None), _tokens > 0), 1), else_=0)), 0),
+    _RESERVED,
+).where(
+    entries.c.agent == bindparam("agent"),
+    entries.c.started_at >= bindparam("since"),
+    entries.c.started_at < bindparam("until"),
+)
+_RELEASE = delete(reservations).where(reservations.c.run_id == bindparam("release_run_id"))
+# The reservation, inserted only when the day has room: decided and written in one statement.
+_NOW = _STANDING.subquery()
+_spent, _unknown, _reserved = _NOW.c
+_TAKE = (
+    insert(reservations)
+    .from_select(
+        ["id", "agent", "day", "run_id", "amount_usd", "reserved_at", "expires_at"],
+        select(
+            *(bindparam(f"row_{column.name}", type_=column.type) for column in reservations.c)
+        ).where(
+            _unknown == 0,
+            _spent + _reserved < bindparam("limit", type_=reservations.c.amount_usd.type),
+        ),
+    )
+    .returning(reservations.c.id)
+)  # rowcount of an INSERT ... SELECT is not reliable everywhere
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An agent's day: what its runs spent, how many of them at an unknown cost, and what the
+    calls in flight have reserved."""
+
+    spent: Decimal
+    unknown_runs: int
+    reserved: Decimal
+
+    @property
+    def committed(self) -> Decimal:
+        return self.spent + self.reserved
+
+    def refusal(self, limit: Decimal) -> str | None:
+        """Why no further call fits in ``limit`` today, or None."""
+        if self.unknown_runs:
+            runs = "a run" if self.unknown_runs == 1 else f"{self.unknown_runs} runs"
+            return (
+                f"max_usd_per_day of ${limit} cannot be kept: {runs} of today spent tokens at "
+                "an unknown price (add a price override to meshagent.toml)"
+            )
+        if self.committed >= limit:
+            held = f", ${self.reserved:.4f} held by calls in flight" if self.reserved else ""
+            return f"max_usd_per_day of ${limit} reached (${self.spent:.4f} spent today{held})"
+        return None
+
+
+def day_of(moment: datetime) -> date:
+    """The UTC day whose budget a run that started at ``moment`` spends."""
+    return utc(moment).date()
+
+
+def _params(agent: str, day: date, now: datetime) -> dict[str, Any]:
+    since = datetime.combine(day, time(0), tzinfo=UTC)
+    return {"agent": agent, "day": day, "now": now, "since": since,
+            "until": since + timedelta(days=1)}  # fmt: skip
+
+
+def _standing(connection: Connection, params: dict[str, Any]) -> Standing:
+    spent, unknown, reserved = connection.execute(_STANDING, params).one()
+    return Standing(Decimal(spent or 0), int(unknown or 0), Decimal(reserved or 0))
+
+
+def standing(ledger: Ledger, agent: str, day: date, now: datetime) -> Standing:
+    """``agent``'s day as it stands (no lock: for a check before a run's first call)."""
+    params = _params(agent, day, now)
+    return ledger.read(lambda c: _standing(c, params), what="read the daily budget")
+
+
+def reserve(
+    ledger: Ledger,
+    *,
+    agent: str,
+    day: date,
+    run_id: str,
+    amount: Decimal,
+    limit: Decimal,
+    now: datetime,
+    expires_at: datetime,
+) -> tuple[str | None, Standing | None]:
+    """Reserve ``amount`` of ``agent``'s budget for ``day`` for one call of ``run_id``.
+
+    Returns the reservation's id, or None with the standing that has no room for it.
+    """
+    params = _params(agent, day, now)
+    row = {"id": str(uuid.uuid4()), "agent": agent, "day": day, "run_id": run_id,
+           "amount_usd": amount, "reserved_at": now, "expires_at": expires_at}  # fmt: skip
+    values = {**params, "limit": limit, **{f"row_{name}": value for name, value in row.items()}}
+
+    def work(connection: Connection) -> tuple[str | None, Standing | None]:
+        if connection.dialect.name == "postgresql":
+            connection.execute(_LOCK, {"space": _LOCK_SPACE, "key": f":{agent}@{day}"})
+        if connection.execute(_TAKE, values).first() is not None:
+            return row["id"], None
+        return None, _standing(connection, params)  # why not, under the same lock
+
+    return ledger.transact(work, what="reserve from the daily budget")
+
+
+def releasing(step: Step[Any], run_id: str) -> Step[Any]:
+    """``step`` (a write of ``run_id``'s entry), then the release of the run's reservations, in
+    the same transaction: the calls' costs replace what they reserved, all at once."""
+
+    def both(connection: Connection, batch: Batch) -> Any:
+        result = step(connection, batch)
+        release_run(connection, run_id)
+        return result
+
+    return both
+
+
+def release_run(connection: Connection, run_id: str) -> None:
+    """Drop every reservation of ``run_id`` (its calls ended, or its process did)."""
+    connection.execute(_RELEASE, {"release_run_id": run_id})
