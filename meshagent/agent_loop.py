@@ -55,6 +55,8 @@ MALFORMED_IN_A_ROW = 5
 _SHOWN = 500  # characters of arguments kept in an event
 _NAME = 200  # characters of a name kept in an event (the column's width)
 _NAME_TOLD = 100  # characters of an unknown name repeated to the model
+_SCAN = 2_000  # characters of one text searched for secret shapes (an event keeps fewer)
+_LANGGRAPH_RECURSION_LIMIT = 25  # its default
 
 
 def build_agent(runtime: Runtime, spec: AgentSpec, chat: Guarded) -> AgentLoop:
@@ -250,6 +252,8 @@ class AgentLoop:
     LangChain ends its loop on a turn without valid tool calls, so a turn whose every call had
     arguments that are not JSON ended the run with no answer. Here the calls are recorded and
     answered, and the graph goes on from there, at most ``MALFORMED_IN_A_ROW`` turns in a row.
+    Each entry gets what is left of the graph's recursion limit, so that the whole run stays
+    within it, as one entry would.
     """
 
     def __init__(self, graph: Any, attempts: Attempts) -> None:
@@ -257,6 +261,8 @@ class AgentLoop:
         self.attempts = attempts
 
     async def ainvoke(self, state: dict[str, Any], config: Any = None) -> dict[str, Any]:
+        config = dict(config or {})
+        steps = config.get("recursion_limit", _LANGGRAPH_RECURSION_LIMIT)
         in_a_row = 0
         while True:
             sent = len(state["messages"])
@@ -275,6 +281,11 @@ class AgentLoop:
                 )
             if not answers:  # nothing to answer them with (no call ids)
                 return state
+            # A turn took a model step and a tools step of the limit; the last one, a model step.
+            left = steps - 2 * sum(isinstance(m, AIMessage) for m in messages)
+            if left < 1:
+                raise RunError(f"the tool loop reached its limit of {steps} steps")
+            config["recursion_limit"] = left
             state = {**state, "messages": [*messages, *answers]}
 
 
@@ -303,10 +314,11 @@ class Masker:
         return shown[:_SHOWN]
 
     def text(self, text: str) -> str:
+        """``text`` masked, and cut to what an event can keep (a model's text may be long)."""
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _SECRET_PAIR.sub(_mask_pair, text)
+        text = _SECRET_PAIR.sub(_mask_pair, text[:_SCAN])
         for pattern, replacement in _SHAPES:
             text = pattern.sub(replacement, text)
         return text
@@ -332,7 +344,7 @@ _SHAPES = [
     (re.compile(r"\b(sk-(?:ant-|proj-)?)[\w-]{12,}"), rf"\1{MASK}"),  # OpenAI, Anthropic
     (re.compile(r"\b(gh[pousr]_)\w{20,}"), rf"\1{MASK}"),  # GitHub
     (re.compile(r"\b(Bearer|Basic|Token) +[\w.~+/=-]{6,}", re.IGNORECASE), rf"\1 {MASK}"),
-    (re.compile(r"(\b[a-z][\w+.-]*://[^\s/@:'\"]+:)[^\s/@'\"]+@"), rf"\1{MASK}@"),  # URL password
+    (re.compile(r"(\b[a-z][\w+.-]{0,30}://[^\s/@:'\"]+:)[^\s/@'\"]+@"), rf"\1{MASK}@"),  # URL
     (
         re.compile(r"([?&](?:password|passwd|pwd|secret|token|api_?key|sig)=)[^&#\s'\"]*", re.I),
         rf"\1{MASK}",

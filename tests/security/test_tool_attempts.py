@@ -603,3 +603,36 @@ def test_hostile_names_and_arguments_close_the_entry_on_postgresql(
         recorded = events(ledger, result)
     assert [kind for kind, _, _ in recorded] == ["tool_refused", "tool_call"]
     assert recorded[0][1].startswith("\\x00nnn") and len(recorded[0][1]) <= 200
+
+
+def test_good_and_malformed_turns_taking_turns_stay_within_the_loops_limit(sandbox, ledger):
+    """Each malformed turn enters the graph again; together they keep to its recursion limit
+    (the runtime's 100 steps: 50 model calls), budget or none."""
+    malformed = AIMessage(
+        content="",
+        invalid_tool_calls=[
+            {"type": "invalid_tool_call", "name": "slack_post_message", "args": "{", "id": "m"}
+        ],
+    )
+    good = {"tool_calls": [{"name": "slack_post_message", "args": NOTE}]}
+    model = ScriptedChatModel(responses=[good, malformed] * 40 + ["never reached"])
+    result = run(make_runtime(sandbox, ledger, model), agent(GATED))
+
+    assert result.status == "failed"
+    assert result.error == "the tool loop reached its limit of 100 steps"
+    assert len(model.calls) == 50
+    assert ledger.entry(result.run_id)["model_calls"] == 50
+
+
+def test_a_huge_argument_is_masked_and_cut_quickly(sandbox, ledger):
+    import time
+
+    token = sandbox.env()["SLACK_BOT_TOKEN"]
+    text = "a." * 50_000 + token  # a word boundary at every dot: no regex may go quadratic
+    model = scripted({"name": "nope", "args": {"text": text, "url": "x://u:" + text}, "id": "h"})
+    started = time.perf_counter()
+    result = run(make_runtime(sandbox, ledger, model), agent(GATED))
+
+    assert time.perf_counter() - started < 5
+    [(kind, _, detail)] = events(ledger, result)
+    assert kind == "tool_refused" and token not in detail and len(detail) <= 2000
