@@ -215,6 +215,14 @@ def default_ledger_url() -> str:
     return f"sqlite:///{Path(platformdirs.user_data_dir('meshagent')) / 'ledger.db'}"
 
 
+def _project_ledger_url(data: dict[str, Any]) -> str:
+    """Beside the meshagent.toml, when there is one: two projects never share a ledger."""
+    source = data.get("source")
+    if source is None:
+        return default_ledger_url()
+    return f"sqlite:///{Path(source).absolute().parent / '.meshagent' / 'ledger.db'}"
+
+
 class Config(_Settings):
     """Project settings: `meshagent.toml` with MESHAGENT_* environment overrides applied.
 
@@ -227,8 +235,9 @@ class Config(_Settings):
     """Directory relative paths are resolved against: the file's directory, else the cwd."""
     agents_dir: Path = Field(Path("agents"), validate_default=True)
     """Directory of the agent files."""
-    ledger_url: str = Field(default_factory=default_ledger_url, validate_default=True, repr=False)
-    """SQLAlchemy URL of the ledger: sqlite:///file.db or postgresql+psycopg://user@host/db."""
+    ledger_url: str = Field(default_factory=_project_ledger_url, validate_default=True, repr=False)
+    """SQLAlchemy URL of the ledger: sqlite:///file.db or postgresql+psycopg://user@host/db.
+    Unset: .meshagent/ledger.db beside meshagent.toml, else in the user's data directory."""
     default_model: str = Field("offline", min_length=1)
     """Model of agents that name none, as provider:model; "offline" is the embedded model."""
     value_tags: tuple[str, ...] = DEFAULT_VALUE_TAGS

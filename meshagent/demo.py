@@ -13,8 +13,10 @@ a small hosted model so the money columns mean something; both are said on scree
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +29,9 @@ from rich.table import Table
 from rich.text import Text
 
 from meshagent.config import Config
+from meshagent.exceptions import ConfigError
 from meshagent.invocation import shell_line
+from meshagent.ledger.periods import Period
 from meshagent.ledger.store import Ledger
 from meshagent.loader import parse_agent, scan_agents
 from meshagent.printer import print_command, print_text
@@ -62,6 +66,13 @@ value: {tag: experiment, minutes_saved: 0}
 """
 
 _INPUTS = {"version": "2026.12"}  # example inputs the demo fills in
+_WEEK = timedelta(days=7)  # the simulated week: the last seven days of schedules
+_BEFORE = timedelta(minutes=30)  # each example agent runs once by hand this long before it
+
+
+def demo_period(now: datetime) -> Period:
+    """The days the demo's figures cover: its first runs, then the simulated week, to today."""
+    return Period.between((now - _WEEK - _BEFORE).date(), now.date())
 
 
 @dataclass
@@ -84,13 +95,13 @@ class _Clock:
         return self.at or datetime.now(UTC)
 
 
-def write_demo_config(base: Config, directory: Path) -> Path:
-    """The demo's own meshagent.toml: its ledger, the project's agents, a price for offline."""
+def write_demo_config(base: Config, directory: Path, agents_dir: Path) -> Path:
+    """The demo's own meshagent.toml: its ledger, its agents, a price for offline."""
     path = directory / "meshagent.toml"
     tags = ", ".join(f'"{tag}"' for tag in base.value_tags)
     path.write_text(
         "# Written by `meshagent demo`: the demo's own ledger and settings, not the project's.\n"
-        f'agents_dir = "{base.agents_dir.as_posix()}"\n'
+        f'agents_dir = "{agents_dir.as_posix()}"\n'
         f'ledger_url = "sqlite:///{(directory / "ledger.db").as_posix()}"\n'
         'default_model = "offline"\n'
         f"value_tags = [{tags}]\n\n"
@@ -123,6 +134,37 @@ def load_demo_agents(config: Config, env: dict[str, str]) -> tuple[list[AgentSpe
     return [*chosen, tokenmaxxer], left_out
 
 
+def copy_demo_agents(agents: list[AgentSpec], directory: Path) -> Path:
+    """The demo's agents as files of its own (the tokenmaxxer too), so that its dashboard and
+    `ledger forecast` know every agent's schedule, as the demo did."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    for spec in agents:
+        target = directory / f"{spec.name}.yaml"
+        if spec.source is not None:
+            shutil.copyfile(spec.source, target)
+        else:
+            target.write_text(TOKENMAXXER, encoding="utf-8")
+    return directory
+
+
+@contextlib.contextmanager
+def _only_demo(directory: Path) -> Iterator[None]:
+    """Held while a demo runs in `directory`: a second one would overwrite its ledger."""
+    import fcntl
+
+    with (directory / ".running").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"a demo is already running in {directory}: wait for it to finish, or give "
+                "this one another --dir"
+            ) from None
+        yield
+
+
 def _inputs(spec: AgentSpec, box: Sandbox) -> dict[str, Any]:
     known = dict(_INPUTS)
     incidents = box.slack.messages.get("C0INCIDENT") or []
@@ -136,13 +178,24 @@ def _inputs(spec: AgentSpec, box: Sandbox) -> dict[str, Any]:
 
 
 def _fires(spec: AgentSpec, start: datetime, end: datetime) -> list[datetime]:
-    from meshagent.scheduler import _fires_between
-
-    fires: list[datetime] = []
+    """The agent's fire times in (start, end]: cron by its own rules, `every:` on the epoch's
+    grid of its interval."""
+    fires: set[datetime] = set()
     for trigger in spec.triggers:
-        if isinstance(trigger, ScheduleTrigger | EveryTrigger):
-            fires += list(_fires_between(trigger, start, end))
-    return sorted(set(fires))
+        if isinstance(trigger, ScheduleTrigger):
+            fire = trigger.next_fire(start).astimezone(UTC)
+            while fire <= end:
+                fires.add(fire)
+                fire = trigger.next_fire(fire).astimezone(UTC)
+        elif isinstance(trigger, EveryTrigger):
+            step = trigger.interval
+            fire = datetime.fromtimestamp(0, UTC) + step * (
+                (start.timestamp() // step.total_seconds()) + 1
+            )
+            while fire <= end:
+                fires.add(fire)
+                fire += step
+    return sorted(fires)
 
 
 def _week_of_change(box: Sandbox, day: int, rng: random.Random) -> None:
@@ -211,21 +264,27 @@ async def _play(
 
 async def _first_runs(
     runtime: Runtime,
+    clock: _Clock,
     agents: list[AgentSpec],
     box: Sandbox,
     summary: DemoSummary,
     progress: Progress | None,
+    now: datetime,
 ) -> None:
+    """Each example agent once, by hand, just before the simulated week: its first scheduled
+    runs come after it, as they would (a skip_if_unchanged agent then skips an unchanged one)."""
     rng = random.Random(7)
     examples = [spec for spec in agents if spec.name != "everything-watcher"]
     task = progress.add_task("each example agent once", total=len(examples)) if progress else None
-    for spec in examples:
+    for index, spec in enumerate(examples):
+        clock.at = now - _WEEK - _BEFORE + timedelta(seconds=index)
         result = await runtime.run(spec, trigger="cli", triggered_by="demo",
                                    inputs=_inputs(spec, box))  # fmt: skip
         summary.first_runs.append(result)
         _react(runtime.ledger, result, rng)
         if progress is not None and task is not None:
             progress.advance(task)
+    clock.at = None
 
 
 def run_demo(
@@ -238,19 +297,35 @@ def run_demo(
 ) -> DemoSummary:
     """Run the demo into a fresh ledger and settings under ``directory``; prints as it goes
     when given a console; `command` is how to run meshagent again (default: as it was run)."""
-    from meshagent.config import load_config
 
     directory.mkdir(parents=True, exist_ok=True)
+    with _only_demo(directory):
+        return _run_demo(base, directory, console=console, now=now, command=command)
+
+
+def _run_demo(
+    base: Config,
+    directory: Path,
+    *,
+    console: Console | None,
+    now: Callable[[], datetime] | None,
+    command: str | None,
+) -> DemoSummary:
+    from meshagent.config import load_config
+
     for stale in directory.glob("ledger.db*"):
         stale.unlink()
-    settings = write_demo_config(base, directory)
-    # The demo's file says it all: no MESHAGENT_* variable may point it at a real ledger.
-    config = load_config(settings, env={})
     clock = _Clock()
     moment = (now or (lambda: datetime.now(UTC)))()
-    with Sandbox() as box, Ledger.open(config.ledger_url) as ledger:
+    with contextlib.ExitStack() as stack:
+        box = stack.enter_context(Sandbox())
         env = box.env()
-        agents, left_out = load_demo_agents(config, env)
+        agents, left_out = load_demo_agents(base, env)
+        agents_dir = copy_demo_agents(agents, directory / "agents")
+        settings = write_demo_config(base, directory, agents_dir)
+        # The demo's file says it all: no MESHAGENT_* variable may point it at a real ledger.
+        config = load_config(settings, env={})
+        ledger = stack.enter_context(Ledger.open(config.ledger_url))
         if console is not None and left_out:
             console.print(
                 f"[dim]Left out (they read the web, which the demo never reaches): "
@@ -260,13 +335,9 @@ def run_demo(
         summary = DemoSummary(config.ledger_url, [spec.name for spec in agents])
         summary.settings = settings
         progress = _progress(console)
-        if progress is not None:
-            with progress:
-                asyncio.run(_first_runs(runtime, agents, box, summary, progress))
-                asyncio.run(_play(runtime, clock, agents, box, summary, progress, moment))
-        else:
-            asyncio.run(_first_runs(runtime, agents, box, summary, None))
-            asyncio.run(_play(runtime, clock, agents, box, summary, None, moment))
+        with progress or contextlib.nullcontext():
+            asyncio.run(_first_runs(runtime, clock, agents, box, summary, progress, moment))
+            asyncio.run(_play(runtime, clock, agents, box, summary, progress, moment))
         if console is not None:
             _print_results(console, ledger, config, agents, box, summary, moment, command)
     return summary
@@ -319,9 +390,8 @@ def _print_results(
 ) -> None:
     from meshagent.ledger import render, reports
     from meshagent.ledger.flags import flags as find_flags
-    from meshagent.ledger.periods import Period
 
-    period = Period.between((now - timedelta(days=7)).date(), now.date() + timedelta(days=1))
+    period = demo_period(now)
     console.print()
     console.print(
         f"[bold]What the agents did[/]: {len(box.slack.posted)} Slack messages posted, "
@@ -354,7 +424,8 @@ def _print_results(
         names = ", ".join(row.group for row in waste)
         console.print(
             f"[bold yellow]Runs that bought nothing[/]: {names} spent {render.money(total)} "
-            "this week without a single outcome - that is the number to watch, not tokens."
+            "in the simulated week without a single outcome - that is the number to watch, "
+            "not tokens."
         )
     console.print()
     print_text(
@@ -362,19 +433,21 @@ def _print_results(
         f"The demo has its own ledger and settings in {summary.settings.parent} (your project's "
         "ledger was not touched). Look at it:",
     )
-    for line in demo_commands(summary.settings, command=command):
+    for line in demo_commands(summary.settings, period, command=command):
         print_command(console, line)
+    print_text(console, f"On the dashboard, the demo's days ({period.label}) are at")
+    last = period.end - timedelta(days=1)
+    print_command(console, f"http://127.0.0.1:8765/?from={period.start}&to={last}")
     print_text(console, "Then write an agent of your own:")
     print_command(console, shell_line("init", "my-first-agent", command=command))
 
 
-def demo_commands(settings: Path, *, command: str | None = None) -> list[str]:
-    """The commands that open the demo's ledger, each one line to paste into a shell."""
-    config = ("--config", settings)
+def demo_commands(settings: Path, period: Period, *, command: str | None = None) -> list[str]:
+    """The commands that open the demo's ledger over its days, each one line to paste."""
+    ledger = ("--config", settings, "ledger", "--viewer", DEMO_VIEWER)
+    days = ("--from", str(period.start), "--to", str(period.end - timedelta(days=1)))
     return [
-        shell_line(*config, "dashboard", "--user", DEMO_VIEWER, command=command),
-        shell_line(
-            *config, "ledger", "--viewer", DEMO_VIEWER, "report", "--by", "agent", command=command
-        ),  # fmt: skip
-        shell_line(*config, "ledger", "--viewer", DEMO_VIEWER, "flags", command=command),
+        shell_line("--config", settings, "dashboard", "--user", DEMO_VIEWER, command=command),
+        shell_line(*ledger, "report", "--by", "agent", *days, command=command),
+        shell_line(*ledger, "flags", *days, command=command),
     ]

@@ -420,3 +420,26 @@ def test_serve_on_a_busy_port_stops_before_the_scheduler_starts(project, monkeyp
     assert result.exit_code == 2
     assert f"error: cannot listen on 127.0.0.1:{port}: address already in use" in result.output
     assert "serving" not in result.output and not started
+
+
+def test_each_project_keeps_its_own_ledger_beside_its_settings(tmp_path, monkeypatch):
+    from meshagent.config import load_config
+
+    for name in ("MESHAGENT_CONFIG", "MESHAGENT_LEDGER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    urls = []
+    for project in ("one", "two"):
+        (tmp_path / project / "sub").mkdir(parents=True)
+        (tmp_path / project / "meshagent.toml").write_text('agents_dir = "agents"\n')
+        urls.append(load_config(cwd=tmp_path / project / "sub").ledger_url)
+    assert urls == [
+        f"sqlite:///{tmp_path / p / '.meshagent' / 'ledger.db'}" for p in ("one", "two")
+    ]
+    monkeypatch.chdir(tmp_path / "one")
+    monkeypatch.setenv("USER", "tester")
+    assert run("ledger", "report").exit_code == 0
+    assert (tmp_path / "one" / ".meshagent" / "ledger.db").exists()
+    assert not (tmp_path / "two" / ".meshagent").exists()
+    (tmp_path / "none").mkdir()  # no meshagent.toml anywhere: the user's data directory
+    elsewhere = load_config(cwd=tmp_path / "none").ledger_url
+    assert elsewhere.endswith("/meshagent/ledger.db") and ".meshagent" not in elsewhere

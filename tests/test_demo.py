@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,10 +21,9 @@ from typer.testing import CliRunner
 
 from meshagent.cli import app
 from meshagent.config import load_config
-from meshagent.demo import SHIPPED_EXAMPLES
+from meshagent.demo import SHIPPED_EXAMPLES, demo_period
 from meshagent.invocation import meshagent_command
 from meshagent.ledger.flags import flags
-from meshagent.ledger.periods import Period
 from meshagent.ledger.schema import entries
 from meshagent.ledger.store import Ledger
 
@@ -71,7 +73,7 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
             lambda c: dict(c.execute(select(entries.c.status, func.count()).group_by(
                 entries.c.status)).all())
         )  # fmt: skip
-        found = flags(ledger, period=Period.named("month"), settings=config.flags,
+        found = flags(ledger, period=demo_period(datetime.now(UTC)), settings=config.flags,
                       viewer="demo-admin", privacy=config.privacy)  # fmt: skip
         assert ledger.verify().ok
     assert count["ok"] > 2000  # every five minutes for a week, and the examples
@@ -80,6 +82,8 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
     assert ("no_outcome", "everything-watcher") in rules
     assert ("unchanged_rerun", "everything-watcher") in rules
     assert not any(subject == "standup-digest" and rule == "no_outcome" for rule, subject in rules)
+    # its first run comes before the simulated week, so an unchanged day skips, never re-runs
+    assert ("unchanged_rerun", "standup-digest") not in rules
 
 
 def test_a_configured_agents_dir_that_is_missing_is_an_error(tmp_path, monkeypatch):
@@ -133,7 +137,11 @@ def test_every_command_the_demo_prints_works_when_pasted(demo, monkeypatch):
     ]
     assert verbs == [["dashboard"], ["ledger"], ["ledger"], ["init"]]
     for line in lines:  # one line each, at 80 columns too: nothing wrapped into the next line
-        assert shlex.split(line)[-1] in ("demo-admin", "agent", "flags", "my-first-agent")
+        assert shlex.split(line)[-1] in (
+            "demo-admin",
+            "my-first-agent",
+            str(datetime.now(UTC).date()),
+        )
     dashboard, report, flag_list, init = lines
     for line in (report, flag_list, init):
         pasted = subprocess.run(
@@ -144,6 +152,11 @@ def test_every_command_the_demo_prints_works_when_pasted(demo, monkeypatch):
     assert (demo.cwd / "agents" / "my-first-agent.yaml").exists()
     pasted = subprocess.run(report, shell=True, cwd=demo.cwd, capture_output=True, text=True)
     assert "everything-watcher" in pasted.stdout and "withheld" not in pasted.stdout
+    # the same days as the demo's own table, with the same figures
+    days = re.search(r"Cost against value, (\S+)", demo.output).group(1)
+    assert f"Ledger by agent, {days}" in pasted.stdout
+    watcher = re.search(r"everything-watcher\s*│\s*([\d,]+)", demo.output).group(1)
+    assert re.search(rf"everything-watcher\s*│\s*{watcher}\s*│", pasted.stdout)
     # The dashboard serves until stopped: run its argv in-process, uvicorn.run replaced.
     import uvicorn
 
@@ -173,3 +186,38 @@ def test_the_printed_command_is_the_one_that_was_typed(tmp_path):
         cwd=tmp_path / ".venv", argv0="x", executable="/opt/py dir/python", path=""
     )
     assert elsewhere == "'/opt/py dir/python' -m meshagent"
+
+
+def test_the_dashboard_forecasts_what_the_demo_printed(demo):
+    from starlette.testclient import TestClient
+
+    from meshagent.dashboard import create_dashboard
+    from meshagent.ledger.render import money
+
+    forecast = demo.output.split("Spend forecast", 1)[1]
+    printed = re.search(r"everything-watcher\s*│\s*([\d,.]+)\s*│[^│]*│[^│]*│\s*(\S+)", forecast)
+    assert printed is not None, demo.output
+    config = load_config(demo.cwd / "demo" / "meshagent.toml", env={})
+    with TestClient(create_dashboard(config, local_user="demo-admin")) as client:
+        rows = {row["agent"]: row for row in client.get("/api/agents").json()["rows"]}
+    watcher = rows["everything-watcher"]
+    assert watcher["forecast_usd"] is not None  # the tokenmaxxer's schedule is a file of its own
+    assert money(Decimal(watcher["forecast_usd"])) == printed.group(2)
+
+
+def test_a_running_demo_is_never_overwritten(tmp_path, monkeypatch):
+    import fcntl
+
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "demo"
+    target.mkdir()
+    (target / "ledger.db").write_text("the running demo's")
+    with (target / ".running").open("a+") as running:
+        fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(app, ["demo", "--dir", str(target)])
+    assert result.exit_code == 2
+    assert result.output.endswith(
+        f"error: a demo is already running in {target}: wait for it to finish, or give this one "
+        "another --dir\n"
+    )
+    assert (target / "ledger.db").read_text() == "the running demo's"
