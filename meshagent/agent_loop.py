@@ -15,8 +15,10 @@ tool (not granted, unknown, dotted), arguments the tool's schema refuses, and a 
 nothing else. So ``Attempts.wrap`` is the tool node's own wrapper, in front of every call:
 it checks the name, validates the arguments against the action's model and runs the action
 itself. Malformed calls are answered beside the calls of their turn, or, when the turn held
-nothing else, by ``AgentLoop``, which hands the answers back to the graph. Each answer is a
-ToolMessage the model can read: what was wrong, and which tools there are.
+nothing else, by ``AgentLoop``, which hands the answers back to the graph. A turn the provider
+cut at the output token limit makes no call (LangChain completes a stream's partial JSON, so a
+message cut mid-sentence would be posted). Each answer is a ToolMessage the model can read: what
+was wrong, and which tools there are.
 
 The wrapper is set on the compiled graph's ToolNode rather than given as middleware: LangChain
 wraps each middleware hook in LangSmith's ``traceable`` (0.7 ms per tool call on the bench
@@ -36,7 +38,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
-from meshagent.actions import closest
+from meshagent.actions import IDENTIFIER_ERROR, closest
 from meshagent.config import _looks_secret
 from meshagent.exceptions import ConnectorError, GrantDenied, RunError
 from meshagent.model_calls import active, plain
@@ -124,19 +126,26 @@ class Attempts:
         """The tool node's wrapper: every call of the model's turn comes through here."""
         run, context = active.get()
         call = request.tool_call
+        turn = _turn(request.state)
         found = self.granted.get(call["name"])
         if found is None:
             content = self.refuse(run, call["name"], call["args"])
             answer = _told(content, call["name"], call["id"], failed=True)
+        elif turn is not None and _cut_short(turn):
+            answer = _told(
+                self.cut_short(run, found, call["args"]), found.name, call["id"], failed=True
+            )
         else:
             content, failed = await self.perform(run, context, found, call["args"])
             answer = _told(content, found.name, call["id"], failed=failed)
-        beside = self._malformed_beside(run, request.state, call["id"])
-        if not beside:
+        if turn is None or not turn.invalid_tool_calls or not turn.tool_calls:
             return answer
+        if turn.tool_calls[0]["id"] != call["id"]:
+            return answer
+        # The turn's malformed calls are answered once, beside its first call.
         from langgraph.types import Command
 
-        return Command(update={"messages": [answer, *beside]})
+        return Command(update={"messages": [answer, *self.malformed(run, turn)]})
 
     async def perform(
         self, run: _Run, context: ActionContext, granted: Granted, arguments: Any
@@ -149,6 +158,12 @@ class Attempts:
             args = action.args.model_validate(arguments)
         except ValidationError as exc:
             problems = _problems(exc)
+            if any(error["type"] == IDENTIFIER_ERROR for error in exc.errors()):
+                # An identifier not in its service's format (PAY-1/../OPS-1) is refused before
+                # the grant is looked at, as a call outside the grant would be.
+                run.refusals.append(_refusal(action.name, problems, arguments))
+                self._event(run, "tool_refused", action.name, problems, shown)
+                return f"Refused: {problems}.", True
             self._event(run, "tool_failed", action.name, f"invalid arguments: {problems}", shown)
             expected = ", ".join(
                 f"{name} (required)" if field.is_required() else name
@@ -228,17 +243,17 @@ class Attempts:
                 answers.append(_told(content, name, call["id"], failed=True))
         return answers
 
-    def _malformed_beside(self, run: _Run, state: Any, call_id: str) -> list[ToolMessage]:
-        """The answers to malformed calls of the turn whose first call is ``call_id``."""
-        messages = state.get("messages") if isinstance(state, dict) else None
-        if not messages:
-            return []
-        turn = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
-        if turn is None or not turn.invalid_tool_calls or not turn.tool_calls:
-            return []
-        if turn.tool_calls[0]["id"] != call_id:
-            return []  # another call of the turn answers them, once
-        return self.malformed(run, turn)
+    def cut_short(self, run: _Run, granted: Granted, arguments: Any) -> str:
+        """Refuse to make a call whose turn was cut at the output token limit: its arguments
+        may be incomplete, and LangChain completes partial JSON of a stream (a message cut
+        mid-sentence would be posted)."""
+        shown = self.masker.arguments(arguments)
+        reason = "the model's output was cut at its token limit: the arguments may be incomplete"
+        self._event(run, "tool_failed", granted.action.name, reason, shown)
+        return (
+            "Error: your turn was cut at the output token limit before the arguments of "
+            f"{granted.name} were complete; the call was not made. Send it again, shorter."
+        )
 
     def _event(self, run: _Run, kind: str, name: str, reason: str, shown: str) -> None:
         name = _printable(self.masker.text(name))[:_NAME]
@@ -361,6 +376,27 @@ def _secret_key(key: Any) -> bool:
 def _mask_pair(match: re.Match[str]) -> str:
     key = match.group(2)
     return match.group(1) + MASK if _secret_key(key) and match.group(3) else match.group(0)
+
+
+def _turn(state: Any) -> AIMessage | None:
+    """The model's turn whose calls the tool node is making: the state's last AIMessage."""
+    messages = state.get("messages") if isinstance(state, dict) else None
+    return next((m for m in reversed(messages or ()) if isinstance(m, AIMessage)), None)
+
+
+def _cut_short(turn: AIMessage) -> bool:
+    """Whether the provider says the turn ended at the output token limit."""
+    meta = turn.response_metadata
+    return any(meta.get(key) == value for key, value in _CUT_SHORT)
+
+
+# How OpenAI, Anthropic, Bedrock and Ollama say that an output reached its token limit.
+_CUT_SHORT = (
+    ("finish_reason", "length"),
+    ("stop_reason", "max_tokens"),
+    ("stopReason", "max_tokens"),
+    ("done_reason", "length"),
+)
 
 
 def _told(content: str, name: str, call_id: str, *, failed: bool) -> ToolMessage:

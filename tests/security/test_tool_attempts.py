@@ -377,14 +377,15 @@ def openai_server():
         yield server
 
 
-def raw_calls(*calls: tuple[str, str, str]) -> Completion:
-    """An assistant turn whose tool calls carry ``arguments`` exactly as given (maybe not JSON)."""
+def raw_calls(*calls: tuple[str, str, str], finish: str = "tool_calls") -> Completion:
+    """An assistant turn whose tool calls carry ``arguments`` exactly as given (maybe not JSON);
+    ``finish="length"`` when the output was cut at its token limit."""
     asked = [
         {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
         for call_id, name, arguments in calls
     ]
     message = {"role": "assistant", "content": None, "tool_calls": asked}
-    return Completion(message, "tool_calls", usage(500, 20))
+    return Completion(message, finish, usage(500, 20))
 
 
 def sent_for(server: OpenAIServer, call_id: str) -> dict[str, Any]:
@@ -636,3 +637,43 @@ def test_a_huge_argument_is_masked_and_cut_quickly(sandbox, ledger):
     assert time.perf_counter() - started < 5
     [(kind, _, detail)] = events(ledger, result)
     assert kind == "tool_refused" and token not in detail and len(detail) <= 2000
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["whole", "streamed"])
+def test_a_dotted_and_a_cut_short_call_through_the_real_client(
+    openai_server, sandbox, ledger, streaming
+):
+    """A call cut at the output token limit is never made: whole, its arguments are not JSON;
+    streamed, LangChain completes the partial JSON ('Deploy do"}'), which must not be posted."""
+    openai_server.script(
+        raw_calls(("call_dot", "slack.post_message", json.dumps(NOTE))),
+        raw_calls(("call_cut", "slack_post_message", TRUNCATED), finish="length"),
+        answer("Gave up.", usage(600, 10)),
+    )
+    spec = agent(GATED.replace("model: scripted", "model: openai:gpt-4o-mini"))
+    model = openai_server.chat_model(streaming=streaming)
+    result = run(make_runtime(sandbox, ledger, model), spec)
+
+    assert result.status == "ok", result.error
+    assert sandbox.slack.writes() == []
+    (dot_kind, dot_name, _), (cut_kind, cut_name, cut_detail) = events(ledger, result)
+    assert (dot_kind, dot_name) == ("tool_refused", "slack.post_message")
+    assert (cut_kind, cut_name) == ("tool_failed", "slack.post_message")
+    assert sent_for(openai_server, "call_dot")["content"] == (
+        "Error: there is no tool named 'slack.post_message' (tool names have no dots: "
+        f"call slack_post_message). The tools are: {TOOLS}."
+    )
+    cut = sent_for(openai_server, "call_cut")["content"]
+    if streaming:
+        assert cut_detail.startswith("the model's output was cut at its token limit")
+        assert arguments_of(cut_detail) == {"channel": "#payments", "text": "Deploy do"}
+        assert cut == (
+            "Error: your turn was cut at the output token limit before the arguments of "
+            "slack_post_message were complete; the call was not made. Send it again, shorter."
+        )
+    else:
+        assert cut_detail.startswith("arguments are not valid JSON: Unterminated string")
+        assert cut.startswith(
+            "Error: the arguments of your call to slack_post_message are not valid JSON "
+            "(Unterminated string starting at: line 1 column 34 (char 33))"
+        )
