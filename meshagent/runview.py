@@ -40,6 +40,8 @@ def usage_table(result: RunResult) -> Table:
 
 def _delivered(result: RunResult) -> Table | Text:
     if not result.outcomes:
+        if result.dry_run:
+            return Text("dry run: nothing would be delivered (the agent has no deliver:)")
         return Text("delivered: nothing", style="dim")
     title = "would deliver (dry run)" if result.dry_run else "delivered"
     table = Table(title=title, title_justify="left")
@@ -53,16 +55,25 @@ def _delivered(result: RunResult) -> Table | Text:
 
 def render_result(console: Console, result: RunResult) -> None:
     """Print a run's answer, deliveries, refusals, usage and ledger entry."""
+    if result.dry_run:
+        console.print(
+            Text.assemble(("dry run", "bold yellow"), ": read and thought, wrote nothing"),
+            highlight=False,
+        )
     if result.answer:
         console.print(Panel(Text(result.answer), title=f"{result.agent}: answer", expand=False))
     console.print(_delivered(result))
     for refusal in result.refusals:
-        console.print(f"[yellow]refused[/] {refusal.action}: {refusal.reason}", highlight=False)
+        console.print(
+            Text.assemble(("refused", "yellow"), f" {refusal.action}: {refusal.reason}"),
+            highlight=False,
+        )
     console.print(usage_table(result))
     style = _STATUS_STYLE.get(result.status, "red")
     line = Text.assemble(
         ("status ", "bold"),
         (result.status, style),
+        (" (dry run)" if result.dry_run else "", "yellow"),
         f"  run {result.run_id}",
         f"  {result.seconds:.1f}s",
     )

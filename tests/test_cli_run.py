@@ -136,3 +136,15 @@ def test_sandbox_command_reports_a_bad_seed(tmp_path):
     result = run("sandbox", "--seed", str(seed))
     assert result.exit_code == 2
     assert f"{seed}:3:1: invalid YAML" in _plain(result.output)
+
+
+def test_a_dry_run_says_so_also_when_nothing_would_be_delivered(project):
+    assert run("init", "quiet-one", "--owner", "me@example.com").exit_code == 0
+    result = run("run", "quiet-one", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "dry run: read and thought, wrote nothing"
+    text = _plain(result.output)
+    assert "dry run: nothing would be delivered (the agent has no deliver:)" in text
+    assert re.search(r"status ok \(dry run\) run [0-9a-f-]{36}", text)
+    assert "dry run" not in _plain(run("run", "quiet-one").output)

@@ -70,7 +70,7 @@ def test_the_first_agent_and_the_ledger_commands_work_as_pasted(tmp_path, monkey
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "3 passed" in done.stdout and "dry run" in done.stdout
+    assert "3 passed" in done.stdout and "dry run: read and thought, wrote nothing" in done.stdout
     assert "viewing as erin ($USER)" in done.stderr
     assert "deploy-digest" in done.stdout  # erin's own agent, in full in her report
 
