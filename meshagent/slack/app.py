@@ -239,8 +239,12 @@ class SlackApp:
         async def events(request: Request) -> Response:
             with self.acks.answering_one():
                 try:
-                    body = await read_body(request.stream(), limit=MAX_BODY_BYTES)
                     headers = request.headers
+                    body = await read_body(
+                        request.stream(),
+                        limit=MAX_BODY_BYTES,
+                        declared=headers.get("content-length"),
+                    )
                     signed = verify(
                         secret,
                         body,

@@ -43,9 +43,14 @@ class Signed:
     signature: str
 
 
-async def read_body(chunks: AsyncIterable[bytes], *, limit: int) -> bytes:
+async def read_body(
+    chunks: AsyncIterable[bytes], *, limit: int, declared: str | None = None
+) -> bytes:
     """The body, read up to ``limit`` bytes; `TooLarge` as soon as it goes over, whatever the
-    Content-Length header said (a chunked body has none)."""
+    Content-Length header said (a chunked body has none). A ``declared`` length over the limit
+    is refused before anything is read."""
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is declared over {limit} bytes")
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:

@@ -30,7 +30,7 @@ from meshagent.slack.app import MAX_BODY_BYTES
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
 from tests.slack.conftest import APP_TOKEN, SECRET, agents, command, event, form, serve, sign
 
-__all__ = ["serve"]  # the fixture, used by name
+__all__ = ["serve"]  # the fixture, imported to be used by name (ruff: not an unused import)
 
 NOW = int(time.time())
 
@@ -316,6 +316,23 @@ def test_a_replay_after_memory_forgot_but_inside_the_window_gets_401(sandbox, le
     assert app.stats["replays_refused"] == 1
 
 
+def test_expired_signatures_are_purged_in_the_background_and_live_ones_kept(sandbox, ledger, serve):
+    from sqlalchemy import select
+
+    from meshagent.ledger.schema import nonces
+
+    clock = _Clock()
+    served = serve(_app(sandbox, ledger, clock=clock))
+    body = form(command(sandbox, "help"))
+    assert served.post(body, headers=sign(body, timestamp=int(clock.now))).status_code == 200
+    clock.now += 400  # the first signature's window and margin are over; a purge is due
+    fresh = sign(body, timestamp=int(clock.now))
+    assert served.post(body, headers=fresh, signed=False).status_code == 200
+    served.idle()
+    kept = ledger.read(lambda c: c.execute(select(nonces.c.expires_at)).scalars().all())
+    assert [at.timestamp() for at in kept] == [int(clock.now) + 360]
+
+
 def test_a_replay_to_a_restarted_replica_gets_401(sandbox, tmp_path, serve):
     url = f"sqlite:///{tmp_path / 'restart.db'}"
     body = form(command(sandbox, "run standup"))
@@ -379,6 +396,18 @@ def test_a_body_over_the_limit_is_refused_before_it_ends(sandbox, ledger, serve)
     """The answer comes while the client is still sending: the rest is never waited for."""
     served = serve(_app(sandbox, ledger))
     assert _raw(served.url, _big_headers(), OVER, finish=False, timeout=5) == 413
+    _nothing_done(sandbox, ledger)
+
+
+def test_a_declared_length_over_the_limit_gets_413_before_the_body(sandbox, ledger, serve):
+    served = serve(_app(sandbox, ledger))
+    headers = [*_big_headers()[:3], ("Content-Length", str(MAX_BODY_BYTES + 1))]
+    host, port = served.url.split("//")[1].split("/")[0].split(":")
+    head = b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+    head += b"".join(f"{name}: {value}\r\n".encode() for name, value in headers) + b"\r\n"
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(head)  # and none of the body
+        assert conn.recv(4096).startswith(b"HTTP/1.1 413 ")
     _nothing_done(sandbox, ledger)
 
 
