@@ -189,9 +189,10 @@ async def reserve(
     The reservation is an upper bound of the call's cost: its prompt (estimated tokens, with
     the tools' schemas, times 1.5, as the estimate is within ~30%) at the input price, and its
     output cap at the output price. The cap is the smallest of the client's own max_tokens,
-    the agent's model_settings.max_output_tokens and the tokens left of max_tokens_per_run,
-    else DEFAULT_OUTPUT_CAP; a client that takes ``max_tokens`` and has none set is sent the
-    cap, so the provider holds the call to it. Returns the call's keyword arguments.
+    the agent's model_settings.max_output_tokens (DEFAULT_OUTPUT_CAP when unset) and the tokens
+    left of max_tokens_per_run; a client that takes ``max_tokens`` is sent the cap, so the
+    provider holds the call to it (for one that does not, a call that costs more than it
+    reserved is logged). Returns the call's keyword arguments.
     """
     from meshagent.ledger import budget
 
@@ -200,13 +201,16 @@ async def reserve(
     assert limit is not None
     prompt = prompt_tokens(messages, kwargs)
     cap = output_cap(run, inner, kwargs)
-    if "max_tokens" in type(inner).model_fields and getattr(inner, "max_tokens", None) is None:
+    if "max_tokens" in type(inner).model_fields:  # never above its own or the caller's
         kwargs = {**kwargs, "max_tokens": cap}
     estimate = records.Usage(input_tokens=prompt * 3 // 2 + 16, output_tokens=cap)
     cost = runtime.price(run.model, estimate)
     if cost is None:  # an unknown price is an unknown cost, never 0
         raise Stop("over_budget", unpriced(limit, run.model))
     amount = cost.total_usd
+    if not amount:  # a free model (offline) holds nothing; a spent day was refused at the start
+        run.reservation = None
+        return kwargs
     now = runtime.now()
     if run.day is None:
         run.day = budget.day_of(now)
@@ -225,8 +229,9 @@ async def reserve(
     return kwargs
 
 
-#: Output tokens reserved for a call when neither the client, the agent file nor the per-run
-#: token budget caps them; sent to the provider as the call's max_tokens where it takes one.
+#: The output cap of a call of an agent with max_usd_per_day and no model_settings.
+#: max_output_tokens (the client or max_tokens_per_run may lower it); sent to the provider as
+#: the call's max_tokens where it takes one.
 DEFAULT_OUTPUT_CAP = 4096
 #: How long after its run's time limit a reservation of a run that never released it (its
 #: process died) still counts.
@@ -255,13 +260,13 @@ def prompt_tokens(messages: list[BaseMessage], kwargs: dict[str, Any]) -> int:
 
 def output_cap(run: _Run, inner: BaseChatModel, kwargs: dict[str, Any]) -> int:
     """The most output tokens the next call may produce (see ``reserve``)."""
+    own = run.spec.model_settings.max_output_tokens
     caps = [kwargs.get("max_tokens"), getattr(inner, "max_tokens", None),
-            run.spec.model_settings.max_output_tokens]  # fmt: skip
+            own if own is not None else DEFAULT_OUTPUT_CAP]  # fmt: skip
     per_run = run.spec.budget.max_tokens_per_run
     if per_run is not None:
         caps.append(max(1, per_run - run.usage.input_tokens - run.usage.output_tokens))
-    known = [cap for cap in caps if isinstance(cap, int) and cap > 0]
-    return min(known) if known else DEFAULT_OUTPUT_CAP
+    return min(cap for cap in caps if isinstance(cap, int) and cap > 0)
 
 
 class Meter(BaseCallbackHandler):

@@ -154,7 +154,7 @@ class _Run:
         if self.unrecorded:
             usage, cost, answered = self.take_unrecorded()
             # The calls whose spending this is end their budget reservations in the same write.
-            release, self.reserved = self.reserved, False
+            release = self.reserved
             if self.runtime.alone():
                 self.runtime.ledger.record_usage(
                     self.run_id,
@@ -171,6 +171,8 @@ class _Run:
                     model_answered=answered,
                     release_reservations=release,
                 )
+            if release:  # not before: a run whose write failed still releases at its close
+                self.reserved = False
 
     def take_unrecorded(self) -> tuple[records.Usage, records.Cost | None, str | None]:
         """The spending not yet written, added up (an unknown price makes the sum unknown)."""
@@ -460,7 +462,12 @@ class Runtime:
             raise Stop("over_budget", unpriced(limit, run.model))
         now = self.now()
         run.day = budget.day_of(now)
-        found = await asyncio.to_thread(budget.standing, self.ledger, run.spec.name, run.day, now)
+        if self.alone():  # as its writes: nobody else waits on the loop meanwhile
+            found = budget.standing(self.ledger, run.spec.name, run.day, now)
+        else:
+            found = await asyncio.to_thread(
+                budget.standing, self.ledger, run.spec.name, run.day, now
+            )
         refusal = found.refusal(limit)
         if refusal is not None:
             raise Stop("over_budget", refusal)

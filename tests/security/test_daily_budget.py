@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from meshagent.ledger.schema import entries, reservations
 from meshagent.ledger.store import Ledger
+from meshagent.model_calls import DEFAULT_OUTPUT_CAP
 from meshagent.models import ScriptedChatModel
 from meshagent.runtime import RunResult
 from tests.ledger.conftest import pg_schema_url, pg_shared, sqlite_url  # noqa: F401
@@ -214,14 +215,36 @@ def test_a_real_client_is_held_to_the_output_its_call_reserved(tmp_path):
     budgeted = spec().model_copy(update={"model": "openai:gpt-4o-mini"})
     free = budgeted.model_copy(update={"budget": budgeted.budget.model_copy(
         update={"max_usd_per_day": None})})  # fmt: skip
+    # No max_output_tokens, and more tokens per run than any model writes in one answer.
+    defaulted = budgeted.model_copy(update={
+        "model_settings": budgeted.model_settings.model_copy(update={"max_output_tokens": None}),
+        "budget": budgeted.budget.model_copy(update={"max_tokens_per_run": 200_000}),
+    })  # fmt: skip
     with OpenAIServer() as server:
-        server.script(answer("done", usage(40, 5)), answer("done", usage(40, 5)))
+        server.script(*[answer("done", usage(40, 5))] * 3)
         runner = runtime(url, server.chat_model())
         try:
-            assert asyncio.run(runner.run(budgeted)).status == "ok"
-            assert asyncio.run(runner.run(free)).status == "ok"
+            for agent in (budgeted, free, defaulted):
+                assert asyncio.run(runner.run(agent)).status == "ok"
         finally:
             runner.ledger.close()
-        held, unheld = server.requests
+        held, unheld, default = server.requests
     assert held["max_completion_tokens"] == 500  # model_settings.max_output_tokens
     assert "max_completion_tokens" not in unheld and "max_tokens" not in unheld
+    assert default["max_completion_tokens"] == DEFAULT_OUTPUT_CAP
+
+
+def test_a_reservation_leaves_the_ledgers_other_writes_durable(tmp_path):
+    """A reservation's SQLite commit skips the disk; the connection goes back to the pool as
+    durable as the ledger's writes are (synchronous FULL)."""
+    from meshagent.ledger import budget
+
+    now = datetime.now(UTC)
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        for _ in range(2):
+            budget.reserve(
+                ledger, agent="spender", day=now.date(), run_id="run", amount=Decimal("0.01"),
+                limit=Decimal(1), now=now, expires_at=now + timedelta(minutes=5),
+            )  # fmt: skip
+        with ledger.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
