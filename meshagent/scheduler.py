@@ -25,6 +25,7 @@ import random
 import socket
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -54,6 +55,8 @@ _MAX_BACKOFF = timedelta(hours=1)
 _POLL_SECONDS = 0.2
 #: Skipped fires claimed one by one at most; older ones are only counted in the reason.
 _MAX_COALESCED = 10_000
+#: Fires claimed in one transaction at most.
+_MAX_BURST = 1_000
 
 
 def job_id(agent: str, index: int) -> str:
@@ -131,6 +134,8 @@ class Fleet:
         self._mtimes: dict[Path, float] = {}
         self._running: set[str] = set()
         self._triggers: dict[str, str] = {}  # job id -> its trigger, as JSON
+        self._to_claim: list[tuple[claims.Fire, asyncio.Future[Any]]] = []
+        self._claiming: set[asyncio.Task[None]] = set()
         self._ended: dict[str, asyncio.Event] = {}  # set when a run of the agent ends here
         self._stopping = False
         self.started = False
@@ -165,12 +170,10 @@ class Fleet:
         self._stopping = True  # fires waiting for an earlier run give up (recorded missed)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._background = []
         pending = list(self._tasks)
         if pending:
+            # The leases are renewed meanwhile: the runs finishing here are not dead ones that
+            # another replica should close as interrupted.
             log.info("waiting up to %.0fs for %d running tasks", timeout, len(pending))
             _, late = await asyncio.wait(pending, timeout=timeout)
             for task in late:
@@ -178,6 +181,10 @@ class Fleet:
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
                 log.warning("interrupted %d tasks still running at shutdown", len(late))
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
         self.started = False
 
     # -- agents -------------------------------------------------------------------------------
@@ -326,7 +333,7 @@ class Fleet:
                 f"only the latest fire due by then, at {fire_time.isoformat()}"
             )
             await asyncio.to_thread(self._claim_missed, spec, fires[:-1], reason, older)
-        claimed = await asyncio.to_thread(self._claim, spec, fire_time)
+        claimed = await self._claim(spec, fire_time)
         if not claimed.won:
             self.stats.claims_lost += 1
             return
@@ -381,33 +388,68 @@ class Fleet:
         upcoming = _next_fire(spec.triggers[index], fire_time)
         grace_end = fire_time + timedelta(seconds=self.settings.misfire_grace_seconds)
         deadline = min(upcoming, grace_end) if upcoming is not None else grace_end
-        current: claims.Holder | None = holder
-        while current is not None:
-            remaining = (deadline - self._now()).total_seconds()
+        current = holder
+        while True:
             if self._stopping:
-                return f"this replica was stopping while {current.describe()} still ran"
-            if remaining <= 0:
-                return f"the previous run of this agent was still running: {current.describe()}"
-            ended = self._ended.setdefault(spec.name, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), min(remaining, _POLL_SECONDS))
+                return f"this replica was stopping while the fire waited for {current.describe()}"
+            remaining = (deadline - self._now()).total_seconds()
+            if remaining > 0:
+                ended = self._ended.setdefault(spec.name, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), min(remaining, _POLL_SECONDS))
+            asked = self._now()  # what the ledger answers is true from this moment on
             found = await asyncio.to_thread(claims.holders, self.ledger, spec.name, fire_time)
             later = [h for h in found if h.fire_time > fire_time]
             if later:
                 return f"a later fire of this agent was already running: {later[0].describe()}"
-            current = found[0] if found else None
-        return None
+            if not found:
+                return None
+            current = found[0]
+            if asked >= deadline:  # still running when the next fire was due: that one waits
+                return f"the previous run of this agent was still running: {current.describe()}"
 
-    def _claim(self, spec: AgentSpec, fire_time: datetime) -> claims.Claim:
-        return claims.claim(
-            self.ledger,
-            agent=spec.name,
-            fire_time=fire_time,
-            replica=self.replica,
-            lease_seconds=self.settings.claim_lease_seconds,
-            entry=self._entry(spec, fire_time),
+    async def _claim(self, spec: AgentSpec, fire_time: datetime) -> claims.Claim:
+        """Claim a fire together with the others that came due in the same moment: one
+        transaction and one thread for a whole burst, not one each (a thousand agents due at
+        9:00 queued behind the thread pool, and a fire claimed seconds late found the agent's
+        next fire already running)."""
+        fire = claims.Fire(
+            spec.name,
+            fire_time,
+            self._entry(spec, fire_time),
             hold=lambda: self._backoff_reason(spec.name),
         )
+        claimed: asyncio.Future[claims.Claim] = asyncio.get_running_loop().create_future()
+        self._to_claim.append((fire, claimed))
+        if len(self._to_claim) == 1:  # the first of a burst: claim after the others joined
+            asyncio.get_running_loop().call_soon(self._claim_burst)
+        return await claimed
+
+    def _claim_burst(self) -> None:
+        burst, self._to_claim = self._to_claim, []
+        for start in range(0, len(burst), _MAX_BURST):
+            task = asyncio.create_task(self._claim_all(burst[start : start + _MAX_BURST]))
+            self._claiming.add(task)
+            task.add_done_callback(self._claiming.discard)
+
+    async def _claim_all(self, burst: list[tuple[claims.Fire, asyncio.Future[Any]]]) -> None:
+        fires = [fire for fire, _ in burst]
+        try:
+            found = await asyncio.to_thread(
+                claims.claim_all,
+                self.ledger,
+                fires,
+                replica=self.replica,
+                lease_seconds=self.settings.claim_lease_seconds,
+            )
+        except Exception as exc:
+            for _, claimed in burst:
+                if not claimed.done():
+                    claimed.set_exception(exc)
+            return
+        for (_, claimed), result in zip(burst, found, strict=True):
+            if not claimed.done():
+                claimed.set_result(result)
 
     def _entry(self, spec: AgentSpec, fire_time: datetime) -> dict[str, Any]:
         return self.ledger.entry_values(
@@ -524,8 +566,8 @@ class Fleet:
                     await self._fire(
                         job_id(spec.name, index),
                         due,
-                        skipped_because="due while no replica ran the fleet (caught up when "
-                        f"replica {self.replica} started)",
+                        skipped_because=f"due before replica {self.replica} started, and "
+                        f"claimed by no replica when it caught up at {now.isoformat()}",
                         older=older,
                     )
 
@@ -553,16 +595,36 @@ class Fleet:
             log.info("fleet reloaded: %d agents", len(self.specs))
 
     async def _leases(self) -> None:
+        # A thread of their own: behind a burst of claims in the shared pool, a renewal came
+        # late, and the other replicas closed this one's running runs as interrupted.
         period = max(0.2, self.settings.claim_lease_seconds / 3)
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await asyncio.to_thread(claims.renew, self.ledger, self.replica,
-                                        self.settings.claim_lease_seconds)  # fmt: skip
-                for run_id in await asyncio.to_thread(claims.expire, self.ledger):
-                    log.warning("run %s interrupted: its replica stopped", run_id)
-            except Exception:
-                log.exception("renewing claims failed; retrying")
+        loop = asyncio.get_running_loop()
+        # Closing expired runs waits for the ledger's chain like any close: in another task.
+        own = ThreadPoolExecutor(1, thread_name_prefix="meshagent-leases")
+        expiring: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(period)
+                try:
+                    await loop.run_in_executor(own, self._renew)
+                except Exception:
+                    log.exception("renewing claims failed; retrying")
+                if expiring is None or expiring.done():
+                    expiring = asyncio.create_task(self._expire())
+        finally:
+            own.shutdown(wait=False)
+            if expiring is not None:
+                expiring.cancel()
+
+    def _renew(self) -> None:
+        claims.renew(self.ledger, self.replica, self.settings.claim_lease_seconds)
+
+    async def _expire(self) -> None:
+        try:
+            for run_id in await asyncio.to_thread(claims.expire, self.ledger):
+                log.warning("run %s interrupted: its replica stopped", run_id)
+        except Exception:
+            log.exception("closing the runs of expired claims failed; retrying")
 
 
 async def _noop() -> None:  # jobs are run by _FleetExecutor, never called

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Claim",
+    "Fire",
     "Holder",
     "claim",
+    "claim_all",
     "claim_missed",
     "close_missed",
     "expire",
@@ -82,6 +84,19 @@ class Claim:
     as missed with ``close_missed``."""
 
 
+@dataclass(frozen=True)
+class Fire:
+    """A fire to claim: its agent and scheduled time, and the entry its winner opens.
+
+    ``hold()`` may give a reason not to run it, such as a backoff; it is asked only when no
+    other fire of the agent is running."""
+
+    agent: str
+    fire_time: datetime
+    entry: dict[str, Any]
+    hold: Callable[[], str | None] | None = None
+
+
 def claim(
     ledger: Ledger,
     *,
@@ -90,49 +105,40 @@ def claim(
     replica: str,
     lease_seconds: float,
     entry: dict[str, Any],
-    missed: str | None = None,
     hold: Callable[[], str | None] | None = None,
 ) -> Claim:
-    """Claim a fire and open its entry.
+    """Claim one fire and open its entry: ``claim_all`` of one."""
+    fire = Fire(agent, fire_time, entry, hold)
+    return claim_all(ledger, [fire], replica=replica, lease_seconds=lease_seconds)[0]
 
-    With ``missed`` (a reason known beforehand, such as lateness), the entry is closed as missed
-    at once. Otherwise a later fire's run in progress makes this one missed, an earlier fire's
-    run in progress is returned as ``waits_for``, and ``hold()`` may still give a reason not to
-    run, such as a backoff.
+
+def claim_all(
+    ledger: Ledger, fires: Sequence[Fire], *, replica: str, lease_seconds: float
+) -> list[Claim]:
+    """Claim fires in one transaction and open the entries of the ones won; their claims, in
+    the order given.
+
+    A later fire's run in progress makes a fire missed (its entry closed so, its claim done, in
+    this transaction); an earlier fire's run in progress is returned as ``waits_for``. Fires are
+    claimed in a stable order, so replicas claiming the same fires wait for each other and
+    never deadlock.
     """
     now = rows.now()
-    values = {
-        "agent": agent,
-        "fire_time": fire_time,
-        "replica": replica,
-        "run_id": entry["run_id"],
-        "claimed_at": now,
-        "lease_until": now + timedelta(seconds=lease_seconds),
-        "done": False,
-    }
+    order = sorted(range(len(fires)), key=lambda i: (fires[i].agent, fires[i].fire_time))
 
-    def work(connection: Connection) -> Claim:
-        _lock_agent(connection, agent)
-        if not _insert_ignoring_conflict(connection, values):
-            return Claim(won=False)
-        connection.execute(entries.insert().values(entry))
-        reason = missed
-        earlier: Holder | None = None
-        if reason is None:
-            found = _holders(connection, agent, fire_time, now)
-            later = [h for h in found if h.fire_time > fire_time]
-            earlier = next((h for h in found if h.fire_time < fire_time), None)
-            if later:
-                reason = f"a later fire of this agent was already running: {later[0].describe()}"
-            elif earlier is None and hold is not None:
-                reason = hold()
-        if reason is not None:
-            _close(connection, entry, reason, now)
-            _mark_done(connection, agent, [fire_time])
-            return Claim(won=True, run_id=entry["run_id"], missed=reason)
-        return Claim(won=True, run_id=entry["run_id"], waits_for=earlier)
+    def work(connection: Connection) -> list[Claim]:
+        found: dict[int, Claim] = {}
+        for index in order:
+            found[index] = _claim(connection, fires[index], replica, now, lease_seconds)
+        # The missed ones are closed last, together: the chain head they lock is held from
+        # here to the commit only, and always after the agents' locks (no deadlock).
+        missed = [(fires[i], found[i].missed) for i in order if found[i].missed is not None]
+        _close_all(connection, [(fire.entry, reason) for fire, reason in missed], now)
+        for fire, _ in missed:
+            _mark_done(connection, fire.agent, [fire.fire_time])
+        return [found[index] for index in range(len(fires))]
 
-    return ledger.transact(work, what="claim a scheduled fire")
+    return ledger.transact(work, what="claim scheduled fires")
 
 
 def claim_missed(
@@ -175,7 +181,7 @@ def claim_missed(
             return [], None
         values = {**entry(won[-1]), "run_id": run_id}
         connection.execute(entries.insert().values(values))
-        _close(connection, values, reason(won), now)
+        _close_all(connection, [(values, reason(won))], now)
         return won, run_id
 
     return ledger.transact(work, what="claim skipped fires")
@@ -265,6 +271,36 @@ def _insert_ignoring_conflict(connection: Connection, values: dict[str, Any]) ->
     return connection.execute(statement).first() is not None  # rowcount is unreliable here
 
 
+def _claim(
+    connection: Connection, fire: Fire, replica: str, now: datetime, lease_seconds: float
+) -> Claim:
+    agent, fire_time, entry = fire.agent, fire.fire_time, fire.entry
+    _lock_agent(connection, agent)
+    values = {
+        "agent": agent,
+        "fire_time": fire_time,
+        "replica": replica,
+        "run_id": entry["run_id"],
+        "claimed_at": now,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "done": False,
+    }
+    if not _insert_ignoring_conflict(connection, values):
+        return Claim(won=False)
+    connection.execute(entries.insert().values(entry))
+    found = _holders(connection, agent, fire_time, now)
+    later = [h for h in found if h.fire_time > fire_time]
+    earlier = next((h for h in found if h.fire_time < fire_time), None)
+    reason = None
+    if later:
+        reason = f"a later fire of this agent was already running: {later[0].describe()}"
+    elif earlier is None and fire.hold is not None:
+        reason = fire.hold()
+    if reason is not None:  # closed by the caller, with the others
+        return Claim(won=True, run_id=entry["run_id"], missed=reason)
+    return Claim(won=True, run_id=entry["run_id"], waits_for=earlier)
+
+
 def _lock_agent(connection: Connection, agent: str) -> None:
     """Order the claims of one agent (PostgreSQL; SQLite has one writer at a time): two fires
     claimed at the same moment on two replicas would not see each other's uncommitted rows,
@@ -291,11 +327,21 @@ def _holders(
     return [Holder(*row) for row in connection.execute(query).all()]
 
 
-def _close(connection: Connection, entry: dict[str, Any], reason: str, now: datetime) -> None:
-    """Close an entry this transaction opened as missed (chained like any other close)."""
-    values = {"status": "missed", "error": reason[:2000], "finished_at": now}
-    close = lifecycle.close_step(entry["run_id"], values, opened=entry, produced=[])
-    lifecycle.run_steps(connection, [close])
+def _close_all(
+    connection: Connection, closing: Sequence[tuple[dict[str, Any], str]], now: datetime
+) -> None:
+    """Close entries this transaction opened as missed (chained like any other close)."""
+    steps = [
+        lifecycle.close_step(
+            entry["run_id"],
+            {"status": "missed", "error": reason[:2000], "finished_at": now},
+            opened=entry,
+            produced=[],
+        )
+        for entry, reason in closing
+    ]
+    if steps:
+        lifecycle.run_steps(connection, steps)
 
 
 def _mark_done(connection: Connection, agent: str, fire_times: Sequence[datetime]) -> None:
