@@ -43,6 +43,7 @@ __all__ = [
     "PriceOverride",
     "PrivacySettings",
     "SlackSettings",
+    "ValueSettings",
     "find_config",
     "load_config",
     "mask_url",
@@ -119,6 +120,9 @@ class PeopleSettings(_Settings):
     me: str | None = Field(None, min_length=1)
     """Who runs the CLI here (email or Slack id): the ledger's default viewer, an agent's
     default owner. Unset: git's user.email, then $USER."""
+    aliases: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """A person's other names, by one of their names: `"alice@example.com" = ["U012ABCDEF",
+    "alice"]` (Slack user ids, emails, logins). The ledger counts each group as one person."""
 
 
 class ServeSettings(_Settings):
@@ -147,26 +151,76 @@ class DashboardSettings(_Settings):
 
 
 class FlagSettings(_Settings):
-    """`[flags]`: the thresholds of the tokenmaxxing flags."""
+    """`[flags]`: the thresholds of the tokenmaxxing flags (`meshagent.ledger.flags`).
 
-    no_outcome_min_runs: _PositiveInt = 3
-    """An agent is flagged when its last N runs produced no outcome."""
-    unchanged_rerun_min: _PositiveInt = 2
-    """Flag this many re-runs on an unchanged input hash within the period."""
-    negative_feedback_min_votes: _PositiveInt = 3
-    """Flag a majority of negative feedback once there are at least this many votes."""
-    token_outlier_factor: _PositiveFloat = 5.0
-    """Flag a run whose tokens exceed this factor times the agent's trailing median."""
-    token_outlier_window: _PositiveInt = 20
-    """Number of runs in the trailing median of token_outlier_factor."""
-    burst_factor: _PositiveFloat = 3.0
-    """Flag an owner whose daily tokens exceed this factor times their trailing daily average."""
+    Chosen from what a reasonable team would call waste, not fitted to any one organisation:
+    a flag needs a volume no honest agent reaches by chance and a sum worth a conversation.
+    """
+
+    min_usd: Annotated[float, BeforeValidator(_no_bool), Field(ge=0)] = 0.5
+    """Dollars at stake in the period below which a waste flag is not raised (a coffee a week
+    is not worth a conversation); self-votes and rejections are raised whatever they cost."""
+    history_days: _PositiveInt = 28
+    """How far before the period the rules look for an agent's own cadence and past."""
+    burst_factor: _PositiveFloat = 5.0
+    """A day's spend of an agent (or of one person's runs of it) over this factor times the
+    agent's median day with runs is a burst."""
     burst_window_days: _PositiveInt = 14
-    """Days in the trailing daily average of burst_factor."""
-    no_reaction_runs: _PositiveInt = 10
-    """Flag an agent whose delivered output got no reaction or feedback in this many runs."""
+    """An agent needs this many days of history (and 5 days with runs) before a burst counts."""
+    burst_min_usd: Annotated[float, BeforeValidator(_no_bool), Field(ge=0)] = 1.0
+    """A burst must spend at least this many dollars above the agent's median day."""
+    burst_breadth_people: _PositiveInt = 3
+    """A burst requested by this many people besides the owner is demand, not a burst."""
+    no_outcome_min_runs: _PositiveInt = 10
+    """No-outcome needs at least this many runs without an outcome in the period (dry runs,
+    failures and declared quiet results left out)."""
+    no_outcome_share: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=1)] = 0.5
+    """...and at least this share of the agent's runs that spent tokens."""
+    failure_min_runs: _PositiveInt = 5
+    """Reliability: at least this many failed, over-budget or interrupted runs in the period..."""
+    failure_share: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=1)] = 0.3
+    """...making at least this share of the agent's runs."""
+    no_reaction_runs: _PositiveInt = 40
+    """Unread: this many delivered outputs within `history_days` with no engagement by anyone
+    but the owner and the triggerer (most honest output draws none, so it takes a volume)."""
+    audience_of_one_runs: _PositiveInt = 5
+    """Unread: this many outputs in the period that nobody but the owner could see."""
+    unchanged_rerun_min: _PositiveInt = 3
+    """Flag this many runs in the period that spent tokens on the input of the agent's last ok
+    run (a retry after a failure, or another person asking, left out)."""
+    token_outlier_factor: _PositiveFloat = 4.0
+    """Tokens per run with an outcome over this factor times the median of agents with the same
+    value tag, and over `token_outlier_own_factor` times the agent's own past, are flagged."""
+    token_outlier_own_factor: _PositiveFloat = 2.5
+    """See token_outlier_factor; an agent without `history_days` of past is left alone."""
+    negative_feedback_min_votes: _PositiveInt = 3
+    """Flag a majority of rejections (votes, rejected outcomes) once there are this many."""
+    self_vote_min: _PositiveInt = 3
+    """Flag this many positive votes in the period by a run's own owner or triggerer."""
+    claimed_minutes_min: _PositiveInt = 600
+    """Claimed value: flag claims over this many minutes in the period..."""
+    claimed_factor: _PositiveFloat = 3.0
+    """...and over this factor times what its fires and distinct requests could support
+    (minutes_saved once per fire or request, at most `[value] weekly_cap_minutes`)."""
+    split_min_runs: _PositiveInt = 10
+    """One task split into many runs: this many runs by one person, each within
+    `[value] request_gap_minutes` of the last."""
+    loop_runs_per_day: _PositiveInt = 25
+    """One person running one slash agent this many times in a day is looping it."""
     off_schedule_tolerance_minutes: Annotated[int, BeforeValidator(_no_bool), Field(ge=0)] = 10
     """Runs starting more than this many minutes away from the declared schedule are flagged."""
+    off_schedule_min_runs: _PositiveInt = 3
+    """...once there are this many in the period (one late start is a busy machine)."""
+
+
+class ValueSettings(_Settings):
+    """`[value]`: how minutes saved are credited from evidence (`meshagent.ledger.value`)."""
+
+    weekly_cap_minutes: _PositiveInt = 1200
+    """At most this many evidenced minutes per agent per week (20 hours: half a person)."""
+    request_gap_minutes: _PositiveInt = 2
+    """Runs of one agent by one person each within this many minutes of the last are one
+    request: credited once, however many runs it was split into."""
 
 
 class PriceOverride(_Settings):
@@ -252,6 +306,8 @@ class Config(_Settings):
     """Who is at the keyboard: the CLI's default viewer and owner."""
     flags: FlagSettings = Field(default_factory=FlagSettings)
     """Thresholds of the tokenmaxxing flags."""
+    value: ValueSettings = Field(default_factory=ValueSettings)
+    """How evidenced minutes saved are credited."""
     prices: dict[_ModelKey, PriceOverride] = Field(default_factory=dict)
     """_Price overrides by "provider:model", for internal gateways and negotiated prices."""
     serve: ServeSettings = Field(default_factory=ServeSettings)
@@ -669,7 +725,9 @@ def _variables() -> dict[str, tuple[str, ...]]:
         if name in _NOT_SETTINGS or get_origin(annotation) is dict:
             continue  # tables keyed by free names (prices, connectors) are set in the file only
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub in annotation.model_fields:
+            for sub, field in annotation.model_fields.items():
+                if get_origin(_unwrap(field.annotation)[0]) is dict:
+                    continue  # such as [people] aliases: keyed by free names, file only
                 variables[f"{ENV_PREFIX}{name}__{sub}".upper()] = (name, sub)
         else:
             variables[f"{ENV_PREFIX}{name}".upper()] = (name,)

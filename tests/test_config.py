@@ -31,7 +31,18 @@ from meshagent.exceptions import ConfigError
 SETTINGS = ", ".join(
     ["agents_dir", "ledger_url", "default_model", "value_tags", "timeout_seconds"]
     + ["max_concurrent_model_calls"]
-    + ["privacy", "people", "flags", "prices", "serve", "dashboard", "slack", "jira", "connectors"]
+    + [
+        "privacy",
+        "people",
+        "flags",
+        "value",
+        "prices",
+        "serve",
+        "dashboard",
+        "slack",
+        "jira",
+        "connectors",
+    ]
 )
 
 
@@ -73,17 +84,34 @@ def test_defaults_without_a_file_or_environment(tmp_path):
     assert config.value_tags == DEFAULT_VALUE_TAGS
     assert config.timeout_seconds == 600
     assert config.privacy == PrivacySettings(min_group_size=5, admins=())
+    assert config.flags == FlagSettings()
     assert config.flags.model_dump() == {
-        "no_outcome_min_runs": 3,
-        "unchanged_rerun_min": 2,
-        "negative_feedback_min_votes": 3,
-        "token_outlier_factor": 5.0,
-        "token_outlier_window": 20,
-        "burst_factor": 3.0,
+        "min_usd": 0.5,
+        "history_days": 28,
+        "burst_factor": 5.0,
         "burst_window_days": 14,
-        "no_reaction_runs": 10,
+        "burst_min_usd": 1.0,
+        "burst_breadth_people": 3,
+        "no_outcome_min_runs": 10,
+        "no_outcome_share": 0.5,
+        "failure_min_runs": 5,
+        "failure_share": 0.3,
+        "no_reaction_runs": 40,
+        "audience_of_one_runs": 5,
+        "unchanged_rerun_min": 3,
+        "token_outlier_factor": 4.0,
+        "token_outlier_own_factor": 2.5,
+        "negative_feedback_min_votes": 3,
+        "self_vote_min": 3,
+        "claimed_minutes_min": 600,
+        "claimed_factor": 3.0,
+        "split_min_runs": 10,
+        "loop_runs_per_day": 25,
         "off_schedule_tolerance_minutes": 10,
+        "off_schedule_min_runs": 3,
     }
+    assert config.value.model_dump() == {"weekly_cap_minutes": 1200, "request_gap_minutes": 2}
+    assert config.people.aliases == {}
     assert config.prices == {}
     assert config.slack.model_dump() == {
         "token_env": "SLACK_BOT_TOKEN",
@@ -176,7 +204,7 @@ def test_file_is_found_upward_and_paths_resolve_against_its_directory(tmp_path):
     }
     assert config.flags.token_outlier_factor == 4.5
     assert config.flags.burst_window_days == 7
-    assert config.flags.no_reaction_runs == 10
+    assert config.flags.no_reaction_runs == 40
     assert config.prices["openai:gpt-4.1-mini"] == PriceOverride(
         input_per_mtok=Decimal("0.15"), output_per_mtok=Decimal("0.6")
     )
@@ -257,7 +285,27 @@ ENV_CASES = {
         6,
     ),
     "MESHAGENT_FLAGS__TOKEN_OUTLIER_FACTOR": ("7.5", ("flags", "token_outlier_factor"), 7.5),
-    "MESHAGENT_FLAGS__TOKEN_OUTLIER_WINDOW": ("50", ("flags", "token_outlier_window"), 50),
+    "MESHAGENT_FLAGS__MIN_USD": ("0.25", ("flags", "min_usd"), 0.25),
+    "MESHAGENT_FLAGS__HISTORY_DAYS": ("14", ("flags", "history_days"), 14),
+    "MESHAGENT_FLAGS__BURST_MIN_USD": ("2", ("flags", "burst_min_usd"), 2.0),
+    "MESHAGENT_FLAGS__BURST_BREADTH_PEOPLE": ("4", ("flags", "burst_breadth_people"), 4),
+    "MESHAGENT_FLAGS__NO_OUTCOME_SHARE": ("0.8", ("flags", "no_outcome_share"), 0.8),
+    "MESHAGENT_FLAGS__FAILURE_MIN_RUNS": ("9", ("flags", "failure_min_runs"), 9),
+    "MESHAGENT_FLAGS__FAILURE_SHARE": ("0.5", ("flags", "failure_share"), 0.5),
+    "MESHAGENT_FLAGS__AUDIENCE_OF_ONE_RUNS": ("3", ("flags", "audience_of_one_runs"), 3),
+    "MESHAGENT_FLAGS__TOKEN_OUTLIER_OWN_FACTOR": (
+        "3",
+        ("flags", "token_outlier_own_factor"),
+        3.0,
+    ),
+    "MESHAGENT_FLAGS__SELF_VOTE_MIN": ("2", ("flags", "self_vote_min"), 2),
+    "MESHAGENT_FLAGS__CLAIMED_MINUTES_MIN": ("300", ("flags", "claimed_minutes_min"), 300),
+    "MESHAGENT_FLAGS__CLAIMED_FACTOR": ("2", ("flags", "claimed_factor"), 2.0),
+    "MESHAGENT_FLAGS__SPLIT_MIN_RUNS": ("20", ("flags", "split_min_runs"), 20),
+    "MESHAGENT_FLAGS__LOOP_RUNS_PER_DAY": ("50", ("flags", "loop_runs_per_day"), 50),
+    "MESHAGENT_FLAGS__OFF_SCHEDULE_MIN_RUNS": ("1", ("flags", "off_schedule_min_runs"), 1),
+    "MESHAGENT_VALUE__REQUEST_GAP_MINUTES": ("5", ("value", "request_gap_minutes"), 5),
+    "MESHAGENT_VALUE__WEEKLY_CAP_MINUTES": ("600", ("value", "weekly_cap_minutes"), 600),
     "MESHAGENT_FLAGS__BURST_FACTOR": ("2", ("flags", "burst_factor"), 2.0),
     "MESHAGENT_FLAGS__BURST_WINDOW_DAYS": ("30", ("flags", "burst_window_days"), 30),
     "MESHAGENT_FLAGS__NO_REACTION_RUNS": ("8", ("flags", "no_reaction_runs"), 8),
@@ -348,7 +396,7 @@ def test_unknown_variables_are_refused_with_a_suggestion(tmp_path):
         "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, "
         "MESHAGENT_JIRA__<KEY>, MESHAGENT_PEOPLE__<KEY>, MESHAGENT_PRIVACY__<KEY>, "
         "MESHAGENT_SERVE__<KEY>, "
-        "MESHAGENT_SLACK__<KEY>"
+        "MESHAGENT_SLACK__<KEY>, MESHAGENT_VALUE__<KEY>"
     )
     env_error(
         tmp_path,
@@ -447,7 +495,7 @@ def test_environment_errors_come_after_the_file_errors(tmp_path):
         "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, "
         "MESHAGENT_JIRA__<KEY>, MESHAGENT_PEOPLE__<KEY>, MESHAGENT_PRIVACY__<KEY>, "
         "MESHAGENT_SERVE__<KEY>, "
-        "MESHAGENT_SLACK__<KEY>)\n"
+        "MESHAGENT_SLACK__<KEY>, MESHAGENT_VALUE__<KEY>)\n"
         "MESHAGENT_PRIVACY__MIN_GROUP_SIZE: expected an integer >= 1, got 'x'",
         MESHAGENT_PRIVACY__MIN_GROUP_SIZE="x",
         MESHAGENT_LEDGER_UR="y",

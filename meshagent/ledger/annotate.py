@@ -34,15 +34,7 @@ def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> boo
     ).first()
     if same is not None:
         return False
-    connection.execute(
-        outcomes.insert().values(
-            run_id=run_id,
-            kind=outcome.kind,
-            ref=outcome.ref,
-            url=outcome.url,
-            created_at=rows.now(),
-        )
-    )
+    connection.execute(outcomes.insert().values(outcome.row(run_id, rows.now())))
     return True
 
 

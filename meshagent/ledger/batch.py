@@ -71,16 +71,7 @@ def write_records(ledger: Ledger, records: Sequence[RunRecord]) -> list[str]:
             digest = chain.chain_hash(seq, previous, facts[at])
             new_rows.append({**row, "seq": seq, "prev_hash": previous, "entry_hash": digest})
             previous = digest
-            new_outcomes += [
-                {
-                    "run_id": row["run_id"],
-                    "kind": o.kind,
-                    "ref": o.ref,
-                    "url": o.url,
-                    "created_at": now,
-                }
-                for o in produced[at]
-            ]
+            new_outcomes += [o.row(row["run_id"], row["finished_at"] or now) for o in produced[at]]
             rollup.add_delta(deltas, *sums[at])
         if not new_rows:
             return

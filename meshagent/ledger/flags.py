@@ -1,92 +1,135 @@
-"""Tokenmaxxing flags: explainable rules, each with its threshold and a reason in plain words.
+"""Tokenmaxxing flags: evidence, not accusations.
 
-Every flag names the runs behind it. Thresholds come from `flags.*` in meshagent.toml; pass that
-object (or a FlagSettings) as `settings`.
+Each flag names the agent (`subject`), its owner, the people who triggered the runs, the person
+it is about (`accountable`: the owner, or the looper of a teammate's slash agent), the dollars
+at stake in the period, the evidence, the innocent explanation and the fix; flags come ranked by
+dollars times the strength of their evidence. `kind` is "waste" (tokenmaxxing) or "reliability"
+(failures, reported apart: a failing agent is broken, not gaming). Thresholds are `[flags]` in
+meshagent.toml (`FlagSettings`); the value settings (`[value]`) say what a request is.
+
+Rules, per agent over the period (a week, usually), each quiet below `min_usd` at stake unless
+said otherwise:
+
+- burst: a day's spend (of the agent, or of one person's runs of it) over `burst_factor` x the
+  agent's median day with runs in the `history_days` before, by at least `burst_min_usd`; an
+  agent younger than `burst_window_days` or with fewer than 5 days with runs is left alone, so
+  is a burst with an accepted outcome, or one asked for by `burst_breadth_people` people;
+- no_outcome: `no_outcome_min_runs` ok runs that spent tokens and produced nothing, at least
+  `no_outcome_share` of such runs; dry runs (plans), failures and declared quiet results are
+  not counted (failures are the `failing` reliability flag);
+- unread: `no_reaction_runs` delivered outputs in `history_days`, checked by the follow-up pass,
+  none engaged with by anyone but the owner and triggerer; or `audience_of_one_runs` outputs in
+  the period nobody but the owner could see (a private channel of one, a DM to oneself);
+- unchanged_rerun: `unchanged_rerun_min` ok runs on the same input as the agent's run before,
+  itself ok and asked by the same person (a retry after a failure is not a re-run);
+- token_outlier: tokens per run over `token_outlier_factor` x the median of agents with the same
+  value tag and over `token_outlier_own_factor` x the agent's own past;
+- self_vote: `self_vote_min` Useful votes by a run's own owner or triggerer (any of their
+  identities); whatever they cost;
+- negative_feedback: rejected outcomes and others' thumbs-down outnumber acceptances, from
+  `negative_feedback_min_votes`; whatever they cost;
+- claimed_value: minutes claimed over `claimed_minutes_min` and `claimed_factor` x what the fires
+  and distinct requests support (minutes_saved once each, at most `[value] weekly_cap_minutes`);
+- split_task: `split_min_runs` runs by one person each within `[value] request_gap_minutes` of
+  the last: one task split into many runs;
+- slash_loop: one person running a slash agent `loop_runs_per_day` times in a day (the looper is
+  named, not the owner);
+- off_schedule: `off_schedule_min_runs` scheduled runs away from their fire time;
+- failing (reliability): `failure_min_runs` failed, over-budget or interrupted runs making
+  `failure_share` of the agent's runs.
+
+A viewer who is not an admin sees the flags on runs they own or triggered (any of their
+identities), with only those runs; `flag_report` says whose flags it shows. Everything is
+aggregated in SQL (`meshagent.ledger.flagdata`): a week over a million entries reads a few
+thousand rows.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
-from meshagent.config import FlagSettings, PrivacySettings
+from meshagent.config import FlagSettings, PrivacySettings, ValueSettings
+from meshagent.ledger import flagdata as data
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import PrivacyLike, is_admin
-from meshagent.ledger.records import PLANNED
-from meshagent.ledger.schema import entries, feedback, outcomes, spent_tokens
+from meshagent.ledger.privacy import PrivacyLike
+from meshagent.ledger.schema import entries
 
 if TYPE_CHECKING:
+    from meshagent.ledger.people import People
     from meshagent.ledger.store import Ledger
 
-__all__ = ["Flag", "flags"]
+__all__ = ["RULES", "Flag", "FlagReport", "flag_report", "flags"]
 
 ScheduleCheck = Callable[[str, datetime], bool]
+_CENT = Decimal("0.01")
+# How much each rule's evidence weighs in the ranking (1: the ledger shows it happened).
+RULES = {
+    "self_vote": 0.95,
+    "unchanged_rerun": 0.9,
+    "split_task": 0.85,
+    "slash_loop": 0.85,
+    "negative_feedback": 0.8,
+    "no_outcome": 0.75,
+    "unread": 0.7,
+    "claimed_value": 0.65,
+    "token_outlier": 0.55,
+    "burst": 0.5,
+    "off_schedule": 0.4,
+    "failing": 0.3,
+}
 
 
 @dataclass(frozen=True)
 class Flag:
+    """One rule's finding about one agent (and person), with what it rests on."""
+
     rule: str
-    subject: str  # the agent, or the owner for bursts
-    reason: str
+    subject: str  # the agent
+    reason: str  # one line: what happened, in numbers
     run_ids: tuple[str, ...]
+    owner: str = ""  # the agent's owner (as a person)
+    people: tuple[str, ...] = ()  # who triggered the flagged runs (people)
+    accountable: str = ""  # whom the flag is about: the owner, or a looper
+    usd: Decimal = Decimal(0)  # dollars at stake in the period
+    evidence: tuple[str, ...] = ()
+    innocent: str = ""  # the innocent explanation
+    fix: str = ""  # what to do, with what it saves
+    strength: float = 0.0
+    kind: str = "waste"  # or "reliability"
+    period: Period | None = field(default=None, compare=False)
+
+    @property
+    def score(self) -> Decimal:
+        return self.usd * Decimal(str(self.strength))
 
 
-@dataclass
-class _Run:
-    run_id: str
-    agent: str
-    owner: str
-    started_at: datetime
-    status: str
-    trigger_kind: str
-    scheduled_for: datetime | None
-    input_hash: str | None
-    tokens: int
-    outcomes: int = 0
-    pos: int = 0
-    neg: int = 0
+@dataclass(frozen=True)
+class FlagReport:
+    """The flags a viewer may see, and in words whose they are."""
+
+    flags: tuple[Flag, ...]
+    viewer: str | None
+    everyone: bool  # an admin: every flag; else only flags on the viewer's own runs
+    scope: str
 
 
-def _load(connection: Connection, since: datetime, until: datetime) -> list[_Run]:
-    tokens = spent_tokens(entries)
-    window = (entries.c.started_at >= since, entries.c.started_at < until)
-    query = select(
-        entries.c.run_id,
-        entries.c.agent,
-        entries.c.owner,
-        entries.c.started_at,
-        entries.c.status,
-        entries.c.trigger_kind,
-        entries.c.scheduled_for,
-        entries.c.input_hash,
-        tokens,
-    ).where(entries.c.status != "running", *window)
-    runs = {row[0]: _Run(*row[:2], row[2] or "", *row[3:]) for row in connection.execute(query)}
-    ids = select(entries.c.run_id).where(*window)
-    for run_id, count in connection.execute(
-        select(outcomes.c.run_id, func.count())
-        .where(outcomes.c.run_id.in_(ids), outcomes.c.kind != PLANNED)
-        .group_by(outcomes.c.run_id)
-    ):
-        if run_id in runs:
-            runs[run_id].outcomes = count
-    for run_id, vote, count in connection.execute(
-        select(feedback.c.run_id, feedback.c.vote, func.count())
-        .where(feedback.c.run_id.in_(ids))
-        .group_by(feedback.c.run_id, feedback.c.vote)
-    ):
-        if run_id in runs:
-            setattr(runs[run_id], "pos" if vote == 1 else "neg", count)
-    return sorted(runs.values(), key=lambda run: (run.started_at, run.run_id))
+def flags(ledger: Ledger, **options: Any) -> list[Flag]:
+    """The flags raised in `period`, ranked; a non-admin viewer sees only flags on their runs.
+
+    Takes `flag_report`'s keyword arguments.
+    """
+    return list(flag_report(ledger, **options).flags)
 
 
-def flags(
+def flag_report(
     ledger: Ledger,
     *,
     period: Period,
@@ -94,130 +137,601 @@ def flags(
     viewer: str | None = None,
     privacy: PrivacyLike | None = None,
     schedule_check: ScheduleCheck | None = None,
-) -> list[Flag]:
-    """The flags raised by runs in `period`; a non-admin viewer sees only flags on their runs."""
+    value: ValueSettings | None = None,
+    people: People | None = None,
+) -> FlagReport:
+    """`flags`, with whose flags they are (`FlagReport.scope`)."""
+    from meshagent.ledger.people import directory
+
     s = settings or FlagSettings()
-    since = period.start_time - timedelta(days=max(s.burst_window_days, 30))
-    runs = ledger.read(lambda c: _load(c, since, period.end_time), what="read runs for flags")
-    by_agent: dict[str, list[_Run]] = defaultdict(list)
-    for run in runs:
-        by_agent[run.agent].append(run)
-    found: list[Flag] = []
-    for agent, history in sorted(by_agent.items()):
-        recent = [run for run in history if run.started_at >= period.start_time]
-        found += _agent_flags(agent, history, recent, s, schedule_check)
-    found += _bursts(runs, period, s)
-    if not is_admin(viewer, privacy or PrivacySettings()):
-        mine = {run.run_id for run in runs if viewer is not None and run.owner == viewer}
-        found = [
-            Flag(f.rule, f.subject, f.reason, tuple(r for r in f.run_ids if r in mine))
-            for f in found
-        ]
-        found = [flag for flag in found if flag.run_ids]
-    return found
+    value = value or ValueSettings()
+    privacy = privacy or PrivacySettings()
+    people = people if people is not None else directory(ledger)
+    found = ledger.read(
+        lambda c: _Rules(c, period, s, value, people, schedule_check).run(), what="read flags"
+    )
+    found.sort(key=lambda f: (f.kind != "waste", -f.score, -f.usd, f.subject, f.rule))
+    admin = viewer is not None and any(people.same(viewer, a) for a in privacy.admins)
+    if admin:
+        return FlagReport(tuple(found), viewer, True, f"every flag (admin: {viewer})")
+    if viewer is None:
+        return FlagReport((), None, False, "no flags: nobody is viewing (give a viewer)")
+    mine = _own_runs(ledger, found, viewer, people)
+    kept = []
+    for flag in found:
+        runs = tuple(r for r in flag.run_ids if r in mine)
+        if runs:
+            kept.append(flag if len(runs) == len(flag.run_ids) else replace(flag, run_ids=runs))
+    who = people.key(viewer)
+    return FlagReport(tuple(kept), viewer, False, f"flags on runs owned or triggered by {who}")
 
 
-def _agent_flags(
-    agent: str,
-    history: list[_Run],
-    recent: list[_Run],
-    s: Any,
-    schedule_check: ScheduleCheck | None,
-) -> list[Flag]:
-    result = []
+def _own_runs(ledger: Ledger, found: list[Flag], viewer: str, people: People) -> set[str]:
+    ids = sorted({r for flag in found for r in flag.run_ids})
 
-    def flag(rule: str, runs: list[_Run], reason: str, minimum: int = 1) -> None:
-        if len(runs) >= minimum:
-            result.append(Flag(rule, agent, reason, tuple(run.run_id for run in runs)))
+    def read(connection: Connection) -> set[str]:
+        mine = set()
+        for at in range(0, len(ids), 500):
+            query = select(entries.c.run_id, entries.c.owner, entries.c.triggered_by).where(
+                entries.c.run_id.in_(ids[at : at + 500])
+            )
+            for run_id, owner, triggered_by in connection.execute(query):
+                if people.same(viewer, owner) or people.same(viewer, triggered_by):
+                    mine.add(run_id)
+        return mine
 
-    spent = [run for run in recent if run.tokens and run.status != "skipped_unchanged"]
-    empty = [run for run in spent if not run.outcomes]
-    flag(
-        "no_outcome",
-        empty,
-        f"{agent}: {len(empty)} runs spent tokens and produced no outcome "
-        f"(flagged from {s.no_outcome_min_runs})",
-        s.no_outcome_min_runs,
-    )
-    previous: dict[int, _Run] = {id(b): a for a, b in zip(history, history[1:], strict=False)}
-    reruns = [
-        run
-        for run in spent
-        if run.input_hash and id(run) in previous and previous[id(run)].input_hash == run.input_hash
-    ]
-    flag(
-        "unchanged_rerun",
-        reruns,
-        f"{agent}: {len(reruns)} runs spent tokens on the same input "
-        f"as the run before (flagged from {s.unchanged_rerun_min})",
-        s.unchanged_rerun_min,
-    )
-    disliked = [
-        run
-        for run in recent
-        if run.pos + run.neg >= s.negative_feedback_min_votes and run.neg > run.pos
-    ]
-    flag(
-        "negative_feedback",
-        disliked,
-        f"{agent}: {len(disliked)} runs drew mostly negative "
-        f"feedback (at least {s.negative_feedback_min_votes} votes each)",
-    )
-    outliers = []
-    for index, run in enumerate(history):
-        before = [r.tokens for r in history[max(0, index - s.token_outlier_window) : index]]
-        if run in recent and len(before) >= 3:
-            median = statistics.median(before)
-            if median and run.tokens > s.token_outlier_factor * median:
-                outliers.append(run)
-    flag(
-        "token_outlier",
-        outliers,
-        f"{agent}: {len(outliers)} runs used over "
-        f"{s.token_outlier_factor:g}x the agent's median tokens of its last "
-        f"{s.token_outlier_window} runs",
-    )
-    delivered = [run for run in history if run.outcomes][-s.no_reaction_runs :]
-    if len(delivered) == s.no_reaction_runs and not any(r.pos or r.neg for r in delivered):
-        flag(
-            "no_reaction",
-            delivered,
-            f"{agent}: its last {s.no_reaction_runs} delivered outputs drew no reaction",
+    return ledger.read(read, what="read the viewer's runs")
+
+
+def _usd(amount: Decimal) -> str:
+    return f"${amount.quantize(_CENT)}"
+
+
+@dataclass
+class _Agent:
+    name: str
+    owners: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    tag: str = ""
+    cells: list[data.Cell] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        return max(self.owners.items(), key=lambda item: (item[1], item[0]))[0]
+
+    def total(self, name: str) -> Any:
+        return sum((getattr(cell, name) for cell in self.cells), 0)
+
+
+class _Rules:
+    """Every rule over one period, on one read connection."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        period: Period,
+        s: Any,
+        value: ValueSettings,
+        people: People,
+        schedule_check: ScheduleCheck | None,
+    ) -> None:
+        self.c = connection
+        self.period = period
+        self.s = s
+        self.value = value
+        self.people = people
+        self.schedule_check = schedule_check
+        self.since, self.until = period.start_time, period.end_time
+        self.found: list[Flag] = []
+        tolerance = 60.0 * s.off_schedule_tolerance_minutes
+        self.agents: dict[str, _Agent] = {}
+        for cell in data.cells(connection, self.since, self.until, tolerance):
+            agent = self.agents.setdefault(cell.agent, _Agent(cell.agent))
+            agent.owners[people.key(cell.owner)] += cell.runs
+            agent.tag = agent.tag or cell.value_tag
+            agent.cells.append(cell)
+        self.min_usd = Decimal(str(s.min_usd))
+
+    def run(self) -> list[Flag]:
+        if not self.agents:
+            return []
+        history = data.daily_history(
+            self.c, self.period.start - timedelta(days=self.s.history_days), self.period.start
         )
-    tolerance = timedelta(minutes=s.off_schedule_tolerance_minutes)
-    off = [
-        run
-        for run in spent
-        if run.trigger_kind == "schedule"
-        and (
-            run.scheduled_for is None
-            or abs(run.started_at - run.scheduled_for) > tolerance
-            or (schedule_check is not None and not schedule_check(agent, run.scheduled_for))
+        self.past: dict[str, list[tuple[date, int, Decimal, int]]] = defaultdict(list)
+        for agent, day, runs, cost, tokens in history:
+            self.past[agent].append((day, int(runs), Decimal(cost or 0), int(tokens or 0)))
+        for rule in (
+            self._bursts,
+            self._no_outcome,
+            self._failing,
+            self._unread,
+            self._reruns,
+            self._token_outliers,
+            self._votes,
+            self._claims_and_splits,
+            self._loops,
+            self._off_schedule,
+        ):
+            rule()
+        return self.found
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def add(
+        self,
+        rule: str,
+        agent: _Agent,
+        reason: str,
+        runs: Iterable[tuple[str, str, str]],
+        *,
+        usd: Decimal,
+        evidence: Iterable[str],
+        innocent: str,
+        fix: str,
+        accountable: str | None = None,
+        kind: str = "waste",
+    ) -> None:
+        runs = list(runs)
+        triggerers = sorted({self.people.key(t) for _, _, t in runs if t})
+        self.found.append(
+            Flag(
+                rule=rule,
+                subject=agent.name,
+                reason=reason,
+                run_ids=tuple(run_id for run_id, _, _ in runs),
+                owner=agent.owner,
+                people=tuple(triggerers),
+                accountable=accountable or agent.owner,
+                usd=usd.quantize(_CENT),
+                evidence=tuple(evidence),
+                innocent=innocent,
+                fix=fix,
+                strength=RULES[rule],
+                kind=kind,
+                period=self.period,
+            )
         )
-    ]
-    flag(
-        "off_schedule",
-        off,
-        f"{agent}: {len(off)} scheduled runs spent outside the agent's "
-        f"declared schedule (tolerance {s.off_schedule_tolerance_minutes} min)",
-    )
-    return result
 
+    def runs(self, agent: str, condition: str | None = None, **options: Any) -> list[Any]:
+        cond = data.run_condition(condition) if condition else None
+        return data.runs_where(self.c, agent, self.since, self.until, condition=cond, **options)
 
-def _bursts(runs: list[_Run], period: Period, s: Any) -> list[Flag]:
-    daily: dict[str, dict[Any, list[_Run]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        daily[run.owner][run.started_at.date()].append(run)
-    result = []
-    for owner, days in sorted(daily.items()):
-        for day in sorted(d for d in days if period.start <= d < period.end):
-            window = [day - timedelta(days=n) for n in range(1, s.burst_window_days + 1)]
-            average = sum(r.tokens for d in window for r in days.get(d, [])) / len(window)
-            today = sum(run.tokens for run in days[day])
-            if average and today > s.burst_factor * average:
-                reason = (
-                    f"{owner}: {today:,} tokens on {day}, over {s.burst_factor:g}x their "
-                    f"{s.burst_window_days}-day average of {average:,.0f}"
+    # -- rules ----------------------------------------------------------------------------------
+
+    def _bursts(self) -> None:
+        s = self.s
+        first = data.first_days(self.c, sorted(self.agents))
+        oldest = self.period.start - timedelta(days=s.burst_window_days)
+        for name, agent in sorted(self.agents.items()):
+            past = self.past.get(name, [])
+            if first.get(name, self.period.start) > oldest or len(past) < 5:
+                continue
+            usual = Decimal(statistics.median(cost for _, _, cost, _ in past))
+            by_day: dict[str, list[data.Cell]] = defaultdict(list)
+            for cell in agent.cells:
+                by_day[cell.day].append(cell)
+            for day, cells in sorted(by_day.items()):
+                self._burst_day(agent, day, cells, usual)
+
+    def _burst_day(self, agent: _Agent, day: str, cells: list[data.Cell], usual: Decimal) -> None:
+        s = self.s
+        threshold = max(usual * Decimal(str(s.burst_factor)), usual + Decimal(str(s.burst_min_usd)))
+        spent = sum((c.cost for c in cells), Decimal(0))
+        if spent <= threshold or any(c.accepted for c in cells):
+            return
+        askers = {self.people.key(c.triggered_by) for c in cells if c.triggered_by}
+        askers.discard(agent.owner)
+        per_person: dict[str, Decimal] = defaultdict(Decimal)
+        for c in cells:
+            per_person[self.people.key(c.triggered_by or c.owner)] += c.cost
+        looper, top = max(per_person.items(), key=lambda item: (item[1], item[0]))
+        if len(askers) >= s.burst_breadth_people and top <= threshold:
+            return  # many people asked for it on the same day: demand, not a burst
+        one = top > threshold and looper != agent.owner
+        when = datetime.fromisoformat(day)
+        runs = data.runs_where(self.c, agent.name, when, when + timedelta(days=1))
+        if one:
+            runs = [r for r in runs if self.people.key(r[2] or r[1]) == looper]
+        extra = (top if one else spent) - usual
+        whose = f"{looper}'s runs of {agent.name}" if one else agent.name
+        self.add(
+            "burst",
+            agent,
+            f"{whose}: {_usd(top if one else spent)} on {day}, over {self.s.burst_factor:g}x "
+            f"the agent's usual day of {_usd(usual)}, with no accepted outcome",
+            runs,
+            usd=extra,
+            evidence=(
+                f"{len(runs)} runs on {day} cost {_usd(top if one else spent)}",
+                f"median day with runs over the {self.s.history_days} days before: {_usd(usual)}",
+                "no outcome of that day was accepted by anyone",
+            ),
+            innocent="a real spike in demand (an incident, a release day) or a one-off backfill",
+            fix=f"check what ran on {day}; cap it with budget.max_usd_per_day: {_usd(extra)} "
+            "above a usual day",
+            accountable=looper if one else None,
+        )
+
+    def _no_outcome(self) -> None:
+        s = self.s
+        for name, agent in sorted(self.agents.items()):
+            empty, spent = agent.total("empty"), agent.total("spent")
+            cost = agent.total("empty_cost")
+            if empty < s.no_outcome_min_runs or empty < s.no_outcome_share * spent:
+                continue
+            if cost < self.min_usd:
+                continue
+            quiet = agent.total("quiet")
+            self.add(
+                "no_outcome",
+                agent,
+                f"{name}: {empty} of {spent} runs spent tokens and produced nothing ({_usd(cost)})",
+                self.runs(name, "no_outcome"),
+                usd=cost,
+                evidence=(
+                    f"{empty} ok runs with tokens and no outcome, plan or quiet result",
+                    f"{quiet} runs declared a quiet result and are not counted",
+                ),
+                innocent="a monitor that found nothing to report, without saying so",
+                fix=f"declare a quiet result when there is nothing to say, or run it less "
+                f"often: {_usd(cost)} this period",
+            )
+
+    def _failing(self) -> None:
+        s = self.s
+        for name, agent in sorted(self.agents.items()):
+            bad, runs = agent.total("failures"), agent.total("runs")
+            if bad < s.failure_min_runs or bad < s.failure_share * runs:
+                continue
+            cost = sum((c.cost for c in agent.cells if c.failures), Decimal(0))
+            self.add(
+                "failing",
+                agent,
+                f"{name}: {bad} of {runs} runs failed, went over budget or were interrupted",
+                self.runs(name, "failing"),
+                usd=cost,
+                evidence=(f"{bad} failed runs of {runs}",),
+                innocent="a broken credential, a flaky API or a budget set too low",
+                fix="read the runs' errors and fix the agent; this is reliability, not waste",
+                kind="reliability",
+            )
+
+    def _unread(self) -> None:
+        s = self.s
+        for name, agent in sorted(self.agents.items()):
+            alone = agent.total("alone")
+            cost = sum((c.alone_cost for c in agent.cells), Decimal(0))
+            if alone >= s.audience_of_one_runs and cost >= self.min_usd:
+                self.add(
+                    "unread",
+                    agent,
+                    f"{name}: {alone} outputs that nobody but their owner could see ({_usd(cost)})",
+                    self.runs(name, "alone"),
+                    usd=cost,
+                    evidence=(f"{alone} outputs with an audience of one",),
+                    innocent="a personal assistant: useful to its owner, not to the company",
+                    fix="post where the readers are, or keep it personal and claim no minutes "
+                    f"saved for others: {_usd(cost)} this period",
                 )
-                result.append(Flag("burst", owner, reason, tuple(r.run_id for r in days[day])))
-    return result
+        since = self.until - timedelta(days=s.history_days)
+        engaged = data.engaged_agents(self.c, since, self.until)
+        votes = self.votes_by_others
+        candidates = [
+            name
+            for name, agent in self.agents.items()
+            if name not in engaged
+            and name not in votes
+            and agent.total("delivered") > 0
+            and not any(r.rule == "unread" and r.subject == name for r in self.found)
+        ]
+        counts = data.unread_counts(self.c, candidates, since, self.until)
+        for name, (outputs, runs, cost) in sorted(counts.items()):
+            if outputs < s.no_reaction_runs or cost < self.min_usd:
+                continue
+            agent = self.agents[name]
+            self.add(
+                "unread",
+                agent,
+                f"{name}: {outputs} outputs in {s.history_days} days, none engaged with by "
+                f"anyone but its owner ({_usd(cost)})",
+                self.runs(name, "delivered"),
+                usd=cost,
+                evidence=(
+                    f"{outputs} checked outputs of {runs} runs since {since.date()}",
+                    "no reaction, reply, comment or vote from anyone but owner and triggerer",
+                ),
+                innocent="read but not reacted to: most useful output draws no reaction",
+                fix="ask the readers; post less often or where it is read: "
+                f"{_usd(cost)} in {s.history_days} days",
+            )
+
+    def _reruns(self) -> None:
+        s = self.s
+        found: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in data.rerun_rows(self.c, self.since, self.until):
+            found[row[1]].append(row)
+        for name, rows in sorted(found.items()):
+            cost = sum((Decimal(r[4] or 0) for r in rows), Decimal(0))
+            if len(rows) < s.unchanged_rerun_min or cost < self.min_usd or name not in self.agents:
+                continue
+            self.add(
+                "unchanged_rerun",
+                self.agents[name],
+                f"{name}: {len(rows)} runs spent tokens on the same input as its last ok run "
+                f"({_usd(cost)})",
+                [(r[0], r[2] or "", r[3] or "") for r in rows],
+                usd=cost,
+                evidence=(
+                    f"{len(rows)} ok runs whose context hashed the same as the ok run before",
+                    "retries after a failure and other people's requests are not counted",
+                ),
+                innocent="a scheduled job whose source did not change since the last run",
+                fix=f"turn on skip_if_unchanged: {_usd(cost)} this period",
+            )
+
+    def _token_outliers(self) -> None:
+        s = self.s
+        per_run: dict[str, float] = {}
+        for name, agent in self.agents.items():
+            runs = agent.total("delivered")
+            if runs:
+                per_run[name] = agent.total("delivered_tokens") / runs
+        for name, tokens in sorted(per_run.items()):
+            agent = self.agents[name]
+            peers = [
+                t
+                for other, t in per_run.items()
+                if other != name and self.agents[other].tag == agent.tag
+            ]
+            past = self.past.get(name, [])
+            past_runs = sum(r for _, r, _, _ in past)
+            if len(peers) < 2 or past_runs < 5:
+                continue
+            own = sum(t for _, _, _, t in past) / past_runs
+            usual = statistics.median(peers)
+            if tokens < s.token_outlier_factor * usual or tokens < s.token_outlier_own_factor * own:
+                continue
+            cost = sum((c.cost for c in agent.cells if c.delivered), Decimal(0))
+            extra = cost * Decimal(str(1 - own / tokens))
+            if extra < self.min_usd:
+                continue
+            accepted = agent.total("accepted")
+            per_accepted = (
+                f"{agent.total('delivered_tokens') / accepted:,.0f} tokens per accepted outcome"
+                if accepted
+                else "no accepted outcome"
+            )
+            self.add(
+                "token_outlier",
+                agent,
+                f"{name}: {tokens:,.0f} tokens per run, {tokens / usual:.1f}x agents tagged "
+                f"{agent.tag or '(none)'} and {tokens / own:.1f}x its own past",
+                self.runs(name, "delivered"),
+                usd=extra,
+                evidence=(
+                    f"{tokens:,.0f} tokens per run with an outcome; {per_accepted}",
+                    f"median of {len(peers)} agents with the same tag: {usual:,.0f}",
+                    f"its own runs over the {s.history_days} days before: {own:,.0f}",
+                ),
+                innocent="a bigger input this week (a large release, a long incident)",
+                fix=f"trim the context and instructions back: {_usd(extra)} this period",
+            )
+
+    @property
+    def votes_by_others(self) -> set[str]:
+        if not hasattr(self, "_votes_cache"):
+            self._vote_rows = data.votes(self.c, self.since, self.until)
+            self._votes_cache = {
+                v.agent
+                for v in self._vote_rows
+                if not (
+                    self.people.same(v.person, v.owner)
+                    or self.people.same(v.person, v.triggered_by)
+                )
+            }
+        return self._votes_cache
+
+    def _votes(self) -> None:
+        s = self.s
+        _ = self.votes_by_others
+        own: dict[str, list[data.Vote]] = defaultdict(list)
+        negative: dict[str, int] = defaultdict(int)
+        positive: dict[str, int] = defaultdict(int)
+        for v in self._vote_rows:
+            mine = self.people.same(v.person, v.owner) or self.people.same(v.person, v.triggered_by)
+            if mine and v.vote == 1:
+                own[v.agent].append(v)
+            elif not mine:
+                (positive if v.vote == 1 else negative)[v.agent] += 1
+        for name, found in sorted(own.items()):
+            if len(found) < s.self_vote_min or name not in self.agents:
+                continue
+            cost = sum((v.cost for v in found), Decimal(0))
+            voters = sorted({self.people.key(v.person) for v in found})
+            self.add(
+                "self_vote",
+                self.agents[name],
+                f"{name}: {len(found)} Useful votes by the runs' own owner or triggerer "
+                f"({', '.join(voters)})",
+                [(v.run_id, v.owner, v.triggered_by) for v in found],
+                usd=cost,
+                evidence=(
+                    f"{len(found)} votes by {', '.join(voters)} on their own runs",
+                    "identities joined: a Slack id and an email of one person are one voter",
+                ),
+                innocent="an owner trying the buttons out, or marking runs for their own notes",
+                fix="self-votes never count as evidence; ask the readers to vote",
+                accountable=voters[0],
+            )
+        for name, agent in sorted(self.agents.items()):
+            rejected = agent.total("rejected") + negative.get(name, 0)
+            accepted = agent.total("accepted") + positive.get(name, 0)
+            if rejected < s.negative_feedback_min_votes or rejected <= accepted:
+                continue
+            runs = self.runs(name, "rejected")
+            voted = {v.run_id for v in self._vote_rows if v.agent == name and v.vote == -1}
+            if voted:
+                runs = sorted(
+                    {
+                        *runs,
+                        *(
+                            (v.run_id, v.owner, v.triggered_by)
+                            for v in self._vote_rows
+                            if v.run_id in voted
+                        ),
+                    }
+                )
+            self.add(
+                "negative_feedback",
+                agent,
+                f"{name}: {rejected} rejections (deleted, won't do, thumbs-down) against "
+                f"{accepted} acceptances",
+                runs,
+                usd=agent.total("cost"),
+                evidence=(f"{rejected} rejections, {accepted} acceptances by other people",),
+                innocent="a hard problem, or readers who want it changed rather than gone",
+                fix="read the rejections' evidence and change or retire the agent",
+            )
+
+    def _claims_and_splits(self) -> None:
+        s = self.s
+        gap = 60.0 * self.value.request_gap_minutes
+        requests = data.request_counts(self.c, self.since, self.until, gap)
+        cap = Decimal(self.value.weekly_cap_minutes) * Decimal(
+            max(1, (self.until - self.since).days) / 7
+        )
+        for name, agent in sorted(self.agents.items()):
+            claimed = agent.total("claimed")
+            delivered = agent.total("delivered")
+            if claimed < s.claimed_minutes_min or not delivered:
+                continue
+            per_run = claimed / delivered
+            units = agent.total("scheduled_delivered") + requests.get(name, 0)
+            supported = min(per_run * units, cap)
+            if claimed <= Decimal(str(s.claimed_factor)) * supported:
+                continue
+            self.add(
+                "claimed_value",
+                agent,
+                f"{name}: claims {claimed:,.0f} minutes saved this period; its {units} fires "
+                f"and requests support at most {supported:,.0f}",
+                self.runs(name, "delivered"),
+                usd=agent.total("cost"),
+                evidence=(
+                    f"{delivered} runs with an outcome x {per_run:,.0f} minutes claimed",
+                    f"{units} distinct fires and requests; weekly cap {cap:,.0f} minutes",
+                    f"{agent.total('accepted')} runs with an accepted outcome",
+                ),
+                innocent="a minutes_saved written for a daily run, kept when it ran more often",
+                fix="set value.minutes_saved to what one reader saves once; only evidenced "
+                "minutes count in the headline",
+            )
+        for agent_name, _owner, person, count, cost, first, last in data.sessions(
+            self.c, self.since, self.until, gap, s.split_min_runs
+        ):
+            if agent_name not in self.agents:
+                continue
+            who = self.people.key(person)
+            runs = data.runs_where(self.c, agent_name, first, last + timedelta(microseconds=1))
+            runs = [r for r in runs if self.people.key(r[2] or r[1]) == who]
+            self.add(
+                "split_task",
+                self.agents[agent_name],
+                f"{agent_name}: {count} runs by {who}, each within "
+                f"{self.value.request_gap_minutes} min of the last, from {first:%Y-%m-%d %H:%M}",
+                runs,
+                usd=Decimal(cost or 0),
+                evidence=(
+                    f"{count} runs, {first:%H:%M}-{last:%H:%M}, by one person",
+                    "credited once as one request in evidenced value",
+                ),
+                innocent="a batch over many items, each worth its own answer",
+                fix="give the agent the whole task in one run (an input list): it is one "
+                "request however many runs it takes",
+                accountable=who,
+            )
+
+    def _loops(self) -> None:
+        s = self.s
+        per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        cost: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for name, agent in self.agents.items():
+            for cell in agent.cells:
+                if cell.trigger_kind != "slash":
+                    continue
+                key = (name, self.people.key(cell.triggered_by or cell.owner))
+                per[key][cell.day] += cell.runs
+                cost[key] += cell.cost
+        for (name, who), days in sorted(per.items()):
+            busiest, most = max(days.items(), key=lambda item: (item[1], item[0]))
+            if most < s.loop_runs_per_day:
+                continue
+            agent = self.agents[name]
+            runs = [r for r in self.runs(name, "slash") if self.people.key(r[2] or r[1]) == who]
+            self.add(
+                "slash_loop",
+                agent,
+                f"{who} ran /{name} {most} times on {busiest} "
+                f"({sum(days.values())} times this period, {_usd(cost[name, who])})",
+                runs,
+                usd=cost[name, who],
+                evidence=(
+                    f"{most} runs on {busiest} by {who}",
+                    f"owner: {agent.owner}"
+                    + (" (a teammate's agent)" if who != agent.owner else ""),
+                ),
+                innocent="a long working session, or a script calling the command",
+                fix=f"{who}: ask once with the whole question; the owner may cap the agent "
+                "with budget.max_usd_per_day",
+                accountable=who,
+            )
+
+    def _off_schedule(self) -> None:
+        s = self.s
+        for name, agent in sorted(self.agents.items()):
+            off = agent.total("off_schedule")
+            cost = sum((c.off_schedule_cost for c in agent.cells), Decimal(0))
+            runs: list[Any] = []
+            if self.schedule_check is not None:
+                runs = self._scheduled_off(name, self.schedule_check)
+                off = max(off, len(runs))
+            if off < s.off_schedule_min_runs:
+                continue
+            if not runs:
+                runs = self._scheduled_off(name, None)
+            self.add(
+                "off_schedule",
+                agent,
+                f"{name}: {off} scheduled runs spent outside the agent's declared schedule "
+                f"(tolerance {s.off_schedule_tolerance_minutes} min)",
+                runs,
+                usd=cost,
+                evidence=(f"{off} runs marked scheduled, away from a fire time",),
+                innocent="a fleet too busy to start on time, or a clock set wrong",
+                fix="trigger extra runs by hand (cli, slash), not as scheduled ones",
+            )
+
+    def _scheduled_off(self, name: str, check: ScheduleCheck | None) -> list[Any]:
+        """The agent's scheduled runs away from their fire time (or from the declared schedule,
+        with `check`): a loop over one agent's scheduled runs of the period."""
+        tolerance = timedelta(minutes=self.s.off_schedule_tolerance_minutes)
+        query = select(
+            entries.c.run_id,
+            entries.c.owner,
+            entries.c.triggered_by,
+            entries.c.started_at,
+            entries.c.scheduled_for,
+        ).where(
+            entries.c.agent == name,
+            entries.c.started_at >= self.since,
+            entries.c.started_at < self.until,
+            entries.c.trigger_kind == "schedule",
+            entries.c.status.not_in(("running", "skipped_unchanged", "missed")),
+        )
+        return [
+            (r[0], r[1] or "", r[2] or "")
+            for r in self.c.execute(query.order_by(entries.c.started_at, entries.c.id))
+            if r[4] is None
+            or abs(r[3] - r[4]) > tolerance
+            or (check is not None and not check(name, r[4]))
+        ]

@@ -181,8 +181,7 @@ def close_step(
         for outcome in produced:  # unless already added (add_outcome before the close)
             made = {"run_id": run_id, "kind": outcome.kind, "ref": outcome.ref}
             if execute(connection, _HAS_OUTCOME, made).first() is None:
-                made.update(url=outcome.url, created_at=now())
-                execute(connection, _INSERT_OUTCOME, made)
+                execute(connection, _INSERT_OUTCOME, outcome.row(run_id, now()))
         executemany(connection, _INSERT_EVENTS, event_rows(run_id, steps))
         has_outcome, pos, neg = execute(
             connection, _ANNOTATIONS, {"run_id": run_id, "planned": PLANNED}

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["PLANNED", "Cost", "Event", "Outcome", "RunRecord", "Usage"]
+__all__ = [
+    "AUDIENCES",
+    "FINAL_CHECK",
+    "FIRST_CHECK",
+    "PLANNED",
+    "QUIET",
+    "Cost",
+    "Event",
+    "Outcome",
+    "RunRecord",
+    "Usage",
+]
 
 
 @dataclass(frozen=True)
@@ -74,20 +86,79 @@ class Cost:
 #: The kind of a dry run's outcome: what a write would have done. It is kept, but it is not
 #: value: reports, adoption and the no-outcome flag count only outcomes of other kinds.
 PLANNED = "planned"
+#: The kind of a declared quiet result: "nothing to report" (a monitor that found nothing, a
+#: nightly check that passed). A result, not waste: the no-outcome and unread flags leave it out;
+#: it is never accepted, so it earns no evidenced minutes. Its ref says what was checked.
+QUIET = "quiet"
+#: Where an outcome can be seen (`Outcome.audience`): a public or private channel, a DM, an
+#: ephemeral answer shown only to the person who asked, a thread, a Jira issue or comment.
+AUDIENCES = ("public", "private", "dm", "ephemeral", "thread", "jira", "other")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """Something a run produced: a Slack message, a Jira issue, a planned action in dry-run."""
+    """Something a run produced: a Slack message, a Jira issue, a planned action in dry-run.
+
+    The reach fields say who could see it, as the connector knew at delivery; None is unknown.
+    `reaches_others` is whether anyone but the agent's owner and the run's triggerer can see it
+    (an ephemeral answer to the person who asked: audience "ephemeral", size 1, and False when
+    that person is the owner). `reach_detail` holds what else is known (Jira project, reporter,
+    assignee, watchers; a channel's name), stored as JSON.
+    """
 
     kind: str
     ref: str
     url: str | None = None
+    audience: str | None = None
+    audience_size: int | None = None
+    reaches_others: bool | None = None
+    reach_detail: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def delivered(self) -> bool:
         """True unless this is only a dry run's plan."""
         return self.kind != PLANNED
+
+    @property
+    def quiet(self) -> bool:
+        """A declared "nothing to report"."""
+        return self.kind == QUIET
+
+    def reach_columns(self) -> dict[str, Any]:
+        """The outcome row's reach columns (and its first follow-up, set by the writer)."""
+        if self.audience is not None and self.audience not in AUDIENCES:
+            raise ValueError(f"audience {self.audience!r} is not one of {', '.join(AUDIENCES)}")
+        detail = None
+        if self.reach_detail is not None:
+            detail = json.dumps(dict(self.reach_detail), sort_keys=True, default=str)
+        return {
+            "audience": self.audience,
+            "audience_size": self.audience_size,
+            "reaches_others": self.reaches_others,
+            "reach_detail": detail,
+        }
+
+    def row(self, run_id: str, created_at: datetime) -> dict[str, Any]:
+        """The whole `ledger_outcomes` row of this outcome, pending its first check.
+
+        Plans and quiet results are never checked: nobody is meant to react to them.
+        """
+        checked = self.delivered and not self.quiet
+        return {
+            "run_id": run_id,
+            "kind": self.kind,
+            "ref": self.ref,
+            "url": self.url,
+            "created_at": created_at,
+            **self.reach_columns(),
+            "verdict": "pending",
+            "next_check_at": created_at + FIRST_CHECK if checked else None,
+        }
+
+
+#: When the follow-up pass first reads an outcome back, and when its verdict is final.
+FIRST_CHECK = timedelta(days=1)
+FINAL_CHECK = timedelta(days=7)
 
 
 @dataclass(frozen=True)

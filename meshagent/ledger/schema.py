@@ -20,6 +20,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -37,9 +38,11 @@ __all__ = [
     "daily",
     "entries",
     "feedback",
+    "identities",
     "metadata",
     "nonces",
     "outcomes",
+    "people",
     "reservations",
     "spent_tokens",
 ]
@@ -140,7 +143,40 @@ outcomes = Table(
     Column("ref", String(500), nullable=False),
     Column("url", String(1000)),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Its reach, as the connector saw it at delivery (`meshagent.ledger.verdicts`): who could
+    # see it. None where unknown (outcomes recorded before 0006, connectors that do not say).
+    Column("audience", String(16)),  # public, private, dm, ephemeral, thread, jira, ...
+    Column("audience_size", Integer),
+    Column("reaches_others", Boolean),  # anyone but the owner and the triggerer can see it
+    Column("reach_detail", Text),  # JSON: Jira project, reporter, assignee, watchers, ...
+    # Read back after the fact by the follow-up pass: not part of the chained entry.
+    Column("verdict", String(16), nullable=False, server_default="pending"),
+    Column("evidence", Text),  # JSON list of {who, what, when, counted, why}
+    Column("checked_at", UTCDateTime()),
+    Column("next_check_at", UTCDateTime()),
     Index("ix_ledger_outcomes_run_id", "run_id"),
+    Index("ix_ledger_outcomes_due", "verdict", "next_check_at"),
+)
+
+# A person is one row however many names they have; each name (a Slack user id, an email, a
+# login) is one identity row pointing at it (`meshagent.ledger.people`).
+people = Table(
+    "ledger_people",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),  # how reports name them: an email if known
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+identities = Table(
+    "ledger_identities",
+    metadata,
+    Column("identity", String(200), primary_key=True),  # normalised: see people.normalise
+    Column("kind", String(8), nullable=False),  # slack, email, login
+    Column("person_id", _Id, ForeignKey("ledger_people.id"), nullable=False),
+    Column("source", String(32), nullable=False),  # alias, slack, manual, ...
+    Column("linked_at", UTCDateTime(), nullable=False),
+    Index("ix_ledger_identities_person_id", "person_id"),
 )
 
 feedback = Table(

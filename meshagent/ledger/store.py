@@ -292,9 +292,28 @@ class Ledger:
 
         return write_records(self, records)
 
-    def add_outcome(self, run_id: str, kind: str, ref: str, url: str | None = None) -> None:
-        """Record something the run produced; allowed after close (an outcome is a new row)."""
-        annotate.add_outcome(self, run_id, Outcome(kind=kind, ref=ref, url=url))
+    def add_outcome(
+        self, run_id: str, kind: str, ref: str, url: str | None = None, **reach: Any
+    ) -> None:
+        """Record something the run produced; allowed after close (an outcome is a new row).
+
+        `reach` is Outcome's reach fields: audience, audience_size, reaches_others, reach_detail.
+        """
+        annotate.add_outcome(self, run_id, Outcome(kind, ref, url, **reach))
+
+    def set_verdict(
+        self,
+        outcome_id: int,
+        verdict: str,
+        evidence: Iterable[Any] = (),
+        checked_at: datetime | None = None,
+        *,
+        next_check_at: datetime | None = None,
+    ) -> None:
+        """Record what the follow-up pass read back about an outcome (`ledger.verdicts`)."""
+        from meshagent.ledger.verdicts import set_verdict
+
+        set_verdict(self, outcome_id, verdict, evidence, checked_at, next_check_at=next_check_at)
 
     def add_feedback(
         self,

@@ -1,92 +1,365 @@
-"""Tokenmaxxing flags: each rule fires at its threshold, says why, and names its runs."""
+"""Flags: each rule fires on the gaming case, stays quiet on the honest one that looks like it,
+and names the agent, the owner, the people, the dollars, the evidence and the fix."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
 from meshagent.config import FlagSettings, PrivacySettings
-from meshagent.ledger.flags import flags
+from meshagent.ledger import people, verdicts
+from meshagent.ledger.flags import flag_report, flags
 from meshagent.ledger.periods import Period
-from meshagent.ledger.records import Usage
+from meshagent.ledger.records import PLANNED, QUIET, Outcome, Usage
 
-from .helpers import T0, record
+from .helpers import T0, cost, record
 
 ADMIN = PrivacySettings(admins=("root",))
 WEEK = Period.week(T0.date())
-SETTINGS = FlagSettings(no_reaction_runs=3)
+DEFAULTS = FlagSettings()
+DIME = cost("0.10")
 
 
-def _at(minutes: int, **overrides):
+def _at(minutes: float, **overrides):
     started = T0 + timedelta(minutes=minutes)
-    values = {"scheduled_for": started, "input_hash": f"h{minutes}", **overrides}
+    values = {"scheduled_for": started, "input_hash": f"h{minutes}", "cost": DIME, **overrides}
     return record(started_at=started, **values)
 
 
 def _flags(ledger, **options):
     options.setdefault("viewer", "root")
-    found = flags(ledger, period=WEEK, settings=SETTINGS, privacy=ADMIN, **options)
+    options.setdefault("settings", DEFAULTS)
+    found = flags(ledger, period=WEEK, privacy=ADMIN, **options)
     return {(flag.rule, flag.subject): flag for flag in found}
 
 
-def test_quiet_agents_raise_no_flag(ledger):
-    ledger.write_records([_at(i, agent="quiet") for i in range(2)])
+def _rules(ledger, **options):
+    return {rule for rule, _ in _flags(ledger, **options)}
+
+
+def test_an_honest_daily_digest_raises_no_flag(ledger):
+    ledger.write_records([_at(60 * 24 * d, agent="digest") for d in range(-20, 5)])
     assert _flags(ledger) == {}
 
 
 def test_runs_with_no_outcome(ledger):
-    ids = ledger.write_records([_at(i, agent="noisy", outcomes=()) for i in range(3)])
+    ids = ledger.write_records([_at(i, agent="noisy", outcomes=()) for i in range(12)])
     flag = _flags(ledger)["no_outcome", "noisy"]
     assert flag.run_ids == tuple(ids)
-    assert flag.reason == "noisy: 3 runs spent tokens and produced no outcome (flagged from 3)"
+    assert flag.reason == "noisy: 12 of 12 runs spent tokens and produced nothing ($1.20)"
+    assert (flag.owner, flag.accountable, flag.usd, flag.kind) == (
+        "alice",
+        "alice",
+        Decimal("1.20"),
+        "waste",
+    )
+    assert flag.fix.startswith("declare a quiet result") and flag.innocent and flag.evidence
+
+
+@pytest.mark.parametrize(
+    "made, status",
+    [
+        ((Outcome(QUIET, "nothing new"),), "ok"),  # a monitor that found nothing, and said so
+        ((Outcome(PLANNED, "slack.post_message #x"),), "ok"),  # dry runs
+        ((), "failed"),  # failures are reliability, apart
+    ],
+)
+def test_quiet_results_dry_runs_and_failures_are_not_no_outcome(ledger, made, status):
+    ledger.write_records([_at(i, agent="monitor", outcomes=made, status=status) for i in range(12)])
+    found = _flags(ledger)
+    assert ("no_outcome", "monitor") not in found
+    if status == "failed":
+        assert found["failing", "monitor"].kind == "reliability"
+
+
+def test_a_few_empty_runs_or_cheap_ones_are_not_flagged(ledger):
+    ledger.write_records([_at(i, agent="few", outcomes=()) for i in range(9)])
+    cheap = cost("0.001")
+    ledger.write_records([_at(i, agent="cheap", outcomes=(), cost=cheap) for i in range(50)])
+    assert _flags(ledger) == {}
 
 
 def test_reruns_on_unchanged_input(ledger):
-    ids = ledger.write_records([_at(i, agent="same", input_hash="x") for i in range(3)])
+    dearer = cost("0.20")
+    same = [_at(i, agent="same", input_hash="x", cost=dearer) for i in range(5)]
+    ids = ledger.write_records(same)
     flag = _flags(ledger)["unchanged_rerun", "same"]
-    assert flag.run_ids == tuple(ids[1:]) and "2 runs spent tokens on the same input" in flag.reason
+    assert flag.run_ids == tuple(ids[1:]) and flag.usd == Decimal("0.80")
+    assert flag.fix == "turn on skip_if_unchanged: $0.80 this period"
 
 
-def test_a_majority_of_negative_feedback(ledger):
+def test_retries_after_failures_and_other_peoples_requests_are_not_reruns(ledger):
+    runs = []
+    for i in range(4):  # ok, failed, ok (a retry), ... on the same input
+        runs.append(_at(2 * i, agent="flaky", input_hash="x", status="failed"))
+        runs.append(_at(2 * i + 1, agent="flaky", input_hash="x"))
+    asked = [
+        _at(i, agent="helper", input_hash="x", trigger_kind="slash", triggered_by=f"p{i}")
+        for i in range(6)
+    ]
+    ledger.write_records(runs + asked)
+    assert "unchanged_rerun" not in _rules(ledger)
+
+
+def test_a_majority_of_rejections(ledger):
     (run_id,) = ledger.write_records([_at(0, agent="bad")])
-    for person, vote in (("a", -1), ("b", -1), ("c", 1)):
+    for person, vote in (("a", -1), ("b", -1), ("c", -1), ("d", 1)):
         ledger.add_feedback(run_id, person, vote)
     assert _flags(ledger)["negative_feedback", "bad"].run_ids == (run_id,)
 
 
-def test_tokens_far_above_the_agents_median(ledger):
-    small = [_at(i, agent="big", usage=Usage(input_tokens=100)) for i in range(5)]
-    ids = ledger.write_records([*small, _at(9, agent="big", usage=Usage(input_tokens=600))])
-    flag = _flags(ledger)["token_outlier", "big"]
-    assert flag.run_ids == (ids[-1],) and "over 5x the agent's median tokens" in flag.reason
+def test_a_few_thumbs_down_among_acceptances_are_not_flagged(ledger):
+    (run_id,) = ledger.write_records([_at(0, agent="liked")])
+    for person, vote in (("a", -1), ("b", 1), ("c", 1), ("d", 1)):
+        ledger.add_feedback(run_id, person, vote)
+    assert "negative_feedback" not in _rules(ledger)
 
 
-def test_an_owners_burst_of_tokens(ledger):
-    before = [_at(-60 * 24 * d, owner="o", usage=Usage(input_tokens=100)) for d in range(1, 15)]
-    ids = ledger.write_records([*before, _at(0, owner="o", usage=Usage(input_tokens=5000))])
-    flag = _flags(ledger)["burst", "o"]
-    assert flag.run_ids == (ids[-1],)
-    assert flag.reason == "o: 5,000 tokens on 2025-03-03, over 3x their 14-day average of 100"
+def _peers_and_past(ledger, agent, tokens_now, tokens_before):
+    runs = []
+    for peer in ("p1", "p2", "p3"):
+        runs += [_at(i, agent=peer, usage=Usage(input_tokens=1000)) for i in range(5)]
+    past = [
+        _at(-60 * 24 * d, agent=agent, usage=Usage(input_tokens=tokens_before))
+        for d in range(1, 10)
+    ]
+    now = [
+        _at(i, agent=agent, usage=Usage(input_tokens=tokens_now), cost=cost("0.5"))
+        for i in range(5)
+    ]
+    ledger.write_records(runs + past + now)
 
 
-def test_delivered_output_that_drew_no_reaction(ledger):
-    ids = ledger.write_records([_at(i, agent="ignored") for i in range(3)])
-    assert _flags(ledger)["no_reaction", "ignored"].run_ids == tuple(ids)
-    ledger.add_feedback(ids[0], "x", 1)
-    assert ("no_reaction", "ignored") not in _flags(ledger)
+def test_tokens_far_above_peers_and_the_agents_own_past(ledger):
+    _peers_and_past(ledger, "padded", tokens_now=20_000, tokens_before=1000)
+    flag = _flags(ledger)["token_outlier", "padded"]
+    assert "20.0x agents tagged toil and 20.0x its own past" in flag.reason
+    assert flag.usd == Decimal("2.38")  # 2.50 spent, 1/20 of it the usual
+
+
+def test_an_agent_that_was_always_expensive_is_not_an_outlier(ledger):
+    _peers_and_past(ledger, "release-notes", tokens_now=20_000, tokens_before=18_000)
+    assert "token_outlier" not in _rules(ledger)
+
+
+def _usual_days(ledger, agent, days=20):
+    ledger.write_records(
+        [_at(-60 * 24 * d, agent=agent, cost=DIME, outcomes=()) for d in range(1, days + 1)]
+    )
+
+
+def _burst(ledger, agent, people_=("alice",), accepted=False, n=30):
+    ids = ledger.write_records(
+        [
+            _at(i, agent=agent, trigger_kind="slash", triggered_by=people_[i % len(people_)])
+            for i in range(n)
+        ]
+    )
+    if accepted:
+        outcome = verdicts.outcome_ids(ledger, ids[:1])[ids[0]][0]
+        ledger.set_verdict(outcome, "accepted", [{"who": "zed", "what": "reply"}], T0)
+    return ids
+
+
+def test_a_burst_against_the_agents_own_cadence(ledger):
+    _usual_days(ledger, "spiky")
+    ids = _burst(ledger, "spiky")
+    flag = _flags(ledger)["burst", "spiky"]
+    assert flag.run_ids == tuple(ids) and flag.usd == Decimal("2.90")
+    assert flag.reason.startswith("spiky: $3.00 on 2025-03-03, over 5x the agent's usual day")
+
+
+@pytest.mark.parametrize(
+    "history, people_, accepted",
+    [
+        (3, ("alice",), False),  # a brand-new agent: no cadence yet
+        (20, ("alice",), True),  # the burst delivered an accepted outcome
+        (20, ("bob", "carol", "dave", "erin"), False),  # an incident: many people asked
+    ],
+)
+def test_honest_bursts(ledger, history, people_, accepted):
+    _usual_days(ledger, "spiky", days=history)
+    _burst(ledger, "spiky", people_=people_, accepted=accepted, n=30 if history > 3 else 30)
+    assert "burst" not in _rules(ledger)
+
+
+def test_outputs_nobody_else_can_see(ledger):
+    alone = Outcome("slack.message", "G1:1", audience="private", audience_size=1)
+    alone = Outcome(
+        alone.kind, alone.ref, audience="private", audience_size=1, reaches_others=False
+    )
+    ids = ledger.write_records([_at(i, agent="diary", outcomes=(alone,)) for i in range(6)])
+    flag = _flags(ledger)["unread", "diary"]
+    assert flag.run_ids == tuple(ids) and "nobody but their owner could see" in flag.reason
+
+
+def test_ephemeral_answers_to_the_person_who_asked_are_an_audience(ledger):
+    answer = Outcome("slack.ephemeral", "C1:u", audience="ephemeral", audience_size=1)
+    runs = [
+        _at(
+            i * 30,
+            agent="helper",
+            trigger_kind="slash",
+            triggered_by=f"p{i % 5}",
+            outcomes=(
+                Outcome(
+                    answer.kind,
+                    f"C1:{i}",
+                    audience="ephemeral",
+                    audience_size=1,
+                    reaches_others=True,
+                ),
+            ),
+        )
+        for i in range(20)
+    ]
+    ledger.write_records(runs)
+    assert _flags(ledger) == {}
+
+
+def _checked_outputs(ledger, agent, n, accept_one=False):
+    runs = [_at(60 * 4 * i - 60 * 24 * 20, agent=agent) for i in range(n)]
+    ids = ledger.write_records(runs)
+    outcome_ids = verdicts.outcome_ids(ledger, ids)
+    items = [
+        {"outcome_id": o, "verdict": "ignored", "evidence": [], "checked_at": T0}
+        for run_id in ids
+        for o in outcome_ids[run_id]
+    ]
+    if accept_one:
+        items[-1] = {
+            **items[-1],
+            "verdict": "accepted",
+            "evidence": [{"who": "x", "what": "reply"}],
+        }
+    verdicts.set_verdicts(ledger, items)
+
+
+def test_a_volume_of_outputs_nobody_engaged_with(ledger):
+    _checked_outputs(ledger, "shouting", 150)
+    flag = _flags(ledger)["unread", "shouting"]
+    assert "none engaged with by anyone but its owner" in flag.reason
+
+
+def test_one_reply_in_a_month_is_engagement(ledger):
+    _checked_outputs(ledger, "read", 150, accept_one=True)
+    assert "unread" not in _rules(ledger)
+
+
+def test_self_votes_count_a_persons_every_identity(ledger):
+    people.link(ledger, "alice", "U0ALICE01", "alice@example.com")
+    ids = ledger.write_records([_at(i, agent="vain") for i in range(3)])
+    for run_id, name in zip(ids, ("U0ALICE01", "Alice@Example.com", "alice"), strict=True):
+        ledger.add_feedback(run_id, name, 1)
+    flag = _flags(ledger)["self_vote", "vain"]
+    assert flag.accountable == "alice@example.com" and flag.run_ids == tuple(ids)
+
+
+def test_votes_by_other_people_are_not_self_votes(ledger):
+    ids = ledger.write_records([_at(i, agent="liked") for i in range(3)])
+    for run_id, name in zip(ids, ("bob", "carol", "U0DAVE001"), strict=True):
+        ledger.add_feedback(run_id, name, 1)
+    assert _flags(ledger) == {}
+
+
+def test_claims_the_fires_cannot_support(ledger):
+    runs = [_at(5 * i, agent="poller", minutes_saved=30, cost=cost("0.01")) for i in range(300)]
+    ledger.write_records(runs)
+    flag = _flags(ledger)["claimed_value", "poller"]
+    assert "claims 9,000 minutes saved" in flag.reason
+
+
+def test_a_weekly_report_may_claim_hours(ledger):
+    ledger.write_records([_at(0, agent="weekly", minutes_saved=240)])
+    assert _flags(ledger) == {}
+
+
+def test_one_task_split_into_many_runs(ledger):
+    runs = [
+        _at(i / 2, agent="summarise", trigger_kind="api", triggered_by="bob", input_hash=f"{i}")
+        for i in range(12)
+    ]
+    ids = ledger.write_records(runs)
+    flag = _flags(ledger)["split_task", "summarise"]
+    assert flag.accountable == "bob" and flag.run_ids == tuple(ids) and flag.people == ("bob",)
+
+
+def test_requests_minutes_apart_are_not_a_split(ledger):
+    runs = [
+        _at(10 * i, agent="summarise", trigger_kind="api", triggered_by="bob") for i in range(12)
+    ]
+    ledger.write_records(runs)
+    assert _flags(ledger) == {}
+
+
+def test_a_teammate_looping_a_slash_agent_is_named(ledger):
+    loops = [
+        _at(15 * i, agent="helper", trigger_kind="slash", triggered_by="bob") for i in range(30)
+    ]
+    ledger.write_records(loops)
+    flag = _flags(ledger)["slash_loop", "helper"]
+    assert (flag.accountable, flag.owner, flag.people) == ("bob", "alice", ("bob",))
+    assert flag.reason.startswith("bob ran /helper 30 times on 2025-03-03")
+
+
+def test_a_heavy_user_is_not_a_looper(ledger):
+    asks = [
+        _at(40 * i, agent="helper", trigger_kind="slash", triggered_by="bob") for i in range(12)
+    ]
+    ledger.write_records(asks)
+    assert _flags(ledger) == {}
 
 
 def test_spend_outside_the_declared_schedule(ledger):
-    late = record(agent="cron", started_at=T0 + timedelta(minutes=30), scheduled_for=T0)
-    on_time = _at(60, agent="cron")
-    late_id, on_time_id = ledger.write_records([late, on_time])
-    assert _flags(ledger)["off_schedule", "cron"].run_ids == (late_id,)
+    late = [
+        record(
+            agent="cron",
+            started_at=T0 + timedelta(hours=h, minutes=30),
+            scheduled_for=T0 + timedelta(hours=h),
+        )
+        for h in range(3)
+    ]
+    late_ids = ledger.write_records(late)
+    on_time = ledger.write_records([_at(600, agent="cron")])
+    assert _flags(ledger)["off_schedule", "cron"].run_ids == tuple(late_ids)
     never = _flags(ledger, schedule_check=lambda agent, when: False)
-    assert never["off_schedule", "cron"].run_ids == (late_id, on_time_id)
+    assert never["off_schedule", "cron"].run_ids == (*late_ids, *on_time)
 
 
-@pytest.mark.parametrize("viewer, seen", [("alice", True), ("bob", False), (None, False)])
-def test_flags_on_a_persons_runs_are_shown_to_them_and_admins(ledger, viewer, seen):
-    ledger.write_records([_at(i, agent="noisy", outcomes=()) for i in range(3)])
-    assert (("no_outcome", "noisy") in _flags(ledger, viewer=viewer)) is seen
+def test_one_late_start_is_not_a_flag(ledger):
+    ledger.write_records(
+        [record(agent="cron", started_at=T0 + timedelta(minutes=30), scheduled_for=T0)]
+    )
+    assert _flags(ledger) == {}
+
+
+def test_flags_are_ranked_by_dollars_and_strength(ledger):
+    ledger.write_records([_at(i, agent="small", outcomes=()) for i in range(12)])
+    ledger.write_records([_at(i, agent="big", outcomes=(), cost=cost("1.00")) for i in range(12)])
+    found = flags(ledger, period=WEEK, privacy=ADMIN, viewer="root")
+    assert [f.subject for f in found] == ["big", "small"]
+
+
+@pytest.mark.parametrize(
+    "viewer, subjects, scope",
+    [
+        ("root", {"noisy", "helper"}, "every flag (admin: root)"),
+        ("alice", {"noisy", "helper"}, "flags on runs owned or triggered by alice"),
+        ("U0BOB0001", {"helper"}, "flags on runs owned or triggered by bob@example.com"),
+        ("carol", set(), "flags on runs owned or triggered by carol"),
+        (None, set(), "no flags: nobody is viewing (give a viewer)"),
+    ],
+)
+def test_a_person_sees_the_flags_on_runs_they_own_or_triggered(ledger, viewer, subjects, scope):
+    people.link(ledger, "bob@example.com", "U0BOB0001")
+    ledger.write_records([_at(i, agent="noisy", outcomes=()) for i in range(12)])
+    ledger.write_records(
+        [
+            _at(15 * i, agent="helper", trigger_kind="slash", triggered_by="bob@example.com")
+            for i in range(30)
+        ]
+    )
+    report = flag_report(ledger, period=WEEK, settings=DEFAULTS, viewer=viewer, privacy=ADMIN)
+    assert {f.subject for f in report.flags} == subjects and report.scope == scope

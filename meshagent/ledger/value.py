@@ -1,0 +1,323 @@
+"""Evidenced value: minutes saved credited only where people took up what an agent delivered.
+
+An agent file *claims* minutes saved per useful run; the reports have always summed that claim
+over runs with an outcome (`ReportRow.minutes_saved`, now also `minutes_claimed`). This module
+computes the figure a company can trust beside it:
+
+- a run is *accepted* when one of its outcomes has the verdict `accepted` (someone other than
+  the owner, the triggerer or a bot engaged with it: `meshagent.ledger.verdicts`), or someone
+  other than its owner and triggerer voted it Useful;
+- accepted runs are credited once per *unit*: a scheduled fire (agent, scheduled_for), or a
+  distinct request (agent, person, and runs each within `[value] request_gap_minutes` of the
+  last one, so a task split into 40 runs is one request);
+- a unit earns the agent's `minutes_saved` once; an agent's evidenced minutes in an ISO week are
+  capped at `[value] weekly_cap_minutes` (its units scaled down together);
+- *honest adoption* is the people (identities folded) whose runs have a credited unit: an accepted
+  outcome reached someone other than themselves.
+
+`credits(ledger, period)` returns the credited units (agent, team, owner, tag, model, person,
+week, minutes, runs); `headline(ledger, period, by=...)` the per-group figures: accepted
+outcomes (credited units), cost per accepted outcome, minutes claimed and evidenced, honest
+adoption. `reports.summary` merges the same credits into its rows, under its privacy rules.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, func, select
+
+from meshagent.config import ValueSettings
+from meshagent.ledger.periods import Period
+from meshagent.ledger.schema import entries, feedback, outcomes
+from meshagent.ledger.types import utc
+
+if TYPE_CHECKING:
+    from meshagent.ledger.people import People
+    from meshagent.ledger.store import Ledger
+
+__all__ = ["Credit", "ValueRow", "credits", "headline"]
+
+_GROUPS = ("team", "agent", "owner", "tag", "model")
+
+
+@dataclass(frozen=True)
+class Credit:
+    """One credited unit: a fire or a distinct request with an accepted outcome."""
+
+    agent: str
+    team: str
+    owner: str
+    value_tag: str
+    model: str
+    person: str  # the person (identities folded) who triggered it, else the owner
+    week: date  # the Monday of its ISO week
+    minutes: Decimal  # after the weekly cap
+    run_ids: tuple[str, ...]
+    accepted_outcomes: int  # outcome rows accepted in its runs (a split task has many)
+
+    def group(self, by: str) -> str:
+        return {
+            "team": self.team,
+            "agent": self.agent,
+            "owner": self.owner,
+            "tag": self.value_tag,
+            "model": self.model,
+        }[by]
+
+
+@dataclass(frozen=True)
+class ValueRow:
+    """A group's headline figures over a period."""
+
+    group: str
+    runs: int
+    cost_usd: Decimal
+    accepted_outcomes: int  # credited units: once per fire or distinct request
+    minutes_claimed: Decimal  # minutes_saved x runs with an outcome, as the agent file says
+    minutes_evidenced: Decimal
+    honest_people: int
+
+    @property
+    def cost_per_accepted(self) -> Decimal | None:
+        if not self.accepted_outcomes:
+            return None
+        return (self.cost_usd / self.accepted_outcomes).quantize(Decimal("0.0001"))
+
+    @property
+    def evidenced_per_dollar(self) -> Decimal | None:
+        if not self.cost_usd:
+            return None
+        return (self.minutes_evidenced / self.cost_usd).quantize(Decimal("0.01"))
+
+
+_RUN_COLUMNS = (
+    entries.c.run_id,
+    entries.c.agent,
+    entries.c.owner,
+    entries.c.team,
+    entries.c.value_tag,
+    func.coalesce(entries.c.model_answered, entries.c.model_requested, ""),
+    entries.c.triggered_by,
+    entries.c.trigger_kind,
+    entries.c.scheduled_for,
+    entries.c.started_at,
+    entries.c.minutes_saved,
+)
+
+
+def _accepted(connection: Connection, since: datetime, until: datetime) -> dict[str, Any]:
+    window = (entries.c.started_at >= since, entries.c.started_at < until)
+    by_outcome = (
+        select(*_RUN_COLUMNS, func.count(outcomes.c.id))
+        .join(outcomes, outcomes.c.run_id == entries.c.run_id)
+        .where(*window, outcomes.c.verdict == "accepted")
+        .group_by(*_RUN_COLUMNS)
+    )
+    votes = (
+        select(*_RUN_COLUMNS, feedback.c.person)
+        .join(feedback, feedback.c.run_id == entries.c.run_id)
+        .where(*window, feedback.c.vote == 1)
+    )
+    return {
+        "outcomes": connection.execute(by_outcome).all(),
+        "votes": connection.execute(votes).all(),
+    }
+
+
+def _requests(
+    connection: Connection, agents: list[str], since: datetime, until: datetime
+) -> list[Any]:
+    query = select(
+        entries.c.run_id,
+        entries.c.agent,
+        entries.c.owner,
+        entries.c.triggered_by,
+        entries.c.started_at,
+    ).where(
+        entries.c.started_at >= since,
+        entries.c.started_at < until,
+        entries.c.trigger_kind != "schedule",
+        entries.c.agent.in_(agents),
+    )
+    return connection.execute(query.order_by(entries.c.started_at)).all()
+
+
+def credits(
+    ledger: Ledger,
+    period: Period,
+    *,
+    value: ValueSettings | None = None,
+    people: People | None = None,
+) -> list[Credit]:
+    """The credited units of runs started in `period` (see the module docstring)."""
+    from meshagent.ledger.people import directory
+
+    value = value or ValueSettings()
+    people = people if people is not None else directory(ledger)
+    since, until = period.start_time, period.end_time
+    found = ledger.read(lambda c: _accepted(c, since, until), what="read accepted runs")
+    runs: dict[str, tuple[Any, int]] = {}
+    for row in found["outcomes"]:
+        runs[row[0]] = (row[:-1], int(row[-1]))
+    for row in found["votes"]:
+        *columns, voter = row
+        owner, triggerer = columns[2], columns[6]
+        if people.same(voter, owner) or people.same(voter, triggerer):
+            continue  # a vote for one's own run is no evidence
+        if row[0] not in runs:
+            runs[row[0]] = (tuple(columns), 0)
+    if not runs:
+        return []
+    gap = timedelta(minutes=value.request_gap_minutes)
+    session: dict[str, tuple[str, str, int]] = {}
+    asked = sorted({r[1] for r, _ in runs.values() if r[7] != "schedule"})
+    if asked:
+        requests = ledger.read(
+            lambda c: _requests(c, asked, since - gap * 50, until), what="read requests"
+        )
+        last: dict[tuple[str, str], tuple[datetime, int]] = {}
+        for run_id, agent, owner, triggerer, started in requests:
+            who = people.key(triggerer or owner)
+            started = utc(started)
+            before = last.get((agent, who))
+            if before is None:
+                number = 0
+            elif started - before[0] <= gap:
+                number = before[1]
+            else:
+                number = before[1] + 1
+            last[agent, who] = (started, number)
+            session[run_id] = (agent, who, number)
+    units: dict[tuple[Any, ...], list[tuple[Any, int]]] = defaultdict(list)
+    for run_id, (row, accepted) in runs.items():
+        agent, trigger, scheduled = row[1], row[7], row[8]
+        if trigger == "schedule" and scheduled is not None:
+            key: tuple[Any, ...] = (agent, "fire", utc(scheduled))
+        else:
+            key = ("request", *session.get(run_id, (agent, people.key(row[6] or row[2]), run_id)))
+        units[key].append((row, accepted))
+    made = []
+    for members in units.values():
+        members.sort(key=lambda m: (utc(m[0][9]), m[0][0]))
+        row = members[0][0]
+        started = utc(row[9]).date()
+        made.append(
+            Credit(
+                agent=row[1],
+                team=row[3] or "",
+                owner=row[2] or "",
+                value_tag=row[4] or "",
+                model=row[5] or "",
+                person=people.key(row[6] or row[2]),
+                week=started - timedelta(days=started.weekday()),
+                minutes=Decimal(row[10] or 0),
+                run_ids=tuple(m[0][0] for m in members),
+                accepted_outcomes=sum(m[1] for m in members),
+            )
+        )
+    return _capped(made, Decimal(value.weekly_cap_minutes))
+
+
+def _capped(made: list[Credit], cap: Decimal) -> list[Credit]:
+    totals: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
+    for credit in made:
+        totals[credit.agent, credit.week] += credit.minutes
+    result = []
+    for credit in made:
+        total = totals[credit.agent, credit.week]
+        if total > cap:
+            scaled = (credit.minutes * cap / total).quantize(Decimal("0.01"))
+            credit = Credit(**{**credit.__dict__, "minutes": scaled})
+        result.append(credit)
+    result.sort(key=lambda c: (c.week, c.agent, c.run_ids))
+    return result
+
+
+def headline(
+    ledger: Ledger,
+    *,
+    period: Period,
+    by: str = "agent",
+    value: ValueSettings | None = None,
+    people: People | None = None,
+) -> list[ValueRow]:
+    """Per group (team, agent, owner, tag, model), every run's figures, as an admin sees them;
+    the privacy-aware figures are in `reports.summary`'s rows."""
+    from meshagent.ledger.people import directory
+
+    if by not in _GROUPS:
+        raise ValueError(f"cannot group value by {by!r}: use one of {', '.join(_GROUPS)}")
+    people = people if people is not None else directory(ledger)
+    made = credits(ledger, period, value=value, people=people)
+    column = {
+        "team": entries.c.team,
+        "agent": entries.c.agent,
+        "owner": entries.c.owner,
+        "tag": entries.c.value_tag,
+        "model": func.coalesce(entries.c.model_answered, entries.c.model_requested, ""),
+    }[by]
+    has = (
+        select(outcomes.c.id)
+        .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.kind != "planned")
+        .exists()
+    )
+    query = (
+        select(column, func.count(), func.coalesce(func.sum(entries.c.cost_usd), 0))
+        .where(
+            entries.c.started_at >= period.start_time,
+            entries.c.started_at < period.end_time,
+            entries.c.status != "running",
+        )
+        .group_by(column)
+    )
+    claims = (
+        select(column, func.coalesce(func.sum(entries.c.minutes_saved), 0))
+        .where(
+            entries.c.started_at >= period.start_time,
+            entries.c.started_at < period.end_time,
+            entries.c.status != "running",
+            has,
+        )
+        .group_by(column)
+    )
+
+    def read(connection: Connection) -> tuple[list[Any], dict[str, Any]]:
+        return connection.execute(query).all(), dict(connection.execute(claims).all())
+
+    totals, claimed_by = ledger.read(read, what="read value figures")
+    accepted: dict[str, int] = defaultdict(int)
+    minutes: dict[str, Decimal] = defaultdict(Decimal)
+    honest: dict[str, set[str]] = defaultdict(set)
+    for credit in made:
+        name = credit.group(by)
+        accepted[name] += 1
+        minutes[name] += credit.minutes
+        honest[name].add(credit.person)
+    rows = [
+        ValueRow(
+            group=name or "",
+            runs=int(count),
+            cost_usd=Decimal(cost or 0),
+            accepted_outcomes=accepted.get(name or "", 0),
+            minutes_claimed=Decimal(claimed_by.get(name) or 0),
+            minutes_evidenced=minutes.get(name or "", Decimal(0)),
+            honest_people=len(honest.get(name or "", ())),
+        )
+        for name, count, cost in totals
+    ]
+    rows.sort(key=lambda r: (-(r.minutes_evidenced), r.cost_usd, r.group))
+    return rows
+
+
+def honest_people(made: Iterable[Credit]) -> dict[date, set[str]]:
+    """Per week (Monday): the people with a credited unit."""
+    weeks: dict[date, set[str]] = defaultdict(set)
+    for credit in made:
+        weeks[credit.week].add(credit.person)
+    return dict(weeks)
