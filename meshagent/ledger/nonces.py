@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.engine import make_engine, retrying, write_connection
@@ -92,9 +93,15 @@ def _claim(
     return retrying(attempt, deadline=deadline, what="claim nonces", url=url)
 
 
-def _quick_engine(url: str) -> Engine:
-    """An engine on the ledger's database whose commits do not wait for the disk."""
-    engine = make_engine(url)
+def _quick_engine(ledger: Ledger) -> Engine:
+    """An engine on the ledger's database whose commits do not wait for the disk (the ledger's
+    own for a database in memory, which another engine would not see)."""
+    url = make_url(ledger.url)
+    if url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or "mode=memory" in ledger.url
+    ):
+        return ledger.engine
+    engine = make_engine(ledger.url)
 
     @event.listens_for(engine, "connect")
     def _relax(dbapi_connection: Any, _record: Any) -> None:  # after the ledger's own settings
@@ -141,7 +148,7 @@ class NonceClaims:
         self.max_keys = max_keys
         self.deadline = deadline
         self.batches = 0  # transactions committed (for tests and benchmarks)
-        self._engine = _quick_engine(ledger.url)
+        self._engine = _quick_engine(ledger)
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -174,7 +181,8 @@ class NonceClaims:
             thread = self._thread
         if thread is not None:
             thread.join()
-        self._engine.dispose()
+        if self._engine is not self.ledger.engine:
+            self._engine.dispose()
         with self._cond:
             self._closed, self._thread = False, None
 

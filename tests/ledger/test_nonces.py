@@ -95,6 +95,13 @@ def test_claims_of_many_callers_share_transactions(ledger):
     claims.close()
 
 
+def test_claims_on_a_ledger_in_memory_go_to_that_ledger():
+    with Ledger.open("sqlite://") as ledger:
+        claims = NonceClaims(ledger)
+        assert claims._engine is ledger.engine  # another engine would be another database
+        claims.close()
+
+
 def test_a_claim_the_database_cannot_take_fails_within_its_deadline(tmp_path):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     with Ledger.open(url, busy_timeout=0.05) as ledger:
