@@ -141,14 +141,27 @@ class _Builder:
         return result
 
 
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[Any, str]:
+    """Where a YAML error starts, and what it is. An unclosed quote or bracket is only noticed
+    lines later (often at the end of the file): it is located where it was opened."""
+    problem, context = exc.problem_mark, exc.context_mark
+    detail = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
+    if "but found another document" in detail:
+        return problem or context, "a file holds one agent: found a second YAML document"
+    if problem is None or context is None or context.line >= problem.line:
+        return problem or context, detail
+    where = f"line {problem.line + 1}, column {problem.column + 1}"
+    if "quoted scalar" in (exc.context or ""):
+        found = "the end of the file" if "end of stream" in (exc.problem or "") else where
+        return context, f"a quoted string opens here and is never closed (read up to {found})"
+    return context, f"{detail} (noticed at {where})"
+
+
 def _read(text: str) -> _Document:
     try:
         node = _compose(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        detail = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
-        if "but found another document" in detail:
-            detail = "a file holds one agent: found a second YAML document"
+        mark, detail = _yaml_problem(exc)
         raise _Refused(mark, f"invalid YAML: {detail}") from None
     except yaml.YAMLError as exc:
         raise _Refused(None, f"invalid YAML: {exc}") from None

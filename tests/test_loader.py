@@ -283,9 +283,18 @@ def test_several_mistakes_in_one_file_are_all_reported_in_file_order():
         ("- a\n- b\n", "x.yaml:1:1: the document is a list: an agent file is a mapping of fields"),
         ("just text\n", "x.yaml:1:1: the document is a single value: an agent file is a mapping"),
         ("name: a\nname: b\n", "x.yaml:2:1: name: duplicate key 'name' (first at line 1)"),
-        (
+        (  # located where the bracket opens, not where the file ends
             "name: [a\n",
-            "x.yaml:2:1: invalid YAML: while parsing a flow sequence did not find expected ','",
+            "x.yaml:1:7: invalid YAML: while parsing a flow sequence did not find expected ','",
+        ),
+        (
+            'name: a\ndescription: "unclosed\nowner: a\nteam: b\n',
+            "x.yaml:2:14: invalid YAML: a quoted string opens here and is never closed (read up "
+            "to the end of the file)",
+        ),
+        (
+            "name: a\ndescription: 'unclosed\nowner: a\nteam: b\n",
+            "x.yaml:2:14: invalid YAML: a quoted string opens here and is never closed",
         ),
         ("name: a\n---\nname: b\n", "x.yaml:2:1: invalid YAML: a file holds one agent: found a "),
         ("a: !!python/object:os.system x\n", "x.yaml:1:4: invalid YAML: could not determine a "),
