@@ -8,8 +8,8 @@ the environment at call time and never appears in an error.
 from __future__ import annotations
 
 import json
-import posixpath
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
@@ -35,11 +35,32 @@ MAX_REDIRECTS = 5
 _ENV = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+# Whitespace, control characters and backslashes: httpx refuses some, servers read others as
+# separators; a URL that holds one is refused rather than guessed at.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
 def _absolute_http(url: str) -> str:
+    if _UNSAFE.search(url):
+        raise ValueError(f"{url!r} holds whitespace, a control character or a backslash")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{url!r} is not an absolute http(s) URL")
     return url
+
+
+def _safe_segment(raw: str) -> bool:
+    """A path segment that every server reads as the same one segment: after percent-decoding
+    (and NFKC, which some servers apply) no dot segment, '/', '\\', ';' (Tomcat's path
+    parameters), '%' (a second decoding) or control character, and valid UTF-8."""
+    try:
+        text = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        return False
+    for form in {text, unicodedata.normalize("NFKC", text)}:
+        if form in (".", "..") or _UNSAFE.search(form) or any(c in form for c in "/;%"):
+            return False
+    return True
 
 
 class GetArgs(ActionArgs):
@@ -83,23 +104,25 @@ class GetGrant(ActionGrant):
         return [_absolute_http(prefix) for prefix in prefixes]
 
 
-def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str] | None:
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None or not parts.hostname:
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], list[str]] | None:
+    """The origin and path segments of ``url`` as httpx will send it, or None for a URL that
+    is not safe to compare (userinfo, a segment servers may read differently, unparsable)."""
+    if _UNSAFE.search(url):
         return None
     try:
-        host = parts.hostname.encode("idna").decode("ascii").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except (UnicodeError, ValueError):
+        parts = urlsplit(url)
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii").lower()
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except (httpx.InvalidURL, UnicodeError, ValueError):
         return None
-    # Decode %2e%2e and friends before normalising, so encoded dots cannot climb out.
-    path = unquote(parts.path or "/")
-    normal = posixpath.normpath(path) if path not in ("", "/") else "/"
-    if path.endswith("/") and normal != "/":
-        normal += "/"
-    if ".." in path.split("/"):
+    if parts.username is not None or parts.password is not None or parsed.userinfo or not host:
         return None
-    return (parts.scheme, host, port), normal
+    raw_segments = parts.path.split("/")[1:]
+    if not all(_safe_segment(segment) for segment in raw_segments):
+        return None
+    sent = parsed.raw_path.decode("ascii").partition("?")[0]
+    return (parsed.scheme, host, port), sent.split("/")[1:]
 
 
 def inside_prefix(url: str, prefix: str) -> bool:
@@ -108,9 +131,10 @@ def inside_prefix(url: str, prefix: str) -> bool:
     if target is None or base is None or target[0] != base[0]:
         return False
     path, root = target[1], base[1]
-    if root.endswith("/"):
-        return path.startswith(root) or path + "/" == root
-    return path == root or path.startswith(root + "/")
+    if root and root[-1] == "":  # a prefix ending in '/': anything below it, or itself
+        root = root[:-1]
+        return path[: len(root)] == root and (len(path) > len(root) or path == root)
+    return path == root or (path[: len(root)] == root and len(path) > len(root))
 
 
 def _scope(args: GetArgs, grant: GetGrant) -> str | None:
@@ -181,6 +205,10 @@ async def _fetch(context: ActionContext, args: GetArgs, grant: GetGrant | None) 
 
 def _next_hop(url: str, response: httpx.Response, grant: GetGrant | None, first: str) -> str:
     target = urljoin(url, response.headers.get("location", ""))
+    try:
+        _absolute_http(target)
+    except ValueError as exc:
+        raise GrantDenied("http.get", f"redirect to a URL that cannot be checked: {exc}") from None
     if grant is not None:
         reason = _scope(GetArgs(url=target), grant)
         if reason is not None:

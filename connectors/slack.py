@@ -32,21 +32,83 @@ from meshagent.actions import (
     ActionResult,
     Connector,
     Outcome,
+    identifier,
 )
 from meshagent.exceptions import ConnectorError, GrantDenied
 
 __all__ = ["connector"]
 
-_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _names: dict[tuple[str, str], dict[str, str]] = {}  # (api url, token tail) -> name -> id
 
+# Identifiers, parsed before any grant check or request. Slack's channel names are lowercase
+# letters, digits, '-' and '_' (at most 80); '#Payments' means #payments, and the name is
+# checked before lower(), which turns the Kelvin sign into a k.
+_CHANNEL_ID = r"[CGD][A-Z0-9]{8,20}"
+_CHANNEL_NAME = r"#?[A-Za-z0-9_-]{1,80}"
+_USER_ID = r"[UW][A-Z0-9]{8,20}"
+_EMAIL = r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
 
-def _plain(channel: str) -> str:
-    return channel.removeprefix("#").lower() if not _ID.match(channel) else channel
+
+class Channel(str):
+    """A parsed channel: ``id`` (C0PAYMENTS) or ``name`` (payments, shown as #payments)."""
+
+    id: str | None
+    name: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> Channel:
+        if re.fullmatch(_CHANNEL_ID, text):
+            channel = cls(text)
+            channel.id, channel.name = text, None
+        else:
+            name = text.removeprefix("#").lower()
+            channel = cls(f"#{name}")
+            channel.id, channel.name = None, name
+        return channel
+
+
+class User(str):
+    """A parsed person: a user id (U0ALICE01) or an email address (lowercased)."""
+
+    @property
+    def is_email(self) -> bool:
+        return "@" in self
+
+    @classmethod
+    def parse(cls, text: str) -> User:
+        if "@" in text:
+            if len(text) > 254:
+                raise ValueError(text)
+            return cls(text.lower())
+        return cls(text)
+
+
+ChannelArg = identifier(
+    "a Slack channel",
+    rf"{_CHANNEL_ID}|{_CHANNEL_NAME}",
+    "an id such as C0123ABCD or a name such as #payments (letters, digits, '-' and '_')",
+    parse=Channel.parse,
+)
+UserArg = identifier(
+    "a Slack user",
+    rf"{_USER_ID}|{_EMAIL}",
+    "a user id such as U0123ABCD or an email address",
+    parse=User.parse,
+)
+TsArg = identifier(
+    "a Slack message timestamp",
+    r"[0-9]{10}\.[0-9]{6}",
+    "seconds and microseconds such as 1700000000.000100",
+)
+EmojiArg = identifier(
+    "an emoji name",
+    r"[a-z0-9_+'-]{1,80}(?:::skin-tone-[2-6])?",
+    "a name without colons such as eyes or thumbsup",
+)
 
 
 class ChannelGrant(ActionGrant):
-    channels: list[str] = Field(min_length=1, description="Channels allowed (#name or id).")
+    channels: list[ChannelArg] = Field(min_length=1, description="Channels allowed (#name or id).")
 
 
 class PeopleGrant(ActionGrant):
@@ -54,27 +116,27 @@ class PeopleGrant(ActionGrant):
 
 
 class HistoryArgs(ActionArgs):
-    channel: str = Field(description="Channel to read (#name or id).")
+    channel: ChannelArg = Field(description="Channel to read (#name or id).")
     hours: float = Field(default=24, gt=0, le=24 * 90, description="How far back to read.")
     limit: int = Field(default=200, ge=1, le=2000, description="At most this many messages.")
     replies: bool = Field(default=False, description="Include thread replies.")
 
 
 class ThreadArgs(ActionArgs):
-    channel: str = Field(description="Channel of the thread (#name or id).")
-    ts: str = Field(description="Timestamp of the thread's first message.")
+    channel: ChannelArg = Field(description="Channel of the thread (#name or id).")
+    ts: TsArg = Field(description="Timestamp of the thread's first message.")
     limit: int = Field(default=200, ge=1, le=1000, description="At most this many messages.")
 
 
 class UserArgs(ActionArgs):
-    user: str = Field(description="A user id (U...) or email address.")
+    user: UserArg = Field(description="A user id (U...) or email address.")
 
 
 class PostArgs(ActionArgs):
-    channel: str = Field(description="Channel to post in (#name or id).")
+    channel: ChannelArg = Field(description="Channel to post in (#name or id).")
     text: str = Field(default="", description="Message text (the answer, under deliver).")
     blocks: list[dict[str, Any]] | None = Field(default=None, description="Block Kit blocks.")
-    thread_ts: str | None = Field(default=None, description="Post into this thread.")
+    thread_ts: TsArg | None = Field(default=None, description="Post into this thread.")
 
     @model_validator(mode="after")
     def _something(self) -> PostArgs:
@@ -84,34 +146,34 @@ class PostArgs(ActionArgs):
 
 
 class ReplyArgs(ActionArgs):
-    channel: str = Field(description="Channel of the thread (#name or id).")
-    thread_ts: str = Field(description="Timestamp of the thread's first message.")
+    channel: ChannelArg = Field(description="Channel of the thread (#name or id).")
+    thread_ts: TsArg = Field(description="Timestamp of the thread's first message.")
     text: str = Field(description="Reply text.")
 
 
 class ReactionArgs(ActionArgs):
-    channel: str = Field(description="Channel of the message (#name or id).")
-    ts: str = Field(description="Timestamp of the message.")
-    name: str = Field(description="Emoji name without colons, e.g. eyes.")
+    channel: ChannelArg = Field(description="Channel of the message (#name or id).")
+    ts: TsArg = Field(description="Timestamp of the message.")
+    name: EmojiArg = Field(description="Emoji name without colons, e.g. eyes.")
 
 
 class DmArgs(ActionArgs):
-    user: str = Field(description="Recipient: user id or email.")
+    user: UserArg = Field(description="Recipient: user id or email.")
     text: str = Field(description="Message text.")
 
 
 def _channel_scope(args: Any, grant: ChannelGrant) -> str | None:
-    allowed = {_plain(c) for c in grant.channels}
-    target = _plain(args.channel)
-    if target in allowed:
+    target = Channel.parse(args.channel) if not isinstance(args.channel, Channel) else args.channel
+    allowed = [Channel.parse(c) if not isinstance(c, Channel) else c for c in grant.channels]
+    if any(target.id == c.id and target.name == c.name for c in allowed):
         return None
-    if any(bool(_ID.match(target)) != bool(_ID.match(c)) for c in allowed):
+    if any((target.id is None) != (c.id is None) for c in allowed):
         return None  # an id against names or a name against ids: checked once resolved
     return f"channel {args.channel} is not granted (allowed: {', '.join(grant.channels)})"
 
 
 def _user_scope(args: DmArgs, grant: PeopleGrant) -> str | None:
-    if args.user.lower() in {u.lower() for u in grant.users}:
+    if str(args.user).lower() in {u.lower() for u in grant.users}:
         return None
     return f"user {args.user} is not granted (allowed: {', '.join(grant.users)})"
 
@@ -140,8 +202,9 @@ def _client(context: ActionContext, action: str) -> AsyncWebClient:
 
 
 async def _channel_id(client: AsyncWebClient, channel: str) -> str:
-    if _ID.match(channel):
-        return channel
+    parsed = channel if isinstance(channel, Channel) else Channel.parse(channel)
+    if parsed.id is not None:
+        return parsed.id
     key = (client.base_url, (client.token or "")[-6:])
     if key not in _names:
         names: dict[str, str] = {}
@@ -152,7 +215,7 @@ async def _channel_id(client: AsyncWebClient, channel: str) -> str:
             names.update({c["name"].lower(): c["id"] for c in page.get("channels", [])})
         _names[key] = names
     try:
-        return _names[key][_plain(channel)]
+        return _names[key][parsed.name or ""]
     except KeyError:
         raise ConnectorError("slack", channel, "channel_not_found") from None
 

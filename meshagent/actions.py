@@ -10,21 +10,26 @@ through the ``meshagent.connectors`` entry-point group, built-ins exactly as plu
 from __future__ import annotations
 
 import difflib
+import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic_core import PydanticCustomError
 
-from meshagent.exceptions import GrantDenied, RegistryError
+from meshagent.exceptions import ConnectorError, GrantDenied, MeshAgentError, RegistryError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_ALLOWED",
+    "IDENTIFIER_ERROR",
+    "PLACEHOLDERS",
     "Action",
     "ActionArgs",
     "ActionContext",
@@ -36,12 +41,19 @@ __all__ = [
     "Registry",
     "closest",
     "default_registry",
+    "identifier",
 ]
 
 ENTRY_POINT_GROUP = "meshagent.connectors"
+log = logging.getLogger(__name__)
 
 #: Put in a field's ``json_schema_extra`` to allow ``${VAR}`` in it (for secrets such as headers).
 ENV_ALLOWED = {"x-meshagent-env": True}
+#: In a validation context, lets an ``identifier`` hold a ``{{placeholder}}`` (an agent file's
+#: arguments, checked when it is loaded; the runtime validates them again once filled in).
+PLACEHOLDERS = "meshagent.placeholders"
+#: The pydantic error type of an ``identifier`` not in its service's format.
+IDENTIFIER_ERROR = "identifier"
 
 
 class ActionKind(StrEnum):
@@ -114,6 +126,40 @@ Handler = Callable[[ActionContext, Any, Any], Awaitable[ActionResult]]
 ScopeCheck = Callable[[Any, Any], "str | None"]
 
 
+def identifier(
+    what: str,
+    pattern: str,
+    expected: str,
+    *,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """The type of an argument that reaches a request (a URL's path or query): a string that
+    must match ``pattern`` whole (ASCII classes only; ``\\d`` and ``\\w`` match more than ASCII),
+    then ``parse(text)`` (which may raise ValueError) turns it into the typed value that grants
+    compare. A mismatch is a validation error of type ``IDENTIFIER_ERROR`` at the argument,
+    ``'TEXT' is not WHAT; expected EXPECTED``: a call the runtime refuses, not one that failed.
+    """
+    compiled = re.compile(pattern)
+
+    def check(value: str, info: ValidationInfo) -> Any:
+        if info.context and info.context.get(PLACEHOLDERS) and "{{" in value:
+            return value  # an agent file's {{item.key}}: checked once filled in, at run time
+        try:
+            if compiled.fullmatch(value) is None:
+                raise ValueError(value)
+            return parse(value) if parse is not None else value
+        except ValueError:
+            shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+            raise PydanticCustomError(
+                IDENTIFIER_ERROR,
+                "{value} is not {what}; expected {expected}",
+                {"value": shown, "what": what, "expected": expected},
+            ) from None
+
+    # No "pattern" in the JSON Schema: an agent file's {{item.key}} would look wrong in editors.
+    return Annotated[str, AfterValidator(check)]
+
+
 def _inside_any_grant(args: Any, grant: Any) -> str | None:
     return None
 
@@ -155,12 +201,33 @@ class Action:
         """Run the action; with a grant, refuse a call outside it before any request is made."""
         if grant is not None:
             self.check(args, grant)
-        return await self.handler(context.for_connector(self.connector), args, grant)
+        try:
+            return await self.handler(context.for_connector(self.connector), args, grant)
+        except Exception as exc:
+            if _ours(exc):
+                raise
+            # A client library (or the connector's reading of an answer it did not expect)
+            # failed: the call failed, with a reason the model and the ledger can read.
+            log.warning("%s raised %s", self.name, type(exc).__name__, exc_info=True)
+            raise ConnectorError(self.name, "", _unexpected(exc)) from exc
 
     @property
     def connector(self) -> str:
         """The name of the connector the action belongs to (``slack`` for slack.post_message)."""
         return self.name.partition(".")[0]
+
+
+def _ours(exc: BaseException) -> bool:
+    """MeshAgent's own exceptions (refusals, budgets, connector errors) keep their meaning."""
+    return isinstance(exc, MeshAgentError) or type(exc).__module__.partition(".")[0] == "meshagent"
+
+
+def _unexpected(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:200]
+    where = type(exc).__module__.partition(".")[0]
+    source = "" if where in ("builtins", "connectors") else f" from {where}"
+    name = type(exc).__name__
+    return f"unexpected {name}{source}: {detail}" if detail else f"unexpected {name}{source}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
-from meshagent.actions import ENV_ALLOWED, Action, ActionKind, Registry, closest
+from meshagent.actions import ENV_ALLOWED, PLACEHOLDERS, Action, ActionKind, Registry, closest
 from meshagent.config import DEFAULT_MIN_INTERVAL_SECONDS
 from meshagent.spec import ActionUse, AgentSpec, EveryTrigger
 
@@ -127,7 +127,7 @@ def _lookup(use: ActionUse, kind: ActionKind | None, registry: Registry) -> Acti
 
 def _validate(model: type[BaseModel], params: dict[str, Any], base: Path) -> list[Problem]:
     try:
-        model.model_validate(params)
+        model.model_validate(params, context={PLACEHOLDERS: True})
     except ValidationError as exc:
         return [
             Problem(

@@ -13,7 +13,7 @@ import asyncio
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,10 @@ class _Fault:
     remaining: int
     status: int
     retry_after: int | None
+    body: str | None = None  # answered as is, instead of the server's error body
+    content_type: str = "application/json"
+    path: str | None = None  # only requests whose path contains this
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Faults:
@@ -48,14 +52,30 @@ class Faults:
         with self._lock:
             self._queue.append(_Fault(count, status, retry_after))
 
-    def _take(self) -> _Fault | None:
+    def answer_next(
+        self,
+        body: str,
+        *,
+        count: int = 1,
+        status: int = 200,
+        content_type: str = "application/json",
+        path: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests (whose path contains ``path``) with ``body``: a
+        malformed or unexpected answer, to see what the client and the connector make of it."""
         with self._lock:
-            while self._queue and self._queue[0].remaining <= 0:
-                self._queue.pop(0)
-            if not self._queue:
-                return None
-            self._queue[0].remaining -= 1
-            return self._queue[0]
+            fault = _Fault(count, status, None, body, content_type, path, dict(headers or {}))
+            self._queue.append(fault)
+
+    def _take(self, path: str = "") -> _Fault | None:
+        with self._lock:
+            self._queue = [fault for fault in self._queue if fault.remaining > 0]
+            for fault in self._queue:
+                if fault.path is None or fault.path in path:
+                    fault.remaining -= 1
+                    return fault
+            return None
 
     @web.middleware
     async def middleware(
@@ -63,10 +83,13 @@ class Faults:
     ) -> web.StreamResponse:
         if self.latency:
             await asyncio.sleep(self.latency)
-        fault = self._take()
+        fault = self._take(request.path)
         if fault is None:
             return await handler(request)
         self.failed += 1
+        if fault.body is not None:
+            headers = {"Content-Type": fault.content_type, **fault.headers}
+            return web.Response(status=fault.status, body=fault.body.encode(), headers=headers)
         response = self._body(fault.status)
         if fault.retry_after is not None and fault.status in (429, 503):
             response.headers["Retry-After"] = str(fault.retry_after)

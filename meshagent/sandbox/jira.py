@@ -530,13 +530,28 @@ def _tokenize(jql: str) -> list[_Tok]:
             continue
         if char in "&|":
             raise _JqlSyntax(f"The character '{char}' is a reserved JQL character.", pos)
-        j = i
+        # An unquoted word may escape any character with a backslash, as in Jira's own lexer
+        # (\" is a quote inside the word, \) a parenthesis, \u0029 too).
+        j, word = i, []
         while j < n and not jql[j].isspace() and jql[j] not in _SPECIAL:
+            if jql[j] == "\\" and j + 1 < n:
+                escaped, j = _escape(jql, j + 1)
+                word.append(escaped)
+                continue
+            word.append(jql[j])
             j += 1
-        tokens.append(_Tok("word", jql[i:j], pos))
+        tokens.append(_Tok("word", "".join(word), pos))
         i = j
     tokens.append(_Tok("eof", "", n + 1))
     return tokens
+
+
+def _escape(jql: str, at: int) -> tuple[str, int]:
+    """The character escaped at ``jql[at]`` (after a backslash) and the index after it."""
+    char = jql[at]
+    if char == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", jql[at + 1 : at + 5]):
+        return chr(int(jql[at + 1 : at + 5], 16)), at + 5
+    return {"n": "\n", "t": "\t", "r": "\r"}.get(char, char), at + 1
 
 
 class _Parser:
@@ -878,6 +893,8 @@ class JiraState:
         self.cloud = deployment == "Cloud"
         self.token, self.email, self.api_token = token, email, api_token
         self.requests: list[tuple[str, str]] = []
+        #: Every request as it arrived: method, raw path and query (not percent-decoded), body.
+        self.received: list[tuple[str, str, bytes]] = []
         self.created: list[str] = []
         self.comments_added: list[tuple[str, str]] = []
         self.transitions_done: list[tuple[str, str]] = []
@@ -2276,6 +2293,8 @@ def build_jira_app(state: JiraState, *, middlewares: tuple[Any, ...] = ()) -> we
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         state.requests.append((request.method, request.path))
+        body = await request.read() if request.can_read_body else b""
+        state.received.append((request.method, request.raw_path, body))
         return await handler(request)
 
     @web.middleware

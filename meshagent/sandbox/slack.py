@@ -104,6 +104,8 @@ class SlackState:
         self.posted: list[Posted] = []
         self.reactions: list[tuple[str, str, str]] = []  # (channel, ts, name)
         self.calls: list[str] = []  # every API method called, in order, refused ones too
+        #: Every API call with its arguments (the token left out), in order, refused ones too.
+        self.received: list[tuple[str, dict[str, Any]]] = []
         self.response_urls: dict[str, _ResponseUrl] = {}
         self.ephemeral: list[Ephemeral] = []  # chat.postEphemeral, in order
         self.app_token = f"xapp-1-A0SANDBOX-{secrets.token_hex(12)}"  # for Socket Mode
@@ -587,6 +589,7 @@ def build_slack_app(state: SlackState, *, middlewares: tuple[Any, ...] = ()) -> 
         state.calls.append(name)
         args = await _arguments(request)
         token = _token(request, args)
+        state.received.append((name, dict(args)))
         handler = getattr(api, name.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)

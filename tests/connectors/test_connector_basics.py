@@ -33,7 +33,7 @@ def call(name: str, args: dict, grant: dict | None = None, env: dict | None = No
             "slack.history",
             {"channel": "general"},
             {"channels": ["#payments", "#payments-standup"]},
-            "slack.history refused: channel general is not granted",
+            "slack.history refused: channel #general is not granted",
         ),
         (
             "slack.dm",
@@ -103,7 +103,7 @@ def test_renamed_variables_from_settings_are_the_ones_named():
     with pytest.raises(ConnectorError, match=re.escape("set MY_SLACK to the Slack bot token")):
         call(
             "slack.user",
-            {"user": "U123"},
+            {"user": "U0123ABCD"},
             settings={"token_env": "MY_SLACK"},
             env={"SLACK_BOT_TOKEN": "xoxb-ignored"},
         )

@@ -15,6 +15,7 @@ from meshagent.exceptions import ConnectorError, GrantDenied
 from meshagent.sandbox import Sandbox
 from tests.connectors.conftest import run_action
 
+TS = "1700000000.000100"
 PAYMENTS = {"channels": ["#payments"]}
 
 
@@ -101,8 +102,8 @@ def test_id_of_another_channel_is_refused_after_resolving_names(sandbox):
     ("name", "args"),
     [
         ("slack.post_message", {"channel": "#general", "text": "leak"}),
-        ("slack.reply", {"channel": "#general", "thread_ts": "1.0", "text": "leak"}),
-        ("slack.add_reaction", {"channel": "#general", "ts": "1.0", "name": "eyes"}),
+        ("slack.reply", {"channel": "#general", "thread_ts": TS, "text": "leak"}),
+        ("slack.add_reaction", {"channel": "#general", "ts": TS, "name": "eyes"}),
         ("slack.history", {"channel": "#general"}),
     ],
 )
@@ -176,8 +177,8 @@ def test_reply_reaction_and_dm(sandbox):
     ("name", "args", "grant"),
     [
         ("slack.post_message", {"channel": "#payments", "text": "x"}, PAYMENTS),
-        ("slack.reply", {"channel": "#payments", "thread_ts": "1.0", "text": "x"}, PAYMENTS),
-        ("slack.add_reaction", {"channel": "#payments", "ts": "1.0", "name": "eyes"}, PAYMENTS),
+        ("slack.reply", {"channel": "#payments", "thread_ts": TS, "text": "x"}, PAYMENTS),
+        ("slack.add_reaction", {"channel": "#payments", "ts": TS, "name": "eyes"}, PAYMENTS),
         ("slack.dm", {"user": "bob@example.com", "text": "x"}, {"users": ["bob@example.com"]}),
     ],
 )
