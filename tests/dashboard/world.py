@@ -46,7 +46,11 @@ def config(url: str, **privacy: Any) -> Config:
     return Config(
         ledger_url=url,
         privacy=PrivacySettings(**settings),
-        flags=FlagSettings(no_reaction_runs=50),
+        # A company this small never reaches the defaults' volumes and dollars: thresholds low
+        # enough that `noisy` is flagged, and every bot's claims (claimed_value), for paging.
+        flags=FlagSettings(
+            no_outcome_min_runs=3, min_usd=0, claimed_minutes_min=1, claimed_factor=0.5
+        ),
     )
 
 
@@ -108,6 +112,7 @@ def fill(ledger: Ledger) -> dict[str, str]:
                 triggered_by=person,
                 scheduled_for=None,
                 cost=cost("0.0020"),
+                minutes_saved=0,  # claims nothing: no claimed_value flag on others' runs
             )
         )
     for index in range(3):
