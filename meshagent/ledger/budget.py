@@ -65,9 +65,9 @@ _STANDING = select(
     entries.c.started_at < bindparam("until"),
 )
 _RELEASE = delete(reservations).where(reservations.c.run_id == bindparam("release_run_id"))
-# The reservation, inserted only when the day has room: decided and written in one statement.
-_NOW = _STANDING.subquery()
-_spent, _unknown, _reserved = _NOW.c
+# The reservation, inserted only when the day has room: decided and written in one statement
+# (RETURNING says whether it was: the rowcount of an INSERT ... SELECT is not reliable everywhere).
+_spent, _unknown, _reserved = _STANDING.subquery().c
 _TAKE = (
     insert(reservations)
     .from_select(
@@ -80,7 +80,7 @@ _TAKE = (
         ),
     )
     .returning(reservations.c.id)
-)  # rowcount of an INSERT ... SELECT is not reliable everywhere
+)
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ class Standing:
         if self.unknown_runs:
             runs = "a run" if self.unknown_runs == 1 else f"{self.unknown_runs} runs"
             return (
-                f"max_usd_per_day of ${limit} cannot be kept: {runs} of today spent tokens at "
-                "an unknown price (add a price override to meshagent.toml)"
+                f"max_usd_per_day of ${limit} cannot be kept today: {runs} of today spent tokens "
+                "at an unknown price (a price override in meshagent.toml prices later runs)"
             )
         if self.committed >= limit:
             held = f", ${self.reserved:.4f} held by calls in flight" if self.reserved else ""
@@ -150,8 +150,8 @@ def reserve(
     Its commit does not wait for the disk (PostgreSQL's synchronous_commit off, SQLite's
     synchronous NORMAL), which is most of what a reservation would cost: it guards live runs
     from each other, and every other session sees it once committed. Only a crash of the
-    database's machine can lose one, within the moment before the next durable commit; on
-    SQLite that crash ends the runs too.
+    database server can lose one, in the moment before its log reaches the disk (under a
+    second); on SQLite that is a crash of the machine the runs are on.
     """
     params = _params(agent, day, now)
     row = {"id": str(uuid.uuid4()), "agent": agent, "day": day, "run_id": run_id,

@@ -248,3 +248,20 @@ def test_a_reservation_leaves_the_ledgers_other_writes_durable(tmp_path):
             )  # fmt: skip
         with ledger.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_a_day_with_spending_of_unknown_cost_refuses_further_calls(tmp_path):
+    """Tokens without a price are an unknown cost, never $0: the day cannot be held to a limit."""
+    from meshagent.ledger.records import Usage
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger.open(url) as ledger:
+        unpriced = ledger.open_run("spender")
+        ledger.close_run(unpriced, "ok", usage=Usage(input_tokens=900, output_tokens=100))
+        assert ledger.entry(unpriced)["cost_usd"] is None
+    refused = _one_run(url)
+    assert (refused.status, refused.error) == (
+        "over_budget",
+        f"max_usd_per_day of ${LIMIT} cannot be kept today: a run of today spent tokens at an "
+        "unknown price (a price override in meshagent.toml prices later runs)",
+    )
