@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
 from meshagent.invocation import ensure_can_listen, shell_line
 from meshagent.ledger.cli import app as ledger_app
+from meshagent.ledger.render import money, plural
 from meshagent.loader import load_agents, scan_agents
 from meshagent.people import Person, current_person
 from meshagent.printer import print_command, print_error, print_note
@@ -130,7 +132,8 @@ def validate(
     if result.issues:
         _report(SpecError(result.issues), result.files)
         raise typer.Exit(1)
-    out.print(f"[green]ok[/green]: {len(result.agents)} agents in {result.files} files valid")
+    agents, files = plural(len(result.agents), "agent"), plural(result.files, "file")
+    out.print(f"[green]ok[/green]: {agents} in {files} valid")
 
 
 @app.command()
@@ -157,7 +160,7 @@ def init(
     owner: Annotated[
         str | None,
         typer.Option(
-            help="Owner's email or handle (default: [people] me, git's user.email, $USER; "
+            help="Owner's email or handle (default: \\[people] me, git's user.email, $USER; "
             "else asked).",
             show_default=False,
         ),
@@ -190,10 +193,10 @@ def _budget(budget: Budget) -> str:
         calls = "call" if budget.max_model_calls == 1 else "calls"
         parts.append(f"{budget.max_model_calls} {calls}/run")
     if budget.max_usd_per_run:
-        parts.append(f"${budget.max_usd_per_run:.2f}/run")
+        parts.append(f"{money(Decimal(str(budget.max_usd_per_run)))}/run")
     if budget.max_usd_per_day:
-        parts.append(f"${budget.max_usd_per_day:.2f}/day")
-    return "\n".join(parts) or "[yellow]no limit[/yellow]"
+        parts.append(f"{money(Decimal(str(budget.max_usd_per_day)))}/day")
+    return "\n".join(parts) or "no limit"
 
 
 @app.command("list")
@@ -212,20 +215,40 @@ def list_agents(
         _report(exc, len({i.file for i in exc.issues}))
         raise typer.Exit(1) from None
     # A console made now, not at import, reads the terminal's current width.
-    Console().print(agent_table(agents, config=config, now=datetime.now(UTC)))
+    console = Console()
+    console.print(agent_table(agents, config=config, now=datetime.now(UTC), width=console.width))
 
 
-def agent_table(agents: list[AgentSpec], *, config: Config, now: datetime) -> Table:
-    table = Table(title=f"{len(agents)} agents", title_justify="left")
-    for column in ("name", "team", "triggers", "model", "budget", "value"):
-        table.add_column(column, overflow="fold")
+#: Below this many columns the agents table stacks each agent's details in two columns.
+WIDE_TABLE = 110
+
+
+def agent_table(
+    agents: list[AgentSpec], *, config: Config, now: datetime, width: int = WIDE_TABLE
+) -> Table:
+    """The agents as a table; names and teams are never broken mid-word, at any width."""
+    wide = width >= WIDE_TABLE
+    table = Table(title=plural(len(agents), "agent"), title_justify="left", show_lines=not wide)
+    columns = ("name", "team", "triggers", "model", "budget", "value")
+    for column in columns if wide else ("agent", "triggers, budget, value"):
+        named = column in ("name", "team", "agent")
+        table.add_column(column, no_wrap=named, overflow="ellipsis" if named else "fold")
     for spec in sorted(agents, key=lambda s: (s.team, s.name)):
         triggers = "\n".join(t.describe(now) for t in spec.triggers) or "manual only"
-        name = spec.name if spec.enabled else f"{spec.name} [dim](disabled)[/dim]"
-        value = f"{spec.value.tag}\n{spec.value.minutes_saved:g} min/run"
+        name = Text(spec.name)
+        if not spec.enabled:
+            name.append(" (disabled)", style="dim")
+        value = f"{spec.value.tag}, {spec.value.minutes_saved:g} min/run"
         model = spec.model or f"{config.default_model} (default)"
-        table.add_row(name, Text(spec.team), Text(triggers), Text(model), _budget(spec.budget),
-                      Text(value))  # fmt: skip
+        if wide:
+            table.add_row(name, Text(spec.team), Text(triggers), Text(model),
+                          _budget(spec.budget), Text(value.replace(", ", "\n")))  # fmt: skip
+        else:
+            budget = _budget(spec.budget).replace("\n", ", ")
+            table.add_row(
+                Text.assemble(name, f"\n{spec.team}\n{model}"),
+                Text("\n".join([triggers, budget, value])),
+            )
     return table
 
 
@@ -361,7 +384,8 @@ def dashboard(
     user: Annotated[
         str | None,
         typer.Option(
-            help="View the ledger as this person (default: [people] me, git's user.email, $USER).",
+            help="View the ledger as this person (default: \\[people] me, git's user.email, "
+            "$USER).",
             show_default=False,
         ),
     ] = None,
@@ -407,7 +431,8 @@ def serve(
             1 for spec in result.agents for t in spec.triggers if not hasattr(t, "slash")
         )
         out.print(
-            f"[green]ok[/green]: {len(result.agents)} agents, {scheduled} scheduled triggers, "
+            f"[green]ok[/green]: {plural(len(result.agents), 'agent')}, "
+            f"{plural(scheduled, 'scheduled trigger')}, "
             "ledger reachable"
         )
         return

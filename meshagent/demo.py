@@ -348,7 +348,7 @@ def _value_table(report: Any, label: str) -> Table:
     from meshagent.ledger.render import money
 
     table = Table(title=f"Cost against value, {label}", title_justify="left")
-    table.add_column("agent", overflow="fold")
+    table.add_column("agent", no_wrap=True)
     table.add_column("runs", justify="right")
     table.add_column("useful", justify="right")
     table.add_column("cost", justify="right")
@@ -390,13 +390,14 @@ def _print_results(
 ) -> None:
     from meshagent.ledger import render, reports
     from meshagent.ledger.flags import flags as find_flags
+    from meshagent.ledger.render import plural
 
     period = demo_period(now)
     console.print()
     console.print(
-        f"[bold]What the agents did[/]: {len(box.slack.posted)} Slack messages posted, "
-        f"{len(box.jira.comments_added)} Jira comments; {summary.week_runs} scheduled runs in "
-        "the simulated week: "
+        f"[bold]What the agents did[/]: {plural(len(box.slack.posted), 'Slack message')} "
+        f"posted, {plural(len(box.jira.comments_added), 'Jira comment')}; "
+        f"{plural(summary.week_runs, 'scheduled run')} in the simulated week: "
         + ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items()))
     )
     console.print(

@@ -106,7 +106,7 @@ def test_validate_named_files_ok(project):
     path.write_text((ROOT / "tests" / "data" / "valid.yaml").read_text())
     result = run("validate", str(path))
     assert result.exit_code == 0
-    assert result.output.strip() == "ok: 1 agents in 1 files valid"
+    assert result.output.strip() == "ok: 1 agent in 1 file valid"
 
 
 def test_list_with_errors_exits_1(project):
@@ -227,6 +227,7 @@ def test_ledger_forecast_multiplies_fires_by_median_cost(project, monkeypatch):
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "status-digest" in line)
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[1].isdigit()  # whole fires per month: a month has no half run
     fires = float(cells[1])
     assert 20 <= fires <= 23  # weekdays in 30 days
     assert cells[2:4] == ["3", "$0.20"]
@@ -443,3 +444,70 @@ def test_each_project_keeps_its_own_ledger_beside_its_settings(tmp_path, monkeyp
     (tmp_path / "none").mkdir()  # no meshagent.toml anywhere: the user's data directory
     elsewhere = load_config(cwd=tmp_path / "none").ledger_url
     assert elsewhere.endswith("/meshagent/ledger.db") and ".meshagent" not in elsewhere
+
+
+def _every_command(group=None, path=()):
+    """Every command's argv, the groups' too: ("ledger", "report"), ("slack", "manifest")..."""
+    import typer.main
+
+    group = group or typer.main.get_command(app)
+    yield path
+    for name, command in getattr(group, "commands", {}).items():
+        yield from _every_command(command, (*path, name))
+
+
+def test_help_renders_cleanly_at_80_columns(monkeypatch):
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pinned = Requirement(re.search(r'"(typer[^"]*)"', pyproject).group(1))
+    assert version("typer") in pinned.specifier  # the range whose help was checked
+    monkeypatch.setenv("COLUMNS", "80")
+    paths = list(_every_command())
+    assert ("ledger", "report") in paths and ("dashboard",) in paths
+    for path in paths:
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        assert "<bool>" not in result.output, path  # a flag takes no value
+        assert all(len(line) <= 80 for line in result.output.splitlines()), path
+    ledger_help = " ".join(run("ledger", "--help").output.replace("│", " ").split())
+    assert "(default: [people] me, git's" in ledger_help  # brackets are text, not markup
+
+
+def test_counts_agree_with_their_nouns_and_names_are_never_broken(project, monkeypatch):
+    agents = project / "agents"
+    agents.mkdir()
+    valid = (ROOT / "tests" / "data" / "valid.yaml").read_text()
+    long_name = "dependency-release-watch-payments"
+    (agents / "a.yaml").write_text(valid.replace("name: status-digest", f"name: {long_name}"))
+    assert run("validate").output.strip() == "ok: 1 agent in 1 file valid"
+    monkeypatch.setenv("COLUMNS", "80")
+    listing = run("list").output
+    assert listing.splitlines()[0].strip() == "1 agent"
+    assert long_name in listing  # on one line, not folded mid-word
+    assert "$2.00/day" in listing
+
+
+def test_ledger_export_into_head_exits_0(project):
+    import subprocess
+    import sys
+
+    from meshagent.ledger import Ledger
+    from tests.ledger.helpers import record
+
+    url = f"sqlite:///{project / 'ledger.db'}"
+    with Ledger.open(url) as ledger:
+        ledger.write_records([record() for _ in range(3000)])
+    shell = f"set -o pipefail; {sys.executable} -m meshagent ledger export | head -n 1"
+    done = subprocess.run(
+        ["bash", "-c", shell],
+        cwd=project,
+        env={**__import__("os").environ, "MESHAGENT_LEDGER_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout.count("\n") == 1

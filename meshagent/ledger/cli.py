@@ -6,8 +6,10 @@ config into `ctx.obj` before these commands run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -69,7 +71,7 @@ def main(
     viewer: Annotated[
         str | None,
         typer.Option(
-            help="View the ledger as this person (default: [people] me, git's user.email, "
+            help="View the ledger as this person (default: \\[people] me, git's user.email, "
             "$USER). Place it before the command: ledger --viewer ME report.",
             show_default=False,
         ),
@@ -248,17 +250,33 @@ def export(
         rows = connection.execution_options(yield_per=2000).execute(
             select(entries).order_by(entries.c.id)
         )
-        names = list(rows.keys())
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        try:
+            _write_rows(rows, output)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_left()
+        finally:
+            rows.close()
+
+
+def _write_rows(rows: Any, output: ExportFormat) -> None:
+    names = list(rows.keys())
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if output is ExportFormat.csv:
+        writer.writerow(names)
+    for row in rows:
+        values = [render.plain(value) for value in row]
         if output is ExportFormat.csv:
-            writer.writerow(names)
-        for row in rows:
-            values = [render.plain(value) for value in row]
-            if output is ExportFormat.csv:
-                writer.writerow(["" if value is None else value for value in values])
-            else:
-                sys.stdout.write(json.dumps(dict(zip(names, values, strict=True))) + "\n")
-        rows.close()
+            writer.writerow(["" if value is None else value for value in values])
+        else:
+            sys.stdout.write(json.dumps(dict(zip(names, values, strict=True))) + "\n")
+
+
+def _reader_left() -> None:
+    """The reader stopped early (`ledger export | head`): that is not an error. Standard output
+    goes to /dev/null so that Python's own flush at exit has nowhere to fail."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @app.command()

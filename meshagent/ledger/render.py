@@ -19,6 +19,7 @@ from meshagent.ledger.reports import ForecastRow, Report, ReportRow
 __all__ = [
     "flags_table",
     "money",
+    "plural",
     "plain",
     "report_csv",
     "report_json",
@@ -53,10 +54,10 @@ def withheld_text(report: Report, *, viewer: str | None = None) -> str:
     """What a report left out for this viewer, and why, in one sentence ("" when nothing)."""
     parts = []
     if report.own_runs:
-        parts.append(f"your agents' {_plural(report.own_runs, 'run')} in full")
+        parts.append(f"your agents' {plural(report.own_runs, 'run')} in full")
     if report.hidden_runs:
-        people = _plural(report.hidden_people, "person", "people")
-        runs = _plural(report.hidden_runs, "run")
+        people = plural(report.hidden_people, "person", "people")
+        runs = plural(report.hidden_runs, "run")
         if report.by == "owner":
             why = (
                 f"{runs} of {people} withheld: a person's row is shown only to them and to the "
@@ -70,7 +71,7 @@ def withheld_text(report: Report, *, viewer: str | None = None) -> str:
             )
         parts.append(why)
     if report.folded and not report.hidden_runs:
-        groups = _plural(report.folded, "small group")
+        groups = plural(report.folded, "small group")
         parts.append(f"{groups} counted in 'other' to protect privacy")
     if viewer is None and report.hidden_runs:
         parts.append("no viewer: set [people] me in meshagent.toml or use ledger --viewer NAME")
@@ -78,8 +79,9 @@ def withheld_text(report: Report, *, viewer: str | None = None) -> str:
     return text[:1].upper() + text[1:] + "." if text else ""
 
 
-def _plural(count: int, singular: str, plural: str | None = None) -> str:
-    return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    """`1 run`, `2 runs`, `1,204 model calls`: a count with its noun agreeing."""
+    return f"{count:,} {singular if count == 1 else many or singular + 's'}"
 
 
 def report_table(report: Report, *, viewer: str | None = None) -> Table:
@@ -157,7 +159,7 @@ def report_csv(report: Report) -> str:
 def flags_table(found: list[Flag]) -> Table:
     table = Table(title="Tokenmaxxing flags")
     for header in ("rule", "subject", "runs", "why"):
-        table.add_column(header, no_wrap=header != "why")
+        table.add_column(header, no_wrap=header != "why")  # a reason wraps between words
     for flag in found:
         table.add_row(flag.rule, Text(flag.subject), f"{len(flag.run_ids):,}", Text(flag.reason))
     return table
@@ -167,11 +169,11 @@ def forecast_table(rows: list[ForecastRow]) -> Table:
     """Per agent: scheduled runs a month, median cost per run, and the monthly spend it implies."""
     table = Table(title="Spend forecast (fires per month x median cost per run)")
     for column in ("agent", "fires/month", "runs seen", "median/run", "per month"):
-        table.add_column(column, justify="left" if column == "agent" else "right")
+        table.add_column(column, justify="left" if column == "agent" else "right", no_wrap=True)
     for row in rows:
         table.add_row(
             Text(row.agent),
-            _number(round(row.fires_per_month, 1)),
+            _number(round(row.fires_per_month)),  # whole fires: a month has no half run
             _number(row.runs_seen),
             money(row.median_cost_usd),
             money(row.monthly_usd),

@@ -118,7 +118,7 @@ def test_serve_check_validates_and_exits(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     ok = CliRunner().invoke(app, ["serve", "--check", "--agents", str(agents)])
     assert ok.exit_code == 0, ok.output
-    assert "ok: 1 agents, 1 scheduled triggers, ledger reachable" in ok.output
+    assert "ok: 1 agent, 1 scheduled trigger, ledger reachable" in ok.output
     (agents / "bad.yaml").write_text("name: bad\nowner: x\n", encoding="utf-8")
     bad = CliRunner().invoke(app, ["serve", "--check", "--agents", str(agents)])
     assert bad.exit_code == 1 and "bad.yaml" in bad.output
