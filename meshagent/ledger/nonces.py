@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, event
+from sqlalchemy import Connection, Engine, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -102,6 +102,12 @@ def _quick_engine(ledger: Ledger) -> Engine:
     ):
         return ledger.engine
     engine = make_engine(ledger.url)
+    if engine.dialect.name == "postgresql":
+        # Each claim a statement that is its own transaction: one round trip, with no BEGIN,
+        # COMMIT or pre-ping (a connection found broken fails the attempt, retried on another).
+        engine = create_engine(
+            engine.url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT"
+        )
 
     @event.listens_for(engine, "connect")
     def _relax(dbapi_connection: Any, _record: Any) -> None:  # after the ledger's own settings
@@ -110,7 +116,8 @@ def _quick_engine(ledger: Ledger) -> Engine:
         elif engine.dialect.name == "postgresql":
             with dbapi_connection.cursor() as cursor:
                 cursor.execute("SET synchronous_commit TO off")
-            dbapi_connection.commit()
+            if not dbapi_connection.autocommit:
+                dbapi_connection.commit()
 
     return engine
 
