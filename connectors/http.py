@@ -2,7 +2,10 @@
 
 Reads internal status pages and APIs. Bodies are streamed and cut at ``max_bytes``; redirects are
 followed hop by hop, each hop checked against the grant; ``${VAR}`` in headers is resolved from
-the environment at call time and never appears in an error.
+the environment at call time and never appears in an error, in calls the agent file makes (a
+call the model makes may not name one). A URL is compared with its grant as httpx will send it,
+and refused when its path holds what servers read differently (``..;``, encoded slashes, dots
+or percent signs, backslashes, whitespace); headers may not choose another site (Host).
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ _ENV = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Whitespace, control characters and backslashes: httpx refuses some, servers read others as
 # separators; a URL that holds one is refused rather than guessed at.
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # RFC 9110 token
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Headers that choose the site a server answers for: the grant is of a URL, so they are its.
+_ROUTING_HEADERS = frozenset({"host", "forwarded", ":authority"})
 
 
 def _absolute_http(url: str) -> str:
@@ -91,6 +100,16 @@ class GetArgs(ActionArgs):
     @classmethod
     def _absolute(cls, url: str) -> str:
         return _absolute_http(url)
+
+    @field_validator("headers")
+    @classmethod
+    def _plain_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name) or _CONTROL.search(value):
+                raise ValueError(f"header {name!r}: a name or value httpx cannot send as is")
+            if name.lower() in _ROUTING_HEADERS or name.lower().startswith("x-forwarded-"):
+                raise ValueError(f"header {name!r} would send the request to another site")
+        return headers
 
 
 class GetGrant(ActionGrant):
@@ -180,6 +199,9 @@ async def _read(response: httpx.Response, args: GetArgs) -> bytes:
 
 
 async def _fetch(context: ActionContext, args: GetArgs, grant: GetGrant | None) -> ActionResult:
+    if grant is not None and any(_ENV.search(value) for value in args.headers.values()):
+        # A call the model makes: ${VAR} would send a secret of the environment to the site.
+        raise GrantDenied("http.get", "headers may not name environment variables (${VAR})")
     headers = _headers(args.headers, context.env, args.url)
     url, params = args.url, dict(args.params)
     timeout = httpx.Timeout(args.timeout_seconds)

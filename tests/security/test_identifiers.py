@@ -304,6 +304,27 @@ def test_a_crafted_url_is_refused_before_any_request(box, tail):
     assert _received(box) == before, f"http.get reached the sandbox with {tail!r}"
 
 
+HEADERS = [
+    {"Host": "other.example"},
+    {"host": "127.0.0.1:1"},
+    {"X-Forwarded-Host": "other.example"},
+    {"Forwarded": "host=other.example"},
+    {"Authorization": "Bearer ${JIRA_TOKEN}"},  # a secret of the environment, sent by the model
+    {"X-Echo": "${SLACK_BOT_TOKEN}"},
+    {"X-A": "1\r\nHost: other.example"},
+    {"X A": "1"},
+]
+
+
+@pytest.mark.parametrize("headers", HEADERS, ids=lambda h: repr(h)[:40])
+def test_headers_that_change_the_site_or_carry_a_secret_are_refused(box, headers):
+    prefix = f"{box.jira_url}/rest/api/2/project/"
+    before = _received(box)
+    with pytest.raises((ValidationError, GrantDenied)):
+        run_action(box, "http.get", {"url": prefix, "headers": headers}, {"url_prefixes": [prefix]})
+    assert _received(box) == before, f"http.get reached the sandbox with {headers!r}"
+
+
 def test_currently_valid_identifiers_keep_working():
     """Ids, names with or without '#', any case of a name or an email, stay accepted."""
     with Sandbox() as box:
