@@ -15,12 +15,12 @@ are claimed together and share one ``missed`` entry: each claim row names that e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meshagent.exceptions import LedgerError
@@ -124,19 +124,37 @@ def claim_all(
     never deadlock.
     """
     now = rows.now()
-    order = sorted(range(len(fires)), key=lambda i: (fires[i].agent, fires[i].fire_time))
+    unique: dict[tuple[str, datetime], Fire] = {}
+    for fire in fires:  # the same fire twice (two equal triggers) is claimed once
+        unique.setdefault((fire.agent, fire.fire_time), fire)
+    ordered = [unique[key] for key in sorted(unique)]
 
     def work(connection: Connection) -> list[Claim]:
-        found: dict[int, Claim] = {}
-        for index in order:
-            found[index] = _claim(connection, fires[index], replica, now, lease_seconds)
+        # A few statements for the whole burst, not a few per fire.
+        _lock_agents(connection, sorted({fire.agent for fire in ordered}))
+        won = _insert_claims(connection, ordered, replica, now, lease_seconds)
+        opened = [fire for fire in ordered if (fire.agent, fire.fire_time) in won]
+        for chunk in _chunks(opened):
+            connection.execute(entries.insert(), [fire.entry for fire in chunk])
+        running = _holders_of(connection, {fire.agent for fire in opened}, now, exclude=won)
+        decided: dict[tuple[str, datetime], Claim] = {}
+        for fire in opened:  # in order: an agent's earlier fire of the burst comes first
+            decided[(fire.agent, fire.fire_time)] = _decide(fire, running, replica)
         # The missed ones are closed last, together: the chain head they lock is held from
         # here to the commit only, and always after the agents' locks (no deadlock).
-        missed = [(fires[i], found[i].missed) for i in order if found[i].missed is not None]
+        missed = [
+            (fire, reason)
+            for fire in opened
+            if (reason := decided[(fire.agent, fire.fire_time)].missed) is not None
+        ]
         _close_all(connection, [(fire.entry, reason) for fire, reason in missed], now)
         for fire, _ in missed:
             _mark_done(connection, fire.agent, [fire.fire_time])
-        return [found[index] for index in range(len(fires))]
+        first = {id(fire) for fire in unique.values()}
+        return [
+            decided.get((fire.agent, fire.fire_time), _LOST) if id(fire) in first else _LOST
+            for fire in fires
+        ]
 
     return ledger.transact(work, what="claim scheduled fires")
 
@@ -160,7 +178,7 @@ def claim_missed(
     run_id = str(uuid.uuid4())
 
     def work(connection: Connection) -> tuple[list[datetime], str | None]:
-        _lock_agent(connection, agent)
+        _lock_agents(connection, [agent])
         won = [
             fire
             for fire in fire_times
@@ -271,60 +289,115 @@ def _insert_ignoring_conflict(connection: Connection, values: dict[str, Any]) ->
     return connection.execute(statement).first() is not None  # rowcount is unreliable here
 
 
-def _claim(
-    connection: Connection, fire: Fire, replica: str, now: datetime, lease_seconds: float
-) -> Claim:
-    agent, fire_time, entry = fire.agent, fire.fire_time, fire.entry
-    _lock_agent(connection, agent)
-    values = {
-        "agent": agent,
-        "fire_time": fire_time,
-        "replica": replica,
-        "run_id": entry["run_id"],
-        "claimed_at": now,
-        "lease_until": now + timedelta(seconds=lease_seconds),
-        "done": False,
-    }
-    if not _insert_ignoring_conflict(connection, values):
-        return Claim(won=False)
-    connection.execute(entries.insert().values(entry))
-    found = _holders(connection, agent, fire_time, now)
-    later = [h for h in found if h.fire_time > fire_time]
-    earlier = next((h for h in found if h.fire_time < fire_time), None)
-    reason = None
+_LOST = Claim(won=False)
+_CHUNK = 100  # rows per statement: within SQLite's limit of bound parameters
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _insert_claims(
+    connection: Connection,
+    fires: Sequence[Fire],
+    replica: str,
+    now: datetime,
+    lease_seconds: float,
+) -> set[tuple[str, datetime]]:
+    """Insert the claims that are free; returns the (agent, fire time) of the ones inserted."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    # One statement, compiled once and cached; SQLAlchemy sends the rows in batches.
+    statement = (
+        dialect.insert(claims)
+        .on_conflict_do_nothing()
+        .returning(claims.c.agent, claims.c.fire_time)
+    )
+    until = now + timedelta(seconds=lease_seconds)
+    values = [
+        {
+            "agent": fire.agent,
+            "fire_time": fire.fire_time,
+            "replica": replica,
+            "run_id": fire.entry["run_id"],
+            "claimed_at": now,
+            "lease_until": until,
+            "done": False,
+        }
+        for fire in fires
+    ]
+    if not values:
+        return set()
+    return {(agent, fire_time) for agent, fire_time in connection.execute(statement, values)}
+
+
+def _decide(fire: Fire, running: dict[str, list[Holder]], replica: str) -> Claim:
+    """Run, wait or miss: what the other fires of the agent in progress leave to a fire won."""
+    holders = running.get(fire.agent, [])
+    later = [h for h in holders if h.fire_time > fire.fire_time]
+    earlier = next((h for h in holders if h.fire_time < fire.fire_time), None)
+    run_id = fire.entry["run_id"]
     if later:
         reason = f"a later fire of this agent was already running: {later[0].describe()}"
-    elif earlier is None and fire.hold is not None:
-        reason = fire.hold()
-    if reason is not None:  # closed by the caller, with the others
-        return Claim(won=True, run_id=entry["run_id"], missed=reason)
-    return Claim(won=True, run_id=entry["run_id"], waits_for=earlier)
+        return Claim(won=True, run_id=run_id, missed=reason)
+    reason = fire.hold() if earlier is None and fire.hold is not None else None
+    if reason is not None:
+        return Claim(won=True, run_id=run_id, missed=reason)
+    # A later fire of the same agent in this burst waits for this one.
+    running.setdefault(fire.agent, []).append(Holder(fire.fire_time, run_id, replica))
+    return Claim(won=True, run_id=run_id, waits_for=earlier)
 
 
-def _lock_agent(connection: Connection, agent: str) -> None:
-    """Order the claims of one agent (PostgreSQL; SQLite has one writer at a time): two fires
-    claimed at the same moment on two replicas would not see each other's uncommitted rows,
-    and could both run."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(_LOCK_CLASS, func.hashtext(agent))))
+def _lock_agents(connection: Connection, agents: Sequence[str]) -> None:
+    """Order the claims of each agent (PostgreSQL; SQLite has one writer at a time): two fires
+    of one agent claimed at the same moment on two replicas would not see each other's
+    uncommitted rows, and could both run. Locked in one sorted order, so never a deadlock."""
+    if connection.dialect.name != "postgresql" or not agents:
+        return
+    connection.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:class, hashtext(agent)) "
+            "FROM unnest(CAST(:agents AS text[])) AS locked(agent) ORDER BY agent"
+        ),
+        {"class": _LOCK_CLASS, "agents": list(agents)},
+    )
+
+
+def _holders_of(
+    connection: Connection,
+    agents: set[str],
+    now: datetime,
+    exclude: set[tuple[str, datetime]],
+) -> dict[str, list[Holder]]:
+    """The runs in progress of ``agents`` by agent, oldest first, but the fires ``exclude``.
+
+    Two plain lookups (live claims by agent, then which of their entries are open) rather than
+    a join: on tables without statistics yet, PostgreSQL planned the join as a nested loop
+    over every running entry."""
+    live: list[tuple[str, datetime, str, str]] = []
+    for chunk in _chunks(sorted(agents)):
+        query = select(claims.c.agent, claims.c.fire_time, claims.c.run_id, claims.c.replica).where(
+            claims.c.agent.in_(chunk), claims.c.done.is_(False), claims.c.lease_until > now
+        )
+        live += [tuple(row) for row in connection.execute(query) if (row[0], row[1]) not in exclude]
+    open_runs: set[str] = set()
+    for chunk in _chunks([run_id for _, _, run_id, _ in live]):
+        query = select(entries.c.run_id).where(
+            entries.c.run_id.in_(chunk), entries.c.status == "running"
+        )
+        open_runs.update(connection.execute(query).scalars())
+    found: dict[str, list[Holder]] = {}
+    for agent, fire_time, run_id, replica in sorted(live, key=lambda row: (row[0], row[1])):
+        if run_id in open_runs:
+            found.setdefault(agent, []).append(Holder(fire_time, run_id, replica))
+    return found
 
 
 def _holders(
     connection: Connection, agent: str, fire_time: datetime, now: datetime
 ) -> list[Holder]:
-    query = (
-        select(claims.c.fire_time, claims.c.run_id, claims.c.replica)
-        .select_from(claims.join(entries, entries.c.run_id == claims.c.run_id))
-        .where(
-            claims.c.agent == agent,
-            claims.c.fire_time != fire_time,
-            claims.c.done.is_(False),
-            claims.c.lease_until > now,
-            entries.c.status == "running",
-        )
-        .order_by(claims.c.fire_time)
-    )
-    return [Holder(*row) for row in connection.execute(query).all()]
+    found = _holders_of(connection, {agent}, now, exclude={(agent, fire_time)})
+    return found.get(agent, [])
 
 
 def _close_all(

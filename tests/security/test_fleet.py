@@ -50,6 +50,7 @@ def _assert_every_fire_accounted_for(ledger, agent: str, seconds: int) -> list[d
     entry's count of coalesced fires is the number of claims that name it."""
     rows = [r for r in _entries(ledger) if r["agent"] == agent]
     assert rows, "no entries at all"
+    assert ledger.verify().ok  # entries closed as they were claimed are chained like any other
     by_run = {r["run_id"]: r for r in rows}
     claimed = {fire: run_id for name, fire, run_id, _ in _claims(ledger) if name == agent}
     expected = _fires(rows[0]["scheduled_for"], rows[-1]["scheduled_for"], seconds)

@@ -115,6 +115,7 @@ def test_three_replicas_run_every_fire_exactly_once_despite_a_sigkill(tmp_path, 
     with Ledger.open(pg_schema_url) as ledger:
         rows = ledger.read(lambda c: c.execute(select(entries)).mappings().all())
         claimed = ledger.read(lambda c: c.execute(select(claims)).mappings().all())
+        assert ledger.verify().ok
     per_fire = Counter((row["agent"], row["scheduled_for"]) for row in rows)
     assert max(per_fire.values()) == 1  # nothing ran twice
     by_run = {row["run_id"]: row for row in rows}
