@@ -1,4 +1,5 @@
-"""Bounded memories of what already arrived: event ids, and signatures within their window."""
+"""A bounded memory of what arrived lately (signatures, event ids): the fast path in front of the
+ledger's nonces, which every replica shares and which alone decides what is new."""
 
 from __future__ import annotations
 
