@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -33,9 +32,7 @@ import platform
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,8 +47,11 @@ from meshagent.models import ScriptedChatModel
 from meshagent.runtime import Runtime
 from meshagent.scheduler import Fleet
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+try:  # run as a script: bench/ is on the path
+    from bench_runtime import pg_schema, pg_version
+except ImportError:  # imported as bench.bench_scheduler
+    from bench.bench_runtime import pg_schema, pg_version
+
 TARGET_MAKESPAN_S = 3.0
 PROCESSES = 3
 AGENT = """\
@@ -179,31 +179,6 @@ def bench_baseline(agents: int, latency: float, grace: float | None) -> dict[str
 
 
 # -- (b) claims on PostgreSQL ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    import psycopg
-
-    schema = f"bench_scheduler_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def pg_version() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3) as connection:
-            found = connection.execute("SHOW server_version").fetchone()
-            return str(found[0]) if found else "?"
-    except Exception:
-        return None
 
 
 def claimer(url: str, agents: int, moments: list[datetime], barrier: Any, out: Any) -> None:
