@@ -2,9 +2,9 @@
 
 An identity is a name the ledger meets in `owner`, `triggered_by`, a vote's `person` or an
 evidence item's `who`. It is normalised by `normalise`: a Slack user id (`U…`, `W…`) stays as
-it is, anything with an `@` in it is a lowercased email, anything else is a login (a leading
-`@`, as in a Slack handle, is dropped). Identities are linked into one person by `link` (from
-the `[people] aliases` of meshagent.toml through `sync_aliases`, from Slack's users.info /
+it is, anything with an `@` in it is a lowercased email, anything else is a lowercased login (a
+leading `@`, as in a Slack handle, is dropped). Identities are linked into one person by `link`
+(from the `[people] aliases` of meshagent.toml through `sync_aliases`, from Slack's users.info /
 users.lookupByEmail through the connector, or by hand); linking two identities that already
 belong to different people merges those people.
 
@@ -70,7 +70,7 @@ class PersonRecord:
 
 
 def normalise(identity: str) -> Identity:
-    """The canonical form of a name: Slack ids as they are, emails lowercased, else a login."""
+    """The canonical form of a name: Slack ids as they are, else a lowercased email or login."""
     value = identity.strip()
     if not value:
         raise LedgerError("an identity cannot be empty: give a Slack user id, an email or a login")
@@ -78,7 +78,7 @@ def normalise(identity: str) -> Identity:
         return Identity(value, "slack")
     if "@" in value.lstrip("@"):
         return Identity(value.lower(), "email")
-    return Identity(value.lstrip("@"), "login")
+    return Identity(value.lstrip("@").lower(), "login")
 
 
 def _display(names: Iterable[Identity]) -> str:

@@ -9,18 +9,20 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
-from meshagent.config import PrivacySettings
+from meshagent.config import PrivacySettings, ValueSettings
 from meshagent.exceptions import LedgerError
+from meshagent.ledger.people import People, directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import Cell, PrivacyLike, fold, group_cells, is_admin
 from meshagent.ledger.schema import DAILY_SUMS, daily, entries
+from meshagent.ledger.value import Evidenced, credits, honest_people
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUPINGS",
     "AdoptionWeek",
+    "Evidenced",
     "ForecastRow",
     "Report",
     "ReportRow",
@@ -61,9 +64,14 @@ class ReportRow:
     reasoning_tokens: int
     cost_usd: Decimal | None  # known cost; None when no run had a known price
     runs_cost_unknown: int
-    minutes_saved: Decimal
+    minutes_saved: Decimal  # claimed: the agent file's minutes x runs with an outcome
     feedback_pos: int
     feedback_neg: int
+
+    @property
+    def minutes_claimed(self) -> Decimal:
+        """The agent files' claim, as `minutes_saved` has always been."""
+        return self.minutes_saved
 
     @property
     def tokens(self) -> int:
@@ -94,6 +102,14 @@ class Report:
     hidden_people: int = 0  # the distinct people behind those runs
     own_runs: int = 0  # the viewer's own runs (their agents', or triggered by them), in full
     min_group_size: int = 5
+    # Each row's evidenced figures, by its group (the headline: accepted outcomes, cost per
+    # accepted outcome, minutes evidenced beside claimed), folded as the rows are.
+    evidence: Mapping[str, Evidenced] = field(default_factory=dict)
+
+    def evidence_of(self, row: ReportRow) -> Evidenced:
+        return self.evidence.get(
+            row.group, Evidenced(0, Decimal(0), row.minutes_saved, row.cost_usd)
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,8 @@ class AdoptionWeek:
     week: Period
     people_with_outcome: int | None  # None when withheld: too few people to show
     people_with_usage: int | None
+    # Honest adoption: people with an accepted outcome that reached someone else.
+    people_honest: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,8 @@ def summary(
     privacy: PrivacyLike | None = None,
     team: str | None = None,
     tag: str | None = None,
+    people: People | None = None,
+    value: ValueSettings | None = None,
 ) -> Report:
     """Totals per group over `period` (of one team and value tag when given), as `viewer` may
     see them.
@@ -130,6 +150,9 @@ def summary(
     The runs of a viewer's own agents are theirs to see in full, as on the dashboard; everyone
     else's are folded by the privacy rules, without the viewer's, so that "other" never hides
     fewer than `min_group_size` other people behind what the viewer can subtract.
+
+    People are counted as people (a Slack id, an email and a login of one person are one), and
+    each row has the evidenced figures beside the claimed ones (`meshagent.ledger.value`).
     """
     if by not in GROUPINGS:
         raise LedgerError(f"cannot group a report by {by!r}: use one of {', '.join(GROUPINGS)}")
@@ -147,11 +170,16 @@ def summary(
         .group_by(daily.c.team, column, daily.c.person, daily.c.owner)
     )
     found = ledger.read(lambda c: c.execute(query).all(), what="read a report")
+    people = people if people is not None else directory(ledger)
+    evidenced = _evidenced(ledger, period, by, people, value, team, tag)
     own: list[Cell] = []
     cells: list[Cell] = []
     for team, name, person, owner, *values in found:
-        cell = (team, name or NONE_LABEL, person, dict(zip(DAILY_SUMS, values, strict=True)))
-        mine = viewer is not None and owner == viewer and not is_admin(viewer, privacy)
+        sums = dict(zip(DAILY_SUMS, values, strict=True))
+        person = people.key(person)
+        sums.update(evidenced.pop((team, name or "", person, owner), _NO_EVIDENCE))
+        cell = (team, name or NONE_LABEL, person, sums)
+        mine = viewer is not None and people.same(owner, viewer) and not is_admin(viewer, privacy)
         (own if mine else cells).append(cell)
     folded = fold(cells, by=by, viewer=viewer, privacy=privacy)
     groups = folded.groups
@@ -166,6 +194,15 @@ def summary(
             groups[name] = group
     rows = [_row(name, group.sums, len(group.people)) for name, group in groups.items()]
     rows.sort(key=lambda row: (row.group == "other", -(row.cost_usd or 0), row.group))
+    evidence = {
+        row.group: Evidenced(
+            int(groups[row.group].sums.get("accepted_outcomes") or 0),
+            Decimal(groups[row.group].sums.get("minutes_evidenced") or 0),
+            row.minutes_saved,
+            row.cost_usd,
+        )
+        for row in rows
+    }
     own_runs = sum(cell[3].get("runs") or 0 for cell in own)
     return Report(
         by,
@@ -177,7 +214,35 @@ def summary(
         hidden_people=len(hidden_people),
         own_runs=own_runs,
         min_group_size=privacy.min_group_size,
+        evidence=evidence,
     )
+
+
+_NO_EVIDENCE = {"accepted_outcomes": 0, "minutes_evidenced": Decimal(0)}
+
+
+def _evidenced(
+    ledger: Ledger,
+    period: Period,
+    by: str,
+    people: People,
+    value: ValueSettings | None,
+    team: str | None,
+    tag: str | None,
+) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """Credited units by the report's cell (team, group, person, owner)."""
+    found: dict[tuple[str, str, str, str], dict[str, Any]] = defaultdict(
+        lambda: {"accepted_outcomes": 0, "minutes_evidenced": Decimal(0)}
+    )
+    for credit in credits(ledger, period, value=value, people=people):
+        if team is not None and credit.team != ("" if team == NONE_LABEL else team):
+            continue
+        if tag is not None and credit.value_tag != ("" if tag == NONE_LABEL else tag):
+            continue
+        sums = found[credit.team, credit.group(by), credit.person, credit.owner]
+        sums["accepted_outcomes"] += 1
+        sums["minutes_evidenced"] += credit.minutes
+    return found
 
 
 def _row(name: str, sums: Mapping[str, Any], people: int) -> ReportRow:
@@ -190,10 +255,19 @@ def _row(name: str, sums: Mapping[str, Any], people: int) -> ReportRow:
 
 
 def adoption(
-    ledger: Ledger, *, period: Period, viewer: str | None = None, privacy: PrivacyLike | None = None
+    ledger: Ledger,
+    *,
+    period: Period,
+    viewer: str | None = None,
+    privacy: PrivacyLike | None = None,
+    people: People | None = None,
+    value: ValueSettings | None = None,
 ) -> list[AdoptionWeek]:
-    """Per week: people whose runs produced an outcome, and people with any token use."""
+    """Per week: people whose runs produced an outcome, people with any token use, and honest
+    adoption: people with an accepted outcome that reached someone else (identities folded)."""
     privacy = privacy or PrivacySettings()
+    people = people if people is not None else directory(ledger)
+    honest = honest_people(credits(ledger, period, value=value, people=people))
     tokens = sum((daily.c[name] for name in ("input_tokens", "output_tokens")), 0)
     query = select(daily.c.day, daily.c.person, daily.c.runs_with_outcome, tokens).where(
         daily.c.day >= period.start, daily.c.day < period.end
@@ -202,6 +276,7 @@ def adoption(
     with_outcome: dict[date, set[str]] = defaultdict(set)
     with_usage: dict[date, set[str]] = defaultdict(set)
     for day, person, outcomes, spent in found:
+        person = people.key(person)
         monday = Period.week(day).start
         if outcomes:
             with_outcome[monday].add(person)
@@ -213,7 +288,10 @@ def adoption(
         hidden = users < privacy.min_group_size and not is_admin(viewer, privacy)
         weeks.append(
             AdoptionWeek(
-                week, None if hidden else len(with_outcome[week.start]), None if hidden else users
+                week,
+                None if hidden else len(with_outcome[week.start]),
+                None if hidden else users,
+                None if hidden else len(honest.get(week.start, ())),
             )
         )
     return weeks

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from meshagent.ledger.people import People
     from meshagent.ledger.store import Ledger
 
-__all__ = ["Credit", "ValueRow", "credits", "headline"]
+__all__ = ["Credit", "Evidenced", "ValueRow", "credits", "headline", "honest_people"]
 
 _GROUPS = ("team", "agent", "owner", "tag", "model")
 
@@ -72,20 +72,17 @@ class Credit:
 
 
 @dataclass(frozen=True)
-class ValueRow:
-    """A group's headline figures over a period."""
+class Evidenced:
+    """Observed value beside what it cost and claimed (a report row's, or a group's)."""
 
-    group: str
-    runs: int
-    cost_usd: Decimal
-    accepted_outcomes: int  # credited units: once per fire or distinct request
+    accepted_outcomes: int  # fires and distinct requests with an accepted outcome
+    minutes_evidenced: Decimal  # credited once each, capped per agent and week
     minutes_claimed: Decimal  # minutes_saved x runs with an outcome, as the agent file says
-    minutes_evidenced: Decimal
-    honest_people: int
+    cost_usd: Decimal | None
 
     @property
     def cost_per_accepted(self) -> Decimal | None:
-        if not self.accepted_outcomes:
+        if self.cost_usd is None or not self.accepted_outcomes:
             return None
         return (self.cost_usd / self.accepted_outcomes).quantize(Decimal("0.0001"))
 
@@ -94,6 +91,15 @@ class ValueRow:
         if not self.cost_usd:
             return None
         return (self.minutes_evidenced / self.cost_usd).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class ValueRow(Evidenced):
+    """A group's headline figures over a period, every run counted (an admin's view)."""
+
+    group: str = ""
+    runs: int = 0
+    honest_people: int = 0
 
 
 _RUN_COLUMNS = (
