@@ -5,6 +5,11 @@ The jira client is synchronous, so every call runs in a worker thread. Credentia
 environment variables named in meshagent.toml ([jira]): JIRA_URL with JIRA_EMAIL and
 JIRA_API_TOKEN (Cloud) or JIRA_TOKEN (Server/Data Center personal access token).
 Reads return only the fields asked for, flattened for the prompt.
+
+The jira client builds URLs by concatenation (issue/<key>/comment), so every issue key, project
+key, transition, assignee and field name is parsed against Jira's format before the grant is
+checked and before any request; the grant compares the parsed key's project. Numeric issue ids
+are refused: their project cannot be known without a request about an issue maybe outside it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ replies, reactions and direct messages, each scoped to the channels or people gr
 The bot token comes from the environment variable named in meshagent.toml ([slack] token_env,
 default SLACK_BOT_TOKEN); SLACK_API_URL points the client elsewhere (the sandbox). Channel
 names are resolved once per workspace through conversations.list and cached.
+
+Every channel, user, timestamp and emoji name is parsed against Slack's own format before the
+grant is checked and before any request (an id such as C0123ABCD or a #name of lowercase
+letters, digits, '-' and '_'; U.../W... or an email; 1700000000.000100); grants compare the
+parsed channel's id or name.
 """
 
 from __future__ import annotations
@@ -95,10 +100,18 @@ UserArg = identifier(
     "a user id such as U0123ABCD or an email address",
     parse=User.parse,
 )
+
+
+def _ts(text: str) -> str:
+    """A message timestamp; the form of a message's link (p1700000000000100) is turned into it."""
+    return f"{text[1:11]}.{text[11:]}" if text.startswith("p") else text
+
+
 TsArg = identifier(
     "a Slack message timestamp",
-    r"[0-9]{10}\.[0-9]{6}",
-    "seconds and microseconds such as 1700000000.000100",
+    r"[0-9]{10}\.[0-9]{6}|p[0-9]{16}",
+    "seconds and microseconds such as 1700000000.000100 (or p1700000000000100, from its link)",
+    parse=_ts,
 )
 EmojiArg = identifier(
     "an emoji name",

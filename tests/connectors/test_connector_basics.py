@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import re
 
+import httpx
 import pytest
 
-from meshagent.actions import ActionContext, default_registry
-from meshagent.exceptions import ConnectorError, GrantDenied
+from meshagent.actions import (
+    Action,
+    ActionArgs,
+    ActionContext,
+    ActionGrant,
+    ActionResult,
+    default_registry,
+)
+from meshagent.exceptions import BudgetExceeded, ConnectorError, GrantDenied
+from meshagent.model_calls import Stop
 
 REGISTRY = default_registry()
 
@@ -113,3 +122,42 @@ def test_post_message_needs_text_or_blocks():
     action = REGISTRY.get("slack.post_message")
     with pytest.raises(ValueError, match="a message needs text or blocks"):
         action.args.model_validate({"channel": "#x"})
+
+
+def _raising(exc: BaseException) -> Action:
+    async def handler(context: ActionContext, args: ActionArgs, grant: object) -> ActionResult:
+        raise exc
+
+    return Action("toy.raise", "read", "Raises.", ActionArgs, ActionGrant, handler)
+
+
+@pytest.mark.parametrize(
+    ("raised", "message"),
+    [
+        (KeyError("comments"), "toy.raise: unexpected KeyError: 'comments'"),
+        (RecursionError("too deep"), "toy.raise: unexpected RecursionError: too deep"),
+        (httpx.InvalidURL("bad\nurl"), "toy.raise: unexpected InvalidURL from httpx: bad url"),
+        (ValueError(""), "toy.raise: unexpected ValueError"),
+    ],
+)
+def test_a_library_exception_becomes_a_connector_error_naming_the_action(raised, message):
+    with pytest.raises(ConnectorError, match="^" + re.escape(message) + "$") as caught:
+        asyncio.run(_raising(raised)(ActionContext(), ActionArgs()))
+    assert caught.value.__cause__ is raised  # the traceback is kept for the log
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        GrantDenied("toy.raise", "outside"),
+        BudgetExceeded("max_tokens_per_run", allowed=1, seen=2),
+        ConnectorError("toy.raise", "x", "HTTP 500"),
+        Stop("over_budget", "max_usd_per_run reached"),
+        asyncio.CancelledError(),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_meshagents_own_exceptions_keep_their_meaning(raised):
+    with pytest.raises(type(raised)) as caught:
+        asyncio.run(_raising(raised)(ActionContext(), ActionArgs()))
+    assert caught.value is raised

@@ -69,6 +69,11 @@ def test_search_returns_only_the_fields_asked_for_flattened(box):
         "project = PAY OR project = OPS ORDER BY key",
         'summary ~ "x" OR key = OPS-1',
         "NOT project = PAY",
+        "project in (PAY, OPS)",
+        "project in (OPS) OR project in (PAY) ORDER BY key DESC",
+        "project != PAY || key = OPS-1",
+        "! project = PAY",
+        'summary ~ "\\"x) OR project = OPS OR (x\\""',
     ],
 )
 def test_or_and_order_by_cannot_reach_another_project(box, jql):

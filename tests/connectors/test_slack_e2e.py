@@ -33,6 +33,15 @@ def test_history_reads_the_window_with_thread_replies(sandbox):
     assert sandbox.slack.writes() == []
 
 
+def test_a_thread_is_found_by_its_timestamp_or_the_form_of_its_link(sandbox):
+    first = next(m for m in sandbox.slack.messages["C0INCIDENT"] if m.get("replies"))
+    link_form = "p" + first["ts"].replace(".", "")
+    grant = {"channels": ["#incidents"]}
+    for ts in (first["ts"], link_form):
+        result = run_action(sandbox, "slack.thread", {"channel": "#incidents", "ts": ts}, grant)
+        assert result.data["messages"][0]["ts"] == first["ts"]
+
+
 def test_history_pages_through_cursors():
     now = time.time()
     messages = [{"user": "alice", "text": f"message {i}", "ago": f"{i + 1}m"} for i in range(450)]
