@@ -22,6 +22,7 @@ _PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,49}")
 _WORD = re.compile(r"[A-Za-z0-9_.:/@+*\-\[\]]+")
 _OPERATOR = re.compile(r"!=|!~|>=|<=|&&|\|\||[=~<>!]")
 _SPACE = " \t\r\n"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
 #: Jira's built-in functions: none runs a query of its own (ScriptRunner's issueFunction and
 #: the like do, and leak what they match), so only these may be called.
 FUNCTIONS = frozenset(
@@ -49,6 +50,9 @@ class JqlError(ValueError):
 def _tokens(jql: str) -> list[tuple[str, str, int]]:
     """``(kind, text, position)`` for each token: word, string, op, '(', ')', ','."""
     tokens: list[tuple[str, str, int]] = []
+    control = _CONTROL.search(jql)
+    if control:
+        raise JqlError(f"a control character at position {control.start() + 1}")
     index = 0
     while index < len(jql):
         char = jql[index]

@@ -35,6 +35,7 @@ ATTACKS = [
     "summary ~ caf\u00e9",
     "status = Done\x00",
     'summary ~ "a\x00"',
+    'summary ~ "\\\x00"',  # a NUL right after a backslash inside a string
     "status = Done\x0b",
     "status = Done; project = OPS",
     "status = {Done}",
