@@ -3,8 +3,9 @@
 ``Sandbox`` starts both servers on an event loop of their own (a background thread), so that
 synchronous code (the jira client) and asynchronous code (slack_sdk) can both call them from
 anywhere. ``sandbox.env()`` gives the environment variables that point the connectors at them;
-``sandbox.slack`` and ``sandbox.jira`` hold what the APIs were asked to do; ``fail_next`` and
-``latency`` inject faults.
+``sandbox.slack`` and ``sandbox.jira`` hold what the APIs were asked to do (``received``: each
+request as it arrived); ``fail_next``, ``answer_next`` (a malformed answer) and ``latency``
+inject faults.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class _Fault:
 
 
 class Faults:
-    """Faults of one server: the next N requests fail with a status; every request is delayed."""
+    """Faults of one server: the next N requests fail with a status, or get an answer the client
+    does not expect (``answer_next``); every request is delayed by ``latency``."""
 
     def __init__(self, body: Callable[[int], web.Response]) -> None:
         self._body = body
