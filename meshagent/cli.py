@@ -128,7 +128,11 @@ def validate(
 ) -> None:
     """Check agent files; print every error with file:line:column, exit 1 if any."""
     config = _config(ctx)
-    result = scan_agents(_paths(config, paths), value_tags=config.value_tags)
+    result = scan_agents(
+        _paths(config, paths),
+        value_tags=config.value_tags,
+        min_interval_seconds=config.serve.min_interval_seconds,
+    )
     if result.issues:
         _report(SpecError(result.issues), result.files)
         raise typer.Exit(1)
@@ -210,7 +214,11 @@ def list_agents(
     """Table of agents: team, triggers with the next fire time, model, budget, value."""
     config = _config(ctx)
     try:
-        agents = load_agents(_paths(config, paths), value_tags=config.value_tags)
+        agents = load_agents(
+            _paths(config, paths),
+            value_tags=config.value_tags,
+            min_interval_seconds=config.serve.min_interval_seconds,
+        )
     except SpecError as exc:
         _report(exc, len({i.file for i in exc.issues}))
         raise typer.Exit(1) from None
@@ -305,8 +313,16 @@ def find_agent(config: Config, agent: str) -> AgentSpec:
     """An agent by file path, or by name among the agents directory's files."""
     path = Path(agent)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        return load_agents([path], value_tags=config.value_tags)[0]
-    result = scan_agents([config.agents_dir], value_tags=config.value_tags)
+        return load_agents(
+            [path],
+            value_tags=config.value_tags,
+            min_interval_seconds=config.serve.min_interval_seconds,
+        )[0]
+    result = scan_agents(
+        [config.agents_dir],
+        value_tags=config.value_tags,
+        min_interval_seconds=config.serve.min_interval_seconds,
+    )
     for spec in result.agents:
         if spec.name == agent:
             return spec
@@ -418,7 +434,11 @@ def serve(
 
     config = _config(ctx)
     agents_dir = (agents or config.agents_dir).absolute()
-    result = scan_agents([agents_dir], value_tags=config.value_tags)
+    result = scan_agents(
+        [agents_dir],
+        value_tags=config.value_tags,
+        min_interval_seconds=config.serve.min_interval_seconds,
+    )
     if check:
         if result.issues:
             _report(SpecError(result.issues), result.files)
@@ -445,6 +465,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().level > logging.DEBUG:  # Alembic says "Context impl ..." per open
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     with _exits_on_error():
         ensure_can_listen(host, port)  # before the scheduler starts or a URL is announced
         lock = single_replica_lock(config.ledger_url)
@@ -452,7 +474,9 @@ def serve(
         application = create_app(config, runtime=runtime, agents_dir=agents_dir)
     for issue in result.issues:
         print_note(err, "skipped", issue)
-    err.print(f"serving {len(result.agents)} agents on http://{host}:{port} (Ctrl-C stops)")
+    err.print(
+        f"serving {plural(len(result.agents), 'agent')} on http://{host}:{port} (Ctrl-C stops)"
+    )
     server = uvicorn.Server(
         uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on")
     )

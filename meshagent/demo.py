@@ -120,7 +120,12 @@ OFFLINE_CONNECTORS = ("slack", "jira", "ledger")
 
 def load_demo_agents(config: Config, env: dict[str, str]) -> tuple[list[AgentSpec], list[str]]:
     """The project's agents that work offline, plus the tokenmaxxer; and those left out."""
-    result = scan_agents([config.agents_dir], value_tags=config.value_tags, env=env)
+    result = scan_agents(
+        [config.agents_dir],
+        value_tags=config.value_tags,
+        env=env,
+        min_interval_seconds=config.serve.min_interval_seconds,
+    )
     result.raise_for_issues()
     chosen, left_out = [], []
     for spec in sorted(result.agents, key=lambda s: s.name):

@@ -7,12 +7,25 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from meshagent.ledger.render import money
+from meshagent.ledger.render import money, plural
 from meshagent.runtime import RunResult
 
-__all__ = ["render_result", "usage_table"]
+__all__ = ["render_result", "run_line", "usage_table"]
 
 _STATUS_STYLE = {"ok": "green", "skipped_unchanged": "cyan", "over_budget": "yellow"}
+
+
+def run_line(result: RunResult) -> str:
+    """A finished run in one log line: agent, status, tokens, cost, outcomes, run id."""
+    usage = result.usage
+    outcomes = [outcome.kind for outcome in result.outcomes]
+    kinds = f" ({', '.join(sorted(set(outcomes)))})" if outcomes else ""
+    reason = f"; {result.error}" if result.error else ""
+    return (
+        f"run {result.agent} {result.status}: "
+        f"{plural(usage.input_tokens + usage.output_tokens, 'token')}, {money(result.cost_usd)}, "
+        f"{plural(len(outcomes), 'outcome')}{kinds}{reason} [run {result.run_id}]"
+    ).replace("\n", " ")
 
 
 def usage_table(result: RunResult) -> Table:

@@ -260,7 +260,7 @@ class Fleet:
                     _noop,
                     _trigger(trigger),
                     id=job_id(spec.name, index),
-                    name=f"{spec.name} ({trigger.describe(self._now())})",
+                    name=f"{spec.name} ({trigger.describe(self._now())})".replace("\n", ", "),
                     replace_existing=True,
                     **options,
                 )
@@ -572,6 +572,9 @@ class Fleet:
                     )
 
     def _count(self, agent: str, result: Any) -> None:
+        from meshagent.runview import run_line
+
+        log.info("%s", run_line(result))  # one line per finished run
         self.stats.runs[(agent, result.status)] += 1
         usage = result.usage
         for kind in ("input_tokens", "cache_read_tokens", "cache_write_tokens",

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -168,6 +168,7 @@ def create_app(
             routes += slack_app.routes()  # without a signing secret: says to set it
     board = create_dashboard(config, ledger=runtime.ledger) if dashboard else None
     if board is not None:
+        routes.append(Route("/", lambda request: RedirectResponse("/dashboard/")))
         routes.append(Mount("/dashboard", app=board))
 
     @contextlib.asynccontextmanager

@@ -184,7 +184,11 @@ class Pages:
 
         if not self.config.agents_dir.is_dir():
             return {}
-        found = scan_agents(self.config.agents_dir, value_tags=self.config.value_tags)
+        found = scan_agents(
+            self.config.agents_dir,
+            value_tags=self.config.value_tags,
+            min_interval_seconds=self.config.serve.min_interval_seconds,
+        )
         return {spec.name: spec.fires_per_month(today) for spec in found.agents if spec.enabled}
 
     def all_flags(self, period: Period, budget: Budget) -> Answer[list[Flag]]:

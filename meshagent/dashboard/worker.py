@@ -8,11 +8,13 @@ process cannot open (SQLite in memory) is read in the calling thread instead.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -28,8 +30,25 @@ T = TypeVar("T")
 _ledger: Ledger | None = None  # the worker process's own connection to the ledger
 
 
+@contextlib.contextmanager
+def _deaf_to_ctrl_c() -> Iterator[None]:
+    """Processes spawned meanwhile ignore SIGINT from their first instruction (an ignored signal
+    survives exec): Ctrl-C reaches the whole process group, and a worker still importing would
+    print a KeyboardInterrupt traceback. The parent stops its worker itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _open(url: str, parent: int) -> None:
     global _ledger
+    # Ctrl-C reaches the whole process group: the parent stops this worker, without a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ledger = Ledger.open(url, migrate=False)
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
 
@@ -88,7 +107,8 @@ class Worker:
     def start(self) -> None:
         """Start the worker process now rather than on the first read (it takes a second)."""
         if self._separate:
-            self._booting = self._executor().submit(int)
+            with _deaf_to_ctrl_c():
+                self._booting = self._executor().submit(int)
 
     def ready(self) -> bool:
         """Whether the process `start` began has booted (or failed to: a read will say so)."""

@@ -174,7 +174,11 @@ def forecast(ctx: typer.Context) -> None:
     if config is None:
         _fail(LedgerError("forecast needs the project's agents: run it as `meshagent ledger`"))
     today = datetime.now(UTC).date()
-    found = scan_agents(config.agents_dir, value_tags=config.value_tags)
+    found = scan_agents(
+        config.agents_dir,
+        value_tags=config.value_tags,
+        min_interval_seconds=config.serve.min_interval_seconds,
+    )
     if found.issues:
         bad = len({issue.file for issue in found.issues})
         files = "agent file" if bad == 1 else "agent files"
