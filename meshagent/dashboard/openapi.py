@@ -98,6 +98,7 @@ SCHEMAS: dict[str, Any] = {
     "Point": _object(
         {
             "start": DATE,
+            "future": {**BOOL, "description": "Its day or week has not begun: no figures."},
             "withheld": {**BOOL, "description": "Too few people behind this point to show it."},
             "runs": _maybe(INT),
             "runs_with_outcome": _maybe(INT),

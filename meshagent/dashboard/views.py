@@ -269,13 +269,18 @@ class Pages:
         return not privileged and 0 < people < self.privacy.min_group_size
 
     def _point(self, bucket: queries.Bucket, privileged: bool) -> dict[str, Any]:
-        """One point of a series; every figure None when too few people are behind it."""
-        hidden = self._withheld(bucket.people, privileged)
-        users_hidden = not privileged and bucket.people_with_usage < self.privacy.min_group_size
+        """One point of a series; every figure None when too few people are behind it, or when
+        its day or week has not begun (a chart leaves a gap there, never draws $0)."""
+        future = bucket.start > self.today()
+        hidden = self._withheld(bucket.people, privileged) or future
+        users_hidden = future or (
+            not privileged and bucket.people_with_usage < self.privacy.min_group_size
+        )
         row = bucket.row
         return {
             "start": bucket.start,
-            "withheld": hidden,
+            "future": future,
+            "withheld": hidden and not future,
             "runs": None if hidden else row.runs,
             "runs_with_outcome": None if hidden else row.runs_with_outcome,
             "cost_usd": None if hidden else row.cost_usd,

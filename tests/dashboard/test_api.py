@@ -390,3 +390,17 @@ def test_a_person_sees_their_own_agents_figures_beside_everyones(world, get):
     assert get("/api/overview", None).json()["yours"] is None
     solo = get("/api/overview", SOLO).json()
     assert solo["yours"]["cost_usd"] == "0.0042000000"  # their own, though tiny is folded
+
+
+def test_days_and_weeks_not_begun_are_gaps_not_zero(get):
+    # TODAY is a Wednesday: Thursday to Sunday of its week have not begun
+    daily = get("/api/agents/noisy", ADMIN).json()["daily"]
+    begun = [point for point in daily if date.fromisoformat(point["start"]) <= TODAY]
+    ahead = [point for point in daily if date.fromisoformat(point["start"]) > TODAY]
+    assert len(begun) == 3 and len(ahead) == 4
+    assert all(p["cost_usd"] is not None and not p["future"] for p in begun)
+    assert all(p["future"] and p["cost_usd"] is None and p["runs"] is None for p in ahead)
+    month = get(f"/api/overview?period=month&date={TODAY}", ADMIN).json()["trend"]
+    assert month[-1]["future"] and month[-1]["cost_usd"] is None  # the month's last week
+    page = get("/agents/noisy", ADMIN).text
+    assert page.count("n/a") >= 4  # the chart's text says what it does not draw
