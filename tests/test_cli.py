@@ -511,3 +511,25 @@ def test_ledger_export_into_head_exits_0(project):
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout.count("\n") == 1
+
+
+def test_every_command_init_prints_works_when_pasted(project):
+    import shlex
+    import subprocess
+
+    from meshagent.invocation import meshagent_command
+
+    result = run("init", "deploy-digest", "--team", "payments")
+    assert result.exit_code == 0, result.output
+    command = meshagent_command(cwd=project)
+    printed = [line.strip() for line in result.output.splitlines() if line.startswith("  ")]
+    assert [shlex.split(line)[1:] for line in printed] == [
+        ["validate", "agents/deploy-digest.yaml"],
+        ["run", "agents/deploy-digest.yaml", "--dry-run"],
+    ]
+    for line in printed:
+        assert line.startswith(command + " ")
+        pasted = subprocess.run(
+            line, shell=True, cwd=project, capture_output=True, text=True, timeout=120
+        )
+        assert pasted.returncode == 0, (line, pasted.stdout, pasted.stderr)
