@@ -86,7 +86,8 @@ def test_the_first_agent_and_the_ledger_commands_work_as_pasted(tmp_path, monkey
     for line in [*ledger, *block_after("## The dashboard")]:
         if " dashboard" in line:
             result = CliRunner().invoke(app, shlex.split(line)[1:], catch_exceptions=False)
-            assert result.exit_code == 0 and "viewing as erin" in result.output
+            who = line.split("--user ")[1].split()[0] if "--user" in line else "erin"
+            assert result.exit_code == 0 and f"viewing as {who}" in result.output
 
 
 def test_readme_names_every_system_package_the_tests_need():
