@@ -75,10 +75,6 @@ class Channel(str):
 class User(str):
     """A parsed person: a user id (U0ALICE01) or an email address (lowercased)."""
 
-    @property
-    def is_email(self) -> bool:
-        return "@" in self
-
     @classmethod
     def parse(cls, text: str) -> User:
         if "@" in text:
