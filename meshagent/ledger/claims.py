@@ -124,10 +124,10 @@ def claim_all(
     never deadlock.
     """
     now = rows.now()
-    unique: dict[tuple[str, datetime], Fire] = {}
-    for fire in fires:  # the same fire twice (two equal triggers) is claimed once
-        unique.setdefault((fire.agent, fire.fire_time), fire)
-    ordered = [unique[key] for key in sorted(unique)]
+    first: dict[tuple[str, datetime], int] = {}
+    for index, fire in enumerate(fires):  # the same fire twice (two equal triggers): once
+        first.setdefault((fire.agent, fire.fire_time), index)
+    ordered = [fires[first[key]] for key in sorted(first)]
 
     def work(connection: Connection) -> list[Claim]:
         # A few statements for the whole burst, not a few per fire.
@@ -150,10 +150,9 @@ def claim_all(
         _close_all(connection, [(fire.entry, reason) for fire, reason in missed], now)
         for fire, _ in missed:
             _mark_done(connection, fire.agent, [fire.fire_time])
-        first = {id(fire) for fire in unique.values()}
         return [
-            decided.get((fire.agent, fire.fire_time), _LOST) if id(fire) in first else _LOST
-            for fire in fires
+            decided.get(key, _LOST) if first[key] == index else _LOST
+            for index, key in enumerate((fire.agent, fire.fire_time) for fire in fires)
         ]
 
     return ledger.transact(work, what="claim scheduled fires")
