@@ -347,6 +347,7 @@ class Vote:
     person: str
     vote: int
     cost: Decimal
+    asker_only: bool  # the run answered its asker alone (ephemeral): their vote is theirs
 
 
 def votes(connection: Connection, since: datetime, until: datetime) -> list[Vote]:
@@ -360,12 +361,15 @@ def votes(connection: Connection, since: datetime, until: datetime) -> list[Vote
             feedback.c.person,
             feedback.c.vote,
             entries.c.cost_usd,
+            select(outcomes.c.id)
+            .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.audience == "ephemeral")
+            .exists(),
         )
         .join(feedback, feedback.c.run_id == entries.c.run_id)
         .where(*_window(since, until))
     )
     return [
-        Vote(*row[:6], Decimal(row[6] or 0))  # type: ignore[arg-type]
+        Vote(*row[:6], Decimal(row[6] or 0), bool(row[7]))  # type: ignore[arg-type]
         for row in connection.execute(query)
     ]
 

@@ -521,15 +521,14 @@ class _Rules:
     def votes_by_others(self) -> set[str]:
         if not hasattr(self, "_votes_cache"):
             self._vote_rows = data.votes(self.c, self.since, self.until)
-            self._votes_cache = {
-                v.agent
-                for v in self._vote_rows
-                if not (
-                    self.people.same(v.person, v.owner)
-                    or self.people.same(v.person, v.triggered_by)
-                )
-            }
+            self._votes_cache = {v.agent for v in self._vote_rows if not self._own_vote(v)}
         return self._votes_cache
+
+    def _own_vote(self, v: data.Vote) -> bool:
+        """A vote by the run's owner, or by its triggerer on an answer that others saw too."""
+        if self.people.same(v.person, v.owner):
+            return True
+        return self.people.same(v.person, v.triggered_by) and not v.asker_only
 
     def _votes(self) -> None:
         s = self.s
@@ -538,7 +537,7 @@ class _Rules:
         negative: dict[str, int] = defaultdict(int)
         positive: dict[str, int] = defaultdict(int)
         for v in self._vote_rows:
-            mine = self.people.same(v.person, v.owner) or self.people.same(v.person, v.triggered_by)
+            mine = self._own_vote(v)
             if mine and v.vote == 1:
                 own[v.agent].append(v)
             elif not mine:

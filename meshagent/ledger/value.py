@@ -7,11 +7,17 @@ computes the figure a company can trust beside it:
 - a run is *accepted* when one of its outcomes has the verdict `accepted` (someone other than
   the owner, the triggerer or a bot engaged with it: `meshagent.ledger.verdicts`), or someone
   other than its owner and triggerer voted it Useful;
+- an answer shown only to the person who asked (audience "ephemeral") can only be taken up by
+  them: their Useful vote (or engagement) counts when they are not the owner, but such an answer
+  reached nobody else, so it is no honest adoption;
 - accepted runs are credited once per *unit*: a scheduled fire (agent, scheduled_for), or a
   distinct request (agent, person, and runs each within `[value] request_gap_minutes` of the
-  last one, so a task split into 40 runs is one request);
-- a unit earns the agent's `minutes_saved` once; an agent's evidenced minutes in an ISO week are
-  capped at `[value] weekly_cap_minutes` (its units scaled down together);
+  last one, so a task split into 40 runs is one request; the same question asked again the
+  same day is the same request);
+- a unit earns the agent's `minutes_saved` once, and a fire at most the median minutes between
+  the agent's fires (what its schedule can support: a job every 15 minutes cannot save a reader
+  two hours each time); an agent's evidenced minutes in an ISO week are capped at
+  `[value] weekly_cap_minutes` (its units scaled down together);
 - *honest adoption* is the people (identities folded) whose runs have a credited unit: an accepted
   outcome reached someone other than themselves.
 
@@ -23,6 +29,7 @@ adoption. `reports.summary` merges the same credits into its rows, under its pri
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,10 +37,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
 from meshagent.config import ValueSettings
 from meshagent.ledger.periods import Period
+from meshagent.ledger.records import PLANNED, QUIET
 from meshagent.ledger.schema import entries, feedback, outcomes
 from meshagent.ledger.types import utc
 
@@ -60,6 +68,7 @@ class Credit:
     minutes: Decimal  # after the weekly cap
     run_ids: tuple[str, ...]
     accepted_outcomes: int  # outcome rows accepted in its runs (a split task has many)
+    reached_others: bool = True  # False: an answer accepted by the person who asked, alone
 
     def group(self, by: str) -> str:
         return {
@@ -114,19 +123,26 @@ _RUN_COLUMNS = (
     entries.c.scheduled_for,
     entries.c.started_at,
     entries.c.minutes_saved,
+    entries.c.input_hash,
+)
+_ASKER_ONLY = (
+    select(outcomes.c.id)
+    .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.audience == "ephemeral")
+    .exists()
 )
 
 
 def _accepted(connection: Connection, since: datetime, until: datetime) -> dict[str, Any]:
     window = (entries.c.started_at >= since, entries.c.started_at < until)
+    reached = func.max(case((outcomes.c.audience == "ephemeral", 0), else_=1))
     by_outcome = (
-        select(*_RUN_COLUMNS, func.count(outcomes.c.id))
+        select(*_RUN_COLUMNS, func.count(outcomes.c.id), reached)
         .join(outcomes, outcomes.c.run_id == entries.c.run_id)
         .where(*window, outcomes.c.verdict == "accepted")
         .group_by(*_RUN_COLUMNS)
     )
     votes = (
-        select(*_RUN_COLUMNS, feedback.c.person)
+        select(*_RUN_COLUMNS, feedback.c.person, _ASKER_ONLY)
         .join(feedback, feedback.c.run_id == entries.c.run_id)
         .where(*window, feedback.c.vote == 1)
     )
@@ -145,13 +161,82 @@ def _requests(
         entries.c.owner,
         entries.c.triggered_by,
         entries.c.started_at,
+        entries.c.input_hash,
     ).where(
         entries.c.started_at >= since,
         entries.c.started_at < until,
         entries.c.trigger_kind != "schedule",
         entries.c.agent.in_(agents),
     )
-    return connection.execute(query.order_by(entries.c.started_at)).all()
+    return connection.execute(query.order_by(entries.c.started_at, entries.c.id)).all()
+
+
+def _fire_gaps(
+    connection: Connection, agents: list[str], since: datetime, until: datetime
+) -> dict[str, Decimal]:
+    """Per agent: the median minutes between its scheduled fires in the window."""
+    query = (
+        select(entries.c.agent, entries.c.scheduled_for)
+        .where(
+            entries.c.started_at >= since,
+            entries.c.started_at < until,
+            entries.c.trigger_kind == "schedule",
+            entries.c.scheduled_for.is_not(None),
+            entries.c.agent.in_(agents),
+        )
+        .distinct()
+        .order_by(entries.c.agent, entries.c.scheduled_for)
+    )
+    fires: dict[str, list[datetime]] = defaultdict(list)
+    for agent, fire in connection.execute(query):
+        fires[agent].append(utc(fire))
+    gaps = {}
+    for agent, times in fires.items():
+        between = [(b - a).total_seconds() / 60 for a, b in zip(times, times[1:], strict=False)]
+        if between:
+            gaps[agent] = Decimal(str(statistics.median(between))).quantize(Decimal("0.01"))
+    return gaps
+
+
+def _units(
+    ledger: Ledger,
+    runs: dict[str, tuple[Any, int, bool]],
+    people: People,
+    gap: timedelta,
+    since: datetime,
+    until: datetime,
+) -> dict[tuple[Any, ...], list[tuple[Any, int, bool]]]:
+    """Accepted runs grouped by what they are credited as: a fire, or one distinct request (a
+    person's runs each within `gap` of the last, or asking the same again the same day)."""
+    session: dict[str, tuple[Any, ...]] = {}
+    asked = sorted({r[1] for r, _, _ in runs.values() if r[7] != "schedule"})
+    if asked:
+        found = ledger.read(lambda c: _requests(c, asked, since, until), what="read requests")
+        last: dict[tuple[str, str], tuple[datetime, int]] = {}
+        seen: dict[tuple[str, str, Any, str], tuple[Any, ...]] = {}
+        for run_id, agent, owner, triggerer, started, input_hash in found:
+            who = people.key(triggerer or owner)
+            started = utc(started)
+            before = last.get((agent, who))
+            if before is None:
+                number = 0
+            elif started - before[0] <= gap:
+                number = before[1]
+            else:
+                number = before[1] + 1
+            last[agent, who] = (started, number)
+            key: tuple[Any, ...] = ("request", agent, who, number)
+            if input_hash:  # the same question again the same day is the same request
+                key = seen.setdefault((agent, who, started.date(), input_hash), key)
+            session[run_id] = key
+    units: dict[tuple[Any, ...], list[tuple[Any, int, bool]]] = defaultdict(list)
+    for run_id, (row, accepted, reached) in runs.items():
+        if row[7] == "schedule" and row[8] is not None:
+            key = (row[1], "fire", utc(row[8]))
+        else:
+            key = session.get(run_id, ("request", row[1], people.key(row[6] or row[2]), run_id))
+        units[key].append((row, accepted, reached))
+    return units
 
 
 def credits(
@@ -168,51 +253,33 @@ def credits(
     people = people if people is not None else directory(ledger)
     since, until = period.start_time, period.end_time
     found = ledger.read(lambda c: _accepted(c, since, until), what="read accepted runs")
-    runs: dict[str, tuple[Any, int]] = {}
+    runs: dict[str, tuple[Any, int, bool]] = {}
     for row in found["outcomes"]:
-        runs[row[0]] = (row[:-1], int(row[-1]))
+        runs[row[0]] = (row[:-2], int(row[-2]), bool(row[-1]))
     for row in found["votes"]:
-        *columns, voter = row
+        *columns, voter, asker_only = row
         owner, triggerer = columns[2], columns[6]
-        if people.same(voter, owner) or people.same(voter, triggerer):
-            continue  # a vote for one's own run is no evidence
+        if people.same(voter, owner):
+            continue  # a vote for one's own agent is no evidence
+        mine = people.same(voter, triggerer)
+        if mine and not asker_only:
+            continue  # nor for one's own request, unless the answer was for the asker alone
         if row[0] not in runs:
-            runs[row[0]] = (tuple(columns), 0)
+            runs[row[0]] = (tuple(columns), 0, not mine)
     if not runs:
         return []
     gap = timedelta(minutes=value.request_gap_minutes)
-    session: dict[str, tuple[str, str, int]] = {}
-    asked = sorted({r[1] for r, _ in runs.values() if r[7] != "schedule"})
-    if asked:
-        requests = ledger.read(
-            lambda c: _requests(c, asked, since - gap * 50, until), what="read requests"
-        )
-        last: dict[tuple[str, str], tuple[datetime, int]] = {}
-        for run_id, agent, owner, triggerer, started in requests:
-            who = people.key(triggerer or owner)
-            started = utc(started)
-            before = last.get((agent, who))
-            if before is None:
-                number = 0
-            elif started - before[0] <= gap:
-                number = before[1]
-            else:
-                number = before[1] + 1
-            last[agent, who] = (started, number)
-            session[run_id] = (agent, who, number)
-    units: dict[tuple[Any, ...], list[tuple[Any, int]]] = defaultdict(list)
-    for run_id, (row, accepted) in runs.items():
-        agent, trigger, scheduled = row[1], row[7], row[8]
-        if trigger == "schedule" and scheduled is not None:
-            key: tuple[Any, ...] = (agent, "fire", utc(scheduled))
-        else:
-            key = ("request", *session.get(run_id, (agent, people.key(row[6] or row[2]), run_id)))
-        units[key].append((row, accepted))
+    units = _units(ledger, runs, people, gap, since, until)
+    scheduled = sorted({r[1] for r, _, _ in runs.values() if r[7] == "schedule"})
+    gaps = ledger.read(lambda c: _fire_gaps(c, scheduled, since, until)) if scheduled else {}
     made = []
     for members in units.values():
         members.sort(key=lambda m: (utc(m[0][9]), m[0][0]))
         row = members[0][0]
         started = utc(row[9]).date()
+        minutes = Decimal(row[10] or 0)
+        if row[7] == "schedule" and row[1] in gaps:
+            minutes = min(minutes, gaps[row[1]])  # what the schedule can support
         made.append(
             Credit(
                 agent=row[1],
@@ -222,9 +289,10 @@ def credits(
                 model=row[5] or "",
                 person=people.key(row[6] or row[2]),
                 week=started - timedelta(days=started.weekday()),
-                minutes=Decimal(row[10] or 0),
+                minutes=minutes,
                 run_ids=tuple(m[0][0] for m in members),
                 accepted_outcomes=sum(m[1] for m in members),
+                reached_others=any(m[2] for m in members),
             )
         )
     return _capped(made, Decimal(value.weekly_cap_minutes))
@@ -270,7 +338,7 @@ def headline(
     }[by]
     has = (
         select(outcomes.c.id)
-        .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.kind != "planned")
+        .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.kind.not_in((PLANNED, QUIET)))
         .exists()
     )
     query = (
@@ -304,7 +372,8 @@ def headline(
         name = credit.group(by)
         accepted[name] += 1
         minutes[name] += credit.minutes
-        honest[name].add(credit.person)
+        if credit.reached_others:
+            honest[name].add(credit.person)
     rows = [
         ValueRow(
             group=name or "",
@@ -325,5 +394,6 @@ def honest_people(made: Iterable[Credit]) -> dict[date, set[str]]:
     """Per week (Monday): the people with a credited unit."""
     weeks: dict[date, set[str]] = defaultdict(set)
     for credit in made:
-        weeks[credit.week].add(credit.person)
+        if credit.reached_others:
+            weeks[credit.week].add(credit.person)
     return dict(weeks)

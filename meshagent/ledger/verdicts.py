@@ -331,18 +331,25 @@ def set_verdict(
     set_verdicts(ledger, [item])
 
 
-def _who(ledger: Ledger, ids: Sequence[int]) -> dict[int, tuple[str | None, str | None, Any]]:
-    def read(connection: Connection) -> dict[int, tuple[str | None, str | None, Any]]:
+_Who = tuple[str | None, str | None, Any, str | None]  # owner, triggerer, created_at, audience
+
+
+def _who(ledger: Ledger, ids: Sequence[int]) -> dict[int, _Who]:
+    def read(connection: Connection) -> dict[int, _Who]:
         found = {}
         for at in range(0, len(ids), 500):
             query = (
                 select(
-                    outcomes.c.id, entries.c.owner, entries.c.triggered_by, outcomes.c.created_at
+                    outcomes.c.id,
+                    entries.c.owner,
+                    entries.c.triggered_by,
+                    outcomes.c.created_at,
+                    outcomes.c.audience,
                 )
                 .join(entries, entries.c.run_id == outcomes.c.run_id)
                 .where(outcomes.c.id.in_(list(ids[at : at + 500])))
             )
-            found.update({int(i): (o, t, c) for i, o, t, c in connection.execute(query)})
+            found.update({int(i): (o, t, c, a) for i, o, t, c, a in connection.execute(query)})
         return found
 
     return ledger.read(read, what="read outcomes to judge")
@@ -359,6 +366,8 @@ def judge_many(
 
     The owner and triggerer are the run's, resolved to people with `people` (default: the
     ledger's identity table), so that a Slack id and an email of the owner are both left out.
+    An answer shown only to the person who asked (audience "ephemeral") is theirs to judge
+    when they are not the owner: nobody else can see it.
     """
     from meshagent.ledger.people import directory
 
@@ -370,7 +379,9 @@ def judge_many(
     for outcome_id in ids:
         if outcome_id not in who:
             raise LedgerError(f"outcome {outcome_id} is not in the ledger")
-        owner, triggerer, created = who[outcome_id]
+        owner, triggerer, created, audience = who[outcome_id]
+        if audience == "ephemeral" and not people.same(triggerer, owner):
+            triggerer = None  # an answer for the asker alone: theirs is the only say on it
 
         def excluded(name: str, owner: str | None = owner, triggerer: str | None = triggerer):
             return people.same(name, owner) or people.same(name, triggerer)

@@ -363,3 +363,16 @@ def test_a_person_sees_the_flags_on_runs_they_own_or_triggered(ledger, viewer, s
     )
     report = flag_report(ledger, period=WEEK, settings=DEFAULTS, viewer=viewer, privacy=ADMIN)
     assert {f.subject for f in report.flags} == subjects and report.scope == scope
+
+
+def test_an_askers_vote_on_their_own_ephemeral_answer_is_not_a_self_vote(ledger):
+    answer = Outcome("slack.ephemeral", "C1:u", audience="ephemeral", audience_size=1)
+    ids = ledger.write_records(
+        [
+            _at(i, agent="helper", trigger_kind="slash", triggered_by="bob", outcomes=(answer,))
+            for i in range(4)
+        ]
+    )
+    for run_id in ids:
+        ledger.add_feedback(run_id, "bob", 1)
+    assert _flags(ledger) == {}

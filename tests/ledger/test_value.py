@@ -211,3 +211,36 @@ def test_an_old_ledger_upgrades_in_place_with_its_outcomes_pending(ledger_url):
         assert ledger.verify().ok and ledger.count() == len(ids)
         _accept(ledger, ids[:1])
         assert ledger.verify().ok  # verdicts are not in the chained entry
+
+
+def _asked(asker, minutes, **overrides):
+    answer = Outcome("slack.ephemeral", f"C1:{minutes}", audience="ephemeral", audience_size=1)
+    values = {"trigger_kind": "slash", "triggered_by": asker, "scheduled_for": None}
+    values.update(started_at=T0 + timedelta(minutes=minutes), outcomes=(answer,), **overrides)
+    return record(**values)
+
+
+def test_an_answer_for_the_asker_alone_is_theirs_to_accept_but_no_adoption(ledger):
+    theirs, owners = ledger.write_records([_asked("bob", 0), _asked("alice", 60)])
+    ledger.add_feedback(theirs, "bob", 1)  # the asker is not the owner: the only one who saw it
+    ledger.add_feedback(owners, "alice", 1)  # the owner asking their own agent: no evidence
+    (credit,) = value.credits(ledger, WEEK)
+    assert credit.run_ids == (theirs,) and not credit.reached_others
+    (week,) = reports.adoption(ledger, period=WEEK, viewer="root", privacy=ADMIN)
+    assert week.people_honest == 0
+
+
+def test_the_same_question_again_the_same_day_is_one_request(ledger):
+    ids = ledger.write_records(
+        [_asked("bob", 30 * i, input_hash="same") for i in range(3)] + [_asked("bob", 200)]
+    )
+    for run_id in ids:
+        ledger.add_feedback(run_id, "bob", 1)
+    assert sorted(len(c.run_ids) for c in value.credits(ledger, WEEK)) == [1, 3]
+
+
+def test_a_fire_earns_at_most_the_minutes_between_fires(ledger):
+    runs = [record(started_at=T0 + timedelta(minutes=15 * i), minutes_saved=120,
+                   scheduled_for=T0 + timedelta(minutes=15 * i)) for i in range(8)]  # fmt: skip
+    _accept(ledger, ledger.write_records(runs)[:2])
+    assert [c.minutes for c in value.credits(ledger, WEEK)] == [Decimal(15), Decimal(15)]
