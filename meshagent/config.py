@@ -269,12 +269,10 @@ def default_ledger_url() -> str:
     return f"sqlite:///{Path(platformdirs.user_data_dir('meshagent')) / 'ledger.db'}"
 
 
-def _project_ledger_url(data: dict[str, Any]) -> str:
-    """Beside the meshagent.toml, when there is one: two projects never share a ledger."""
-    source = data.get("source")
-    if source is None:
-        return default_ledger_url()
-    return f"sqlite:///{Path(source).absolute().parent / '.meshagent' / 'ledger.db'}"
+def _project_ledger_url(settings_file: Path) -> str:
+    """The default ledger of a project: beside its meshagent.toml, so that two projects on one
+    machine never share a ledger."""
+    return f"sqlite:///{settings_file.absolute().parent / '.meshagent' / 'ledger.db'}"
 
 
 class Config(_Settings):
@@ -289,7 +287,7 @@ class Config(_Settings):
     """Directory relative paths are resolved against: the file's directory, else the cwd."""
     agents_dir: Path = Field(Path("agents"), validate_default=True)
     """Directory of the agent files."""
-    ledger_url: str = Field(default_factory=_project_ledger_url, validate_default=True, repr=False)
+    ledger_url: str = Field(default_factory=default_ledger_url, validate_default=True, repr=False)
     """SQLAlchemy URL of the ledger: sqlite:///file.db or postgresql+psycopg://user@host/db.
     Unset: .meshagent/ledger.db beside meshagent.toml, else in the user's data directory."""
     default_model: str = Field("offline", min_length=1)
@@ -859,6 +857,8 @@ def load_config(
     data, lines = _read(file, shown) if file is not None else ({}, {})
     where = {"source": file, "root": file.parent if file is not None else cwd}
     settings = {key: value for key, value in data.items() if key not in _NOT_SETTINGS}
+    if file is not None:
+        settings.setdefault("ledger_url", _project_ledger_url(file))
     file_issues = _file_problems(data, lines)
     config = None
     try:

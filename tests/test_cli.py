@@ -533,3 +533,10 @@ def test_every_command_init_prints_works_when_pasted(project):
             line, shell=True, cwd=project, capture_output=True, text=True, timeout=120
         )
         assert pasted.returncode == 0, (line, pasted.stdout, pasted.stderr)
+
+
+def test_a_broken_settings_file_is_reported_without_a_ledger_url_error(project):
+    (project / "meshagent.toml").write_text("agents_dir = 3\n")
+    result = run("validate")
+    assert result.exit_code == 2
+    assert "ledger_url" not in result.output and "agents_dir: expected a path" in result.output

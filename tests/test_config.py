@@ -270,6 +270,7 @@ ENV_CASES = {
     "MESHAGENT_SERVE__CLAIM_LEASE_SECONDS": ("3", ("serve", "claim_lease_seconds"), 3.0),
     "MESHAGENT_SERVE__RELOAD_SECONDS": ("0.5", ("serve", "reload_seconds"), 0.5),
     "MESHAGENT_SERVE__BACKOFF_AFTER_FAILURES": ("2", ("serve", "backoff_after_failures"), 2),
+    "MESHAGENT_SERVE__MIN_INTERVAL_SECONDS": ("30", ("serve", "min_interval_seconds"), 30.0),
     "MESHAGENT_PRIVACY__ADMINS": ("a@x.com,U1", ("privacy", "admins"), ("a@x.com", "U1")),
     "MESHAGENT_PEOPLE__ME": ("a@x.com", ("people", "me"), "a@x.com"),
     "MESHAGENT_DASHBOARD__VIEWER_HEADER": (
