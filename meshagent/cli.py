@@ -373,6 +373,7 @@ def run(
         spec = find_agent(config, agent)
         values = _inputs(input_ or [])
         runtime = Runtime(config)
+    person = current_person(config)  # whose run it is, as the ledger's reports see them
     what = "dry run of" if dry_run else "running"
     spinner = err.status(f"{what} {spec.name} ({model or spec.model or config.default_model})…")
     with _exits_on_error(), contextlib.closing(runtime.ledger), spinner:
@@ -380,7 +381,7 @@ def run(
             runtime.run(
                 spec,
                 trigger="cli",
-                triggered_by=os.environ.get("USER"),
+                triggered_by=person.name if person else None,
                 inputs=values,
                 dry_run=dry_run,
                 model=model,

@@ -148,3 +148,11 @@ def test_a_dry_run_says_so_also_when_nothing_would_be_delivered(project):
     assert "dry run: nothing would be delivered (the agent has no deliver:)" in text
     assert re.search(r"status ok \(dry run\) run [0-9a-f-]{36}", text)
     assert "dry run" not in _plain(run("run", "quiet-one").output)
+
+
+def test_a_run_is_recorded_as_the_person_at_the_keyboard(project, monkeypatch):
+    (project / "meshagent.toml").write_text('[people]\nme = "erin@example.com"\n')
+    result = run("run", "standup-digest", "--dry-run")
+    run_id = re.search(r"run ([0-9a-f-]{36})", _plain(result.output)).group(1)
+    with Ledger.open(os.environ["MESHAGENT_LEDGER_URL"]) as ledger:
+        assert ledger.entry(run_id)["triggered_by"] == "erin@example.com"
