@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from meshagent import __version__
 from meshagent.cli import app
+from meshagent.config import PrivacySettings
 from meshagent.loader import agent_files, load_agent
 from meshagent.schema import SCHEMA_FILENAME, agent_schema, schema_text
 
@@ -540,3 +541,26 @@ def test_a_broken_settings_file_is_reported_without_a_ledger_url_error(project):
     result = run("validate")
     assert result.exit_code == 2
     assert "ledger_url" not in result.output and "agents_dir: expected a path" in result.output
+
+
+def test_a_report_at_80_columns_cuts_no_name_and_no_figure(project, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from meshagent.ledger import Ledger, reports
+    from meshagent.ledger.periods import Period
+    from meshagent.ledger.render import report_table
+
+    _ledger_of_two(project, monkeypatch)
+    with Ledger.open(f"sqlite:///{project / 'ledger.db'}") as ledger:
+        report = reports.summary(ledger, by="agent", period=Period.named("week"), viewer="root",
+                                 privacy=PrivacySettings(admins=("root",)))  # fmt: skip
+    for width in (80, 200):
+        console = Console(file=io.StringIO(), width=width)
+        console.print(report_table(report, width=width))
+        text = console.file.getvalue()
+        assert "…" not in text, text
+        for name in ("pay-digest", "pay-nudger", "ops-digest"):
+            assert name in text
+        assert all(len(line) <= width for line in text.splitlines())

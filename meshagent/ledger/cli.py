@@ -162,7 +162,8 @@ def report(
     elif not result.rows:
         print_text(_console(), render.withheld_text(result, viewer=viewer))
     else:
-        _console().print(render.report_table(result, viewer=viewer))
+        console = _console()
+        console.print(render.report_table(result, viewer=viewer, width=console.width))
 
 
 @app.command()

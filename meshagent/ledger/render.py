@@ -84,35 +84,41 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
     return f"{count:,} {singular if count == 1 else many or singular + 's'}"
 
 
-def report_table(report: Report, *, viewer: str | None = None) -> Table:
-    table = Table(title=f"Ledger by {report.by}, {report.period.label}")
-    headers = [
-        "group",
-        "runs",
-        "with outcome",
-        "tokens",
-        "cost",
-        "minutes saved",
-        "min/$",
-        "$/outcome",
-        "+1",
-        "-1",
+#: Below this many columns a report stacks each group's figures beside its name.
+WIDE_REPORT = 120
+_HEADERS = ("runs", "with outcome", "tokens", "cost", "minutes saved", "min/$", "$/outcome")
+
+
+def _figures(row: ReportRow) -> list[str]:
+    return [
+        _number(row.runs),
+        _number(row.runs_with_outcome),
+        _number(row.tokens),
+        _cost(row),
+        _number(row.minutes_saved),
+        _number(row.minutes_per_dollar),
+        money(row.cost_per_outcome) if row.cost_per_outcome is not None else "-",
+        _number(row.feedback_pos),
+        _number(row.feedback_neg),
     ]
-    for header in headers:
-        table.add_column(header, justify="left" if header == "group" else "right", no_wrap=True)
-    for row in report.rows:
-        table.add_row(
-            Text(row.group),
-            _number(row.runs),
-            _number(row.runs_with_outcome),
-            _number(row.tokens),
-            _cost(row),
-            _number(row.minutes_saved),
-            _number(row.minutes_per_dollar),
-            money(row.cost_per_outcome) if row.cost_per_outcome is not None else "-",
-            _number(row.feedback_pos),
-            _number(row.feedback_neg),
-        )
+
+
+def report_table(report: Report, *, viewer: str | None = None, width: int = WIDE_REPORT) -> Table:
+    """The report as a table; a group's name is never cut or broken, at any width."""
+    table = Table(title=f"Ledger by {report.by}, {report.period.label}")
+    if width >= WIDE_REPORT:
+        table.add_column("group", no_wrap=True)
+        for header in (*_HEADERS, "+1", "-1"):
+            table.add_column(header, justify="right", no_wrap=True)
+        for row in report.rows:
+            table.add_row(Text(row.group), *_figures(row))
+    else:
+        table.add_column("group", no_wrap=True)
+        table.add_column("figures")
+        for row in report.rows:
+            *figures, up, down = _figures(row)
+            pairs = [f"{name} {value}" for name, value in zip(_HEADERS, figures, strict=True)]
+            table.add_row(Text(row.group), Text(", ".join([*pairs, f"votes +{up}/-{down}"])))
     caption = withheld_text(report, viewer=viewer)
     table.caption = Text(caption) if caption else None
     return table
