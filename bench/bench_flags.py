@@ -30,8 +30,9 @@ honest above gaming).
     python bench/bench_flags.py [--seeds 5] [--first-seed 1] [--quick] [--big]
                                 [--backend sqlite|postgresql|both] [--entries 1000000]
 
---quick runs 2 seeds of 4 weeks. --big times a week of flags over the 1,000,000-entry ledger that
-bench_dashboard seeds (bulk inserts; its own SQLite file, and a PostgreSQL schema dropped after).
+--quick runs 2 seeds of 4 weeks (--seeds 0: the timing alone). --big times a week of flags over
+the 1,000,000-entry ledger that bench_dashboard seeds (bulk inserts; its own SQLite file, and a
+PostgreSQL schema dropped after).
 """
 
 from __future__ import annotations
@@ -772,11 +773,12 @@ def main() -> None:
         results.append(run_seed(seed, weeks, first))
         print(f"seed {seed}: {results[-1].entries:,} entries, {results[-1].seconds:.1f} s",
               flush=True)  # fmt: skip
-    figures = report(results)
-    print("\ntargets with the default settings:")
-    for name, target in TARGETS.items():
-        state = "met" if figures[name] >= target else "MISSED"
-        print(f"  {name:<10} {figures[name]:.3f} (target >= {target}): {state}")
+    if results:
+        figures = report(results)
+        print("\ntargets with the default settings:")
+        for name, target in TARGETS.items():
+            state = "met" if figures[name] >= target else "MISSED"
+            print(f"  {name:<10} {figures[name]:.3f} (target >= {target}): {state}")
     if args.big:
         print()
         for name, seconds in big(args.backend, args.entries, args.fresh).items():

@@ -63,7 +63,6 @@ def _flag(condition: Any) -> Any:
 def _outcome_facts(since: datetime, until: datetime) -> Any:
     """Per run started in the window: what kinds of outcome it has, and their verdicts."""
     delivered = outcomes.c.kind.not_in((PLANNED, QUIET))
-    ids = select(entries.c.run_id).where(*_window(since, until))
     return (
         select(
             outcomes.c.run_id.label("run_id"),
@@ -76,7 +75,8 @@ def _outcome_facts(since: datetime, until: datetime) -> Any:
             _flag(and_(delivered, outcomes.c.reaches_others == false())).label("alone"),
             _flag(and_(delivered, outcomes.c.audience == "ephemeral")).label("ephemeral"),
         )
-        .where(outcomes.c.run_id.in_(ids))
+        .select_from(entries.join(outcomes, outcomes.c.run_id == entries.c.run_id))
+        .where(*_window(since, until))
         .group_by(outcomes.c.run_id)
         .subquery()
     )
@@ -207,19 +207,6 @@ def daily_history(connection: Connection, start: date, end: date) -> list[tuple[
     return [tuple(row) for row in connection.execute(query)]
 
 
-def first_days(connection: Connection, agents: Sequence[str]) -> dict[str, date]:
-    """The first day each agent has a run on (from the rollups)."""
-    result: dict[str, date] = {}
-    for at in range(0, len(agents), 500):
-        query = (
-            select(daily.c.agent, func.min(daily.c.day))
-            .where(daily.c.agent.in_(list(agents[at : at + 500])))
-            .group_by(daily.c.agent)
-        )
-        result.update({agent: first for agent, first in connection.execute(query)})
-    return result
-
-
 def rerun_rows(connection: Connection, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
     """Ok runs in the period that spent tokens on the input of the agent's run just before,
     itself ok (a retry after a failure is left out) and asked by the same person (run_id, agent,
@@ -326,18 +313,6 @@ def sessions(
     return [tuple(row) for row in connection.execute(query)]
 
 
-def request_counts(
-    connection: Connection, since: datetime, until: datetime, gap_seconds: float
-) -> dict[str, int]:
-    """Per agent: its distinct requests in the period (runs not scheduled, a person's runs each
-    within `gap_seconds` of the last counted once)."""
-    found = sessions(connection, since, until, gap_seconds, 1)
-    counts: dict[str, int] = {}
-    for agent, *_ in found:
-        counts[agent] = counts.get(agent, 0) + 1
-    return counts
-
-
 @dataclass(frozen=True)
 class Vote:
     run_id: str
@@ -376,10 +351,12 @@ def votes(connection: Connection, since: datetime, until: datetime) -> list[Vote
 
 def engaged_agents(connection: Connection, since: datetime, until: datetime) -> set[str]:
     """Agents with an outcome accepted or rejected, of runs started in the window."""
+    # From the few outcomes with such a verdict (the due index leads with the verdict) to their
+    # entries, never from every entry of the window to its outcomes.
+    engaged = select(outcomes.c.run_id).where(outcomes.c.verdict.in_(("accepted", "rejected")))
     query = (
         select(entries.c.agent)
-        .join(outcomes, outcomes.c.run_id == entries.c.run_id)
-        .where(outcomes.c.verdict.in_(("accepted", "rejected")), *_window(since, until))
+        .where(entries.c.run_id.in_(engaged), *_window(since, until))
         .distinct()
     )
     return {row[0] for row in connection.execute(query)}

@@ -300,11 +300,10 @@ class _Rules:
 
     def _bursts(self) -> None:
         s = self.s
-        first = data.first_days(self.c, sorted(self.agents))
         oldest = self.period.start - timedelta(days=s.burst_window_days)
         for name, agent in sorted(self.agents.items()):
             past = self.past.get(name, [])
-            if first.get(name, self.period.start) > oldest or len(past) < 5:
+            if not past or min(day for day, *_ in past) > oldest or len(past) < 5:
                 continue
             usual = Decimal(statistics.median(cost for _, _, cost, _ in past))
             by_day: dict[str, list[data.Cell]] = defaultdict(list)
@@ -595,7 +594,10 @@ class _Rules:
     def _claims_and_splits(self) -> None:
         s = self.s
         gap = 60.0 * self.value.request_gap_minutes
-        requests = data.request_counts(self.c, self.since, self.until, gap)
+        found = data.sessions(self.c, self.since, self.until, gap, 1)
+        requests: dict[str, int] = defaultdict(int)
+        for agent_name, *_ in found:
+            requests[agent_name] += 1
         cap = Decimal(self.value.weekly_cap_minutes) * Decimal(
             max(1, (self.until - self.since).days) / 7
         )
@@ -625,10 +627,8 @@ class _Rules:
                 fix="set value.minutes_saved to what one reader saves once; only evidenced "
                 "minutes count in the headline",
             )
-        for agent_name, _owner, person, count, cost, first, last in data.sessions(
-            self.c, self.since, self.until, gap, s.split_min_runs
-        ):
-            if agent_name not in self.agents:
+        for agent_name, _owner, person, count, cost, first, last in found:
+            if agent_name not in self.agents or count < s.split_min_runs:
                 continue
             who = self.people.key(person)
             runs = data.runs_where(self.c, agent_name, first, last + timedelta(microseconds=1))
