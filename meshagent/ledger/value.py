@@ -13,7 +13,9 @@ computes the figure a company can trust beside it:
 - accepted runs are credited once per *unit*: a scheduled fire (agent, scheduled_for), or a
   distinct request (agent, person, and runs each within `[value] request_gap_minutes` of the
   last one, so a task split into 40 runs is one request; the same question asked again the
-  same day is the same request);
+  same day is the same request); a request of many runs earns the share of them taken up (4 of
+  40 parts accepted: a tenth), so that splitting neither multiplies the credit nor buys more
+  chances of some acceptance;
 - a unit earns the agent's `minutes_saved` once, and a fire at most the median minutes between
   the agent's fires (what its schedule can support: a job every 15 minutes cannot save a reader
   two hours each time); an agent's evidenced minutes in an ISO week are capped at
@@ -205,10 +207,12 @@ def _units(
     gap: timedelta,
     since: datetime,
     until: datetime,
-) -> dict[tuple[Any, ...], list[tuple[Any, int, bool]]]:
+) -> tuple[dict[tuple[Any, ...], list[tuple[Any, int, bool]]], dict[tuple[Any, ...], int]]:
     """Accepted runs grouped by what they are credited as: a fire, or one distinct request (a
-    person's runs each within `gap` of the last, or asking the same again the same day)."""
+    person's runs each within `gap` of the last, or asking the same again the same day); and
+    how many runs, accepted or not, each request has."""
     session: dict[str, tuple[Any, ...]] = {}
+    sizes: dict[tuple[Any, ...], int] = defaultdict(int)
     asked = sorted({r[1] for r, _, _ in runs.values() if r[7] != "schedule"})
     if asked:
         found = ledger.read(lambda c: _requests(c, asked, since, until), what="read requests")
@@ -229,6 +233,7 @@ def _units(
             if input_hash:  # the same question again the same day is the same request
                 key = seen.setdefault((agent, who, started.date(), input_hash), key)
             session[run_id] = key
+            sizes[key] += 1
     units: dict[tuple[Any, ...], list[tuple[Any, int, bool]]] = defaultdict(list)
     for run_id, (row, accepted, reached) in runs.items():
         if row[7] == "schedule" and row[8] is not None:
@@ -236,7 +241,7 @@ def _units(
         else:
             key = session.get(run_id, ("request", row[1], people.key(row[6] or row[2]), run_id))
         units[key].append((row, accepted, reached))
-    return units
+    return units, sizes
 
 
 def credits(
@@ -269,17 +274,19 @@ def credits(
     if not runs:
         return []
     gap = timedelta(minutes=value.request_gap_minutes)
-    units = _units(ledger, runs, people, gap, since, until)
+    units, sizes = _units(ledger, runs, people, gap, since, until)
     scheduled = sorted({r[1] for r, _, _ in runs.values() if r[7] == "schedule"})
     gaps = ledger.read(lambda c: _fire_gaps(c, scheduled, since, until)) if scheduled else {}
     made = []
-    for members in units.values():
+    for key, members in units.items():
         members.sort(key=lambda m: (utc(m[0][9]), m[0][0]))
         row = members[0][0]
         started = utc(row[9]).date()
         minutes = Decimal(row[10] or 0)
         if row[7] == "schedule" and row[1] in gaps:
             minutes = min(minutes, gaps[row[1]])  # what the schedule can support
+        if sizes.get(key, 1) > len(members):  # a request of many runs, some of them taken up
+            minutes = (minutes * len(members) / sizes[key]).quantize(Decimal("0.01"))
         made.append(
             Credit(
                 agent=row[1],

@@ -153,11 +153,12 @@ def test_evidenced_minutes_are_credited_once_per_fire_or_request(ledger):
     assert [(c.agent, c.minutes, len(c.run_ids)) for c in made] == [
         ("digest", Decimal(15), 1),
         ("digest", Decimal(15), 1),
-        ("split", Decimal(30), 10),
+        ("split", Decimal("7.50"), 10),  # one request: 10 of its 40 runs taken up
     ]
     rows = {row.group: row for row in value.headline(ledger, period=WEEK)}
     assert rows["split"].minutes_claimed == Decimal(1200)  # 40 runs x 30 claimed
-    assert rows["split"].minutes_evidenced == Decimal(30) and rows["split"].accepted_outcomes == 1
+    split = rows["split"]
+    assert (split.minutes_evidenced, split.accepted_outcomes) == (Decimal("7.5"), 1)
     assert rows["digest"].cost_per_accepted == Decimal("0.0018")  # 3 x 0.0012 / 2
 
 
