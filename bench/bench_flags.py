@@ -13,19 +13,21 @@ follow-up pass's `verdicts.judge_many` with the evidence it would read back (rea
 kind, replies, Jira resolutions, deletions; by others, by the owner, by bots), a day and a week
 after each outcome. People engage with 5-10 % of useful outputs, as in real life.
 
-Honest archetypes: daily digest, weekly report, incident bot, quiet monitor, brand-new agent,
-expensive release notes, ephemeral slash helper, flaky-but-honest digest, Jira triage, a helper
-with one heavy (honest) user. Gaming: 5-minute poller, posts nobody reads, padded prompts (they
+Honest archetypes: daily digest, weekly report, incident bot (some incidents with one person on
+call asking again and again), quiet monitor, busy alerts, brand-new agent, expensive release
+notes, ephemeral slash helper, flaky-but-honest digest, Jira triage, a helper with one heavy
+(honest) user. Gaming: 5-minute poller, posts nobody reads, padded prompts (they
 keep growing), a teammate looping a slash agent, one task split into many runs, owner
 self-votes, a private channel of one, unchanged re-runs, inflated claims, an agent loop that
 delivers nothing.
 
 The flags are computed per week for weeks 5-8 with `FlagSettings()` and `ValueSettings()`: an
 (agent, week) pair is "flagged" when a waste flag names the agent (reliability flags, the flaky
-agent's failures, are reported apart). Printed per seed and overall: the share flagged per
-archetype, precision and recall against the truth, the false flags with their reasons, and the
-rank AUC of the headline value figure (evidenced minutes saved per dollar over the 8 weeks,
-honest above gaming).
+agent's failures, are reported apart), and gaming when the agent gamed that week (a looper's
+agent in a week without loops, a padder before it pads, are honest weeks). Printed per seed and
+overall: the share flagged per archetype, precision and recall against the truth, the false
+flags with their reasons, and the rank AUC of the headline value figure (evidenced minutes saved
+per dollar over the 8 weeks, honest above gaming).
 
     python bench/bench_flags.py [--seeds 5] [--first-seed 1] [--quick] [--big]
                                 [--backend sqlite|postgresql|both] [--entries 1000000]
@@ -106,6 +108,7 @@ class World:
     people: list[Person]
     teams: dict[str, list[Person]]
     agents: list[Agent] = field(default_factory=list)
+    gamed: set[tuple[str, int]] = field(default_factory=set)  # (agent, week) it gamed in
     runs: list[Planned] = field(default_factory=list)
 
     @property
@@ -160,6 +163,9 @@ class Run:
         self.outcomes: list[Outcome] = []
         self.evidence: list[Evidence] = []
         self.votes: list[tuple[str, int]] = []
+        # Whether this run games: always for a gaming archetype, except those that game at
+        # times (a looper on the days it loops, a splitter's split tasks, ...), which say so.
+        self.gaming = agent.gaming and agent.archetype not in PART_TIME
 
     def asked(self, person: Person, kind: str = "slash") -> Run:
         self.trigger, self.scheduled = kind, None
@@ -253,6 +259,8 @@ class Run:
             error="upstream 503" if self.status == "failed" else None,
         )
         self.world.runs.append(Planned(record, self.evidence, self.votes))
+        if self.gaming:
+            self.world.gamed.add((agent.name, (self.at - START).days // 7))
 
 
 # -- schedules -----------------------------------------------------------------------------------
@@ -318,10 +326,19 @@ def incident_bot(world: World, agent: Agent) -> None:
         if rng.random() > agent.p["incidents"]:
             continue
         askers = rng.sample(team, rng.randint(1, min(5, len(team))))
-        for _ in range(rng.randint(2, agent.p["requests"])):
+        requests = rng.randint(2, agent.p["requests"])
+        if rng.random() < 0.3:  # a long incident: the one person on call asks again and again
+            askers, requests = askers[:1], rng.randint(8, 20)
+        for _ in range(requests):
             run = Run(world, agent, _at(day, rng.uniform(8, 20), rng, 0.5))
             run.asked(rng.choice(askers)).post("thread", agent.p["members"])
             run.engage(agent.p["rate"] * 2).add()
+
+
+def hourly_alerts(world: World, agent: Agent) -> None:
+    """Honest and busy: every alert is worth a look, and some get a reaction."""
+    for at in _every(world, agent.p["every"], (8, 19)):
+        Run(world, agent, at).post("public", agent.p["members"]).engage(agent.p["rate"]).add()
 
 
 def quiet_monitor(world: World, agent: Agent) -> None:
@@ -419,6 +436,7 @@ def padded_prompts(world: World, agent: Agent) -> None:
         p["tokens"] = base * grown
         for _ in range(p["runs_per_day"]):
             run = Run(world, agent, _at(day, rng.uniform(8, 18), rng, 0.1))
+            run.gaming = week >= p["from"]
             run.post("public", p["members"]).engage(p["rate"]).add()
     p["tokens"] = base
 
@@ -435,6 +453,7 @@ def slash_looper(world: World, agent: Agent) -> None:
         for _ in range(rng.randint(p["loops"] // 2, p["loops"])):
             at += timedelta(minutes=rng.uniform(2.5, 9))
             run = Run(world, agent, at).asked(looper)
+            run.gaming = True
             run.input_hash = hashlib.sha1(f"{rng.randint(0, 3)}".encode()).hexdigest()
             run.post("ephemeral", 1, kind="slack.ephemeral").add()
 
@@ -448,6 +467,7 @@ def task_splitter(world: World, agent: Agent) -> None:
         for _ in range(rng.randint(p["parts"] // 2, p["parts"])):
             at += timedelta(seconds=rng.uniform(5, 90))
             run = Run(world, agent, at).asked(agent.owner, "api")
+            run.gaming = True
             run.post("public", p["members"]).engage(p["rate"]).add()
 
 
@@ -459,6 +479,7 @@ def self_voter(world: World, agent: Agent) -> None:
             run.post("public", p["members"]).engage(0.01)
             if rng.random() < p["votes"]:
                 run.votes.append((agent.owner.slack, 1))
+                run.gaming = True
             run.add()
 
 
@@ -495,12 +516,14 @@ def empty_loop(world: World, agent: Agent) -> None:
 
 
 Maker = Callable[[World, Agent], None]
+PART_TIME = {"padded-prompts", "slash-looper", "task-splitter", "self-voter"}
 # name: (gaming, maker, value tag, draws of its parameters)
 ARCHETYPES: dict[str, tuple[bool, Maker, str]] = {
     "daily-digest": (False, daily_digest, "toil-reduction"),
     "weekly-report": (False, weekly_report, "toil-reduction"),
     "incident-bot": (False, incident_bot, "incident-response"),
     "quiet-monitor": (False, quiet_monitor, "incident-response"),
+    "hourly-alerts": (False, hourly_alerts, "incident-response"),
     "brand-new": (False, brand_new, "toil-reduction"),
     "release-notes": (False, release_notes, "toil-reduction"),
     "ephemeral-helper": (False, ephemeral_helper, "customer-support"),
@@ -528,16 +551,17 @@ def _draw(rng: random.Random, archetype: str) -> dict[str, Any]:
         "out": u(150, 900),
         "members": r(5, 120),
         "rate": u(0.05, 0.10),  # people engage with 5-10 % of useful outputs
-        "unchanged": u(0.0, 0.3),
-        "skip": rng.random() < 0.6,
+        "unchanged": u(0.0, 0.5),
+        "skip": rng.random() < 0.5,
     }
     extra = {
         "weekly-report": {"tokens": u(8000, 40000), "out": u(600, 2000)},
-        "incident-bot": {"incidents": u(0.05, 0.3), "requests": r(3, 10), "tokens": u(5000, 40000)},
-        "quiet-monitor": {"every": u(30, 240), "alerts": u(0.01, 0.06), "tokens": u(800, 4000)},
-        "release-notes": {"tokens": u(40000, 150000), "out": u(1500, 5000), "releases": u(0.5, 2)},
-        "ephemeral-helper": {"users": r(3, 12), "per_day": r(2, 12)},
-        "heavy-user-helper": {"users": r(3, 10), "per_day": r(1, 6), "heavy": r(8, 20)},
+        "incident-bot": {"incidents": u(0.05, 0.3), "requests": r(3, 12), "tokens": u(5000, 80000)},
+        "quiet-monitor": {"every": u(10, 240), "alerts": u(0.01, 0.06), "tokens": u(800, 4000)},
+        "hourly-alerts": {"every": u(40, 180), "tokens": u(1000, 8000)},
+        "release-notes": {"tokens": u(40000, 300000), "out": u(1500, 5000), "releases": u(0.5, 2)},
+        "ephemeral-helper": {"users": r(3, 12), "per_day": r(2, 25)},
+        "heavy-user-helper": {"users": r(3, 10), "per_day": r(1, 6), "heavy": r(8, 24)},
         "jira-triage": {"tokens": u(3000, 15000)},
         "poller": {"every": u(5, 15), "same": u(0.5, 0.95), "posts": u(0.0, 1.0)},
         "unread-channel": {"every": u(45, 180), "members": r(2, 15)},
@@ -629,6 +653,7 @@ def auc(honest: list[float], gaming: list[float]) -> float:
 class SeedResult:
     seed: int
     pairs: list[tuple[str, str, int, bool, bool]]  # agent, archetype, week, gaming, flagged
+    spend: dict[tuple[str, int], Decimal]  # what each agent spent each week
     false_flags: list[str]
     auc: float
     entries: int
@@ -650,6 +675,7 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
         for plan in world.runs:
             active[(plan.record.started_at - START).days // 7].add(plan.record.agent)
         pairs, false_flags = [], []
+        spend: dict[tuple[str, int], Decimal] = {}
         for week in range(first_week, weeks):
             period = Period.week((START + timedelta(weeks=week)).date())
             found = flags(ledger, period=period, viewer=ADMIN, privacy=PRIVACY,
@@ -658,10 +684,13 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
             for flag in found:
                 if flag.kind == "waste":
                     waste[flag.subject].append(flag)
+            for row in value.headline(ledger, period=period, by="agent"):
+                spend[row.group, week] = row.cost_usd
             for name in sorted(active[week]):
                 agent = by_name[name]
-                pairs.append((name, agent.archetype, week, agent.gaming, name in waste))
-                if name in waste and not agent.gaming:
+                gamed = (name, week) in world.gamed
+                pairs.append((name, agent.archetype, week, gamed, name in waste))
+                if name in waste and not gamed:
                     for flag in waste[name]:
                         false_flags.append(
                             f"seed {seed} week {week + 1} {agent.archetype}: {flag.rule}: "
@@ -673,25 +702,27 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
         honest = [score.get(a.name, 0.0) for a in world.agents if not a.gaming]
         gaming = [score.get(a.name, 0.0) for a in world.agents if a.gaming]
         return SeedResult(
-            seed, pairs, false_flags, auc(honest, gaming), len(world.runs),
+            seed, pairs, spend, false_flags, auc(honest, gaming), len(world.runs),
             time.perf_counter() - started,
         )  # fmt: skip
 
 
 def report(results: list[SeedResult]) -> dict[str, float]:
-    share: dict[str, list[bool]] = defaultdict(list)
-    gaming_of: dict[str, bool] = {}
+    share: dict[tuple[str, bool], list[bool]] = defaultdict(list)
     for result in results:
         for _, archetype, _, gaming, flagged in result.pairs:
-            share[archetype].append(flagged)
-            gaming_of[archetype] = gaming
+            share[archetype, gaming].append(flagged)
     print("\nshare of (agent, week) pairs flagged, per archetype, all seeds")
-    print(f"{'archetype':<20} {'truth':<7} {'pairs':>6} {'flagged':>8}")
-    for archetype in ARCHETYPES:
-        found = share.get(archetype, [])
-        rate = sum(found) / len(found) if found else float("nan")
-        truth = "gaming" if gaming_of.get(archetype) else "honest"
-        print(f"{archetype:<20} {truth:<7} {len(found):>6} {rate:>8.0%}")
+    print(f"{'archetype':<20} {'kind':<7} {'gaming weeks':>12} {'flagged':>8} "
+          f"{'honest weeks':>12} {'flagged':>8}")  # fmt: skip
+    for archetype, (gaming, _, _) in ARCHETYPES.items():
+        cells = []
+        for truth in (True, False):
+            found = share.get((archetype, truth), [])
+            rate = f"{sum(found) / len(found):.0%}" if found else "-"
+            cells.append(f"{len(found):>12} {rate:>8}")
+        kind = "gaming" if gaming else "honest"
+        print(f"{archetype:<20} {kind:<7} {' '.join(cells)}")
     print(f"\n{'seed':>5} {'entries':>8} {'precision':>10} {'recall':>8} {'false':>6} {'AUC':>6} "
           f"{'seconds':>8}")  # fmt: skip
     everything = []
@@ -709,6 +740,23 @@ def report(results: list[SeedResult]) -> dict[str, float]:
     for line in falses[:40]:
         print("  " + line)
     missed = Counter(a for result in results for _, a, _, g, f in result.pairs if g and not f)
+    floor = Decimal(str(FlagSettings().min_usd))
+    costly = [
+        pair
+        for result in results
+        for pair in result.pairs
+        if result.spend.get((pair[0], pair[2]), Decimal(0)) >= floor
+    ]
+    _, costly_recall, _ = _precision_recall(costly)
+    cheap = sum(
+        1
+        for result in results
+        for name, _, week, g, f in result.pairs
+        if g and not f and result.spend.get((name, week), Decimal(0)) < floor
+    )
+    print(f"gaming weeks not flagged: {sum(missed.values())}, of which {cheap} spent under the "
+          f"${floor} a week below which no waste flag is raised; recall over the weeks that "
+          f"spent ${floor} or more: {costly_recall:.3f}")  # fmt: skip
     if missed:
         print("gaming (agent, week) pairs not flagged, by archetype: " + ", ".join(
             f"{a} {n}" for a, n in missed.most_common()))  # fmt: skip

@@ -10,7 +10,8 @@ computes the figure a company can trust beside it:
 - an answer shown only to the person who asked (audience "ephemeral") can only be taken up by
   them: their Useful vote (or engagement) counts when they are not the owner, but such an answer
   reached nobody else, so it is no honest adoption;
-- accepted runs are credited once per *unit*: a scheduled fire (agent, scheduled_for), or a
+- accepted runs are credited once per *unit*: a scheduled fire (agent, scheduled_for; fires
+  that read the same input, the same content posted again, are one unit), or a
   distinct request (agent, person, and runs each within `[value] request_gap_minutes` of the
   last one, so a task split into 40 runs is one request; the same question asked again the
   same day is the same request); a request of many runs earns the share of them taken up (4 of
@@ -200,6 +201,25 @@ def _fire_gaps(
     return gaps
 
 
+def _contents(
+    connection: Connection, agents: list[str], since: datetime, until: datetime
+) -> dict[tuple[str, str], int]:
+    """Per (agent, input hash): its scheduled runs in the window that spent tokens."""
+    query = (
+        select(entries.c.agent, entries.c.input_hash, func.count())
+        .where(
+            entries.c.started_at >= since,
+            entries.c.started_at < until,
+            entries.c.trigger_kind == "schedule",
+            entries.c.input_hash.is_not(None),
+            entries.c.status.not_in(("running", "skipped_unchanged", "missed")),
+            entries.c.agent.in_(agents),
+        )
+        .group_by(entries.c.agent, entries.c.input_hash)
+    )
+    return {(agent, digest): int(count) for agent, digest, count in connection.execute(query)}
+
+
 def _units(
     ledger: Ledger,
     runs: dict[str, tuple[Any, int, bool]],
@@ -208,9 +228,10 @@ def _units(
     since: datetime,
     until: datetime,
 ) -> tuple[dict[tuple[Any, ...], list[tuple[Any, int, bool]]], dict[tuple[Any, ...], int]]:
-    """Accepted runs grouped by what they are credited as: a fire, or one distinct request (a
-    person's runs each within `gap` of the last, or asking the same again the same day); and
-    how many runs, accepted or not, each request has."""
+    """Accepted runs grouped by what they are credited as: a fire (its runs on the same input
+    as other fires are one: the same content posted again), or one distinct request (a person's
+    runs each within `gap` of the last, or asking the same again the same day); and how many
+    runs, accepted or not, each unit has."""
     session: dict[str, tuple[Any, ...]] = {}
     sizes: dict[tuple[Any, ...], int] = defaultdict(int)
     asked = sorted({r[1] for r, _, _ in runs.values() if r[7] != "schedule"})
@@ -234,9 +255,16 @@ def _units(
                 key = seen.setdefault((agent, who, started.date(), input_hash), key)
             session[run_id] = key
             sizes[key] += 1
+    scheduled = sorted({r[1] for r, _, _ in runs.values() if r[7] == "schedule"})
+    if scheduled:
+        contents = ledger.read(lambda c: _contents(c, scheduled, since, until))
+        for (agent, digest), count in contents.items():
+            sizes[agent, "content", digest] = count
     units: dict[tuple[Any, ...], list[tuple[Any, int, bool]]] = defaultdict(list)
     for run_id, (row, accepted, reached) in runs.items():
-        if row[7] == "schedule" and row[8] is not None:
+        if row[7] == "schedule" and row[11]:  # the same content posted again is one unit
+            key = (row[1], "content", row[11])
+        elif row[7] == "schedule" and row[8] is not None:
             key = (row[1], "fire", utc(row[8]))
         else:
             key = session.get(run_id, ("request", row[1], people.key(row[6] or row[2]), run_id))

@@ -140,8 +140,8 @@ def _accept(ledger, run_ids, who="carol"):
 
 
 def test_evidenced_minutes_are_credited_once_per_fire_or_request(ledger):
-    fires = [record(started_at=T0 + timedelta(days=d), scheduled_for=T0 + timedelta(days=d))
-             for d in range(3)]  # fmt: skip
+    fires = [record(started_at=T0 + timedelta(days=d), scheduled_for=T0 + timedelta(days=d),
+                    input_hash=f"day{d}") for d in range(3)]  # fmt: skip
     split = [
         record(agent="split", started_at=T0 + timedelta(seconds=30 * i), trigger_kind="api",
                triggered_by="dave", scheduled_for=None, minutes_saved=30)
@@ -164,7 +164,7 @@ def test_evidenced_minutes_are_credited_once_per_fire_or_request(ledger):
 
 def test_evidenced_minutes_are_capped_per_agent_and_week(ledger):
     runs = [record(started_at=T0 + timedelta(hours=h), scheduled_for=T0 + timedelta(hours=h),
-                   minutes_saved=100) for h in range(30)]  # fmt: skip
+                   minutes_saved=100, input_hash=f"h{h}") for h in range(30)]  # fmt: skip
     _accept(ledger, ledger.write_records(runs))
     capped = value.credits(ledger, WEEK, value=ValueSettings(weekly_cap_minutes=600))
     assert len(capped) == 30 and sum(c.minutes for c in capped) == Decimal(600)
@@ -173,8 +173,8 @@ def test_evidenced_minutes_are_capped_per_agent_and_week(ledger):
 def test_self_votes_and_owner_engagement_earn_nothing(ledger):
     people.link(ledger, "alice", "U0ALICE01")
     mine, voted, theirs = ledger.write_records(
-        [record(started_at=T0 + timedelta(hours=h), scheduled_for=T0 + timedelta(hours=h))
-         for h in range(3)]
+        [record(started_at=T0 + timedelta(hours=h), scheduled_for=T0 + timedelta(hours=h),
+                input_hash=f"h{h}") for h in range(3)]
     )  # fmt: skip
     _accept(ledger, [mine], who="U0ALICE01")
     ledger.add_feedback(voted, "alice", 1)
@@ -242,6 +242,20 @@ def test_the_same_question_again_the_same_day_is_one_request(ledger):
 
 def test_a_fire_earns_at_most_the_minutes_between_fires(ledger):
     runs = [record(started_at=T0 + timedelta(minutes=15 * i), minutes_saved=120,
-                   scheduled_for=T0 + timedelta(minutes=15 * i)) for i in range(8)]  # fmt: skip
+                   scheduled_for=T0 + timedelta(minutes=15 * i), input_hash=f"{i}")
+            for i in range(8)]  # fmt: skip
     _accept(ledger, ledger.write_records(runs)[:2])
     assert [c.minutes for c in value.credits(ledger, WEEK)] == [Decimal(15), Decimal(15)]
+
+
+def test_the_same_content_posted_again_is_one_unit(ledger):
+    runs = [record(started_at=T0 + timedelta(hours=h), scheduled_for=T0 + timedelta(hours=h),
+                   input_hash="same" if h < 4 else "new") for h in range(5)]  # fmt: skip
+    ids = ledger.write_records(runs)
+    _accept(ledger, [ids[0], ids[4]])
+    made = value.credits(ledger, WEEK)
+    # four fires on one input, one of them taken up: a quarter; the new content in full
+    assert [(c.run_ids, c.minutes) for c in made] == [
+        ((ids[0],), Decimal("3.75")),
+        ((ids[4],), Decimal(15)),
+    ]
