@@ -299,7 +299,7 @@ def main() -> None:
     print(figures("meshagent Fleet (AsyncIOScheduler + claims)", fleet["finishes"], statuses))
     if fleet["claimed"]:
         print(
-            f"  {'':<44} every fire's entry opened (claimed) by "
+            f"  {'':<44} every fire taken up (its entry made for its claim) by "
             f"{max(fleet['claimed']):.2f} s after the moment"
         )
     baseline = bench_baseline(agents, options.latency, 1.0)

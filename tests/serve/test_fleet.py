@@ -235,3 +235,26 @@ def test_a_claimed_entry_another_replica_expired_is_left_as_it_is(tmp_path, ledg
     assert ledger.entry(run_id)["status"] == "interrupted"
     assert fleet.stats.runs[("late", "missed")] == 0
     assert f"run {run_id} is closed (interrupted)" in caplog.text
+
+
+def test_a_reloaded_agent_keeps_its_pending_fire(tmp_path, ledger):
+    # A fire already due when the file changed (a loop that lags) is not dropped by the reload.
+    fleet = _fleet(tmp_path, ledger)
+    write_agent(fleet.agents_dir, "hourly", every="1h")
+
+    async def scenario():
+        await fleet.start()
+        try:
+            assert fleet._scheduler is not None
+            fleet._scheduler.pause()  # as if the loop had not come round to it yet
+            due = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+            fleet._scheduler.modify_job("hourly#0", next_run_time=due)
+            write_agent(fleet.agents_dir, "hourly", body="description: reworded\n", every="1h")
+            await _until(lambda: fleet.specs["hourly"].description == "reworded")
+            assert dict(fleet.jobs())["hourly#0"] == due
+            fleet._scheduler.resume()
+            await _until(lambda: _rows(ledger, "scheduled_for") == [(due,)])
+        finally:
+            await fleet.stop()
+
+    asyncio.run(scenario())
