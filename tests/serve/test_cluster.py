@@ -39,7 +39,7 @@ def _start(url: str, agents, port: int, log) -> subprocess.Popen:
     env = {
         **os.environ,
         "MESHAGENT_LEDGER_URL": url,
-        "MESHAGENT_SERVE__CLAIM_LEASE_SECONDS": "3",
+        "MESHAGENT_SERVE__CLAIM_LEASE_SECONDS": "5",
         "MESHAGENT_SERVE__MIN_INTERVAL_SECONDS": "1",
         "MESHAGENT_SERVE__MISFIRE_GRACE_SECONDS": "60",
         "MESHAGENT_SERVE__SHUTDOWN_TIMEOUT_SECONDS": "10",
@@ -88,10 +88,10 @@ def test_three_replicas_run_every_fire_exactly_once_despite_a_sigkill(tmp_path, 
     try:
         for port, process in zip(ports, replicas, strict=True):
             _wait_ready(port, process)
+        ids = [httpx.get(f"http://127.0.0.1:{port}/readyz").json()["replica"] for port in ports]
         start = datetime.now(UTC) + timedelta(seconds=1)
         time.sleep(RUN_SECONDS / 2)
         victim = replicas[1]
-        victim_id = httpx.get(f"http://127.0.0.1:{ports[1]}/readyz").json()["replica"]
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         time.sleep(RUN_SECONDS / 2)
@@ -137,7 +137,7 @@ def test_three_replicas_run_every_fire_exactly_once_despite_a_sigkill(tmp_path, 
     assert statuses["running"] == 0  # the victim's runs were closed by the survivors
     standing_for = Counter(c["run_id"] for c in claimed)
     for row in rows:
-        _assert_true_reason(row, by_run, standing_for[row["run_id"]], end, victim_id)
+        _assert_true_reason(row, by_run, standing_for[row["run_id"]], end, ids)
     # Load may cost fires (each with its reason, checked above), never most of them.
     ran = sum(standing_for[row["run_id"]] for row in rows if row["status"] == "ok")
     assert ran >= 0.6 * sum(standing_for.values()), statuses
@@ -148,15 +148,18 @@ def test_three_replicas_run_every_fire_exactly_once_despite_a_sigkill(tmp_path, 
     assert won > 0 and lost > 0  # the survivors really competed for the same fires
 
 
-def _assert_true_reason(row, by_run, fires: int, end: datetime, victim: str) -> None:
+def _assert_true_reason(row, by_run, fires: int, end: datetime, replicas: list[str]) -> None:
     """A fire that did not run says why, and what it says is what happened."""
     status, error = row["status"], row["error"] or ""
     coalesced = re.search(r" \((\d+) earlier fires coalesced into this one\)$", error)
     assert (int(coalesced.group(1)) if coalesced else 0) == fires - 1, (error, fires)
     if status == "ok":
         return
-    if status == "interrupted":  # only the killed replica's runs
-        assert error == f"replica {victim} stopped renewing its claim before the run finished"
+    if status == "interrupted":  # the killed replica's runs (or one that stalled a lease long)
+        stopped = re.fullmatch(
+            r"replica (\S+) stopped renewing its claim before the run finished", error
+        )
+        assert stopped and stopped.group(1) in replicas, error
         return
     assert status == "missed", (status, error)
     named = re.search(r"run ([0-9a-f-]{36}) of the fire at", error)
