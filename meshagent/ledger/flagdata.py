@@ -110,6 +110,7 @@ class Cell:
     scheduled_delivered: int
     off_schedule: int
     off_schedule_cost: Decimal
+    distinct_inputs: int  # different contexts read: another thread, another question
 
 
 def cells(
@@ -174,6 +175,7 @@ def cells(
             count(and_(has(facts.c.delivered), entries.c.trigger_kind == "schedule")),
             count(off),
             total(off, cost),
+            func.count(entries.c.input_hash.distinct()),
         )
         .select_from(entries.outerjoin(facts, facts.c.run_id == entries.c.run_id))
         .where(*_window(since, until), entries.c.status != "running")
@@ -184,7 +186,7 @@ def cells(
         values = list(row)
         for at in (7, 12, 19, 20, 23):  # money and minutes: None when nothing was summed
             values[at] = Decimal(values[at] or 0)
-        for at in (6, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 21, 22):
+        for at in (6, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 21, 22, 24):
             values[at] = int(values[at] or 0)
         result.append(Cell(*values))
     return result

@@ -13,7 +13,9 @@ said otherwise:
 - burst: a day's spend (of the agent, or of one person's runs of it) over `burst_factor` x the
   agent's median day with runs in the `history_days` before, by at least `burst_min_usd`; an
   agent younger than `burst_window_days` or with fewer than 5 days with runs is left alone, so
-  is a burst with an accepted outcome, or one asked for by `burst_breadth_people` people;
+  is a burst with an accepted outcome, one asked for by `burst_breadth_people` people, and one
+  of requests by people other than the owner, each about something else and answered (the
+  person on call during an incident; one person repeating themselves is a slash_loop);
 - no_outcome: `no_outcome_min_runs` ok runs that spent tokens and produced nothing, at least
   `no_outcome_share` of such runs; dry runs (plans), failures and declared quiet results are
   not counted (failures are the `failing` reliability flag);
@@ -326,6 +328,14 @@ class _Rules:
         looper, top = max(per_person.items(), key=lambda item: (item[1], item[0]))
         if len(askers) >= s.burst_breadth_people and top <= threshold:
             return  # many people asked for it on the same day: demand, not a burst
+        asked = [c for c in cells if c.triggered_by and self.people.key(c.triggered_by) in askers]
+        runs_asked = sum(c.runs for c in asked)
+        if (
+            runs_asked >= 0.8 * sum(c.runs for c in cells)
+            and min(sum(c.distinct_inputs for c in asked), sum(c.delivered for c in asked))
+            >= 0.8 * runs_asked
+        ):
+            return  # others asked, each time about something else, and got an answer: demand
         one = top > threshold and looper != agent.owner
         when = datetime.fromisoformat(day)
         runs = data.runs_where(self.c, agent.name, when, when + timedelta(days=1))

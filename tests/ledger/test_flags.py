@@ -376,3 +376,22 @@ def test_an_askers_vote_on_their_own_ephemeral_answer_is_not_a_self_vote(ledger)
     for run_id in ids:
         ledger.add_feedback(run_id, "bob", 1)
     assert _flags(ledger) == {}
+
+
+def test_one_person_on_call_asking_about_each_thread_is_demand_not_a_burst(ledger):
+    _usual_days(ledger, "incidents")
+    _burst(ledger, "incidents", people_=("bob",))  # each run on another thread: its own input
+    assert "burst" not in _rules(ledger)
+
+
+def test_one_person_asking_the_same_again_and_again_is_a_burst(ledger):
+    _usual_days(ledger, "incidents")
+    ids = ledger.write_records(
+        [
+            _at(i, agent="incidents", trigger_kind="slash", triggered_by="bob", input_hash="x")
+            for i in range(20)
+        ]
+    )
+    flag = _flags(ledger)["burst", "incidents"]
+    assert flag.accountable == "bob" and flag.run_ids == tuple(ids)
+    assert flag.reason.startswith("bob's runs of incidents: $2.00 on 2025-03-03")
