@@ -8,8 +8,9 @@ its entry as interrupted. Nothing runs twice: a claimed fire is never claimed ag
 
 A fire that will not run is closed as ``missed`` in the transaction that claims it, so no other
 fire ever sees it as a run in progress: only a live claim whose entry is still open (a run that
-has not closed its entry) holds its agent. Fires skipped together (a replica whose loop woke late)
-are claimed together and share one ``missed`` entry: each claim row names that entry's run id.
+has not closed its entry, or a fire waiting for the run before it) holds its agent. Fires skipped
+together (a replica whose loop woke late) are claimed together and share one ``missed`` entry:
+each claim row names that entry's run id.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ __all__ = [
     "Claim",
     "Fire",
     "Holder",
-    "claim",
     "claim_all",
     "claim_missed",
     "close_missed",
@@ -95,21 +95,6 @@ class Fire:
     fire_time: datetime
     entry: dict[str, Any]
     hold: Callable[[], str | None] | None = None
-
-
-def claim(
-    ledger: Ledger,
-    *,
-    agent: str,
-    fire_time: datetime,
-    replica: str,
-    lease_seconds: float,
-    entry: dict[str, Any],
-    hold: Callable[[], str | None] | None = None,
-) -> Claim:
-    """Claim one fire and open its entry: ``claim_all`` of one."""
-    fire = Fire(agent, fire_time, entry, hold)
-    return claim_all(ledger, [fire], replica=replica, lease_seconds=lease_seconds)[0]
 
 
 def claim_all(
