@@ -15,8 +15,8 @@ computes the figure a company can trust beside it:
   distinct request (agent, person, and runs each within `[value] request_gap_minutes` of the
   last one, so a task split into 40 runs is one request; the same question asked again the
   same day is the same request); a request of many runs earns the share of them taken up (4 of
-  40 parts accepted: a tenth), so that splitting neither multiplies the credit nor buys more
-  chances of some acceptance;
+  40 parts accepted: a tenth; the same for fires of one content), so that splitting neither
+  multiplies the credit nor buys more chances of some acceptance;
 - a unit earns the agent's `minutes_saved` once, and a fire at most the median minutes between
   the agent's fires (what its schedule can support: a job every 15 minutes cannot save a reader
   two hours each time); an agent's evidenced minutes in an ISO week are capped at
@@ -27,7 +27,8 @@ computes the figure a company can trust beside it:
 `credits(ledger, period)` returns the credited units (agent, team, owner, tag, model, person,
 week, minutes, runs); `headline(ledger, period, by=...)` the per-group figures: accepted
 outcomes (credited units), cost per accepted outcome, minutes claimed and evidenced, honest
-adoption. `reports.summary` merges the same credits into its rows, under its privacy rules.
+adoption. `reports.summary` gives the same figures per row (`Report.evidence`, `evidence_of`),
+folded by its privacy rules, and `reports.adoption` honest adoption per week.
 """
 
 from __future__ import annotations
