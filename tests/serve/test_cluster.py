@@ -165,15 +165,14 @@ def _assert_true_reason(row, by_run, fires: int, end: datetime, replicas: list[s
     named = re.search(r"run ([0-9a-f-]{36}) of the fire at", error)
     holder = by_run[named.group(1)] if named else None
     if error.startswith("the previous run of this agent was still running: run "):
-        # The named run began before this fire gave up, and ran when the next fire was due
-        # (its entry was open then; finished_at is taken before a close that may commit ~1 s
-        # later on a loaded machine).
+        # The named run began before this fire gave up, still ran when this fire was due, and
+        # its entry was still open when the next one was: that last part the ledger cannot
+        # show (finished_at is taken before a close that commits later on a loaded machine).
         assert holder is not None and holder["agent"] == row["agent"], error
         assert holder["scheduled_for"] < row["scheduled_for"], error
         assert holder["status"] in ("ok", "interrupted"), (error, holder["status"])
         assert holder["started_at"] <= row["finished_at"], error
-        due = row["scheduled_for"] + timedelta(seconds=INTERVAL)
-        assert holder["finished_at"] >= due - timedelta(seconds=1), (error, holder)
+        assert holder["finished_at"] >= row["scheduled_for"], (error, holder)
     elif error.startswith("a later fire of this agent was already running: run "):
         assert holder is not None and holder["scheduled_for"] > row["scheduled_for"], error
         assert holder["started_at"] <= row["finished_at"], error
