@@ -24,10 +24,10 @@ from meshagent.models import ScriptedChatModel
 from meshagent.runtime import Runtime
 from meshagent.scheduler import Fleet
 from tests.serve.conftest import write_agent
+from tests.serve.test_fleet import LAGGED as LOOP_LAGGED  # a true reason on a loaded machine
 from tests.serve.test_fleet import _fleet, _run_for
 
 STILL_RUNNING = "the previous run of this agent was still running"
-LOOP_LAGGED = "this replica's scheduler woke"  # a true reason on a loaded machine, here too
 
 
 def _entries(ledger) -> list[dict]:

@@ -21,6 +21,9 @@ from meshagent.scheduler import Fleet
 from meshagent.server import single_replica_lock
 from tests.serve.conftest import write_agent
 
+#: The reason of fires a late-waking loop skipped: on a loaded machine, any test may see it.
+LAGGED = "this replica's scheduler woke "
+
 
 def _fleet(tmp_path, ledger, sandbox=None, chat_model=None, **serve) -> Fleet:
     agents = tmp_path / "agents"
@@ -57,17 +60,20 @@ def test_every_fire_runs_once_at_its_scheduled_second(tmp_path, ledger):
     write_agent(fleet.agents_dir, "tick")
     write_agent(fleet.agents_dir, "tock", every="2s")
     asyncio.run(_run_for(fleet, 4.2))
-    rows = _rows(ledger, "agent", "status", "scheduled_for", "trigger_kind")
-    ticks = [r for r in rows if r[0] == "tick"]
-    tocks = [r for r in rows if r[0] == "tock"]
+    rows = _rows(ledger, "agent", "status", "scheduled_for", "trigger_kind", "error")
+    query = select(claims.c.agent, claims.c.fire_time, claims.c.done)
+    fired = [tuple(f) for f in ledger.read(lambda c: c.execute(query).all())]
+    ticks = [f for f in fired if f[0] == "tick"]
+    tocks = [f for f in fired if f[0] == "tock"]
     assert 3 <= len(ticks) <= 6 and 1 <= len(tocks) <= 3
-    assert all(r[1] == "ok" and r[3] == "schedule" for r in rows)
+    # On a loaded machine the loop may wake late: the fires it skipped are recorded, not lost.
+    assert all(r[3] == "schedule" and (r[1] == "ok" or r[4].startswith(LAGGED)) for r in rows)
     assert all(r[2].microsecond == 0 for r in rows)
-    assert len({r[2] for r in ticks}) == len(ticks)  # one entry per fire
-    assert all(r[2].second % 2 == 0 for r in tocks)  # anchored: every replica agrees
-    assert fleet.stats.claims_won == len(rows) and fleet.stats.claims_lost == 0
-    done = ledger.read(lambda c: c.execute(select(claims.c.done)).scalars().all())
-    assert done and all(done)
+    ticked = [r[2] for r in rows if r[0] == "tick"]
+    assert len(set(ticked)) == len(ticked)  # one entry per fire
+    assert all(f[1].second % 2 == 0 for f in tocks)  # anchored: every replica agrees
+    assert fleet.stats.claims_won == len(fired) and fleet.stats.claims_lost == 0
+    assert all(done for _, _, done in fired)
 
 
 def test_stable_job_ids_and_hot_reload(tmp_path, ledger):
@@ -154,7 +160,8 @@ def test_a_crash_looping_agent_backs_off_and_the_others_keep_running(tmp_path, l
     rows = _rows(ledger, "agent", "status", "error")
     broken = [r for r in rows if r[0] == "broken"]
     assert [r[1] for r in broken[:2]] == ["failed", "failed"]
-    assert all(r[1] == "missed" and "backing off after 2 failed runs" in r[2] for r in broken[2:])
+    held = ("backing off after 2 failed runs", LAGGED)  # a loop that woke late records it too
+    assert all(r[1] == "missed" and any(h in r[2] for h in held) for r in broken[2:])
     assert len(broken) >= 3
     assert sum(1 for r in rows if r[0] == "healthy" and r[1] == "ok") >= 3
 
@@ -216,6 +223,7 @@ def test_a_fire_refused_before_its_run_starts_closes_its_entry_as_failed(tmp_pat
     asyncio.run(_run_for(fleet, 2.2))
     rows = _rows(ledger, "agent", "status", "error", "input_tokens")
     keyless = [r for r in rows if r[0] == "keyless"]
+    keyless = [r for r in keyless if not (r[1] == "missed" and r[2].startswith(LAGGED))]
     assert keyless and all(r[1] == "failed" for r in keyless)  # none left running
     assert keyless[0][2] == "model 'openai:gpt-4.1-mini' needs an API key: set OPENAI_API_KEY"
     assert {r[1] for r in rows if r[0] == "fine"} == {"ok"}  # the others ran
