@@ -399,12 +399,11 @@ class Fleet:
                     await asyncio.wait_for(ended.wait(), min(remaining, _POLL_SECONDS))
             asked = self._now()  # what the ledger answers is true from this moment on
             found = await asyncio.to_thread(claims.holders, self.ledger, spec.name, fire_time)
-            later = [h for h in found if h.fire_time > fire_time]
-            if later:
-                return f"a later fire of this agent was already running: {later[0].describe()}"
-            if not found:
+            # Later fires claimed meanwhile wait for this one (or for the same run): not a hold.
+            earlier = [h for h in found if h.fire_time < fire_time]
+            if not earlier:
                 return None
-            current = found[0]
+            current = earlier[0]
             if asked >= deadline:  # still running when the next fire was due: that one waits
                 return f"the previous run of this agent was still running: {current.describe()}"
 

@@ -322,7 +322,8 @@ def _decide(fire: Fire, running: dict[str, list[Holder]], replica: str) -> Claim
     earlier = next((h for h in holders if h.fire_time < fire.fire_time), None)
     run_id = fire.entry["run_id"]
     if later:
-        reason = f"a later fire of this agent was already running: {later[0].describe()}"
+        # Claimed before this one (this replica came late to it): running, or waiting its turn.
+        reason = f"a later fire of this agent had been claimed first: {later[0].describe()}"
         return Claim(won=True, run_id=run_id, missed=reason)
     reason = fire.hold() if earlier is None and fire.hold is not None else None
     if reason is not None:

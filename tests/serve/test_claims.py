@@ -48,7 +48,7 @@ def test_only_a_run_in_progress_holds_its_agent(store):
     # A fire older than a run in progress is missed at once, its entry closed and chained.
     [older] = _claim(store, [_fire(store, "digest", NINE - timedelta(minutes=1))])
     assert older.missed == (
-        f"a later fire of this agent was already running: run {earlier.run_id} of the fire at "
+        f"a later fire of this agent had been claimed first: run {earlier.run_id} of the fire at "
         f"{NINE.isoformat()}, on replica r1"
     )
     assert store.entry(older.run_id)["status"] == "missed"

@@ -173,7 +173,7 @@ def _assert_true_reason(row, by_run, fires: int, end: datetime, replicas: list[s
         assert holder["status"] in ("ok", "interrupted"), (error, holder["status"])
         assert holder["started_at"] <= row["finished_at"], error
         assert holder["finished_at"] >= row["scheduled_for"], (error, holder)
-    elif error.startswith("a later fire of this agent was already running: run "):
+    elif error.startswith("a later fire of this agent had been claimed first: run "):
         assert holder is not None and holder["scheduled_for"] > row["scheduled_for"], error
         assert holder["started_at"] <= row["finished_at"], error
     elif error.startswith("this replica's scheduler woke "):
