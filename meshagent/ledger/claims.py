@@ -239,7 +239,8 @@ def finish(ledger: Ledger, keys: Iterable[tuple[str, datetime]]) -> None:
 
 
 def expire(ledger: Ledger) -> list[str]:
-    """Close as interrupted the runs of claims whose lease ran out; returns their run ids."""
+    """Close as interrupted the runs of claims whose lease ran out, dropping their budget
+    reservations in the same write; returns their run ids."""
     now = rows.now()
     query = select(claims.c.agent, claims.c.fire_time, claims.c.run_id, claims.c.replica).where(
         and_(claims.c.done.is_(False), claims.c.lease_until < now)
@@ -254,6 +255,7 @@ def expire(ledger: Ledger) -> list[str]:
                     run_id,
                     "interrupted",
                     error=f"replica {replica} stopped renewing its claim before the run finished",
+                    release_reservations=True,  # its calls in flight hold no budget any more
                 )
                 closed.append(run_id)
             except LedgerError:

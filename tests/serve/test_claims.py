@@ -4,10 +4,11 @@ behind a later one (closed in the claiming transaction, chained), and nothing el
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
-from meshagent.ledger import Ledger, claims
+from meshagent.ledger import Ledger, budget, claims
 from tests.ledger.conftest import ledger_url, sqlite_url  # noqa: F401
 
 NINE = datetime(2026, 12, 3, 9, tzinfo=UTC)
@@ -90,4 +91,22 @@ def test_skipped_fires_share_one_missed_entry_that_each_claim_names(store):
     entry = store.entry(run_id)
     assert (entry["status"], entry["scheduled_for"]) == ("missed", times[2])
     assert entry["error"] == "woke late (1 earlier fires coalesced into this one)"
+    assert store.verify().ok
+
+
+def test_an_expired_claims_run_gives_back_its_daily_budget_reservations(store):
+    """A replica that died mid-call held a reservation: closing its run as interrupted drops it
+    in the same write, so it no longer counts against the agent's day until it expires."""
+    now = datetime.now(UTC)
+    [dead] = claims.claim_all(
+        store, [_fire(store, "spender", NINE)], replica="gone", lease_seconds=-1
+    )  # a lease that has run out already
+    taken, _ = budget.reserve(
+        store, agent="spender", day=now.date(), run_id=dead.run_id, amount=Decimal("0.40"),
+        limit=Decimal(1), now=now, expires_at=now + timedelta(hours=1),
+    )  # fmt: skip
+    assert taken is not None
+    assert claims.expire(store) == [dead.run_id]
+    assert store.entry(dead.run_id)["status"] == "interrupted"
+    assert budget.standing(store, "spender", now.date(), now).reserved == 0
     assert store.verify().ok
