@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import render, reports
-from meshagent.ledger.flags import flags as find_flags
+from meshagent.ledger.flags import flag_report
 from meshagent.ledger.periods import Period
 from meshagent.ledger.schema import entries
 from meshagent.ledger.store import Ledger
@@ -211,28 +211,28 @@ def flags(
     start: FromOption = None,
     end: ToOption = None,
 ) -> None:
-    """Runs that look like tokenmaxxing, each rule with its reason and its runs."""
+    """Flags that look like tokenmaxxing, ranked by dollars at stake and strength of evidence:
+    each with its agent, owner, people, evidence, innocent explanation and fix."""
     viewer = _viewer(ctx)
     with _open(ctx) as ledger:
-        found = find_flags(
+        found = flag_report(
             ledger,
             period=_period(period, start, end),
             settings=ctx.obj.get("flag_settings"),
             viewer=viewer,
             privacy=ctx.obj.get("privacy"),
         )
-    if not found:
-        privacy = ctx.obj.get("privacy")
-        if privacy is not None and viewer in tuple(privacy.admins):
-            print_text(_console(), "no tokenmaxxing flags: every rule passed for the period")
+    if not found.flags:
+        if found.everyone:
+            print_text(_console(), f"no tokenmaxxing flags: every rule passed ({found.scope})")
         else:
             print_text(
                 _console(),
-                f"no flags on runs of {viewer or 'nobody (no viewer)'}; admins listed under "
-                "[privacy] admins in meshagent.toml see every flag (ledger --viewer NAME flags)",
+                f"{'no ' if found.viewer else ''}{found.scope}; admins listed under [privacy] "
+                "admins in meshagent.toml see every flag (ledger --viewer NAME flags)",
             )
         return
-    _console().print(render.flags_table(found))
+    _console().print(render.flags_table(found.flags, scope=found.scope))
 
 
 @app.command()

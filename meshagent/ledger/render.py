@@ -17,6 +17,7 @@ from meshagent.ledger.flags import Flag
 from meshagent.ledger.reports import ForecastRow, Report, ReportRow
 
 __all__ = [
+    "flag_people",
     "flags_table",
     "money",
     "plural",
@@ -162,13 +163,50 @@ def report_csv(report: Report) -> str:
     return buffer.getvalue()
 
 
-def flags_table(found: list[Flag]) -> Table:
-    table = Table(title="Tokenmaxxing flags")
-    for header in ("rule", "subject", "runs", "why"):
-        table.add_column(header, no_wrap=header != "why")  # a reason wraps between words
+def flags_table(found: list[Flag] | tuple[Flag, ...], *, scope: str = "") -> Table:
+    """Each flag with its agent, owner, the people who triggered it (the looper of a slash
+    loop), the dollars at stake, and its evidence, innocent explanation and fix: in the order
+    given (`flag_report` ranks by dollars and strength of evidence)."""
+    title = "Tokenmaxxing flags" + (f": {scope}" if scope else "")
+    table = Table(title=title, show_lines=True)
+    table.add_column("at stake", justify="right", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    table.add_column("agent, owner, people")
+    table.add_column("evidence, innocent explanation, fix")  # wraps between words
     for flag in found:
-        table.add_row(flag.rule, Text(flag.subject), f"{len(flag.run_ids):,}", Text(flag.reason))
+        table.add_row(money(flag.usd), flag.rule, _who(flag), _flag_text(flag))
     return table
+
+
+def flag_people(flag: Flag) -> str:
+    """Whom a flag is about: the people who triggered its runs, the accountable one first."""
+    people = list(flag.people)
+    if flag.accountable and flag.accountable != flag.owner:
+        people = [flag.accountable, *(p for p in people if p != flag.accountable)]
+    return ", ".join(people) or "-"
+
+
+def _who(flag: Flag) -> Text:
+    text = Text(flag.subject, style="bold")
+    text.append(f"\nowner {flag.owner or '-'}")
+    text.append(f"\nby {flag_people(flag)}")
+    if flag.accountable and flag.accountable != flag.owner:
+        role = "looper" if flag.rule == "slash_loop" else "about"
+        text.append(f"\n{role} {flag.accountable}")
+    return text
+
+
+def _flag_text(flag: Flag) -> Text:
+    text = Text(flag.reason)
+    for line in flag.evidence:
+        text.append(f"\n- {line}")
+    if flag.innocent:
+        text.append(f"\ninnocent: {flag.innocent}", style="dim")
+    if flag.fix:
+        text.append(f"\nfix: {flag.fix}", style="green")
+    kind = "" if flag.kind == "waste" else f" ({flag.kind})"
+    text.append(f"\n{plural(len(flag.run_ids), 'run')}, strength {flag.strength:.2f}{kind}")
+    return text
 
 
 def forecast_table(rows: list[ForecastRow]) -> Table:

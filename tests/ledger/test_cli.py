@@ -87,7 +87,7 @@ def test_export_csv_and_jsonl(url):
 def test_flags_and_migrate(url):
     hidden = _run(url, "flags", *WEEK).output
     assert (
-        "no flags on runs of nobody (no viewer); admins listed under [privacy] admins"
+        "no flags: nobody is viewing (give a viewer); admins listed under [privacy] admins"
         in " ".join(hidden.split())
     )
     assert _run(url, "migrate").output.startswith("ledger schema at 0006")
@@ -97,3 +97,50 @@ def test_an_unreachable_ledger_is_a_one_line_error(tmp_path):
     result = _run("postgresql+psycopg://u:pw@127.0.0.1:1/x", "report")
     assert result.exit_code == 2
     assert "cannot open the ledger at postgresql+psycopg://u:***@127.0.0.1:1/x" in result.output
+
+
+def _looped(url):
+    from datetime import timedelta
+
+    from meshagent.config import PrivacySettings
+
+    with Ledger.open(url) as ledger:
+        ledger.write_records(
+            [
+                record(
+                    agent="helper",
+                    owner="alice",
+                    trigger_kind="slash",
+                    triggered_by="bob",
+                    started_at=T0 + timedelta(minutes=15 * i),
+                    input_hash=f"h{i}",
+                    cost=cost("0.10"),
+                )
+                for i in range(30)
+            ]
+        )
+    return {"privacy": PrivacySettings(admins=("root",))}
+
+
+def test_flags_name_agent_owner_looper_dollars_evidence_and_fix(url):
+    obj = _looped(url)
+    result = CliRunner().invoke(
+        app, ["--ledger-url", url, "--viewer", "root", "flags", *WEEK], obj=obj
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "every flag (admin: root)" in text
+    assert "slash_loop" in text and "helper" in text and "owner alice" in text
+    assert "looper bob" in text and "$3.00" in text
+    assert "innocent:" in text and "fix:" in text
+
+
+def test_flags_say_whose_flags_they_show(url):
+    obj = _looped(url)
+    bob = CliRunner().invoke(app, ["--ledger-url", url, "--viewer", "bob", "flags", *WEEK], obj=obj)
+    assert "flags on runs owned or triggered by bob" in " ".join(bob.output.split())
+    carol = CliRunner().invoke(
+        app, ["--ledger-url", url, "--viewer", "carol", "flags", *WEEK], obj=obj
+    )
+    text = " ".join(carol.output.split())
+    assert "no flags on runs owned or triggered by carol" in text and "slash_loop" not in text
