@@ -83,6 +83,13 @@ class Outcome:
     reference: str
     url: str | None = None
     planned: bool = False
+    #: Who could see it, as the connector knew at delivery (None: unknown): the audience
+    #: (public, private, dm, thread, ephemeral, jira), its size, whether anyone but the owner
+    #: and the triggerer can see it, and what else is known (a channel's name, Jira people).
+    audience: str | None = None
+    audience_size: int | None = None
+    reaches_others: bool | None = None
+    reach_detail: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -95,6 +95,19 @@ class RunResult:
         return self.status in ("ok", "skipped_unchanged")
 
 
+def _ledger_outcome(outcome: Outcome) -> records.Outcome:
+    """The ledger's record of an outcome, its reach as the connector knew it."""
+    return records.Outcome(
+        outcome.kind,
+        outcome.reference,
+        outcome.url,
+        audience=outcome.audience,
+        audience_size=outcome.audience_size,
+        reaches_others=outcome.reaches_others,
+        reach_detail=outcome.reach_detail,
+    )
+
+
 class _Run:
     """The state of one task while it runs: what it spent, produced and was refused."""
 
@@ -287,7 +300,13 @@ class Runtime:
             context = ActionContext(
                 dry_run=dry_run,
                 env=self.env,
-                services={"ledger": self.ledger, "config": self.config, "now": self.now},
+                services={
+                    "ledger": self.ledger,
+                    "config": self.config,
+                    "now": self.now,
+                    "owner": spec.owner,
+                    "triggered_by": triggered_by,
+                },
                 connector_settings=self.connector_settings,
             )
             status, error, input_hash = "ok", None, None
@@ -571,7 +590,7 @@ class Runtime:
             "cost": cost,
             "model_answered": answered,
             "error": error[:2000] if error else None,
-            "outcomes": [records.Outcome(o.kind, o.reference, o.url) for o in run.outcomes],
+            "outcomes": [_ledger_outcome(o) for o in run.outcomes],
             "input_hash": input_hash,
             "finished_at": self.now(),
             "events": list(run.events),

@@ -103,6 +103,9 @@ class SlackState:
                 self._seed_message(cid, message, now)
         self.posted: list[Posted] = []
         self.reactions: list[tuple[str, str, str]] = []  # (channel, ts, name)
+        #: Who reacted with what to each message, the bot's reactions too: (channel, ts) ->
+        #: [(name, user)], as reactions.get reports them.
+        self.reacted: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.calls: list[str] = []  # every API method called, in order, refused ones too
         #: Every API call with its arguments (the token left out), in order, refused ones too.
         self.received: list[tuple[str, dict[str, Any]]] = []
@@ -200,6 +203,37 @@ class SlackState:
             "date_delete": 0,
         }
         return gid
+
+    def react(self, channel: str, ts: str, name: str, user: str) -> None:
+        """``user`` (id, name or email) reacts to a message with ``name``, as a person would."""
+        cid = channel if channel.startswith("D") else self.channel_id(channel)
+        with self._lock:
+            self.reacted.setdefault((cid, ts), []).append((name, self._user_id(user)))
+
+    def reply(self, channel: str, ts: str, user: str, text: str) -> str:
+        """``user`` replies in the thread of the message ``ts``; the reply's ts."""
+        cid = channel if channel.startswith("D") else self.channel_id(channel)
+        with self._lock:
+            parent = _Api(self)._find(cid, ts)
+            rts = self.next_ts()
+            item = {"type": "message", "user": self._user_id(user), "text": text, "ts": rts}
+            item["thread_ts"] = ts
+            parent.setdefault("replies", []).append(item)
+            parent["reply_count"] = len(parent["replies"])
+            parent.setdefault("thread_ts", ts)
+            return rts
+
+    def delete(self, channel: str, ts: str) -> None:
+        """Delete the message ``ts`` (a top-level message or a reply), as its author could."""
+        cid = channel if channel.startswith("D") else self.channel_id(channel)
+        with self._lock:
+            kept = []
+            for message in self.messages.get(cid, []):
+                if message["ts"] == ts:
+                    continue
+                message["replies"] = [r for r in message.get("replies", []) if r["ts"] != ts]
+                kept.append(message)
+            self.messages[cid] = kept
 
     def ephemeral_to(self, user: str) -> list[Ephemeral]:
         """Ephemeral messages shown to a user (id, name or email), oldest first."""
@@ -485,7 +519,42 @@ class _Api:
         if key in self.state.reactions:
             raise _ApiError("already_reacted")
         self.state.reactions.append(key)
+        self.state.reacted.setdefault(key[:2], []).append((name, self.state.bot["id"]))
         return {}
+
+    def reactions_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args, member=False)
+        ts = str(args.get("timestamp") or "")
+        message = self._find(channel["id"], ts)
+        by_name: dict[str, list[str]] = {}
+        for name, user in self.state.reacted.get((channel["id"], ts), []):
+            by_name.setdefault(name, []).append(user)
+        reactions = [{"name": n, "users": u, "count": len(u)} for n, u in by_name.items()]
+        shown = _public_message(message) | ({"reactions": reactions} if reactions else {})
+        return {"type": "message", "channel": channel["id"], "message": shown}
+
+    def conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args, member=False)
+        if channel.get("dm"):
+            user = "U" + channel["id"][1:]
+            return {"channel": {"id": channel["id"], "is_im": True, "user": user}}
+        shown = {k: v for k, v in channel.items() if k != "members"}
+        shown |= {"is_channel": not channel["is_private"], "is_group": channel["is_private"]}
+        shown |= {"is_im": False, "is_mpim": False}
+        if str(args.get("include_num_members", "false")).lower() in ("true", "1"):
+            shown["num_members"] = len(channel["members"]) + (1 if channel["is_member"] else 0)
+        return {"channel": shown}
+
+    def conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args, member=False)
+        if channel.get("dm"):
+            members = [self.state.bot["id"], "U" + channel["id"][1:]]
+        else:
+            members = list(channel["members"])
+            if channel["is_member"]:
+                members.append(self.state.bot["id"])
+        chunk, cursor = _page(members, args)
+        return {"members": chunk, "response_metadata": {"next_cursor": cursor}}
 
     def users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = self.state.users.get(str(args.get("user") or ""))
