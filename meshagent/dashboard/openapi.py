@@ -62,6 +62,15 @@ _FLAG = {
     "reason": STR,
     "count": {**INT, "description": "How many runs are behind the flag"},
     "run_ids": {"type": "array", "items": STR},
+    "owner": {**STR, "description": "The agent's owner (as a person)"},
+    "people": {"type": "array", "items": STR, "description": "Who triggered the flagged runs"},
+    "accountable": {**STR, "description": "Whom the flag is about: the owner, or a looper"},
+    "usd": {**DECIMAL, "description": "Dollars at stake in the period"},
+    "evidence": {"type": "array", "items": STR},
+    "innocent": {**STR, "description": "The innocent explanation"},
+    "fix": {**STR, "description": "What to do, with what it saves"},
+    "strength": {"type": "number", "description": "How much the rule's evidence weighs (0-1)"},
+    "kind": {"enum": ["waste", "reliability"]},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -238,6 +247,7 @@ SCHEMAS: dict[str, Any] = {
             "viewer": _ref("Viewer"),
             "filters": _ref("Filters"),
             "status": _ref("Status"),
+            "scope": {**STR, "description": "Whose flags these are (ledger flags says the same)"},
             "rules": {
                 "type": "array",
                 "items": _object({"rule": STR, "flags": INT, "runs": INT}),

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, distinct, func, or_, select
 
+from meshagent.ledger.people import People, directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER, PrivacyLike, fold, is_admin
 from meshagent.ledger.records import PLANNED
@@ -43,7 +44,7 @@ __all__ = [
     "buckets",
     "choices",
     "folded_report",
-    "owned_runs",
+    "runs_of_person",
     "report_row",
     "run_detail",
     "run_summaries",
@@ -126,16 +127,19 @@ def _folded(
         return _unfolded(ledger, column, where)
     if by == "owner":
         raise ValueError("rows per owner are not folded: read them for the viewer only")
-    people = (
+    persons = (
         select(daily.c.team, column, daily.c.person)
         .where(*where)
         .group_by(daily.c.team, column, daily.c.person)
     )
     sums = select(daily.c.team, column, *_sums()).where(*where).group_by(daily.c.team, column)
     found = ledger.read(
-        lambda c: (c.execute(people).all(), c.execute(sums).all()), what="read a dashboard report"
+        lambda c: (c.execute(persons).all(), c.execute(sums).all()), what="read a dashboard report"
     )
-    cells = [(team, name or NONE_LABEL, person, _NO_SUMS) for team, name, person in found[0]]
+    people = directory(ledger)  # a person's Slack id, email and login are one person
+    cells = [
+        (team, name or NONE_LABEL, people.key(person), _NO_SUMS) for team, name, person in found[0]
+    ]
     result = fold(cells, by=by, viewer=viewer, privacy=privacy)
     if result.withheld:
         return Folded((), result.folded, True)
@@ -179,15 +183,23 @@ def folded_report(
 
 def _unfolded(ledger: Ledger, column: Any, where: list[ColumnElement[bool]]) -> Folded:
     """Every group with its distinct people (an admin's report, or a person's own rows)."""
-    query = (
-        select(column, func.count(distinct(daily.c.person)), *_sums())
-        .where(*where)
-        .group_by(column)
+    query = select(column, *_sums()).where(*where).group_by(column)
+    persons = select(column, daily.c.person).where(*where).group_by(column, daily.c.person)
+    found, pairs = ledger.read(
+        lambda c: (c.execute(query).all(), c.execute(persons).all()),
+        what="read a dashboard report",
     )
-    found = ledger.read(lambda c: c.execute(query).all(), what="read a dashboard report")
+    people = directory(ledger)
+    members: dict[str, set[str]] = defaultdict(set)
+    for name, person in pairs:
+        members[name or NONE_LABEL].add(people.key(person))
     rows = [
-        report_row(name or NONE_LABEL, dict(zip(DAILY_SUMS, values, strict=True)), people)
-        for name, people, *values in found
+        report_row(
+            name or NONE_LABEL,
+            dict(zip(DAILY_SUMS, values, strict=True)),
+            len(members[name or NONE_LABEL]),
+        )
+        for name, *values in found
     ]
     return Folded(_ordered(rows), 0, False)
 
@@ -438,12 +450,21 @@ def run_summaries(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, dict[str,
     return {row["run_id"]: dict(row) for row in found}
 
 
-def owned_runs(ledger: Ledger, owner: str, since: datetime, until: datetime) -> set[str]:
-    """Run ids of `owner`'s entries started in [since, until) (owner index)."""
-    query = select(entries.c.run_id).where(
-        entries.c.owner == owner, entries.c.started_at >= since, entries.c.started_at < until
-    )
-    return set(ledger.read(lambda c: c.execute(query).scalars().all(), what="read own runs"))
+def runs_of_person(ledger: Ledger, people: People, viewer: str, run_ids: list[str]) -> set[str]:
+    """Those of `run_ids` owned or triggered by `viewer` (any of their identities)."""
+
+    def read(connection: Connection) -> set[str]:
+        mine = set()
+        for at in range(0, len(run_ids), 500):
+            query = select(entries.c.run_id, entries.c.owner, entries.c.triggered_by).where(
+                entries.c.run_id.in_(run_ids[at : at + 500])
+            )
+            for run_id, owner, triggered_by in connection.execute(query):
+                if people.same(viewer, owner) or people.same(viewer, triggered_by):
+                    mine.add(run_id)
+        return mine
+
+    return ledger.read(read, what="read the viewer's runs")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,8 +22,8 @@ from meshagent.dashboard.cache import Answer, Memo, ledger_version
 from meshagent.dashboard.filters import Filters
 from meshagent.dashboard.worker import Worker
 from meshagent.exceptions import LedgerError
-from meshagent.ledger.flags import Flag
-from meshagent.ledger.flags import flags as find_flags
+from meshagent.ledger.flags import Flag, FlagReport, flag_report
+from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER
 from meshagent.ledger.reports import ForecastRow, ReportRow, forecast
@@ -196,32 +196,43 @@ class Pages:
         everyone = PrivacySettings(min_group_size=self.privacy.min_group_size, admins=(_EVERYONE,))
 
         def compute() -> list[Flag]:
-            return self.flag_worker.run(
-                find_flags,
+            report: FlagReport = self.flag_worker.run(
+                flag_report,
                 period=period,
                 settings=self.config.flags,
                 viewer=_EVERYONE,
                 privacy=everyone,
             )
+            return list(report.flags)
 
         key = ("flags", period.start, period.end)
         return self.memo.get(key, budget.version, compute, wait=budget.left)
 
     def flags_for(self, viewer: Viewer, period: Period, budget: Budget) -> Answer[list[Flag]]:
-        """The flags `viewer` may see: all for an admin, else those on their own runs."""
+        """The flags `viewer` may see, as `flag_report(viewer=...)` gives them: all for an admin,
+        else those on runs they own or triggered (any of their identities), with only those
+        runs; every other field (owner, people, dollars, evidence, fix) kept."""
         answer = self.all_flags(period, budget)
         if viewer.admin or answer.value is None:
             return answer
         if viewer.name is None:
             return Answer([], answer.as_of, answer.fresh)
-        window = max(self.config.flags.burst_window_days, 30)
-        since = period.start_time - timedelta(days=window)
-        mine = queries.owned_runs(self.ledger, viewer.name, since, period.end_time)
-        kept = [
-            Flag(f.rule, f.subject, f.reason, tuple(r for r in f.run_ids if r in mine))
-            for f in answer.value
-        ]
-        return Answer([f for f in kept if f.run_ids], answer.as_of, answer.fresh)
+        ids = sorted({run_id for flag in answer.value for run_id in flag.run_ids})
+        mine = queries.runs_of_person(self.ledger, directory(self.ledger), viewer.name, ids)
+        kept = []
+        for flag in answer.value:
+            runs = tuple(r for r in flag.run_ids if r in mine)
+            if runs:
+                kept.append(flag if len(runs) == len(flag.run_ids) else replace(flag, run_ids=runs))
+        return Answer(kept, answer.as_of, answer.fresh)
+
+    def flag_scope(self, viewer: Viewer) -> str:
+        """Whose flags a page shows, in `FlagReport.scope`'s words."""
+        if viewer.admin:
+            return f"every flag (admin: {viewer.name or 'local'})"
+        if viewer.name is None:
+            return "no flags: nobody is viewing (give a viewer)"
+        return f"flags on runs owned or triggered by {directory(self.ledger).key(viewer.name)}"
 
     def forecasts(
         self, viewer: Viewer, agents: frozenset[str] | None, budget: Budget
@@ -546,6 +557,7 @@ class Pages:
             "viewer": viewer.as_json(),
             "filters": filters.as_json(),
             "status": _status(answer),
+            "scope": self.flag_scope(viewer),
             "rules": [
                 {"rule": name, "flags": count, "runs": runs[name]}
                 for name, count in sorted(rules.items())
@@ -570,6 +582,15 @@ def _flag_dict(flag: Flag) -> dict[str, Any]:
         "reason": flag.reason,
         "count": len(flag.run_ids),
         "run_ids": list(flag.run_ids),
+        "owner": flag.owner,
+        "people": list(flag.people),
+        "accountable": flag.accountable,
+        "usd": flag.usd,
+        "evidence": list(flag.evidence),
+        "innocent": flag.innocent,
+        "fix": flag.fix,
+        "strength": flag.strength,
+        "kind": flag.kind,
     }
 
 

@@ -309,6 +309,14 @@ def test_flags_are_the_ledgers_flags_for_the_viewer(world, get, viewer):
     assert [(f["rule"], f["subject"], f["reason"], f["run_ids"]) for f in body["flags"]] == [
         (f.rule, f.subject, f.reason, list(f.run_ids)) for f in found
     ]
+    # every field flag_report gives, not the four the dashboard once rebuilt a flag from
+    keys = ("owner", "people", "accountable", "usd", "evidence", "innocent", "fix", "kind")
+    assert [tuple(f[k] for k in keys) for f in body["flags"]] == [
+        (f.owner, list(f.people), f.accountable, format(f.usd, "f"), list(f.evidence))
+        + (f.innocent, f.fix, f.kind)
+        for f in found
+    ]
+    assert all(f["fix"] and f["innocent"] for f in body["flags"])
     assert body["status"]["state"] == "fresh"
     for flag in body["flags"]:
         assert [run["run_id"] for run in flag["runs"]] == flag["run_ids"][:5]

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from meshagent.dashboard import create_dashboard
 from meshagent.dashboard.views import jsonable, row_dict
 from meshagent.ledger import Ledger, reports
-from meshagent.ledger.flags import flags
+from meshagent.ledger.flags import flag_report
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
 
 from .world import ADMIN, FIRES, TEAMS, TODAY, WEEK, config, fill
@@ -47,14 +47,14 @@ def slow_flags(ledger: Ledger, *, gate: str, **options: Any) -> Any:
     deadline = time.monotonic() + 10
     while not Path(gate).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    return flags(ledger, **options)
+    return flag_report(ledger, **options)
 
 
 def test_a_page_does_not_wait_for_slow_flags(world, monkeypatch, tmp_path):
     from meshagent.dashboard import views
 
     gate = tmp_path / "go"
-    monkeypatch.setattr(views, "find_flags", functools.partial(slow_flags, gate=str(gate)))
+    monkeypatch.setattr(views, "flag_report", functools.partial(slow_flags, gate=str(gate)))
     with TestClient(world.app(local_user=ADMIN)) as client:
         page = client.get("/flags")
         assert page.status_code == 200
@@ -75,7 +75,7 @@ def test_stale_flags_are_shown_with_their_time_and_no_reload(tmp_path, monkeypat
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     gate = tmp_path / "go"
     gate.touch()
-    monkeypatch.setattr(views, "find_flags", functools.partial(slow_flags, gate=str(gate)))
+    monkeypatch.setattr(views, "flag_report", functools.partial(slow_flags, gate=str(gate)))
     with Ledger.open(url) as ledger:
         ids = fill(ledger)
         app = create_dashboard(

@@ -173,3 +173,22 @@ def test_every_api_answer_matches_its_schema(world, get, viewer):
         )
     error = get("/api/overview?period=nope", viewer).json()
     jsonschema.validate(error, spec["components"]["schemas"]["Error"])
+
+
+def test_the_flags_page_says_whose_flags_and_what_each_costs_and_how_to_fix_it(world, get):
+    from meshagent.ledger.flags import flag_report
+
+    found = flag_report(
+        world.ledger,
+        period=WEEK,
+        settings=world.config.flags,
+        viewer=ADMIN,
+        privacy=world.config.privacy,
+    )
+    html = get("/flags", ADMIN).text
+    assert f"Showing every flag (admin: {ADMIN})" in html
+    top = found.flags[0]
+    assert f'data-testid="usd">${top.usd:,.2f}<' in html
+    assert top.fix and html.count('data-testid="fix"') == len(found.flags)
+    mine = get("/flags", BIG0).text
+    assert f"Showing flags on runs owned or triggered by {BIG0}" in mine

@@ -170,3 +170,18 @@ def test_an_agent_that_others_owned_too_shows_the_viewers_runs_apart(ledger):
         ("a1", 3, 3),  # the others' runs of the same agent: three people, shown by name
     ]
     assert (agents.own, agents.yours) == (1, frozenset({"a1"}))
+
+
+def test_a_persons_identities_are_one_person_in_folded_and_admin_reports(ledger):
+    from meshagent.ledger import people
+
+    people.link(ledger, "ann@example.com", "U0ANN0001", "ann")
+    base = {"agent": "a1", "owner": "p0", "team": "t1", "value_tag": "x", "model": "m"}
+    day = {"day": WEEK.start, "runs": 1, "cost_usd": Decimal(1), "runs_cost_unknown": 0}
+    names = ["ann@example.com", "U0ANN0001", "ann", "p1", "p2", "p3"]
+    _store(ledger, [{**base, **day, "minutes_saved": 0, "person": name} for name in names])
+    for viewer in ("admin", "p5"):
+        found = queries.folded_report(ledger, WEEK, by="team", viewer=viewer, privacy=PRIVACY)
+        expected = reports.summary(ledger, by="team", period=WEEK, viewer=viewer, privacy=PRIVACY)
+        assert [(r.group, r.people) for r in found.rows] == [("t1", 4)], viewer
+        assert found.rows == expected.rows
