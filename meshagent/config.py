@@ -223,6 +223,17 @@ class ValueSettings(_Settings):
     request: credited once, however many runs it was split into."""
 
 
+class FollowupSettings(_Settings):
+    """`[followup]`: the pass that reads delivered outcomes back (`meshagent.followup`)."""
+
+    max_calls_per_pass: _PositiveInt = 200
+    """At most this many Slack and Jira API calls per pass; the rest wait for the next."""
+    interval_minutes: _PositiveInt = 15
+    """How often `meshagent serve` runs a pass (one replica at a time)."""
+    enabled: bool = True
+    """`false`: `meshagent serve` runs no pass (`meshagent ledger follow-up` still does)."""
+
+
 class PriceOverride(_Settings):
     """`[prices."provider:model"]`: our own price, in USD per million tokens."""
 
@@ -306,6 +317,8 @@ class Config(_Settings):
     """Thresholds of the tokenmaxxing flags."""
     value: ValueSettings = Field(default_factory=ValueSettings)
     """How evidenced minutes saved are credited."""
+    followup: FollowupSettings = Field(default_factory=FollowupSettings)
+    """How delivered outcomes are read back from Slack and Jira."""
     prices: dict[_ModelKey, PriceOverride] = Field(default_factory=dict)
     """_Price overrides by "provider:model", for internal gateways and negotiated prices."""
     serve: ServeSettings = Field(default_factory=ServeSettings)

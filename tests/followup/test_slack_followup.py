@@ -1,0 +1,109 @@
+"""The follow-up pass reads Slack messages back through slack_sdk against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from meshagent.config import Config
+from meshagent.followup import follow_up
+from meshagent.ledger.schema import outcomes
+from meshagent.loader import load_agent
+from tests.runtime.conftest import make_runtime, run
+
+AGENT = Path(__file__).resolve().parents[2] / "agents" / "standup-digest.yaml"  # owner: alice
+
+
+def deliver(sandbox, ledger, triggered_by: str | None = None) -> tuple[str, str]:
+    result = run(make_runtime(sandbox, ledger), load_agent(AGENT), triggered_by=triggered_by)
+    assert result.status == "ok", result.error
+    [posted] = sandbox.slack.posted_to("#payments-standup")[-1:]
+    return posted.channel, posted.ts
+
+
+def check(sandbox, ledger, *, after: timedelta = timedelta(days=1, minutes=1), **options):
+    now = datetime.now(UTC) + after
+    config = Config(ledger_url=ledger.url)
+    return asyncio.run(follow_up(ledger, config, env=sandbox.env(), now=now, **options))
+
+
+def stored(ledger) -> tuple[str, list[dict]]:
+    query = select(outcomes.c.verdict, outcomes.c.evidence)
+    [(verdict, evidence)] = ledger.read(lambda c: c.execute(query).all())
+    return verdict, json.loads(evidence or "[]")
+
+
+def test_a_reaction_by_a_teammate_accepts_the_message(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger)
+    sandbox.slack.react(channel, ts, "eyes", "bob")
+    done = check(sandbox, ledger)
+    assert [c.verdict for c in done.checked] == ["accepted"]
+    verdict, evidence = stored(ledger)
+    assert verdict == "accepted"
+    assert evidence == [
+        {"who": "U0BOB0002", "what": "reaction:eyes", "when": None, "counted": True}
+    ]
+
+
+def test_the_owner_reacting_under_their_slack_id_does_not_count(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger)
+    sandbox.slack.react(channel, ts, "+1", "alice")  # the owner, alice@example.com
+    sandbox.slack.reply(channel, ts, "alice", "thanks me")
+    check(sandbox, ledger)
+    verdict, evidence = stored(ledger)
+    assert verdict == "pending"  # a day on: nothing counted yet
+    assert {e["why"] for e in evidence} == {"owner or triggerer"}
+    final = check(sandbox, ledger, after=timedelta(days=7, minutes=1))
+    assert final.checked[0].verdict == "ignored"
+
+
+def test_a_reply_by_another_person_and_by_the_triggerer(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger, triggered_by="U0ERIN005")
+    sandbox.slack.reply(channel, ts, "erin", "mine")  # the triggerer: left out
+    sandbox.slack.reply(channel, ts, "dave", "Thanks, PAY-3 is on me")
+    check(sandbox, ledger)
+    verdict, evidence = stored(ledger)
+    assert verdict == "accepted"
+    counted = [(e["who"], e["what"]) for e in evidence if e["counted"]]
+    assert counted == [("U0DAVE004", "reply")]
+
+
+def test_a_deleted_message_is_rejected(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger)
+    sandbox.slack.react(channel, ts, "tada", "bob")
+    sandbox.slack.delete(channel, ts)
+    check(sandbox, ledger)
+    assert stored(ledger)[0] == "rejected"
+
+
+def test_thumbs_down_outweighing_thumbs_up_rejects(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger)
+    for person in ("bob", "dave"):
+        sandbox.slack.react(channel, ts, "-1", person)
+    sandbox.slack.react(channel, ts, "+1", "erin")
+    check(sandbox, ledger)
+    assert stored(ledger)[0] == "rejected"
+
+
+def test_nothing_is_due_before_a_day_and_reads_are_read_only(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger)
+    before = sandbox.slack.writes()
+    early = check(sandbox, ledger, after=timedelta(hours=23))
+    assert early.checked == [] and early.calls == 0
+    check(sandbox, ledger)
+    assert sandbox.slack.writes() == before
+
+
+def test_a_pass_stops_at_its_call_budget_and_the_rest_wait(sandbox, ledger):
+    spec = load_agent(AGENT).model_copy(update={"skip_if_unchanged": False})
+    runtime = make_runtime(sandbox, ledger)
+    for _ in range(3):
+        assert run(runtime, spec).status == "ok"
+    first = check(sandbox, ledger, max_calls=3)  # auth.test, then one reactions.get each
+    assert (len(first.checked), first.calls, first.left) == (2, 3, 1)
+    second = check(sandbox, ledger, max_calls=3)
+    assert len(second.checked) == 1  # the one left waiting; the others are checked till final
