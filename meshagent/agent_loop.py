@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from meshagent.actions import IDENTIFIER_ERROR, closest
 from meshagent.config import _looks_secret
 from meshagent.exceptions import ConnectorError, GrantDenied, RunError
+from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
 from meshagent.model_calls import active, plain
 
 if TYPE_CHECKING:
@@ -309,8 +310,7 @@ class Masker:
     environment's secrets wherever they appear, and token-shaped text."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so that a secret containing another is masked whole.
-        self.secrets = sorted({s for s in secrets if len(s) >= _SHORTEST_SECRET}, key=len)[::-1]
+        self.secrets = secrets_of(secrets)  # longest first
 
     @classmethod
     def of(cls, env: Mapping[str, str], settings: Mapping[str, Mapping[str, Any]]) -> Masker:
@@ -330,13 +330,8 @@ class Masker:
 
     def text(self, text: str) -> str:
         """``text`` masked, and cut to what an event can keep (a model's text may be long)."""
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        text = _SECRET_PAIR.sub(_mask_pair, text[:_SCAN])
-        for pattern, replacement in _SHAPES:
-            text = pattern.sub(replacement, text)
-        return text
+        text = mask_known(text, self.secrets)
+        return mask_shapes(_SECRET_PAIR.sub(_mask_pair, text[:_SCAN]))
 
     def _masked(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -351,20 +346,7 @@ class Masker:
         return value
 
 
-MASK = "***"
-_SHORTEST_SECRET = 8  # a shorter value is masked by its key or shape only: it could be any word
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_SHAPES = [
-    (re.compile(r"\b((?:xox[a-z]\.)?(?:xox[a-z]|xapp))-[\w-]+"), rf"\1-{MASK}"),  # Slack
-    (re.compile(r"\b(sk-(?:ant-|proj-)?)[\w-]{12,}"), rf"\1{MASK}"),  # OpenAI, Anthropic
-    (re.compile(r"\b(gh[pousr]_)\w{20,}"), rf"\1{MASK}"),  # GitHub
-    (re.compile(r"\b(Bearer|Basic|Token) +[\w.~+/=-]{6,}", re.IGNORECASE), rf"\1 {MASK}"),
-    (re.compile(r"(\b[a-z][\w+.-]{0,30}://[^\s/@:'\"]+:)[^\s/@'\"]+@"), rf"\1{MASK}@"),  # URL
-    (
-        re.compile(r"([?&](?:password|passwd|pwd|secret|token|api_?key|sig)=)[^&#\s'\"]*", re.I),
-        rf"\1{MASK}",
-    ),
-]
 # "key": "value" in text that is not JSON (a malformed call's arguments), value maybe cut short.
 _SECRET_PAIR = re.compile(r'("((?:[^"\\]|\\.){1,64})"\s*:\s*")((?:[^"\\]|\\.)*)')
 

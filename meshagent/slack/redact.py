@@ -22,6 +22,15 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 
+from meshagent.masking import (
+    MASK,
+    SLACK_TOKEN,
+    URL_PASSWORD,
+    Shape,
+    mask_known,
+    mask_shapes,
+    secrets_of,
+)
 from meshagent.providers import API_KEY_NAMES
 
 __all__ = ["REDACT", "SECRET_NAMES", "Redactor", "guard_handlers", "guarded"]
@@ -38,14 +47,17 @@ SECRET_NAMES = (
     *API_KEY_NAMES,
 )
 
-MASK = "***"
-_SHORTEST_SECRET = 8  # a shorter value is masked only by its shape: it could be any word
+# ws:// or wss://, also JSON-escaped (wss:\/\/...), up to a quote or a space; then its query,
+# if it has one. A URL without a query matches too, and is left as it was: the next search
+# starts after it, not at each of its characters (which took time quadratic in its length).
+_WS_URL = re.compile(r"""(\bwss?:(?:\\?/){2}[^\s?#'"]*)([?#][^\s'"]*)?""")
 
-# xoxb- (bot), xoxp- (user), xoxe.xoxp- (rotating), xapp- (app-level), ...
-_TOKEN = re.compile(r"\b((?:xox[a-z]\.)?(?:xox[a-z]|xapp))-[\w-]+")
-# ws:// or wss://, also JSON-escaped (wss:\/\/...), up to a quote or a space; then its query.
-_WS_QUERY = re.compile(r"""(\bwss?:(?:\\?/){2}[^\s?#'"]*)[?#][^\s'"]*""")
-_PASSWORD = re.compile(r"""(\b[a-z][\w+.-]*://[^\s/@:'"]+:)[^\s/@'"]+@""")
+
+def _ws_query(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(2) is None else f"{match.group(1)}?{MASK}"
+
+
+_SHAPES: tuple[Shape, ...] = (SLACK_TOKEN, (_WS_URL, _ws_query), URL_PASSWORD)
 _FORMATTER = logging.Formatter()
 
 
@@ -54,12 +66,11 @@ class Redactor(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: frozenset[str] = frozenset()
+        self._secrets: tuple[str, ...] = ()
 
     def add(self, *secrets: str) -> None:
         """Mask these values too, wherever they appear (empty and very short ones are skipped)."""
-        fresh = {secret for secret in secrets if len(secret) >= _SHORTEST_SECRET}
-        self._secrets = self._secrets | fresh
+        self._secrets = secrets_of((*self._secrets, *secrets))
 
     def add_environment(self, env: Mapping[str, str], names: Iterable[str] = ()) -> None:
         """Mask the values of ``env``'s secrets too: ``SECRET_NAMES`` and ``names`` (the
@@ -67,12 +78,8 @@ class Redactor(logging.Filter):
         self.add(*(env.get(name) or "" for name in (*SECRET_NAMES, *names)))
 
     def mask(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        text = _TOKEN.sub(rf"\1-{MASK}", text)
-        text = _WS_QUERY.sub(rf"\1?{MASK}", text)
-        return _PASSWORD.sub(rf"\1{MASK}@", text)
+        """``text`` masked, all of it, in time linear in its length (``meshagent.masking``)."""
+        return mask_shapes(mask_known(text, self._secrets), _SHAPES)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
