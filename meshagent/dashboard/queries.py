@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, distinct, func, or_, select
 
-from meshagent.ledger.people import People, directory
+from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER, PrivacyLike, fold, is_admin
 from meshagent.ledger.records import PLANNED
@@ -44,7 +44,6 @@ __all__ = [
     "buckets",
     "choices",
     "folded_report",
-    "runs_of_person",
     "report_row",
     "run_detail",
     "run_summaries",
@@ -448,23 +447,6 @@ def run_summaries(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, dict[str,
     ).where(entries.c.run_id.in_(list(run_ids)))
     found = ledger.read(lambda c: c.execute(query).mappings().all(), what="read flagged runs")
     return {row["run_id"]: dict(row) for row in found}
-
-
-def runs_of_person(ledger: Ledger, people: People, viewer: str, run_ids: list[str]) -> set[str]:
-    """Those of `run_ids` owned or triggered by `viewer` (any of their identities)."""
-
-    def read(connection: Connection) -> set[str]:
-        mine = set()
-        for at in range(0, len(run_ids), 500):
-            query = select(entries.c.run_id, entries.c.owner, entries.c.triggered_by).where(
-                entries.c.run_id.in_(run_ids[at : at + 500])
-            )
-            for run_id, owner, triggered_by in connection.execute(query):
-                if people.same(viewer, owner) or people.same(viewer, triggered_by):
-                    mine.add(run_id)
-        return mine
-
-    return ledger.read(read, what="read the viewer's runs")
 
 
 @dataclass(frozen=True)

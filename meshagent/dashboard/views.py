@@ -22,7 +22,7 @@ from meshagent.dashboard.cache import Answer, Memo, ledger_version
 from meshagent.dashboard.filters import Filters
 from meshagent.dashboard.worker import Worker
 from meshagent.exceptions import LedgerError
-from meshagent.ledger.flags import Flag, FlagReport, flag_report
+from meshagent.ledger.flags import Flag, FlagReport, flag_report, runs_of
 from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER
@@ -218,7 +218,7 @@ class Pages:
         if viewer.name is None:
             return Answer([], answer.as_of, answer.fresh)
         ids = sorted({run_id for flag in answer.value for run_id in flag.run_ids})
-        mine = queries.runs_of_person(self.ledger, directory(self.ledger), viewer.name, ids)
+        mine = runs_of(self.ledger, viewer.name, ids, directory(self.ledger))
         kept = []
         for flag in answer.value:
             runs = tuple(r for r in flag.run_ids if r in mine)

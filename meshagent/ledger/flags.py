@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from meshagent.ledger.people import People
     from meshagent.ledger.store import Ledger
 
-__all__ = ["RULES", "Flag", "FlagReport", "flag_report", "flags"]
+__all__ = ["RULES", "Flag", "FlagReport", "flag_report", "flags", "runs_of"]
 
 ScheduleCheck = Callable[[str, datetime], bool]
 _CENT = Decimal("0.01")
@@ -168,7 +168,11 @@ def flag_report(
 
 
 def _own_runs(ledger: Ledger, found: list[Flag], viewer: str, people: People) -> set[str]:
-    ids = sorted({r for flag in found for r in flag.run_ids})
+    return runs_of(ledger, viewer, sorted({r for flag in found for r in flag.run_ids}), people)
+
+
+def runs_of(ledger: Ledger, viewer: str, ids: list[str], people: People) -> set[str]:
+    """Those of `ids` owned or triggered by `viewer` (any of their identities)."""
 
     def read(connection: Connection) -> set[str]:
         mine = set()
