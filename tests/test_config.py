@@ -36,6 +36,7 @@ SETTINGS = ", ".join(
         "people",
         "flags",
         "value",
+        "followup",
         "prices",
         "serve",
         "dashboard",
@@ -305,6 +306,9 @@ ENV_CASES = {
     "MESHAGENT_FLAGS__SPLIT_MIN_RUNS": ("20", ("flags", "split_min_runs"), 20),
     "MESHAGENT_FLAGS__LOOP_RUNS_PER_DAY": ("50", ("flags", "loop_runs_per_day"), 50),
     "MESHAGENT_FLAGS__OFF_SCHEDULE_MIN_RUNS": ("1", ("flags", "off_schedule_min_runs"), 1),
+    "MESHAGENT_FOLLOWUP__ENABLED": ("false", ("followup", "enabled"), False),
+    "MESHAGENT_FOLLOWUP__INTERVAL_MINUTES": ("30", ("followup", "interval_minutes"), 30),
+    "MESHAGENT_FOLLOWUP__MAX_CALLS_PER_PASS": ("50", ("followup", "max_calls_per_pass"), 50),
     "MESHAGENT_VALUE__REQUEST_GAP_MINUTES": ("5", ("value", "request_gap_minutes"), 5),
     "MESHAGENT_VALUE__WEEKLY_CAP_MINUTES": ("600", ("value", "weekly_cap_minutes"), 600),
     "MESHAGENT_FLAGS__BURST_FACTOR": ("2", ("flags", "burst_factor"), 2.0),
@@ -394,7 +398,7 @@ def test_unknown_variables_are_refused_with_a_suggestion(tmp_path):
     top = (
         "MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
         "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
-        "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, "
+        "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, MESHAGENT_FOLLOWUP__<KEY>, "
         "MESHAGENT_JIRA__<KEY>, MESHAGENT_PEOPLE__<KEY>, MESHAGENT_PRIVACY__<KEY>, "
         "MESHAGENT_SERVE__<KEY>, "
         "MESHAGENT_SLACK__<KEY>, MESHAGENT_VALUE__<KEY>"
@@ -493,7 +497,7 @@ def test_environment_errors_come_after_the_file_errors(tmp_path):
         "MESHAGENT_LEDGER_UR: not a setting variable; did you mean MESHAGENT_LEDGER_URL? "
         "(valid: MESHAGENT_AGENTS_DIR, MESHAGENT_LEDGER_URL, MESHAGENT_DEFAULT_MODEL, "
         "MESHAGENT_VALUE_TAGS, MESHAGENT_TIMEOUT_SECONDS, MESHAGENT_MAX_CONCURRENT_MODEL_CALLS, "
-        "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, "
+        "MESHAGENT_DASHBOARD__<KEY>, MESHAGENT_FLAGS__<KEY>, MESHAGENT_FOLLOWUP__<KEY>, "
         "MESHAGENT_JIRA__<KEY>, MESHAGENT_PEOPLE__<KEY>, MESHAGENT_PRIVACY__<KEY>, "
         "MESHAGENT_SERVE__<KEY>, "
         "MESHAGENT_SLACK__<KEY>, MESHAGENT_VALUE__<KEY>)\n"
