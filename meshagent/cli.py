@@ -19,6 +19,7 @@ from meshagent import __version__
 from meshagent.actions import closest
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
+from meshagent.followup_command import follow_up_command
 from meshagent.invocation import ensure_can_listen, shell_line
 from meshagent.ledger.cli import app as ledger_app
 from meshagent.ledger.render import money, plural
@@ -37,6 +38,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+ledger_app.command("follow-up")(follow_up_command)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(slack_app, name="slack")
 out = Console()

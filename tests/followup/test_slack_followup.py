@@ -107,3 +107,25 @@ def test_a_pass_stops_at_its_call_budget_and_the_rest_wait(sandbox, ledger):
     assert (len(first.checked), first.calls, first.left) == (2, 3, 1)
     second = check(sandbox, ledger, max_calls=3)
     assert len(second.checked) == 1  # the one left waiting; the others are checked till final
+
+
+def test_the_cli_runs_one_pass_and_prints_each_verdict(sandbox, ledger, tmp_path, monkeypatch):
+    from sqlalchemy import update
+    from typer.testing import CliRunner
+
+    from meshagent.cli import app
+
+    channel, ts = deliver(sandbox, ledger)
+    sandbox.slack.react(channel, ts, "white_check_mark", "dave")
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    ledger.transact(lambda c: c.execute(update(outcomes).values(next_check_at=past)), what="t")
+    monkeypatch.chdir(tmp_path)
+    for name, value in sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    done = CliRunner().invoke(
+        app, ["ledger", "--ledger-url", ledger.url, "follow-up"], env={"COLUMNS": "200"}
+    )
+    assert done.exit_code == 0, done.output
+    assert "accepted" in done.output and "reaction:white_check_mark by U0DAVE004" in done.output
+    assert "1 outcome checked with 3 API calls." in done.output
+    assert stored(ledger)[0] == "accepted"
