@@ -139,21 +139,22 @@ def report(
     end: ToOption = None,
     output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
 ) -> None:
-    """Runs, outcomes, tokens, cost and value per group over a period."""
+    """Accepted outcomes, cost per accepted outcome, minutes saved claimed beside evidenced and
+    honest adoption per group over a period; runs, cost and tokens below them."""
     viewer = _viewer(ctx)
+    chosen = _period(period, start, end)
     with _open(ctx) as ledger:
         try:
             result = reports.summary(
-                ledger,
-                by=by.value,
-                period=_period(period, start, end),
-                viewer=viewer,
-                privacy=ctx.obj.get("privacy"),
+                ledger, by=by.value, period=chosen, viewer=viewer, privacy=ctx.obj.get("privacy")
+            )
+            adoption = reports.adoption(
+                ledger, period=chosen, viewer=viewer, privacy=ctx.obj.get("privacy")
             )
         except LedgerError as exc:
             _fail(exc)
     if output is ReportFormat.json:
-        typer.echo(render.report_json(result))
+        typer.echo(render.report_json(result, adoption))
     elif output is ReportFormat.csv:
         typer.echo(render.report_csv(result), nl=False)
     elif not result.rows and not result.hidden_runs:
@@ -163,7 +164,8 @@ def report(
         print_text(_console(), render.withheld_text(result, viewer=viewer))
     else:
         console = _console()
-        console.print(render.report_table(result, viewer=viewer, width=console.width))
+        table = render.report_table(result, viewer=viewer, width=console.width, adoption=adoption)
+        console.print(table)
 
 
 @app.command()

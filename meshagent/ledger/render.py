@@ -14,9 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from meshagent.ledger.flags import Flag
-from meshagent.ledger.reports import ForecastRow, Report, ReportRow
+from meshagent.ledger.reports import AdoptionWeek, ForecastRow, Report, ReportRow
 
 __all__ = [
+    "adoption_text",
+    "minutes",
     "flag_people",
     "flags_table",
     "money",
@@ -87,41 +89,95 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
 
 #: Below this many columns a report stacks each group's figures beside its name.
 WIDE_REPORT = 120
-_HEADERS = ("runs", "with outcome", "tokens", "cost", "minutes saved", "min/$", "$/outcome")
+# The headline first (what people took up, what it cost, minutes claimed beside evidenced),
+# then the detail: spend, runs, tokens and votes.
+_HEADERS = (
+    "accepted",
+    "$/accepted",
+    "min claimed",
+    "min evidenced",
+    "cost",
+    "runs",
+    "with outcome",
+    "tokens",
+    "votes",
+)
 
 
-def _figures(row: ReportRow) -> list[str]:
+def _figures(report: Report, row: ReportRow) -> list[str]:
+    evidence = report.evidence_of(row)
+    per_accepted = evidence.cost_per_accepted
     return [
+        _number(evidence.accepted_outcomes),
+        money(per_accepted) if per_accepted is not None else "-",
+        minutes(evidence.minutes_claimed),
+        minutes(evidence.minutes_evidenced),
+        _cost(row),
         _number(row.runs),
         _number(row.runs_with_outcome),
         _number(row.tokens),
-        _cost(row),
-        _number(row.minutes_saved),
-        _number(row.minutes_per_dollar),
-        money(row.cost_per_outcome) if row.cost_per_outcome is not None else "-",
-        _number(row.feedback_pos),
-        _number(row.feedback_neg),
+        f"+{row.feedback_pos:,}/-{row.feedback_neg:,}",
     ]
 
 
-def report_table(report: Report, *, viewer: str | None = None, width: int = WIDE_REPORT) -> Table:
-    """The report as a table; a group's name is never cut or broken, at any width."""
+def minutes(value: Decimal | None) -> str:
+    """Whole minutes (1,234); "-" for none."""
+    if value is None:
+        return "-"
+    return f"{Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_EVEN):,}"
+
+
+def adoption_text(weeks: list[AdoptionWeek] | tuple[AdoptionWeek, ...]) -> str:
+    """Honest adoption per week, in one sentence ("" for no week)."""
+    parts = []
+    for week in weeks:
+        if week.people_honest is None:
+            parts.append(f"week of {week.week.start}: withheld (too few people)")
+        else:
+            parts.append(
+                f"week of {week.week.start}: {plural(week.people_honest, 'person', 'people')} "
+                f"of {week.people_with_usage or 0:,} using agents"
+            )
+    if not parts:
+        return ""
+    return (
+        "Honest adoption (people with an accepted outcome that reached someone else): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def report_table(
+    report: Report,
+    *,
+    viewer: str | None = None,
+    width: int = WIDE_REPORT,
+    adoption: list[AdoptionWeek] | tuple[AdoptionWeek, ...] = (),
+) -> Table:
+    """The report as a table, the headline figures first; a group's name is never cut or
+    broken, at any width."""
     table = Table(title=f"Ledger by {report.by}, {report.period.label}")
     if width >= WIDE_REPORT:
         table.add_column("group", no_wrap=True)
-        for header in (*_HEADERS, "+1", "-1"):
+        for header in _HEADERS:
             table.add_column(header, justify="right", no_wrap=True)
         for row in report.rows:
-            table.add_row(Text(row.group), *_figures(row))
+            table.add_row(Text(row.group), *_figures(report, row))
     else:
         table.add_column("group", no_wrap=True)
         table.add_column("figures")
         for row in report.rows:
-            *figures, up, down = _figures(row)
+            figures = _figures(report, row)
             pairs = [f"{name} {value}" for name, value in zip(_HEADERS, figures, strict=True)]
-            table.add_row(Text(row.group), Text(", ".join([*pairs, f"votes +{up}/-{down}"])))
-    caption = withheld_text(report, viewer=viewer)
-    table.caption = Text(caption) if caption else None
+            table.add_row(Text(row.group), Text(", ".join(pairs)))
+    notes = [
+        "accepted: fires and distinct requests whose outcome someone else took up; min "
+        "evidenced: minutes credited for them, beside the agent files' claim",
+        adoption_text(adoption),
+        withheld_text(report, viewer=viewer),
+    ]
+    table.caption = Text("\n".join(note for note in notes if note))
+    table.caption_justify = "left"
     return table
 
 
@@ -134,32 +190,51 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _row_dict(row: ReportRow) -> dict[str, Any]:
-    values = {key: plain(value) for key, value in asdict(row).items()}
+def _row_dict(row: ReportRow, report: Report | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {"group": row.group}
+    if report is not None:
+        evidence = report.evidence_of(row)
+        values.update(
+            accepted_outcomes=evidence.accepted_outcomes,
+            cost_per_accepted=plain(evidence.cost_per_accepted),
+            minutes_claimed=plain(evidence.minutes_claimed),
+            minutes_evidenced=plain(evidence.minutes_evidenced),
+        )
+    values.update({key: plain(value) for key, value in asdict(row).items()})
     values["minutes_per_dollar"] = plain(row.minutes_per_dollar)
     values["cost_per_outcome"] = plain(row.cost_per_outcome)
     return values
 
 
-def report_json(report: Report) -> str:
-    document = {
+def report_json(report: Report, adoption: list[AdoptionWeek] | None = None) -> str:
+    document: dict[str, Any] = {
         "by": report.by,
         "from": str(report.period.start),
         "to": str(report.period.end),
         "folded": report.folded,
         "withheld": report.withheld,
         "withheld_runs": report.hidden_runs,
-        "rows": [_row_dict(row) for row in report.rows],
+        "rows": [_row_dict(row, report) for row in report.rows],
     }
+    if adoption is not None:
+        document["honest_adoption"] = [
+            {
+                "week": str(week.week.start),
+                "people_honest": week.people_honest,
+                "people_with_outcome": week.people_with_outcome,
+                "people_with_usage": week.people_with_usage,
+            }
+            for week in adoption
+        ]
     return json.dumps(document, indent=2)
 
 
 def report_csv(report: Report) -> str:
     buffer = io.StringIO()
-    names = list(_row_dict(report.rows[0])) if report.rows else ["group"]
+    names = list(_row_dict(report.rows[0], report)) if report.rows else ["group"]
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_row_dict(row) for row in report.rows)
+    writer.writerows(_row_dict(row, report) for row in report.rows)
     return buffer.getvalue()
 
 

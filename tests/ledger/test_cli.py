@@ -144,3 +144,57 @@ def test_flags_say_whose_flags_they_show(url):
     )
     text = " ".join(carol.output.split())
     assert "no flags on runs owned or triggered by carol" in text and "slash_loop" not in text
+
+
+def _accepted_url(sqlite_url):
+    from datetime import timedelta
+
+    from meshagent.config import PrivacySettings
+    from meshagent.ledger import verdicts
+    from meshagent.ledger.verdicts import Evidence
+
+    with Ledger.open(sqlite_url) as ledger:
+        ids = ledger.write_records(
+            [
+                record(
+                    owner=f"p{i}",
+                    agent=f"a{i}",
+                    started_at=T0 + timedelta(hours=i),
+                    scheduled_for=T0 + timedelta(hours=i),
+                    input_hash=f"h{i}",
+                    cost=cost("2.00"),
+                    minutes_saved=30,
+                )
+                for i in range(6)
+            ]
+        )
+        found = verdicts.outcome_ids(ledger, ids[:3])
+        verdicts.judge_many(
+            ledger,
+            {o: [Evidence("reader", "reply")] for run_id in ids[:3] for o in found[run_id]},
+            checked_at=T0 + timedelta(days=2),
+        )
+    return {"privacy": PrivacySettings(admins=("root",))}
+
+
+def test_report_leads_with_accepted_outcomes_claimed_and_evidenced_minutes(sqlite_url):
+    obj = _accepted_url(sqlite_url)
+    args = ["--ledger-url", sqlite_url, "--viewer", "root", "report", *WEEK]
+    result = CliRunner().invoke(app, [*args, "--format", "json"], obj=obj)
+    (row,) = json.loads(result.output)["rows"]
+    assert list(row)[:5] == [
+        "group",
+        "accepted_outcomes",
+        "cost_per_accepted",
+        "minutes_claimed",
+        "minutes_evidenced",
+    ]
+    assert row["accepted_outcomes"] == 3 and row["cost_per_accepted"] == "4.0000"
+    assert (row["minutes_claimed"], row["minutes_evidenced"]) == ("180.00", "90.00")
+    (week,) = json.loads(result.output)["honest_adoption"]
+    assert (week["people_honest"], week["people_with_usage"]) == (3, 6)
+    table = CliRunner().invoke(app, args, obj=obj, env={"COLUMNS": "200"}).output
+    header = next(line for line in table.splitlines() if "group" in line)
+    assert header.index("accepted") < header.index("min claimed") < header.index("tokens")
+    assert "$4.00" in table and "Honest adoption" in table
+    assert "3 people of 6 using agents" in " ".join(table.split())
