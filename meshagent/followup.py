@@ -38,7 +38,16 @@ if TYPE_CHECKING:
     from meshagent.config import Config
     from meshagent.ledger.store import Ledger
 
-__all__ = ["SLACK_KINDS", "JIRA_KINDS", "Checked", "Pass", "follow_up", "run_pass"]
+__all__ = [
+    "JIRA_KINDS",
+    "SLACK_KINDS",
+    "Checked",
+    "Pass",
+    "claim_pass",
+    "follow_up",
+    "run_pass",
+    "serve_passes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +336,36 @@ def run_pass(
 def interval(config: Config) -> timedelta:
     """How often `meshagent serve` runs a pass."""
     return timedelta(minutes=config.followup.interval_minutes)
+
+
+def claim_pass(ledger: Ledger, slot: datetime, every: timedelta, *, now: datetime) -> bool:
+    """Whether this replica runs the pass of `slot` (the start of an interval): one key per
+    slot in the ledger's nonces, so of N replicas exactly one makes the pass's calls."""
+    from meshagent.ledger import nonces
+
+    key = f"followup:{slot.astimezone(UTC).isoformat()}"
+    return bool(nonces.claim(ledger, {key: slot + 2 * every}, now=now))
+
+
+async def serve_passes(ledger: Ledger, config: Config, env: Mapping[str, str]) -> None:
+    """Under `meshagent serve`: a pass every `[followup] interval_minutes`, at the start of
+    each interval, run by whichever replica claims it; runs until cancelled."""
+    every = interval(config)
+    step = every.total_seconds()
+    while True:
+        now = datetime.now(UTC)
+        slot = datetime.fromtimestamp(now.timestamp() // step * step, UTC)
+        try:
+            if await asyncio.to_thread(claim_pass, ledger, slot, every, now=now):
+                done = await asyncio.to_thread(run_pass, ledger, config, env=env)
+                log.info(
+                    "follow-up: %d outcomes checked, %d API calls, %d left",
+                    len(done.checked),
+                    done.calls,
+                    done.left,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("follow-up pass failed")
+        await asyncio.sleep(max(1.0, (slot + every - datetime.now(UTC)).total_seconds()))

@@ -10,6 +10,7 @@ them (their entries are closed as interrupted). A start refused for a reason the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import gc
@@ -176,6 +177,7 @@ def create_app(
         await fleet.start()
         if board is not None:  # a mounted app's own lifespan does not run
             board.state.pages.start()
+        followups = _start_followups(config, runtime)
         log.info("fleet started: %d agents, replica %s", len(fleet.specs), fleet.replica)
         try:
             if slack_app is not None and slack_app.socket_mode_enabled:
@@ -199,6 +201,8 @@ def create_app(
             finally:
                 gc.set_threshold(*collector)
         finally:
+            if followups is not None:
+                followups.cancel()
             await fleet.stop()
             if slack_app is not None:
                 await slack_app.stop()
@@ -213,6 +217,15 @@ def create_app(
     app.state.dashboard = board
     app.state.startup_error = None
     return app
+
+
+def _start_followups(config: Config, runtime: Runtime) -> asyncio.Task[None] | None:
+    """The follow-up passes (`meshagent.followup`), unless `[followup] enabled = false`."""
+    if not config.followup.enabled:
+        return None
+    from meshagent.followup import serve_passes
+
+    return asyncio.ensure_future(serve_passes(runtime.ledger, config, runtime.env))
 
 
 def _slack_wanted(config: Config, env: Mapping[str, str]) -> bool:

@@ -129,3 +129,14 @@ def test_the_cli_runs_one_pass_and_prints_each_verdict(sandbox, ledger, tmp_path
     assert "accepted" in done.output and "reaction:white_check_mark by U0DAVE004" in done.output
     assert "1 outcome checked with 3 API calls." in done.output
     assert stored(ledger)[0] == "accepted"
+
+
+def test_one_replica_claims_each_pass(ledger):
+    from meshagent.followup import claim_pass
+
+    slot = datetime(2026, 1, 5, 9, 15, tzinfo=UTC)
+    every = timedelta(minutes=15)
+    now = slot + timedelta(seconds=3)
+    assert claim_pass(ledger, slot, every, now=now) is True
+    assert claim_pass(ledger, slot, every, now=now) is False  # another replica: no pass
+    assert claim_pass(ledger, slot + every, every, now=now + every) is True
