@@ -226,6 +226,32 @@ SCHEMAS: dict[str, Any] = {
                         "link": _maybe(STR),
                         "created_at": TIME,
                         "delivered": BOOL,
+                        "verdict": {
+                            "enum": ["accepted", "rejected", "ignored", "pending"],
+                            "description": "What became of it, read back by the follow-up pass",
+                        },
+                        "checked_at": _maybe(TIME),
+                        "evidence": {
+                            "type": "array",
+                            "description": "Who did what when; counted, or why not",
+                            "items": _object(
+                                {
+                                    "who": _maybe(STR),
+                                    "what": STR,
+                                    "when": _maybe(STR),
+                                    "counted": BOOL,
+                                    "why": _maybe(STR),
+                                }
+                            ),
+                        },
+                        "reach": _object(
+                            {
+                                "audience": _maybe(STR),
+                                "audience_size": _maybe(INT),
+                                "reaches_others": _maybe(BOOL),
+                                "detail": {"type": "object"},
+                            }
+                        ),
                     }
                 ),
             },

@@ -7,6 +7,7 @@ owner, whoever triggered them, and admins.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -498,17 +499,7 @@ class Pages:
                 {"at": e["at"], "kind": e["kind"], "name": e["name"], "detail": e["detail"]}
                 for e in found.events
             ],
-            "outcomes": [
-                {
-                    "kind": o["kind"],
-                    "ref": o["ref"],
-                    "url": o["url"],
-                    "link": _safe_link(o["url"]),
-                    "created_at": o["created_at"],
-                    "delivered": o["kind"] != "planned",
-                }
-                for o in found.outcomes
-            ],
+            "outcomes": [_outcome(o) for o in found.outcomes],
             "feedback": [
                 {
                     "person": f["person"],
@@ -592,6 +583,54 @@ def _flag_dict(flag: Flag) -> dict[str, Any]:
         "strength": flag.strength,
         "kind": flag.kind,
     }
+
+
+def _outcome(o: Mapping[str, Any]) -> dict[str, Any]:
+    """An outcome with its verdict, the evidence behind it (who, what, when; counted or why
+    not) and its reach (who could see it), as the follow-up pass and the connector recorded."""
+    return {
+        "kind": o["kind"],
+        "ref": o["ref"],
+        "url": o["url"],
+        "link": _safe_link(o["url"]),
+        "created_at": o["created_at"],
+        "delivered": o["kind"] != "planned",
+        "verdict": o.get("verdict") or "pending",
+        "checked_at": o.get("checked_at"),
+        "evidence": [
+            {
+                "who": item.get("who"),
+                "what": str(item.get("what") or ""),
+                "when": item.get("when"),
+                "counted": bool(item.get("counted", True)),
+                "why": item.get("why"),
+            }
+            for item in _json_list(o.get("evidence"))
+            if isinstance(item, dict)
+        ],
+        "reach": {
+            "audience": o.get("audience"),
+            "audience_size": o.get("audience_size"),
+            "reaches_others": o.get("reaches_others"),
+            "detail": _json_object(o.get("reach_detail")),
+        },
+    }
+
+
+def _json_list(text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _flag_run(details: dict[str, Any] | None, run_id: str) -> dict[str, Any]:

@@ -192,3 +192,23 @@ def test_the_flags_page_says_whose_flags_and_what_each_costs_and_how_to_fix_it(w
     assert top.fix and html.count('data-testid="fix"') == len(found.flags)
     mine = get("/flags", BIG0).text
     assert f"Showing flags on runs owned or triggered by {BIG0}" in mine
+
+
+def test_the_run_page_shows_each_outcomes_verdict_evidence_and_reach(world, get):
+    html = get(f"/runs/{world.ids['detailed']}", ADMIN).text
+    outcomes = html.split('data-testid="outcomes"', 1)[1].split("</section>", 1)[0]
+    assert outcomes.count('data-testid="verdict"') == 3
+    assert 'data-testid="verdict">accepted<' in outcomes
+    assert outcomes.count('data-testid="verdict">pending<') == 2
+    evidence = outcomes.split('data-testid="evidence"', 1)[1].split("</ul>", 1)[0]
+    assert f"{TEAMS['big'][3]}: reaction:tada" in evidence
+    assert f"{BIG0}: reply" in evidence and "not counted: owner" in evidence
+    assert "Reach: public, 42 people, seen by others" in outcomes
+    assert "project: OPS; watchers: carol, dave" in outcomes
+    body = get(f"/api/runs/{world.ids['detailed']}", ADMIN).json()
+    slack = body["outcomes"][0]
+    assert (slack["verdict"], slack["reach"]["audience_size"]) == ("accepted", 42)
+    assert [(e["who"], e["counted"]) for e in slack["evidence"]] == [
+        (TEAMS["big"][3], True),
+        (BIG0, False),
+    ]

@@ -133,8 +133,16 @@ def fill(ledger: Ledger) -> dict[str, str]:
                 "big",
                 MONDAY + timedelta(days=2),
                 outcomes=(
-                    Outcome("slack.message", "C0ABC:1741000000.000100", SLACK),
-                    Outcome("jira.issue", "OPS-7", JIRA),
+                    Outcome("slack.message", "C0ABC:1741000000.000100", SLACK, "public", 42, True),
+                    Outcome(
+                        "jira.issue",
+                        "OPS-7",
+                        JIRA,
+                        "jira",
+                        3,
+                        True,
+                        {"project": "OPS", "watchers": ["carol", "dave"]},
+                    ),
                     Outcome("jira.issue", "OPS-8", "javascript:alert(1)"),
                 ),
             )
@@ -150,6 +158,20 @@ def fill(ledger: Ledger) -> dict[str, str]:
         ],
     )
     ledger.add_feedback(detailed, TEAMS["big"][3], 1, comment="useful <b>really</b>", at=at)
+    # The follow-up pass read the Slack message back: a reader's reaction, the owner's reply.
+    from meshagent.ledger import verdicts
+
+    slack_outcome = verdicts.outcome_ids(ledger, [detailed])[detailed][0]
+    verdicts.judge_many(
+        ledger,
+        {
+            slack_outcome: [
+                verdicts.Evidence(TEAMS["big"][3], "reaction:tada", at + timedelta(hours=2)),
+                verdicts.Evidence(TEAMS["big"][0], "reply", at + timedelta(hours=3)),
+            ]
+        },
+        checked_at=at + timedelta(days=1),
+    )
     ledger.add_feedback(detailed, TEAMS["mid"][1], -1, at=at)
     return {
         "detailed": detailed,
