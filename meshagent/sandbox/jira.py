@@ -1103,6 +1103,45 @@ class JiraState:
                 return user
         return None
 
+    def transition_by(
+        self, key: str, status: str, user: str, *, resolution: str | None = None
+    ) -> None:
+        """``user`` (name, email, ...) moves issue ``key`` to ``status``, recorded in its
+        changelog; a done status resolves it (``resolution``: Done, Won't Do, Duplicate, ...)."""
+        issue = self.issues[key.upper()]
+        target = self._status_named(status, key)
+        person = self.find_user(user)
+        if person is None:
+            raise ValueError(f"unknown Jira user {user!r}")
+        change = {"field": "status", "fromString": issue["status"], "toString": target["name"]}
+        issue.setdefault("history", []).append(
+            {"author": person["name"], "created": _now(), "items": [change]}
+        )
+        issue["status"] = target["name"]
+        if target["category"] == "done":
+            issue["resolved"] = issue["resolved"] or _now()
+            issue["resolution_name"] = resolution or "Done"
+        issue["updated"] = _now()
+
+    def comment_by(self, key: str, user: str, body: str) -> str:
+        """``user`` comments on issue ``key``; the comment's id."""
+        issue = self.issues[key.upper()]
+        person = self.find_user(user)
+        if person is None:
+            raise ValueError(f"unknown Jira user {user!r}")
+        comment = self._new_comment(person["name"], body, _now())
+        issue["comments"].append(comment)
+        return comment["id"]
+
+    def delete_comment(self, key: str, comment_id: str) -> None:
+        """Delete comment ``comment_id`` of issue ``key``, as its author could."""
+        issue = self.issues[key.upper()]
+        issue["comments"] = [c for c in issue["comments"] if c["id"] != str(comment_id)]
+
+    def delete_issue(self, key: str) -> None:
+        """Delete issue ``key``: every read of it answers 404."""
+        del self.issues[key.upper()]
+
     def find_issue(self, ref: str) -> dict[str, Any] | None:
         """The issue with key (any case) or numeric id ``ref``."""
         issue = self.issues.get(ref.strip().upper())
@@ -1586,8 +1625,9 @@ class _Api:
             data["issueTypes"] = [self.type_json(ctx, t) for t in project["issue_types"]]
         return data
 
-    def resolution_json(self, ctx: _Ctx) -> dict[str, Any]:
-        rid, name, description = _RESOLUTIONS[0]
+    def resolution_json(self, ctx: _Ctx, named: str | None = None) -> dict[str, Any]:
+        found = [r for r in _RESOLUTIONS if named and r[1].lower() == named.lower()]
+        rid, name, description = (found or _RESOLUTIONS)[0]
         return {
             "self": ctx.api(f"resolution/{rid}"),
             "id": rid,
@@ -1658,7 +1698,8 @@ class _Api:
         if name == "duedate":
             return issue["due"].isoformat() if issue["due"] else None
         if name == "resolution":
-            return self.resolution_json(ctx) if issue["resolved"] else None
+            named = issue.get("resolution_name")
+            return self.resolution_json(ctx, named) if issue["resolved"] else None
         if name == "resolutiondate":
             return _fmt(issue["resolved"]) if issue["resolved"] else None
         if name == "comment":
@@ -1925,7 +1966,25 @@ class _Api:
     async def get_issue(self, request: web.Request) -> web.Response:
         issue = self.issue_or_404(request)
         fields = self.field_selection(request.query.getall("fields", []), None)
-        return web.json_response(self.issue_json(self.ctx(request), issue, fields))
+        ctx = self.ctx(request)
+        data = self.issue_json(ctx, issue, fields)
+        if "changelog" in ",".join(request.query.getall("expand", [])).split(","):
+            histories = [
+                {
+                    "id": str(10000 + at),
+                    "author": self.user_ref(ctx, item["author"]),
+                    "created": _fmt(item["created"]),
+                    "items": [dict(change) for change in item["items"]],
+                }
+                for at, item in enumerate(issue.get("history", []))
+            ]
+            data["changelog"] = {
+                "startAt": 0,
+                "maxResults": len(histories),
+                "total": len(histories),
+                "histories": histories,
+            }
+        return web.json_response(data)
 
     def user_from(self, ref: Any) -> tuple[dict[str, Any] | None, str | None]:
         """The user a ``{"name"}``/``{"accountId"}`` reference names, or an error text."""
