@@ -7,7 +7,8 @@ it then reserves what the call may cost from the day's budget, in the ledger, wh
 replica sees it (``reserve``; the reservation ends with the write of the call's spending). It makes
 the call under the provider's semaphore and retries transient errors with exponential backoff and
 jitter. Its callback, ``METER``, adds every response's usage to the run, also for calls that end
-the run badly.
+the run badly; a response the client received but could not read is read again without what
+stopped it, or its prompt counted, estimated (``salvage``).
 
 Why a chat model and not LangChain agent middleware: each middleware hook is wrapped in LangSmith's
 ``traceable``, which hops to a worker thread twice per call even with tracing off, and a
@@ -36,11 +37,12 @@ import langchain_core.exceptions as langchain_exceptions
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
+from langchain_core.output_parsers.openai_tools import make_invalid_tool_call
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableBinding
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
-from meshagent.exceptions import ConfigError, MeshAgentError
+from meshagent.exceptions import ConfigError, MeshAgentError, RunError
 from meshagent.ledger import records
 from meshagent.models import estimate_tokens
 
@@ -151,10 +153,13 @@ class Guarded(BaseChatModel):
                     inner._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
                 ),
             )
-        return await self.call(
-            run,
-            lambda: inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs),
-        )
+        try:
+            return await self.call(
+                run,
+                lambda: inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs),
+            )
+        except ValidationError as exc:  # a response the client could not read: see ``salvage``
+            return salvage(inner, exc, run, prompt_tokens(messages, kwargs))
 
     async def call(self, run: _Run, attempt: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
         """One model call under the provider's semaphore, retried when the error is transient."""
@@ -227,6 +232,78 @@ async def reserve(
         raise Stop("over_budget", found.refusal(limit) or f"max_usd_per_day of ${limit} reached")
     run.reservation = amount
     return kwargs
+
+
+def salvage(inner: BaseChatModel, exc: ValidationError, run: _Run, prompt: int) -> ChatResult:
+    """The result of a response that ``inner`` received but could not read, or RunError.
+
+    langchain-openai builds the AIMessage of a whole (not streamed) response with each tool
+    call's arguments as parsed, and pydantic refuses arguments that are JSON but no object
+    (``[1, 2]``, ``"x"``): the response, its tokens included, is lost with the error. Its
+    ``_create_chat_result(response, generation_info)`` is found in the error's traceback and
+    given the response again without those calls, which are added to the message as
+    ``invalid_tool_calls``: the agent loop records them as failed calls and tells the model,
+    and the meter adds the response's usage. A response that cannot be read so still spent
+    tokens: its prompt is added to the run, estimated, and the run fails saying why.
+    """
+    reading = _reading(exc, inner)
+    if reading is not None:
+        response, info = reading
+        data = (
+            response
+            if isinstance(response, dict)  # as langchain-openai dumps it: no parsed output
+            else response.model_dump(exclude=_UNPARSED, warnings=False)
+        )
+        dropped: list[list[dict[str, Any]]] = []
+        choices = [dict(choice) for choice in data.get("choices") or []]
+        for choice in choices:
+            message = choice["message"] = dict(choice.get("message") or {})
+            calls = message.get("tool_calls") or []
+            dropped.append([call for call in calls if _not_an_object(call)])
+            message["tool_calls"] = [call for call in calls if not _not_an_object(call)] or None
+        read_again = inner._create_chat_result  # type: ignore[attr-defined]
+        try:
+            result = read_again({**data, "choices": choices}, info)
+        except ValidationError:
+            pass
+        else:
+            for generation, calls in zip(result.generations, dropped, strict=True):
+                invalid = generation.message.invalid_tool_calls  # type: ignore[attr-defined]
+                for call in calls:
+                    arguments = call["function"]["arguments"]
+                    kind = type(json.loads(arguments)).__name__
+                    invalid.append(make_invalid_tool_call(call, f"a JSON {kind}, not an object"))
+            return result
+    run.spend(records.Usage(input_tokens=prompt, model_calls=1, estimated=True), None)
+    raise RunError(f"the model's response could not be read: {plain(exc)}") from exc
+
+
+_UNPARSED = {"choices": {"__all__": {"message": {"parsed"}}}}
+
+
+def _reading(exc: BaseException, inner: BaseChatModel) -> tuple[Any, Any] | None:
+    """The response and generation info that ``inner._create_chat_result`` was reading when
+    ``exc`` was raised, from the frames of its traceback."""
+    trace = exc.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        if frame.f_code.co_name == "_create_chat_result" and frame.f_locals.get("self") is inner:
+            response = frame.f_locals.get("response")
+            if isinstance(response, dict) or hasattr(response, "model_dump"):
+                return response, frame.f_locals.get("generation_info")
+        trace = trace.tb_next
+    return None
+
+
+def _not_an_object(call: Any) -> bool:
+    """Whether a raw tool call's arguments are JSON, but not an object (nor empty)."""
+    arguments = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
+    if not isinstance(arguments, str) or not arguments:
+        return False
+    try:
+        return not isinstance(json.loads(arguments), dict)
+    except ValueError:
+        return False  # not JSON: langchain-openai makes it an invalid tool call itself
 
 
 #: The output cap of a call of an agent with max_usd_per_day and no model_settings.

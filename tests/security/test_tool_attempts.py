@@ -677,3 +677,51 @@ def test_a_dotted_and_a_cut_short_call_through_the_real_client(
             "Error: the arguments of your call to slack_post_message are not valid JSON "
             "(Unterminated string starting at: line 1 column 34 (char 33))"
         )
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("arguments", ["[1, 2]", '"x"', "3"])
+def test_arguments_that_are_json_but_no_object_fail_the_call_not_the_run(
+    openai_server, sandbox, ledger, arguments, streaming
+):
+    """langchain-openai builds the AIMessage of a whole response with the parsed arguments as
+    they are, and pydantic refuses a list or a string there: the run failed with no tool event,
+    and the tokens of that response were never recorded."""
+    openai_server.script(
+        raw_calls(("call_list", "slack_post_message", arguments)),
+        answer("Gave up.", usage(600, 10)),
+    )
+    spec = agent(GATED.replace("model: scripted", "model: openai:gpt-4o-mini"))
+    model = openai_server.chat_model(streaming=streaming, stream_usage=streaming)
+    result = run(make_runtime(sandbox, ledger, model), spec)
+
+    assert result.status == "ok", result.error
+    assert sandbox.slack.writes() == []
+    [(kind, name, detail)] = events(ledger, result)
+    assert (kind, name) == ("tool_failed", "slack.post_message")
+    kind_of = type(json.loads(arguments)).__name__
+    assert f"a JSON {kind_of}, not an object" in detail
+    assert arguments_of(detail) == arguments
+    assert sent_for(openai_server, "call_list")["content"].startswith(
+        "Error: the arguments of your call to slack_post_message are not"
+    )
+    entry = ledger.entry(result.run_id)
+    assert (entry["model_calls"], entry["input_tokens"], entry["output_tokens"]) == (2, 1100, 30)
+
+
+def test_a_response_no_client_can_read_fails_the_run_saying_so_with_its_tokens(sandbox, ledger):
+    """A client other than langchain-openai's that cannot build the message of a response it
+    received: the run fails saying why, and the prompt it sent is counted, estimated."""
+
+    class Unreadable(ScriptedChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            AIMessage(content="", tool_calls=[{"name": "x", "args": [1, 2], "id": "c"}])
+
+    result = run(make_runtime(sandbox, ledger, Unreadable(responses=[])), agent(GATED))
+
+    assert result.status == "failed"
+    assert result.error.startswith(
+        "the model's response could not be read: ValidationError: 1 validation error for AIMessage"
+    )
+    entry = ledger.entry(result.run_id)
+    assert entry["model_calls"] == 1 and entry["input_tokens"] > 0
