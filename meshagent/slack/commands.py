@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from meshagent.actions import closest
 from meshagent.config import Config
 from meshagent.exceptions import LedgerError, MeshAgentError, RunError
-from meshagent.ledger import reports
-from meshagent.ledger.flags import flags as find_flags
+from meshagent.ledger import render, reports
+from meshagent.ledger.flags import Flag, flag_report
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER
 from meshagent.ledger.schema import DAILY_SUMS, daily, entries
@@ -526,6 +526,17 @@ class Commands:
                 privacy=self.config.privacy,
             )
             mine = await asyncio.to_thread(self._team_agents, team, period) if team else None
+            adoption = (
+                None
+                if team
+                else await asyncio.to_thread(
+                    reports.adoption,
+                    self.ledger,
+                    period=period,
+                    viewer=viewer,
+                    privacy=self.config.privacy,
+                )
+            )
         except LedgerError as exc:
             await reply.send(note(f":x: {escape(str(exc))}"))
             return
@@ -554,7 +565,14 @@ class Commands:
         if not rows:
             await reply.send(note(f"{title}\nNo runs recorded in this period."))
             return
-        text = f"{title}\n```\n{_report_table(rows)}\n```"
+        text = f"{title}\n```\n{_report_table(report, rows)}\n```"
+        text += (
+            "\n_accepted: fires and requests whose outcome someone else took up; min evidenced:"
+            " minutes credited for them, beside the agent files' claim._"
+        )
+        honest = render.adoption_text(adoption) if adoption else ""
+        if honest:
+            text += f"\n{escape(honest)}"
         if report.folded:
             text += f"\n_{report.folded} small groups are counted in '{OTHER}' to protect privacy._"
         await reply.send(note("Ledger report", blocks=[section(text)]))
@@ -573,24 +591,32 @@ class Commands:
             return
         privacy = _Privacy(self.config.privacy.min_group_size, (*self.config.privacy.admins, admin))
         found = await asyncio.to_thread(
-            find_flags,
+            flag_report,
             self.ledger,
             period=Period.named("week"),
             settings=self.config.flags,
             viewer=admin,
             privacy=privacy,
         )
-        if not found:
+        if not found.flags:
             await reply.send(note("No tokenmaxxing flags this week: every rule passed."))
             return
-        lines = [
-            f"• *{escape(flag.rule)}* ({len(flag.run_ids)} runs): {escape(flag.reason)}"
-            for flag in found[:_MAX_LINES]
-        ]
-        if len(found) > _MAX_LINES:
-            lines.append(f"…and {len(found) - _MAX_LINES} more: `meshagent ledger flags`")
-        text = "*Tokenmaxxing flags this week*\n" + "\n".join(lines)
+        lines = [_flag_line(flag) for flag in found.flags[:_MAX_LINES]]
+        if len(found.flags) > _MAX_LINES:
+            lines.append(f"…and {len(found.flags) - _MAX_LINES} more: `meshagent ledger flags`")
+        text = f"*Tokenmaxxing flags this week* ({escape(found.scope)})\n" + "\n".join(lines)
         await reply.send(note("Tokenmaxxing flags", blocks=[section(text)]))
+
+
+def _flag_line(flag: Flag) -> str:
+    """One flag: dollars, rule, agent, owner, people, reason, innocent explanation and fix."""
+    who = escape(render.flag_people(flag))
+    return (
+        f"• *{render.money(flag.usd)}* *{escape(flag.rule)}* {escape(flag.subject)} "
+        f"(owner {escape(flag.owner or '-')}; by {who}; {len(flag.run_ids)} runs): "
+        f"{escape(flag.reason)}\n    _Innocent:_ {escape(flag.innocent or '-')} "
+        f"_Fix:_ {escape(flag.fix or '-')}"
+    )
 
 
 @dataclass(frozen=True)
@@ -692,21 +718,27 @@ def _row_cost(row: reports.ReportRow) -> str:
     return text
 
 
-def _report_table(rows: list[reports.ReportRow]) -> str:
-    headers = ["group", "runs", "outcome", "tokens", "cost", "min saved", "+1", "-1"]
-    body = [
-        [
-            row.group[:24],
-            f"{row.runs:,}",
-            f"{row.runs_with_outcome:,}",
-            f"{row.tokens:,}",
-            _row_cost(row),
-            f"{row.minutes_saved.normalize():f}",
-            f"{row.feedback_pos:,}",
-            f"{row.feedback_neg:,}",
-        ]
-        for row in rows[:_MAX_LINES]
-    ]
+def _report_table(report: reports.Report, rows: list[reports.ReportRow]) -> str:
+    """The headline first (accepted outcomes, cost per accepted outcome, minutes claimed and
+    evidenced), then cost, runs and tokens."""
+    headers = ["group", "accepted", "$/accepted", "min claimed", "min evidenced", "cost", "runs"]
+    headers.append("tokens")
+    body = []
+    for row in rows[:_MAX_LINES]:
+        evidence = report.evidence_of(row)
+        per = evidence.cost_per_accepted
+        body.append(
+            [
+                row.group[:24],
+                f"{evidence.accepted_outcomes:,}",
+                render.money(per) if per is not None else "-",
+                render.minutes(evidence.minutes_claimed),
+                render.minutes(evidence.minutes_evidenced),
+                _row_cost(row),
+                f"{row.runs:,}",
+                f"{row.tokens:,}",
+            ]
+        )
     widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
     lines = []
     for cells in [headers, *body]:

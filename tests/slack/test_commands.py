@@ -208,6 +208,9 @@ def test_report_follows_the_privacy_rules(sandbox, ledger, serve):
     assert "Withheld: too few people" in withheld
     assert "*Ledger report* by agent for team payments" in admin
     assert "ask" in admin and "runs" in admin
+    header = next(line for line in admin.splitlines() if line.startswith("group"))
+    assert header.split()[1:5] == ["accepted", "$/accepted", "min", "claimed"]
+    assert header.index("min evidenced") < header.index("tokens")
 
 
 OPS_NOTES = """\
@@ -236,7 +239,7 @@ def test_report_of_a_team_counted_in_other(sandbox, ledger, serve):
     served.command(sandbox, "report payments")
     served.idle()
     teams, people, payments = (texts(m) for m in response_posts(sandbox)[4:])
-    assert "\npayments " in teams and "\nother " in teams and "people" not in teams
+    assert "\npayments " in teams and "\nother " in teams and "\npeople " not in teams
     assert "2 small groups are counted in 'other'" in teams
     assert "Team people has no runs you may see" in people
     assert "counted only in 'other'" in people
@@ -252,6 +255,37 @@ def test_flags_are_for_admins(sandbox, ledger, serve):
     refused, admin = (texts(m) for m in response_posts(sandbox))
     assert "`flags` is for admins" in refused
     assert "No tokenmaxxing flags this week" in admin
+
+
+def test_flags_name_the_looper_the_dollars_and_the_fix(sandbox, ledger, serve):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.ledger.helpers import cost, record
+
+    now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    ledger.write_records(
+        [
+            record(
+                agent="helper",
+                owner="alice@example.com",
+                trigger_kind="slash",
+                triggered_by="U0BOB0002",
+                started_at=now + timedelta(minutes=15 * i),
+                scheduled_for=None,
+                input_hash=f"h{i}",
+                cost=cost("0.10"),
+            )
+            for i in range(30)
+        ]
+    )
+    app = make_app(sandbox, ledger, agents(sandbox, ASK), slack={"admins": ["U0DAVE004"]})
+    served = serve(app)
+    served.command(sandbox, "flags", user="U0DAVE004")
+    served.idle()
+    [shown] = (texts(m) for m in response_posts(sandbox))
+    assert "every flag (admin:" in shown
+    assert "*$3.00* *slash_loop* helper (owner alice@example.com; by " in shown
+    assert "_Innocent:_ " in shown and "_Fix:_ " in shown
 
 
 def test_a_spent_response_url_falls_back_to_an_ephemeral_message(sandbox, ledger, serve):
