@@ -95,6 +95,13 @@ class RunResult:
         return self.status in ("ok", "skipped_unchanged")
 
 
+def _is_quiet(answer: str, quiet: str) -> bool:
+    """Whether `answer` is the agent's declared "nothing to report": the sentinel alone,
+    whatever its case, spacing, quotes, markup or final full stop."""
+    strip = " \t\r\n.!`*_\"'"
+    return answer.strip(strip).casefold() == quiet.strip(strip).casefold()
+
+
 def _ledger_outcome(outcome: Outcome) -> records.Outcome:
     """The ledger's record of an outcome, its reach as the connector knew it."""
     return records.Outcome(
@@ -450,6 +457,9 @@ class Runtime:
             return input_hash  # over budget: keep the answer, deliver nothing
         if not answer or not answer.strip():
             raise RunError("the model returned no answer: nothing to deliver")
+        if spec.quiet_answer is not None and _is_quiet(answer, spec.quiet_answer):
+            run.outcomes.append(Outcome(kind=records.QUIET, reference=spec.quiet_answer))
+            return input_hash  # nothing to report: a result, delivered nowhere
         if spec.deliver:
             await run.record()
         for use in spec.deliver:

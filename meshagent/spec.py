@@ -308,6 +308,9 @@ class AgentSpec(StrictModel):
     """Write actions that receive the final answer, run by the runtime."""
     skip_if_unchanged: bool = False
     """Skip the model (0 tokens) when the context is the same as at the last successful run."""
+    quiet_answer: str | None = Field(None, min_length=1, max_length=100)
+    """The answer that means "nothing to report" (e.g. NOTHING_TO_REPORT), as the instructions
+    tell the model to give it: the run then delivers nothing and records a quiet result."""
     triggers: list[Trigger] = Field(default_factory=list)
     """When the agent runs: schedule (cron), every (interval) and slash (Slack command)."""
     budget: Budget = Field(default_factory=Budget)
@@ -333,6 +336,21 @@ class AgentSpec(StrictModel):
         if not value.strip():
             raise _error("must not be empty")
         return value
+
+    @field_validator("quiet_answer")
+    @classmethod
+    def _quiet_answer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.strip() or "\n" in value:
+            raise _error("must be one line of text, such as NOTHING_TO_REPORT")
+        instructions = info.data.get("instructions") or ""
+        if value.strip().lower() not in instructions.lower():
+            raise _error(
+                f"the instructions must tell the model when to answer {value.strip()!r} "
+                f"(e.g. 'If nothing changed, answer exactly {value.strip()}.')"
+            )
+        return value.strip()
 
     @field_validator("model")
     @classmethod
