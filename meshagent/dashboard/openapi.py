@@ -165,6 +165,19 @@ SCHEMAS: dict[str, Any] = {
             "withheld": BOOL,
             "folded": INT,
             "totals": _ref("Point"),
+            "headline": _object(
+                {
+                    "withheld": BOOL,
+                    "accepted_outcomes": _maybe(INT),
+                    "cost_per_accepted": _maybe(DECIMAL),
+                    "minutes_claimed": _maybe(DECIMAL),
+                    "minutes_evidenced": _maybe(DECIMAL),
+                    "people_honest": {
+                        **_maybe(INT),
+                        "description": "People with an accepted outcome that reached someone else",
+                    },
+                }
+            ),
             "yours": {
                 **_maybe(_ref("Point")),
                 "description": "The viewer's own agents (not for admins or anonymous viewers)",

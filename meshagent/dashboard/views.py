@@ -27,9 +27,10 @@ from meshagent.ledger.flags import Flag, FlagReport, flag_report, runs_of
 from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER
-from meshagent.ledger.reports import ForecastRow, ReportRow, forecast
+from meshagent.ledger.reports import NONE_LABEL, ForecastRow, ReportRow, forecast
 from meshagent.ledger.schema import TOKEN_KINDS
 from meshagent.ledger.store import Ledger
+from meshagent.ledger.value import Evidenced, credits
 
 __all__ = ["FLAGS_PER_PAGE", "SORTS", "Pages", "Viewer", "jsonable", "row_dict"]
 
@@ -333,6 +334,7 @@ class Pages:
             "withheld": report.withheld,
             "folded": report.folded,
             "totals": totals,
+            "headline": self._headline(filters, totals),
             "yours": self._yours(viewer, filters),
             "teams": [row_dict(row) for row in report.rows],
             "trend": [self._point(bucket, viewer.admin) for bucket in trend.value or []],
@@ -341,6 +343,33 @@ class Pages:
                 "teams": self._team_choices(viewer, filters),
                 "tags": list(self.config.value_tags),
             },
+        }
+
+    def _headline(self, filters: Filters, totals: Mapping[str, Any]) -> dict[str, Any]:
+        """The period's headline: accepted outcomes, cost per accepted outcome, minutes claimed
+        beside evidenced, and honest adoption; withheld as the totals are."""
+        if totals["withheld"] or totals["future"]:
+            keys = ("accepted_outcomes", "cost_per_accepted", "minutes_claimed")
+            return dict.fromkeys((*keys, "minutes_evidenced", "people_honest")) | {"withheld": True}
+        team, tag = filters.team, filters.tag
+        made = [
+            credit
+            for credit in credits(self.ledger, filters.period, value=self.config.value)
+            if team in (None, credit.team or NONE_LABEL)
+            and tag in (None, credit.value_tag or NONE_LABEL)
+        ]
+        cost = totals["cost_usd"]
+        found = Evidenced(
+            len(made), sum((c.minutes for c in made), Decimal(0)), totals["minutes_saved"], cost
+        )
+        honest = {c.person for c in made if c.reached_others}
+        return {
+            "withheld": False,
+            "accepted_outcomes": found.accepted_outcomes,
+            "cost_per_accepted": found.cost_per_accepted,
+            "minutes_claimed": found.minutes_claimed,
+            "minutes_evidenced": found.minutes_evidenced,
+            "people_honest": None if totals["people_with_usage"] is None else len(honest),
         }
 
     def _yours(self, viewer: Viewer, filters: Filters) -> dict[str, Any] | None:

@@ -212,3 +212,18 @@ def test_the_run_page_shows_each_outcomes_verdict_evidence_and_reach(world, get)
         (TEAMS["big"][3], True),
         (BIG0, False),
     ]
+
+
+def test_the_overview_leads_with_accepted_outcomes_and_evidenced_minutes(world, get):
+    from meshagent.ledger import value
+
+    made = value.credits(world.ledger, WEEK)
+    assert made  # the detailed run's message was taken up by a reader
+    body = get("/api/overview", ADMIN).json()
+    headline = body["headline"]
+    assert headline["accepted_outcomes"] == len(made)
+    assert headline["minutes_evidenced"] == format(sum(c.minutes for c in made), "f")
+    assert headline["people_honest"] == len({c.person for c in made if c.reached_others})
+    html = get("/", ADMIN).text
+    assert html.index('data-kpi="accepted_outcomes"') < html.index('data-kpi="cost"')
+    assert "Honest adoption" in html and "claimed" in html
