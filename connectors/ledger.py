@@ -41,7 +41,7 @@ def _money(value: Decimal | None) -> str | None:
 
 async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> ActionResult:
     from meshagent.ledger import reports
-    from meshagent.ledger.flags import flags as find_flags
+    from meshagent.ledger.flags import flag_report
     from meshagent.ledger.periods import Period
 
     ledger = context.services.get("ledger")
@@ -56,22 +56,26 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
         "this-month": Period.month(today),
     }[args.period]
     report = reports.summary(ledger, by=args.by, period=period, privacy=config.privacy)
-    rows = [
-        {
-            "group": row.group,
-            "runs": row.runs,
-            "runs_with_outcome": row.runs_with_outcome,
-            "tokens": row.tokens,
-            "cost_usd": _money(row.cost_usd),
-            "cost_unknown_runs": row.runs_cost_unknown,
-            "minutes_saved": float(row.minutes_saved),
-            "minutes_per_dollar": None
-            if row.minutes_per_dollar is None
-            else float(row.minutes_per_dollar),
-            "feedback": f"+{row.feedback_pos}/-{row.feedback_neg}",
-        }
-        for row in report.rows
-    ]
+    rows = []
+    for row in report.rows:
+        evidence = report.evidence_of(row)
+        rows.append(
+            {
+                # The headline first: what people took up, what it cost, minutes evidenced
+                # beside the agent files' claim; tokens and runs are detail.
+                "group": row.group,
+                "accepted_outcomes": evidence.accepted_outcomes,
+                "cost_per_accepted_outcome_usd": _money(evidence.cost_per_accepted),
+                "minutes_saved_evidenced": float(evidence.minutes_evidenced),
+                "minutes_saved_claimed": float(evidence.minutes_claimed),
+                "cost_usd": _money(row.cost_usd),
+                "cost_unknown_runs": row.runs_cost_unknown,
+                "runs": row.runs,
+                "runs_with_outcome": row.runs_with_outcome,
+                "tokens": row.tokens,
+                "feedback": f"+{row.feedback_pos}/-{row.feedback_neg}",
+            }
+        )
     adoption = reports.adoption(ledger, period=period, privacy=config.privacy)
     data: dict[str, Any] = {
         "period": period.label,
@@ -81,6 +85,7 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
         "adoption": [
             {
                 "week": week.week.label,
+                "honest_adoption_people": week.people_honest,
                 "people_with_an_outcome": week.people_with_outcome,
                 "people_spending_tokens": week.people_with_usage,
             }
@@ -88,16 +93,19 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
         ],
     }
     if args.flags:
-        # Every flag is counted, none is shown: only the per-rule counts leave this action.
+        # Every flag is counted, none is shown: only the per-rule counts and dollars leave.
         counter = "meshagent:ledger.report"
         admins = config.privacy.model_copy(update={"admins": (counter,)})
-        found = find_flags(
+        found = flag_report(
             ledger, period=period, settings=config.flags, viewer=counter, privacy=admins
         )
         counts: dict[str, int] = {}
-        for flag in found:
+        dollars: dict[str, Decimal] = {}
+        for flag in found.flags:
             counts[flag.rule] = counts.get(flag.rule, 0) + len(flag.run_ids)
+            dollars[flag.rule] = dollars.get(flag.rule, Decimal(0)) + flag.usd
         data["flagged_runs_by_rule"] = counts
+        data["usd_at_stake_by_rule"] = {rule: _money(usd) for rule, usd in dollars.items()}
     return ActionResult(data=data)
 
 
@@ -108,7 +116,8 @@ connector = Connector(
         Action(
             name="ledger.report",
             kind=ActionKind.READ,
-            description="The ledger report for a week or month: runs, outcomes, cost, value.",
+            description="The ledger report for a week or month: accepted outcomes, cost per "
+            "accepted outcome, minutes evidenced and claimed, honest adoption; runs and tokens.",
             args=ReportArgs,
             grant=ActionGrant,
             handler=_report,

@@ -95,8 +95,23 @@ def test_weekly_value_report_posts_the_ledgers_numbers(run_agent_file, sandbox, 
             finished_at=last_week,
         )
         ledger.add_outcome(run_id, "slack.message", f"C0PAYSTAND:{number}.0")
+        if number < 2:  # a reader replied to two of the digests
+            from meshagent.ledger import verdicts
+
+            (outcome,) = verdicts.outcome_ids(ledger, [run_id])[run_id]
+            verdicts.judge_many(
+                ledger,
+                {outcome: [verdicts.Evidence("lead@example.com", "reply", last_week)]},
+                checked_at=last_week + timedelta(days=1),
+            )
     model_result = run_agent_file(AGENTS / "weekly-value-report.yaml")
     assert model_result.status == "ok", model_result.error
     [post] = sandbox.slack.posted_to("#eng-leads")
     assert "payments" in post.text and "0.0720" in post.text  # 6 x $0.012
+    line = next(line for line in post.text.splitlines() if line.startswith("- payments:"))
+    # the headline leads: two messages a reader took up, minutes evidenced beside claimed
+    assert line.index("accepted outcomes 2") < line.index("cost per accepted outcome usd 0.0360")
+    assert line.index("0.0360") < line.index("minutes saved evidenced 30.0")
+    assert line.index("minutes saved claimed 90.0") < line.index("cost usd 0.0720")
+    assert "honest adoption people 2" in post.text
     assert model_result.entry["trigger_kind"] == "api"
