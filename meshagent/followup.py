@@ -52,6 +52,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SLACK_KINDS = ("slack.message",)
+#: Read from the ledger itself: an answer shown only to its asker is judged by their vote.
+VOTE_KINDS = ("slack.ephemeral",)
 JIRA_KINDS = ("jira.issue", "jira.comment")
 
 
@@ -152,6 +154,26 @@ class _SlackReader:
         return evidence
 
 
+class _VoteReader:
+    """The Useful / Not useful votes on the outcome's run, from the ledger (no API call)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def read(self, item: Due) -> list[Evidence]:
+        from sqlalchemy import select
+
+        from meshagent.ledger.schema import feedback
+
+        query = select(feedback.c.person, feedback.c.vote, feedback.c.created_at).where(
+            feedback.c.run_id == item.run_id
+        )
+        found = self.ledger.read(lambda c: c.execute(query).all(), what="read votes")
+        return [
+            Evidence(person, "vote:+1" if vote > 0 else "vote:-1", at) for person, vote, at in found
+        ]
+
+
 def _slack_client(config: Config, env: Mapping[str, str]) -> Any | None:
     from connectors import slack
     from meshagent.actions import ActionContext
@@ -182,11 +204,10 @@ async def follow_up(
     if client is not None:
         slack_reader = _SlackReader(ledger, client, budget)
         readers.update({kind: slack_reader for kind in SLACK_KINDS})
+    readers.update({kind: _VoteReader(ledger) for kind in VOTE_KINDS})
     jira_reader = _jira_reader(config, env, budget, jira_context)
     if jira_reader is not None:
         readers.update({kind: jira_reader for kind in JIRA_KINDS})
-    if not readers:
-        return result
     due = verdicts.due(ledger, now=now, limit=max(limit, 1), kinds=sorted(readers))
     found: dict[int, list[Evidence]] = {}
     for at, item in enumerate(due):

@@ -9,6 +9,7 @@ lookup that fails refuses: access is never granted on an error.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from meshagent.spec import AgentSpec, AllowList, SlashTrigger
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Caller",
@@ -83,6 +86,7 @@ class Directory:
         self.ttl = ttl
         self._clock = clock
         self._people: dict[str, tuple[float, Person]] = {}
+        self._linked: dict[str, float] = {}  # user id -> when it was linked to its email
         self._groups: tuple[float, dict[str, set[str]]] | None = None
         self._lock = asyncio.Lock()
 
@@ -105,6 +109,23 @@ class Directory:
         )
         self._people[user_id] = (self._clock(), person)
         return person
+
+    async def link(self, ledger: Any, user_id: str) -> None:
+        """Make the Slack user `user_id` and their email one person in the ledger (once per
+        ``ttl``), so that a trigger, a vote and an owner named by email are counted as one.
+        Best effort: a Slack or ledger failure leaves them unlinked."""
+        from meshagent.ledger.people import link
+
+        linked = self._linked.get(user_id)
+        if not user_id or (linked is not None and self._clock() - linked < self.ttl):
+            return
+        try:
+            person = await self.person(user_id)
+            if person.email:
+                await asyncio.to_thread(link, ledger, user_id, person.email, source="slack")
+            self._linked[user_id] = self._clock()
+        except Exception as exc:  # noqa: BLE001 - the command or vote goes on unlinked
+            log.info("could not link %s to an email: %s", user_id, exc)
 
     async def groups(self) -> dict[str, set[str]]:
         """Members of every active user group, by lowercased @handle, handle and id."""

@@ -466,6 +466,7 @@ class SlackApp:
         vote = 1 if action.get("action_id") == FEEDBACK_UP else -1
         url = body.get("response_url")
         budget = self.response_urls.get(url) if url else None
+        await self.directory.link(self.ledger, user)
         try:
             await asyncio.to_thread(self.ledger.add_feedback, run_id, user, vote)
         except LedgerError:
@@ -502,6 +503,7 @@ class SlackApp:
             if not current:
                 return
             if added:
+                await self.directory.link(self.ledger, user)
                 await asyncio.to_thread(self.ledger.add_feedback, run_id, user, vote)
             else:
                 await asyncio.to_thread(withdraw_vote, self.ledger, run_id, user, vote)

@@ -48,6 +48,7 @@ from meshagent.slack.messages import (
     note,
     result_messages,
     section,
+    shows_answer,
     tokens_text,
 )
 from meshagent.slack.respond import Reply
@@ -319,12 +320,14 @@ class Commands:
                 if reason is not None:
                     await reply.send(note(f":no_entry: {escape(reason)}"))
                     return
+            await self.directory.link(self.ledger, cmd.user_id)
             result = await self.runtime.run(
                 spec, trigger="slash", triggered_by=cmd.user_id, inputs=given
             )
             messages = result_messages(result, channel_id=cmd.channel_id, limit=reply.left)
-            for message in messages:
-                await reply.send(message)
+            sent = [await reply.send(message) for message in messages]
+            if all(sent) and shows_answer(result):
+                await self._record_ephemeral(cmd, spec, result.run_id)
             if self.on_result is not None:
                 self.on_result(result.run_id, messages[-1]["blocks"])
         except asyncio.CancelledError:
@@ -362,6 +365,31 @@ class Commands:
         if names:
             lines.append("Agent commands: " + ", ".join(f"`/{name}`" for name in names))
         return "\n".join(lines)
+
+    async def _record_ephemeral(self, cmd: Command, spec: AgentSpec, run_id: str) -> None:
+        """The answer shown only to the person who asked: an outcome whose audience is them
+        (reaching someone other than the owner unless they are the owner)."""
+        from meshagent.ledger.people import person_of
+
+        def record() -> None:
+            asker = person_of(self.ledger, cmd.user_id)
+            names = {i.value for i in asker.identities} if asker else {cmd.user_id}
+            owner = spec.owner.strip().lstrip("@").lower()
+            own = owner in {n.lower() for n in names}
+            self.ledger.add_outcome(
+                run_id,
+                "slack.ephemeral",
+                f"{cmd.channel_id}:{cmd.user_id}",
+                audience="ephemeral",
+                audience_size=1,
+                reaches_others=not own,
+                reach_detail={"user": cmd.user_id, "channel": cmd.channel_id},
+            )
+
+        try:
+            await asyncio.to_thread(record)
+        except Exception as exc:  # noqa: BLE001 - the person has their answer either way
+            log.warning("could not record the ephemeral answer of %s: %s", run_id, exc)
 
     async def _list(self, cmd: Command, reply: Reply) -> None:
         lines = []

@@ -23,6 +23,7 @@ __all__ = [
     "footer",
     "note",
     "result_messages",
+    "shows_answer",
     "split_text",
     "voted",
 ]
@@ -197,6 +198,14 @@ def result_messages(result: RunResult, *, channel_id: str, limit: int = 1) -> li
             text += f" ({_plain(footer(result))})"
         message.update(response_type="ephemeral", text=text)
     return messages
+
+
+def shows_answer(result: RunResult) -> bool:
+    """Whether `result_messages` shows the answer itself (to the person who asked, only): a
+    run that answered and posted no Slack message, and was not a quiet result."""
+    if result.status != "ok" or not result.answer:
+        return False
+    return not any(o.kind in (SLACK_MESSAGE, "quiet") and not o.planned for o in result.outcomes)
 
 
 def _plain(text: str) -> str:

@@ -190,9 +190,9 @@ def test_me_shows_my_week_only_to_me(sandbox, ledger, serve):
     assert mine["response_type"] == "ephemeral"
     shown = texts(mine)
     assert "only you see this" in shown
-    assert "• ask: 1 run, 0 with an outcome" in shown
+    assert "• ask: 1 run, 1 with an outcome" in shown  # its answer, shown to alice alone
     assert "• standup-digest: 1 run, 1 with an outcome" in shown and "15 min saved" in shown
-    assert "*Total*: 2 runs, 1 with an outcome" in shown
+    assert "*Total*: 2 runs, 2 with an outcome" in shown
 
 
 def test_report_follows_the_privacy_rules(sandbox, ledger, serve):
@@ -201,7 +201,9 @@ def test_report_follows_the_privacy_rules(sandbox, ledger, serve):
     served.command(sandbox, "ask hi")
     served.command(sandbox, "ask hi", user="U0BOB0002")
     served.idle()
-    served.command(sandbox, "report")  # alice: two people is fewer than 5
+    # erin: two people is fewer than 5, and neither run is hers (alice, the owner of ask,
+    # sees its runs: her Slack id is linked to her email)
+    served.command(sandbox, "report", user="U0ERIN005")
     served.command(sandbox, "report payments", user="U0DAVE004")  # a privacy admin, by email
     served.idle()
     withheld, admin = (texts(m) for m in response_posts(sandbox)[2:])
