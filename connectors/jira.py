@@ -414,6 +414,59 @@ async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionR
     return ActionResult(data=data)
 
 
+_bots: dict[tuple[str, str], set[str]] = {}  # site -> the names of the account we act as
+
+
+def _person(value: Any) -> str | None:
+    """A Jira user as the ledger names people: the email when Jira shows it, else the name."""
+    if value is None:
+        return None
+    for name in ("emailAddress", "name", "accountId", "displayName"):
+        found = getattr(value, name, None)
+        if found:
+            return str(found).lower() if name == "emailAddress" else str(found)
+    return None
+
+
+async def _reach(site: _Site, key: str, context: ActionContext) -> dict[str, Any]:
+    """Who sees an issue: its project, reporter, assignee and watchers; whether anyone but the
+    run's owner and triggerer (and the bot) is among them. Never fails the write: unknown
+    reach is recorded as such."""
+
+    def read(client: JIRA) -> tuple[Any, Any]:
+        issue = client.issue(key, fields="project,reporter,assignee")
+        return issue, client.watchers(key)
+
+    try:
+        issue, watchers = await _call("jira.reach", key, site, read)
+        fields = issue.fields
+        people = {
+            "reporter": _person(getattr(fields, "reporter", None)),
+            "assignee": _person(getattr(fields, "assignee", None)),
+        }
+        watching = sorted({p for w in getattr(watchers, "watchers", []) if (p := _person(w))})
+        if site.key not in _bots:
+            bot = await _call("jira.reach", key, site, lambda client: client.myself())
+            _bots[site.key] = {
+                str(bot.get(n) or "").lower() for n in ("emailAddress", "name", "accountId")
+            }
+        own = set(_bots[site.key])
+        own |= {
+            str(context.services.get(n) or "").strip().lstrip("@").lower()
+            for n in ("owner", "triggered_by")
+        }
+        seen = {p.lower() for p in [*people.values(), *watching] if p}
+        project = getattr(getattr(fields, "project", None), "key", None)
+        return {
+            "audience": "jira",
+            "audience_size": len(seen),
+            "reaches_others": bool(seen - own),
+            "reach_detail": {"project": project, **people, "watchers": watching},
+        }
+    except Exception as exc:  # noqa: BLE001 - the write is done: its reach stays unknown
+        return {"reach_detail": {"unknown": getattr(exc, "code", None) or type(exc).__name__}}
+
+
 async def _create(context: ActionContext, args: CreateArgs, grant: Any) -> ActionResult:
     if context.dry_run:
         return ActionResult.planned("jira.create_issue", args, args.project)
@@ -428,7 +481,8 @@ async def _create(context: ActionContext, args: CreateArgs, grant: Any) -> Actio
     issue = await _call(
         "jira.create_issue", args.project, site, lambda client: client.create_issue(fields)
     )
-    outcome = Outcome("jira.issue", issue.key, site.browse(issue.key))
+    reach = await _reach(site, issue.key, context)
+    outcome = Outcome("jira.issue", issue.key, site.browse(issue.key), **reach)
     return ActionResult(data={"key": issue.key}, outcomes=[outcome])
 
 
@@ -440,7 +494,8 @@ async def _comment(context: ActionContext, args: CommentArgs, grant: Any) -> Act
         "jira.add_comment", args.key, site, lambda client: client.add_comment(args.key, args.body)
     )
     url = f"{site.browse(args.key)}?focusedCommentId={comment.id}"
-    outcome = Outcome("jira.comment", f"{args.key}#{comment.id}", url)
+    reach = await _reach(site, args.key, context)
+    outcome = Outcome("jira.comment", f"{args.key}#{comment.id}", url, **reach)
     return ActionResult(data={"key": args.key, "comment": comment.id}, outcomes=[outcome])
 
 

@@ -1138,6 +1138,14 @@ class JiraState:
         issue = self.issues[key.upper()]
         issue["comments"] = [c for c in issue["comments"] if c["id"] != str(comment_id)]
 
+    def watch(self, key: str, *users: str) -> None:
+        """Set the watchers of issue ``key`` (names, emails, ...)."""
+        issue = self.issues[key.upper()]
+        found = [self.find_user(u) for u in users]
+        if None in found:
+            raise ValueError(f"unknown Jira user among {users!r}")
+        issue["watchers"] = [u["name"] for u in found if u is not None]
+
     def delete_issue(self, key: str) -> None:
         """Delete issue ``key``: every read of it answers 404."""
         del self.issues[key.upper()]
@@ -2190,6 +2198,22 @@ class _Api:
             raise _ApiError(404, ["Can not find a comment for the id."])
         return web.json_response(self.comment_json(self.ctx(request), issue, found))
 
+    async def watchers(self, request: web.Request) -> web.Response:
+        issue = self.issue_or_404(request)
+        ctx = self.ctx(request)
+        names = issue.get("watchers")
+        if names is None:  # Jira makes the reporter and the assignee watchers
+            names = [n for n in dict.fromkeys((issue["reporter"], issue["assignee"])) if n]
+        people = [self.user_ref(ctx, name) for name in names]
+        return web.json_response(
+            {
+                "self": ctx.api(f"issue/{issue['key']}/watchers"),
+                "isWatching": False,
+                "watchCount": len(people),
+                "watchers": people,
+            }
+        )
+
     def add_comment(self, issue: dict[str, Any], body: str) -> dict[str, Any]:
         comment = self.state._new_comment(self.state.bot["name"], body, _now())
         issue["comments"].append(comment)
@@ -2397,6 +2421,7 @@ def build_jira_app(state: JiraState, *, middlewares: tuple[Any, ...] = ()) -> we
         ("POST", "/issue/{key}/comment", api.post_comment),
         ("GET", "/issue/{key}/comment/{id}", api.comment),
         ("GET", "/issue/{key}/transitions", api.transitions),
+        ("GET", "/issue/{key}/watchers", api.watchers),
         ("POST", "/issue/{key}/transitions", api.post_transition),
         ("PUT", "/issue/{key}/assignee", api.assign),
     ]
