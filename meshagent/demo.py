@@ -65,6 +65,7 @@ triggers:
 value: {tag: experiment, minutes_saved: 0}
 """
 
+TOKENMAXXER_NAME = "everything-watcher"
 _INPUTS = {"version": "2026.12"}  # example inputs the demo fills in
 _WEEK = timedelta(days=7)  # the simulated week: the last seven days of schedules
 _BEFORE = timedelta(minutes=30)  # each example agent runs once by hand this long before it
@@ -85,6 +86,7 @@ class DemoSummary:
     first_runs: list[RunResult] = field(default_factory=list)
     week_runs: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    read: dict[str, list[Any]] = field(default_factory=dict)  # what people did, by run
 
 
 class _Clock:
@@ -224,14 +226,43 @@ def _week_of_change(box: Sandbox, day: int, rng: random.Random) -> None:
         )
 
 
-def _react(ledger: Ledger, result: RunResult, rng: random.Random) -> None:
-    """People vote on what was delivered; nobody reacts to runs that delivered nothing."""
+_READERS = ["alice@example.com", "bob@example.com", "dave@example.com", "erin@example.com"]
+
+
+def _react(
+    ledger: Ledger,
+    result: RunResult,
+    rng: random.Random,
+    read: dict[str, list[Any]],
+    at: datetime,
+) -> None:
+    """People vote on what was delivered, and react or reply to it in Slack and Jira (what the
+    follow-up pass reads back: `read`, by run); nobody reacts to runs that delivered nothing."""
+    from meshagent.ledger.verdicts import Evidence
+
     if result.status != "ok" or not [o for o in result.outcomes if not o.planned]:
         return
-    people = ["alice@example.com", "bob@example.com", "dave@example.com", "erin@example.com"]
-    for person in rng.sample(people, k=rng.randint(1, 3)):
+    for person in rng.sample(_READERS, k=rng.randint(1, 3)):
         vote = 1 if rng.random() < 0.85 else -1
         ledger.add_feedback(result.run_id, person, vote)
+    when = at + timedelta(hours=rng.randint(1, 6))
+    if rng.random() < 0.6:  # most useful output draws no reaction at all
+        what = rng.choice(["reaction:eyes", "reaction:+1", "reply"])
+        read[result.run_id] = [Evidence(rng.choice(_READERS), what, when)]
+    else:
+        read[result.run_id] = []
+
+
+def _follow_up(ledger: Ledger, read: dict[str, list[Any]], now: datetime) -> None:
+    """Record every delivered outcome's verdict as the follow-up pass would, from what people
+    did with it: accepted when someone other than the owner and triggerer engaged, else
+    ignored once a week has passed (pending before)."""
+    from meshagent.ledger import verdicts
+
+    found = verdicts.outcome_ids(ledger, list(read))
+    evidence = {o: read[run_id] for run_id, ids in found.items() for o in ids}
+    if evidence:
+        verdicts.judge_many(ledger, evidence, checked_at=now)
 
 
 async def _play(
@@ -261,7 +292,7 @@ async def _play(
         )
         summary.week_runs += 1
         summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
-        _react(runtime.ledger, result, rng)
+        _react(runtime.ledger, result, rng, summary.read, clock())
         if progress is not None and task is not None:
             progress.advance(task)
     clock.at = None
@@ -286,7 +317,7 @@ async def _first_runs(
         result = await runtime.run(spec, trigger="cli", triggered_by="demo",
                                    inputs=_inputs(spec, box))  # fmt: skip
         summary.first_runs.append(result)
-        _react(runtime.ledger, result, rng)
+        _react(runtime.ledger, result, rng, summary.read, clock())
         if progress is not None and task is not None:
             progress.advance(task)
     clock.at = None
@@ -343,31 +374,94 @@ def _run_demo(
         with progress or contextlib.nullcontext():
             asyncio.run(_first_runs(runtime, clock, agents, box, summary, progress, moment))
             asyncio.run(_play(runtime, clock, agents, box, summary, progress, moment))
+        _follow_up(ledger, summary.read, moment)
         if console is not None:
             _print_results(console, ledger, config, agents, box, summary, moment, command)
     return summary
 
 
 def _value_table(report: Any, label: str) -> Table:
-    """Cost against value per agent, narrow enough for an 80-column terminal."""
-    from meshagent.ledger.render import money
+    """Value observed against cost per agent, the headline first, narrow enough for an
+    80-column terminal."""
+    from meshagent.ledger.render import minutes, money
 
     table = Table(title=f"Cost against value, {label}", title_justify="left")
     table.add_column("agent", no_wrap=True)
-    table.add_column("runs", justify="right")
-    table.add_column("useful", justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("min saved", justify="right")
-    table.add_column("votes", justify="right")
+    for header in ("acc.", "$/acc.", "claimed", "evidenced", "cost", "runs"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.caption = (
+        "acc.: accepted outcomes (output someone else took up); claimed, evidenced: minutes "
+        "saved the agent file claims, and those the evidence supports"
+    )
+    table.caption_justify = "left"
     for row in report.rows:
+        evidence = report.evidence_of(row)
+        per = evidence.cost_per_accepted
         table.add_row(
             Text(row.group),
-            f"{row.runs:,}",
-            f"{row.runs_with_outcome:,}",
+            f"{evidence.accepted_outcomes:,}",
+            money(per) if per is not None else "-",
+            minutes(evidence.minutes_claimed),
+            minutes(evidence.minutes_evidenced),
             money(row.cost_usd),
-            f"{row.minutes_saved:,.0f}",
-            f"+{row.feedback_pos}/-{row.feedback_neg}",
+            f"{row.runs:,}",
         )
+    return table
+
+
+def _side_by_side(
+    ledger: Ledger, report: Any, found: tuple[Any, ...], honest: str, gamer: str
+) -> Table | None:
+    """An honest agent and the gamer, figure by figure, with the evidence that tells them
+    apart: what readers did with each one's output, and the flags on it."""
+    import json
+
+    from sqlalchemy import select
+
+    from meshagent.ledger.render import minutes, money
+    from meshagent.ledger.schema import entries, outcomes
+
+    rows = {row.group: row for row in report.rows}
+    if honest not in rows or gamer not in rows:
+        return None
+    table = Table(title="An honest agent and a gamer, side by side", title_justify="left")
+    table.add_column("", no_wrap=True)
+    table.add_column(honest)
+    table.add_column(gamer)
+
+    def evidence(name: str) -> str:
+        query = (
+            select(outcomes.c.verdict, outcomes.c.evidence)
+            .join(entries, entries.c.run_id == outcomes.c.run_id)
+            .where(entries.c.agent == name, outcomes.c.verdict == "accepted")
+            .order_by(outcomes.c.id)
+            .limit(1)
+        )
+        first = ledger.read(lambda c: c.execute(query).first(), what="read the demo's evidence")
+        if first is None:
+            return "no one took any output up"
+        item = (json.loads(first.evidence or "[]") or [{}])[0]
+        when = str(item.get("when") or "")[:16].replace("T", " ")
+        return f"e.g. {item.get('who')} {item.get('what')} at {when}"
+
+    def flagged(name: str) -> str:
+        mine = [flag for flag in found if flag.subject == name]
+        return ", ".join(f"{flag.rule} {money(flag.usd)}" for flag in mine) or "none"
+
+    pair = [rows[honest], rows[gamer]]
+    value = [report.evidence_of(row) for row in pair]
+    table.add_row("runs", *(f"{row.runs:,}" for row in pair))
+    table.add_row("cost", *(money(row.cost_usd) for row in pair))
+    table.add_row("delivered", *(f"{row.runs_with_outcome:,} runs" for row in pair))
+    table.add_row("accepted outcomes", *(f"{v.accepted_outcomes:,}" for v in value))
+    per = [v.cost_per_accepted for v in value]
+    table.add_row("$ per accepted", *(money(p) if p is not None else "-" for p in per))
+    table.add_row(
+        "minutes claimed / evidenced",
+        *(f"{minutes(v.minutes_claimed)} / {minutes(v.minutes_evidenced)}" for v in value),
+    )
+    table.add_row("evidence", evidence(honest), evidence(gamer))
+    table.add_row("flags", flagged(honest), flagged(gamer))
     return table
 
 
@@ -394,7 +488,7 @@ def _print_results(
     command: str | None,
 ) -> None:
     from meshagent.ledger import render, reports
-    from meshagent.ledger.flags import flags as find_flags
+    from meshagent.ledger.flags import flag_report
     from meshagent.ledger.render import plural
 
     period = demo_period(now)
@@ -412,11 +506,15 @@ def _print_results(
     by_agent = reports.summary(ledger, by="agent", period=period, viewer=DEMO_VIEWER,
                                privacy=config.privacy)  # fmt: skip
     console.print(_value_table(by_agent, period.label))
-    found = find_flags(ledger, period=period, settings=config.flags, viewer=DEMO_VIEWER,
-                       privacy=config.privacy)  # fmt: skip
+    flagged = flag_report(ledger, period=period, settings=config.flags, viewer=DEMO_VIEWER,
+                          privacy=config.privacy)  # fmt: skip
+    found = flagged.flags
+    pair = _side_by_side(ledger, by_agent, found, "standup-digest", TOKENMAXXER_NAME)
+    if pair is not None:
+        console.print(pair)
     if found:
-        shown = sorted(found, key=lambda flag: -len(flag.run_ids))[:6]
-        console.print(render.flags_table(shown))
+        shown = found[:4]  # ranked by dollars at stake and strength of evidence
+        console.print(render.flags_table(shown, scope=flagged.scope))
         if len(found) > len(shown):
             console.print(f"[dim]… and {len(found) - len(shown)} more flags[/]")
     fires = {spec.name: spec.fires_per_month(now.date()) for spec in agents}

@@ -23,8 +23,9 @@ from meshagent.cli import app
 from meshagent.config import load_config
 from meshagent.demo import SHIPPED_EXAMPLES, demo_period
 from meshagent.invocation import meshagent_command
+from meshagent.ledger import reports
 from meshagent.ledger.flags import flags
-from meshagent.ledger.schema import entries
+from meshagent.ledger.schema import entries, outcomes
 from meshagent.ledger.store import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,13 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
     assert "Runs that bought nothing: everything-watcher" in text
     assert "dashboard --user demo-admin" in text
     assert not demo.own.exists()  # the user's own ledger is never touched
+    # the honest agent and the gamer side by side, with what tells them apart
+    pair = text.split("An honest agent and a gamer, side by side", 1)[1].split("Tokenmaxxing", 1)[0]
+    assert "standup-digest" in pair and "everything-watcher" in pair
+    assert "no one took any" in pair and "e.g. " in pair  # cells wrap at 80 columns
+    assert "no_outcome $" in pair
+    assert "Tokenmaxxing flags: every flag (admin: demo-admin)" in text
+    assert "fix:" in text and "innocent:" in text and "skip_if_unchanged" in text
 
     config = load_config(tmp_path / "demo" / "meshagent.toml", env={})
     with Ledger.open(config.ledger_url) as ledger:
@@ -76,6 +84,17 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
         found = flags(ledger, period=demo_period(datetime.now(UTC)), settings=config.flags,
                       viewer="demo-admin", privacy=config.privacy)  # fmt: skip
         assert ledger.verify().ok
+        verdicts = ledger.read(
+            lambda c: dict(c.execute(select(outcomes.c.verdict, func.count()).group_by(
+                outcomes.c.verdict)).all())
+        )  # fmt: skip
+        by_agent = reports.summary(ledger, by="agent", period=demo_period(datetime.now(UTC)),
+                                   viewer="demo-admin", privacy=config.privacy)  # fmt: skip
+    # verdicts recorded as the follow-up pass would: some output taken up, some not
+    assert verdicts.get("accepted", 0) >= 1 and set(verdicts) <= {"accepted", "ignored", "pending"}
+    rows = {row.group: by_agent.evidence_of(row) for row in by_agent.rows}
+    assert rows["standup-digest"].accepted_outcomes >= 1
+    assert rows["everything-watcher"].accepted_outcomes == 0
     assert count["ok"] > 2000  # every five minutes for a week, and the examples
     assert count.get("skipped_unchanged", 0) >= 1  # quiet days cost nothing
     rules = {(flag.rule, flag.subject) for flag in found}
