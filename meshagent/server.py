@@ -220,7 +220,12 @@ def create_app(
 
 
 def _start_followups(config: Config, runtime: Runtime) -> asyncio.Task[None] | None:
-    """The follow-up passes (`meshagent.followup`), unless `[followup] enabled = false`."""
+    """The follow-up passes (`meshagent.followup`), unless `[followup] enabled = false`; the
+    `[people] aliases` are linked first."""
+    if config.people.aliases:  # the [people] aliases, linked once at start-up
+        from meshagent.ledger.people import sync_aliases
+
+        sync_aliases(runtime.ledger, config.people.aliases)
     if not config.followup.enabled:
         return None
     from meshagent.followup import serve_passes

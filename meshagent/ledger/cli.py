@@ -97,8 +97,19 @@ def _viewer(ctx: typer.Context) -> str | None:
 
 
 def _open(ctx: typer.Context, *, migrate: bool = True) -> Ledger:
+    """The ledger, with the `[people] aliases` of meshagent.toml linked (unless read-only)."""
     try:
-        return Ledger.open(ctx.obj.get("ledger_url"), migrate=migrate)
+        ledger = Ledger.open(ctx.obj.get("ledger_url"), migrate=migrate)
+        config = ctx.obj.get("config")
+        if migrate and config is not None and config.people.aliases:
+            from meshagent.ledger.people import sync_aliases
+
+            try:
+                sync_aliases(ledger, config.people.aliases)
+            except BaseException:
+                ledger.close()
+                raise
+        return ledger
     except LedgerError as exc:
         _fail(exc)
 
