@@ -168,6 +168,7 @@ SCHEMAS: dict[str, Any] = {
             "headline": _object(
                 {
                     "withheld": BOOL,
+                    "pending": {**BOOL, "description": "Still being computed: reload later"},
                     "accepted_outcomes": _maybe(INT),
                     "cost_per_accepted": _maybe(DECIMAL),
                     "minutes_claimed": _maybe(DECIMAL),

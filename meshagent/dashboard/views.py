@@ -334,7 +334,7 @@ class Pages:
             "withheld": report.withheld,
             "folded": report.folded,
             "totals": totals,
-            "headline": self._headline(filters, totals),
+            "headline": self._headline(filters, totals, budget),
             "yours": self._yours(viewer, filters),
             "teams": [row_dict(row) for row in report.rows],
             "trend": [self._point(bucket, viewer.admin) for bucket in trend.value or []],
@@ -345,26 +345,49 @@ class Pages:
             },
         }
 
-    def _headline(self, filters: Filters, totals: Mapping[str, Any]) -> dict[str, Any]:
+    def _headline(
+        self, filters: Filters, totals: Mapping[str, Any], budget: Budget
+    ) -> dict[str, Any]:
         """The period's headline: accepted outcomes, cost per accepted outcome, minutes claimed
-        beside evidenced, and honest adoption; withheld as the totals are."""
+        beside evidenced, and honest adoption; withheld as the totals are. The credited units
+        are computed once per ledger version (pending while a page cannot wait for them)."""
+        empty = dict.fromkeys(
+            (
+                "accepted_outcomes",
+                "cost_per_accepted",
+                "minutes_claimed",
+                "minutes_evidenced",
+                "people_honest",
+            )
+        )
         if totals["withheld"] or totals["future"]:
-            keys = ("accepted_outcomes", "cost_per_accepted", "minutes_claimed")
-            return dict.fromkeys((*keys, "minutes_evidenced", "people_honest")) | {"withheld": True}
-        team, tag = filters.team, filters.tag
+            return empty | {"withheld": True, "pending": False}
+        period, team, tag = filters.period, filters.team, filters.tag
+
+        def compute() -> list[Any]:
+            return list(credits(self.ledger, period, value=self.config.value))
+
+        answer = self.memo.get(
+            ("credits", period.start, period.end), budget.version, compute, wait=budget.left
+        )
+        if answer.value is None:
+            return empty | {"withheld": False, "pending": True}
         made = [
             credit
-            for credit in credits(self.ledger, filters.period, value=self.config.value)
+            for credit in answer.value
             if team in (None, credit.team or NONE_LABEL)
             and tag in (None, credit.value_tag or NONE_LABEL)
         ]
-        cost = totals["cost_usd"]
         found = Evidenced(
-            len(made), sum((c.minutes for c in made), Decimal(0)), totals["minutes_saved"], cost
+            len(made),
+            sum((c.minutes for c in made), Decimal(0)),
+            totals["minutes_saved"],
+            totals["cost_usd"],
         )
         honest = {c.person for c in made if c.reached_others}
         return {
             "withheld": False,
+            "pending": False,
             "accepted_outcomes": found.accepted_outcomes,
             "cost_per_accepted": found.cost_per_accepted,
             "minutes_claimed": found.minutes_claimed,
