@@ -84,3 +84,11 @@ def test_a_comment_still_there_and_answered(box, ledger):
     assert check(box, ledger).verdict == "accepted"
     box.jira.delete_comment(key, ref.partition("#")[2])
     assert check(box, ledger, days=7.01).verdict == "rejected"
+
+
+def test_jira_429_is_retried_after_its_retry_after(box, ledger):
+    key, _ = delivered(box, ledger)
+    box.jira.comment_by(key, "carol", "On it")
+    box.jira_faults.fail_next(1, status=429, retry_after=0)
+    assert check(box, ledger).verdict == "accepted"
+    assert box.jira_faults.failed == 1

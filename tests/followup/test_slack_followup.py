@@ -140,3 +140,21 @@ def test_one_replica_claims_each_pass(ledger):
     assert claim_pass(ledger, slot, every, now=now) is True
     assert claim_pass(ledger, slot, every, now=now) is False  # another replica: no pass
     assert claim_pass(ledger, slot + every, every, now=now + every) is True
+
+
+def test_a_rate_limited_read_waits_for_retry_after_and_goes_on(sandbox, ledger):
+    channel, ts = deliver(sandbox, ledger)
+    sandbox.slack.react(channel, ts, "eyes", "bob")
+    sandbox.slack_faults.fail_next(2, status=429, retry_after=0)
+    done = check(sandbox, ledger)
+    assert sandbox.slack_faults.failed == 2
+    assert [c.verdict for c in done.checked] == ["accepted"]
+
+
+def test_an_unreadable_outcome_stays_pending_and_the_pass_goes_on(sandbox, ledger):
+    deliver(sandbox, ledger)
+    sandbox.slack_faults.fail_next(20, status=500)
+    done = check(sandbox, ledger)
+    [checked] = done.checked
+    assert checked.verdict is None and checked.error
+    assert stored(ledger)[0] == "pending"
