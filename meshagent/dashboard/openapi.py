@@ -125,6 +125,15 @@ SCHEMAS: dict[str, Any] = {
             **_ROW,
             "agent": {**_maybe(STR), "description": "null for the folded 'other' row"},
             "yours": BOOL,
+            "accepted_outcomes": {
+                **_maybe(INT),
+                "description": "Fires and requests whose outcome someone else took up",
+            },
+            "cost_per_accepted": _maybe(DECIMAL),
+            "minutes_evidenced": {
+                **_maybe(DECIMAL),
+                "description": "Minutes saved the evidence supports (minutes_saved: claimed)",
+            },
             "flags": _maybe(INT),
             "fires_per_month": _maybe({"type": "number"}),
             "forecast_usd": _maybe(DECIMAL),

@@ -48,6 +48,8 @@ FLAGS_PER_PAGE = 50
 _EVERYONE = "\x00dashboard"
 SORTS = {
     "agent": lambda r: r["group"],
+    "accepted": lambda r: r["accepted_outcomes"],
+    "evidenced": lambda r: r["minutes_evidenced"],
     "runs": lambda r: r["runs"],
     "cost": lambda r: r["cost_usd"],
     "outcomes": lambda r: r["runs_with_outcome"],
@@ -364,12 +366,7 @@ class Pages:
             return empty | {"withheld": True, "pending": False}
         period, team, tag = filters.period, filters.team, filters.tag
 
-        def compute() -> list[Any]:
-            return list(credits(self.ledger, period, value=self.config.value))
-
-        answer = self.memo.get(
-            ("credits", period.start, period.end), budget.version, compute, wait=budget.left
-        )
+        answer = self.credits(period, budget)
         if answer.value is None:
             return empty | {"withheld": False, "pending": True}
         made = [
@@ -394,6 +391,47 @@ class Pages:
             "minutes_evidenced": found.minutes_evidenced,
             "people_honest": None if totals["people_with_usage"] is None else len(honest),
         }
+
+    def credits(self, period: Period, budget: Budget) -> Answer[list[Any]]:
+        """The period's credited units (`value.credits`), once per ledger version."""
+
+        def compute() -> list[Any]:
+            return list(credits(self.ledger, period, value=self.config.value))
+
+        key = ("credits", period.start, period.end)
+        return self.memo.get(key, budget.version, compute, wait=budget.left)
+
+    def _accepted(
+        self, viewer: Viewer, filters: Filters, budget: Budget
+    ) -> Callable[[str, bool], dict[str, Any]]:
+        """Per agent row: its accepted outcomes, cost per accepted outcome and minutes evidenced
+        (the viewer's own runs for their own rows, everyone else's for the others)."""
+        answer = self.credits(filters.period, budget)
+        people = directory(self.ledger)
+        team, tag = filters.team, filters.tag
+        made = [
+            c
+            for c in answer.value or []
+            if team in (None, c.team or NONE_LABEL) and tag in (None, c.value_tag or NONE_LABEL)
+        ]
+
+        def of(agent: str, own: bool) -> list[Any]:
+            if viewer.admin or viewer.name is None:
+                return [c for c in made if c.agent == agent]
+            return [
+                c for c in made if c.agent == agent and people.same(c.owner, viewer.name) == own
+            ]
+
+        def figures(agent: str, own: bool) -> dict[str, Any]:
+            if answer.value is None or agent == OTHER:
+                return dict.fromkeys(("accepted_outcomes", "minutes_evidenced"))
+            units = of(agent, own)
+            return {
+                "accepted_outcomes": len(units),
+                "minutes_evidenced": sum((c.minutes for c in units), Decimal(0)),
+            }
+
+        return lambda agent, own: figures(agent, own)
 
     def _yours(self, viewer: Viewer, filters: Filters) -> dict[str, Any] | None:
         """The viewer's own agents' figures (their rows are theirs to see), if they have any."""
@@ -426,9 +464,15 @@ class Pages:
         flagged = self.flags_for(viewer, filters.period, budget)
         counts = Counter(flag.subject for flag in flagged.value or [])
         predicted = self.forecasts(viewer, found.yours, budget)
+        accepted = self._accepted(viewer, filters, budget)
         rows = []
         for index, row in enumerate(found.rows):
             values = row_dict(row)
+            values.update(accepted(row.group, index < found.own))
+            count, cost = values["accepted_outcomes"], row.cost_usd
+            values["cost_per_accepted"] = (
+                (cost / count).quantize(Decimal("0.0001")) if count and cost is not None else None
+            )
             # Others' runs of an agent the viewer owns too: its flags and forecast are theirs.
             shared = index >= found.own and row.group in found.yours
             plan = None if shared else (predicted.value or {}).get(row.group)

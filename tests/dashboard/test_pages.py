@@ -227,3 +227,18 @@ def test_the_overview_leads_with_accepted_outcomes_and_evidenced_minutes(world, 
     html = get("/", ADMIN).text
     assert html.index('data-kpi="accepted_outcomes"') < html.index('data-kpi="cost"')
     assert "Honest adoption" in html and "claimed" in html
+
+
+def test_the_agents_table_leads_with_accepted_outcomes(world, get):
+    from meshagent.ledger import value
+
+    made = value.credits(world.ledger, WEEK)
+    expected = {c.agent for c in made}
+    rows = get("/api/agents?sort=accepted", ADMIN).json()["rows"]
+    named = {row["agent"]: row for row in rows if row["agent"]}
+    for agent in expected:
+        assert named[agent]["accepted_outcomes"] == sum(c.agent == agent for c in made)
+    assert rows[0]["agent"] in expected  # sorted by accepted outcomes, most first
+    assert all(named[a]["accepted_outcomes"] == 0 for a in named if a not in expected)
+    html = get("/agents", ADMIN).text
+    assert html.index('data-col="accepted"') < html.index('data-col="runs"')
