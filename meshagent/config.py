@@ -226,6 +226,10 @@ class ValueSettings(_Settings):
 class FollowupSettings(_Settings):
     """`[followup]`: the pass that reads delivered outcomes back (`meshagent.followup`)."""
 
+    first_check_hours: _PositiveFloat = 24.0
+    """An outcome is first read back this long after delivery (a day)."""
+    final_check_hours: _PositiveFloat = 168.0
+    """And finally this long after (a week): without engagement by then it is ignored."""
     max_calls_per_pass: _PositiveInt = 200
     """At most this many Slack and Jira API calls per pass; the rest wait for the next."""
     interval_minutes: _PositiveInt = 15

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshagent.ledger import people as people_mod
 from meshagent.ledger import verdicts
+from meshagent.ledger.records import FIRST_CHECK
 from meshagent.ledger.verdicts import Due, Evidence
 
 if TYPE_CHECKING:
@@ -208,7 +209,8 @@ async def follow_up(
     jira_reader = _jira_reader(config, env, budget, jira_context)
     if jira_reader is not None:
         readers.update({kind: jira_reader for kind in JIRA_KINDS})
-    due = verdicts.due(ledger, now=now, limit=max(limit, 1), kinds=sorted(readers))
+    first, final = _checks(config)
+    due = _due(ledger, now, first, max(limit, 1), sorted(readers))
     found: dict[int, list[Evidence]] = {}
     for at, item in enumerate(due):
         checked = Checked(item)
@@ -229,12 +231,38 @@ async def follow_up(
             found,
             checked_at=now,
             people=people_mod.directory(ledger, aliases=_aliases(config)),
+            final_check=final,
         )
         for checked in result.checked:
             if checked.outcome.id in judged:
                 checked.verdict = judged[checked.outcome.id].verdict
     result.calls = budget.used
     return result
+
+
+def _checks(config: Config) -> tuple[timedelta, timedelta]:
+    settings = config.followup
+    first = timedelta(hours=settings.first_check_hours)
+    final = max(first, timedelta(hours=settings.final_check_hours))
+    return first, final
+
+
+def _due(
+    ledger: Ledger, now: datetime, first: timedelta, limit: int, kinds: list[str]
+) -> list[Due]:
+    """The outcomes due at `now`: never checked and `first` old, or past their next check.
+
+    The ledger schedules an outcome's first check `records.FIRST_CHECK` (a day) after it was
+    recorded; the setting moves that check by its difference (a shorter one asks the ledger
+    that much ahead)."""
+    zero = timedelta(0)
+    ahead = max(zero, FIRST_CHECK - first)
+    found = verdicts.due(ledger, now=now + ahead, limit=limit, kinds=kinds)
+    return [
+        item
+        for item in found
+        if item.next_check_at + (first - FIRST_CHECK if item.checked_at is None else zero) <= now
+    ]
 
 
 def _aliases(config: Config) -> Mapping[str, Any]:

@@ -307,6 +307,8 @@ ENV_CASES = {
     "MESHAGENT_FLAGS__LOOP_RUNS_PER_DAY": ("50", ("flags", "loop_runs_per_day"), 50),
     "MESHAGENT_FLAGS__OFF_SCHEDULE_MIN_RUNS": ("1", ("flags", "off_schedule_min_runs"), 1),
     "MESHAGENT_FOLLOWUP__ENABLED": ("false", ("followup", "enabled"), False),
+    "MESHAGENT_FOLLOWUP__FINAL_CHECK_HOURS": ("72", ("followup", "final_check_hours"), 72.0),
+    "MESHAGENT_FOLLOWUP__FIRST_CHECK_HOURS": ("12", ("followup", "first_check_hours"), 12.0),
     "MESHAGENT_FOLLOWUP__INTERVAL_MINUTES": ("30", ("followup", "interval_minutes"), 30),
     "MESHAGENT_FOLLOWUP__MAX_CALLS_PER_PASS": ("50", ("followup", "max_calls_per_pass"), 50),
     "MESHAGENT_VALUE__REQUEST_GAP_MINUTES": ("5", ("value", "request_gap_minutes"), 5),

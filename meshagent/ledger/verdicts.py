@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -265,10 +265,12 @@ _SET = (
 _CREATED = select(outcomes.c.id, outcomes.c.created_at)
 
 
-def set_verdicts(ledger: Ledger, items: Sequence[Mapping[str, Any]]) -> None:
+def set_verdicts(
+    ledger: Ledger, items: Sequence[Mapping[str, Any]], *, final_check: timedelta = FINAL_CHECK
+) -> None:
     """Store many verdicts in one transaction: each item has outcome_id, verdict, evidence
     (dicts or Evidence), checked_at and optionally next_check_at (default: the final check,
-    a week after the outcome was recorded, unless that is past; then none)."""
+    `final_check` (a week) after the outcome was recorded, unless that is past; then none)."""
     rows = []
     for item in items:
         evidence = [
@@ -301,7 +303,7 @@ def set_verdicts(ledger: Ledger, items: Sequence[Mapping[str, Any]]) -> None:
                 made = created.get(row["outcome_id"])
                 if made is None:
                     raise LedgerError(f"outcome {row['outcome_id']} is not in the ledger")
-                final = utc(made) + FINAL_CHECK
+                final = utc(made) + final_check
                 checked = row["checked_at"]
                 row["next_check_at"] = final if checked is None or utc(checked) < final else None
             params.append({f"set_{k}" if k != "outcome_id" else k: v for k, v in row.items()})
@@ -361,13 +363,15 @@ def judge_many(
     *,
     checked_at: datetime,
     people: People | None = None,
+    final_check: timedelta = FINAL_CHECK,
 ) -> dict[int, Judgement]:
     """Judge each outcome id's evidence with `judge` and store the verdicts in one transaction.
 
     The owner and triggerer are the run's, resolved to people with `people` (default: the
     ledger's identity table), so that a Slack id and an email of the owner are both left out.
     An answer shown only to the person who asked (audience "ephemeral") is theirs to judge
-    when they are not the owner: nobody else can see it.
+    when they are not the owner: nobody else can see it. An outcome is final (ignored rather
+    than pending without engagement) `final_check` after it was recorded.
     """
     from meshagent.ledger.people import directory
 
@@ -386,7 +390,7 @@ def judge_many(
         def excluded(name: str, owner: str | None = owner, triggerer: str | None = triggerer):
             return people.same(name, owner) or people.same(name, triggerer)
 
-        final = utc(checked_at) >= utc(created) + FINAL_CHECK
+        final = utc(checked_at) >= utc(created) + final_check
         judgement = judge(found[outcome_id], excluded=excluded, final=final)
         result[outcome_id] = judgement
         items.append(
@@ -397,7 +401,7 @@ def judge_many(
                 "checked_at": checked_at,
             }
         )
-    set_verdicts(ledger, items)
+    set_verdicts(ledger, items, final_check=final_check)
     return result
 
 

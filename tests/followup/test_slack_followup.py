@@ -158,3 +158,20 @@ def test_an_unreadable_outcome_stays_pending_and_the_pass_goes_on(sandbox, ledge
     [checked] = done.checked
     assert checked.verdict is None and checked.error
     assert stored(ledger)[0] == "pending"
+
+
+def test_the_checks_follow_the_settings(sandbox, ledger):
+    deliver(sandbox, ledger)
+    config = Config(
+        ledger_url=ledger.url, followup={"first_check_hours": 1, "final_check_hours": 2}
+    )
+
+    def at(hours: float):
+        now = datetime.now(UTC) + timedelta(hours=hours)
+        return asyncio.run(follow_up(ledger, config, env=sandbox.env(), now=now)).checked
+
+    assert at(0.9) == []
+    assert [c.verdict for c in at(1.1)] == ["pending"]
+    assert at(1.5) == []  # checked: next at the final check
+    assert [c.verdict for c in at(2.1)] == ["ignored"]
+    assert at(200) == []  # final: never again
