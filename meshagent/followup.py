@@ -298,6 +298,14 @@ class _JiraReader:
     def __init__(self, site: Any, budget: _Budget) -> None:
         self.site = site
         self.budget = budget
+        self.own: set[str] | None = None  # the names of the account the agents write as
+
+    async def _evidence(self, who: str | None, what: str, when: datetime | None) -> Evidence:
+        if self.own is None:
+            me = await self._get("myself", lambda c: c.myself())
+            self.own = {str(me.get(n) or "") for n in ("emailAddress", "name", "accountId")}
+            self.own.discard("")
+        return Evidence(who, what, when, bot=who is not None and who in self.own)
 
     async def _get(self, target: str, work: Any) -> Any:
         from connectors import jira
@@ -327,7 +335,8 @@ class _JiraReader:
             for comment in comments:
                 when = _jira_time(getattr(comment, "created", None))
                 if str(comment.id) != comment_id and (when is None or when > since):
-                    evidence.append(Evidence(_jira_who(comment.author), "jira.comment", when))
+                    who = _jira_who(comment.author)
+                    evidence.append(await self._evidence(who, "jira.comment", when))
             return evidence
         fields = issue.fields
         resolution = getattr(getattr(fields, "resolution", None), "name", None)
@@ -341,12 +350,14 @@ class _JiraReader:
             who = _jira_who(getattr(history, "author", None))
             for change in getattr(history, "items", []):
                 if getattr(change, "field", "") == "status":
-                    evidence.append(Evidence(who, f"jira.transition:{change.toString}", when))
+                    what = f"jira.transition:{change.toString}"
+                    evidence.append(await self._evidence(who, what, when))
         comments = await self._get(key, lambda c: c.comments(key))
         for comment in comments:
             when = _jira_time(getattr(comment, "created", None))
             if when is None or when > since:
-                evidence.append(Evidence(_jira_who(comment.author), "jira.comment", when))
+                who = _jira_who(comment.author)
+                evidence.append(await self._evidence(who, "jira.comment", when))
         return evidence
 
 

@@ -92,3 +92,11 @@ def test_jira_429_is_retried_after_its_retry_after(box, ledger):
     box.jira_faults.fail_next(1, status=429, retry_after=0)
     assert check(box, ledger).verdict == "accepted"
     assert box.jira_faults.failed == 1
+
+
+def test_the_agents_own_later_comment_is_a_bot_s(box, ledger):
+    key, _ = delivered(box, ledger)
+    run_action(box, "jira.add_comment", {"key": key, "body": "Still open"}, {"projects": ["PAY"]})
+    checked = check(box, ledger, days=7.01)
+    assert checked.verdict == "ignored"
+    assert [(e.what, e.bot) for e in checked.evidence] == [("jira.comment", True)]
