@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, distinct, func, or_, select
 
-from meshagent.ledger.people import directory
+from meshagent.ledger.people import People, directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER, PrivacyLike, fold, is_admin
 from meshagent.ledger.records import PLANNED
@@ -483,8 +483,15 @@ def run_detail(ledger: Ledger, run_id: str) -> RunDetail | None:
     return ledger.read(read, what="read a run")
 
 
-def visible_run(entry: dict[str, Any], viewer: str | None, privacy: PrivacyLike) -> bool:
-    """A run is its owner's and its trigger's: shown to them and to admins."""
+def visible_run(
+    entry: dict[str, Any], viewer: str | None, privacy: PrivacyLike, people: People | None = None
+) -> bool:
+    """A run is its owner's and its trigger's (any of their identities, with `people`): shown
+    to them and to admins."""
     if is_admin(viewer, privacy):
         return True
-    return viewer is not None and viewer in (entry.get("owner"), entry.get("triggered_by"))
+    if viewer is None:
+        return False
+    if people is None:
+        return viewer in (entry.get("owner"), entry.get("triggered_by"))
+    return people.same(viewer, entry.get("owner")) or people.same(viewer, entry.get("triggered_by"))

@@ -569,7 +569,8 @@ class Pages:
     def run(self, viewer: Viewer, run_id: str) -> dict[str, Any] | None:
         """One run's trigger, timeline, tool calls, outcomes and feedback; None if hidden."""
         found = queries.run_detail(self.ledger, run_id)
-        if found is None or not queries.visible_run(found.entry, viewer.name, self.privacy):
+        people = directory(self.ledger)
+        if found is None or not queries.visible_run(found.entry, viewer.name, self.privacy, people):
             return None
         entry = found.entry
         timeline: list[dict[str, Any]] = []

@@ -185,3 +185,15 @@ def test_a_persons_identities_are_one_person_in_folded_and_admin_reports(ledger)
         expected = reports.summary(ledger, by="team", period=WEEK, viewer=viewer, privacy=PRIVACY)
         assert [(r.group, r.people) for r in found.rows] == [("t1", 4)], viewer
         assert found.rows == expected.rows
+
+
+def test_a_run_is_shown_to_its_triggerer_under_any_of_their_identities():
+    from meshagent.ledger.people import People
+
+    people = People.from_groups([["bob@example.com", "U0BOB0002"]])
+    entry = {"owner": "alice@example.com", "triggered_by": "U0BOB0002"}
+    assert queries.visible_run(entry, "bob@example.com", PRIVACY, people)
+    assert queries.visible_run(entry, "U0BOB0002", PRIVACY)
+    assert not queries.visible_run(entry, "bob@example.com", PRIVACY)  # identities not joined
+    assert not queries.visible_run(entry, "carol@example.com", PRIVACY, people)
+    assert not queries.visible_run(entry, None, PRIVACY, people)
