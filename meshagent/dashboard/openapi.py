@@ -217,6 +217,14 @@ SCHEMAS: dict[str, Any] = {
             "viewer": _ref("Viewer"),
             "filters": _ref("Filters"),
             "agent": STR,
+            "headline": _object(
+                {
+                    "accepted_outcomes": _maybe(INT),
+                    "cost_per_accepted": _maybe(DECIMAL),
+                    "minutes_evidenced": _maybe(DECIMAL),
+                    "minutes_claimed": DECIMAL,
+                }
+            ),
             "access": {
                 "enum": ["admin", "owner", "group"],
                 "description": "group: only folded figures, and the viewer's own runs",

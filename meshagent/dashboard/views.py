@@ -546,11 +546,20 @@ class Pages:
         )
         flagged = self.flags_for(viewer, period, budget)
         summary = row_dict(row) if row is not None else None
+        headline = self._accepted(viewer, filters, budget)(name, access == "owner")
+        count, cost = headline["accepted_outcomes"], summary["cost_usd"] if summary else None
+        headline.update(
+            minutes_claimed=summary["minutes_saved"] if summary else Decimal(0),
+            cost_per_accepted=(
+                (cost / count).quantize(Decimal("0.0001")) if count and cost is not None else None
+            ),
+        )
         return {
             "viewer": viewer.as_json(),
             "filters": filters.as_json(),
             "agent": name,
             "access": access,
+            "headline": headline,
             "owner": owner if access != "group" else None,
             "summary": summary,
             "tokens": {kind: (summary or {}).get(kind, 0) for kind in TOKEN_KINDS},

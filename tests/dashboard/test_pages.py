@@ -242,3 +242,14 @@ def test_the_agents_table_leads_with_accepted_outcomes(world, get):
     assert all(named[a]["accepted_outcomes"] == 0 for a in named if a not in expected)
     html = get("/agents", ADMIN).text
     assert html.index('data-col="accepted"') < html.index('data-col="runs"')
+
+
+def test_the_agent_page_leads_with_its_accepted_outcomes(world, get):
+    from meshagent.ledger import value
+
+    made = [c for c in value.credits(world.ledger, WEEK) if c.agent == "big0-bot"]
+    headline = get("/api/agents/big0-bot", ADMIN).json()["headline"]
+    assert headline["accepted_outcomes"] == len(made) >= 1
+    assert headline["minutes_evidenced"] == format(sum(c.minutes for c in made), "f")
+    html = get("/agents/big0-bot", ADMIN).text
+    assert html.index('data-kpi="accepted_outcomes"') < html.index('data-kpi="runs"')
