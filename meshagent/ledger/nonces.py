@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -156,6 +157,10 @@ class NonceClaims:
         self.deadline = deadline
         self.batches = 0  # transactions committed (for tests and benchmarks)
         self._engine = _quick_engine(ledger)
+        if self._engine is not ledger.engine:
+            # An app dropped without close() (a test's, a failed start's) must not leave its
+            # pooled connections to the garbage collector, which closes none of them.
+            weakref.finalize(self, self._engine.dispose)
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._closed = False

@@ -116,3 +116,23 @@ def test_a_claim_the_database_cannot_take_fails_within_its_deadline(tmp_path):
             holder.close()
         assert claims.submit({"a": LATER}, now=NOW).result(10) == {"a"}
         claims.close()
+
+
+def test_a_writer_dropped_without_close_closes_its_connections(ledger):
+    """Its engine is its own (commits that do not wait for the disk): garbage-collected with
+    pooled connections still open, psycopg and sqlite3 would warn (an error under pytest)."""
+    import gc
+    import weakref
+
+    writer = NonceClaims(ledger)
+    assert writer.submit({"dropped": LATER}, now=NOW).result(timeout=10) == {"dropped"}
+    engine = weakref.ref(writer._engine)
+    pool = writer._engine.pool
+    assert pool.checkedin() == 1  # the connection the claim used, kept in the pool
+    with writer._cond:  # stop its thread as close() would, without close()'s dispose
+        writer._closed = True
+        writer._cond.notify()
+    writer._thread.join()
+    del writer
+    gc.collect()
+    assert engine() is None and pool.checkedin() == 0  # collected, its connections closed
