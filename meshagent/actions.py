@@ -20,10 +20,16 @@ from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from meshagent.exceptions import ConnectorError, GrantDenied, MeshAgentError, RegistryError
+from meshagent.exceptions import (
+    ConnectorError,
+    GrantDenied,
+    MeshAgentError,
+    RegistryError,
+    RunError,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -40,6 +46,7 @@ __all__ = [
     "Outcome",
     "Registry",
     "closest",
+    "describe_invalid",
     "default_registry",
     "identifier",
 ]
@@ -196,6 +203,21 @@ class Action:
                 f"action {self.name}: answer_field {self.answer_field!r} is not an argument"
             )
 
+    def parse(self, params: Mapping[str, Any]) -> ActionArgs:
+        """The arguments of a call the agent file fixed (context, deliver), its ``{{inputs}}``
+        filled in: a value a slash command's user typed is checked like a model's argument.
+
+        An identifier not in its service's format (``PAY-1/../OPS-1``) is refused (GrantDenied,
+        the run ``denied``) before any request; any other mismatch fails the run, saying which
+        argument and why."""
+        try:
+            return self.args.model_validate(params)
+        except ValidationError as exc:
+            problems = describe_invalid(exc)
+            if any(error["type"] == IDENTIFIER_ERROR for error in exc.errors()):
+                raise GrantDenied(self.name, problems) from None
+            raise RunError(f"{self.name}: invalid arguments: {problems}") from None
+
     def check(self, args: ActionArgs, grant: ActionGrant) -> None:
         """Raise GrantDenied when the call's arguments fall outside the grant."""
         reason = self.scope(args, grant)
@@ -222,6 +244,16 @@ class Action:
     def connector(self) -> str:
         """The name of the connector the action belongs to (``slack`` for slack.post_message)."""
         return self.name.partition(".")[0]
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """A validation error in a line: each argument and what is wrong with it, no URLs or
+    inputs (an input may hold a secret; the message names its format instead)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(parts)
 
 
 def _ours(exc: BaseException) -> bool:

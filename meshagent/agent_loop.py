@@ -38,7 +38,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
-from meshagent.actions import IDENTIFIER_ERROR, closest
+from meshagent.actions import IDENTIFIER_ERROR, closest, describe_invalid
 from meshagent.config import _looks_secret
 from meshagent.exceptions import ConnectorError, GrantDenied, RunError
 from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
@@ -158,7 +158,7 @@ class Attempts:
         try:
             args = action.args.model_validate(arguments)
         except ValidationError as exc:
-            problems = _problems(exc)
+            problems = describe_invalid(exc)
             if any(error["type"] == IDENTIFIER_ERROR for error in exc.errors()):
                 # An identifier not in its service's format (PAY-1/../OPS-1) is refused before
                 # the grant is looked at, as a call outside the grant would be.
@@ -391,15 +391,6 @@ def _refusal(action: str, reason: str, arguments: Any) -> Any:
 
     given = dict(arguments) if isinstance(arguments, dict) else {"arguments": arguments}
     return Refusal(action, reason, given)
-
-
-def _problems(exc: ValidationError) -> str:
-    """A validation error in a line: each field and what is wrong with it, no URLs or inputs."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in error["loc"])
-        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(parts)
 
 
 def _json_problem(raw: Any, error: Any) -> str:

@@ -475,7 +475,7 @@ class Runtime:
                     continue  # an item without the value a parameter needs (no assignee)
                 if action.answer_field and action.answer_field not in use.params:
                     params[action.answer_field] = answer
-                result = await action(context, action.args.model_validate(params))
+                result = await action(context, action.parse(params))
                 run.outcomes.extend(result.outcomes)
         return input_hash
 
@@ -508,7 +508,7 @@ class Runtime:
         for use in spec.context:
             action = self.registry.get(use.action)
             params = _substitute(use.params, values, spec, use.action, self.now())
-            result = await action(context, action.args.model_validate(params))
+            result = await action(context, action.parse(params))
             key = use.action
             n = 2
             while key in gathered:
