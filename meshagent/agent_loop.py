@@ -39,15 +39,16 @@ from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
 from meshagent.actions import IDENTIFIER_ERROR, closest, describe_invalid
-from meshagent.config import _looks_secret
+from meshagent.config import looks_secret
 from meshagent.exceptions import ConnectorError, GrantDenied, RunError
 from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
 from meshagent.model_calls import active, plain
+from meshagent.run_state import Refusal, compact
 
 if TYPE_CHECKING:
     from meshagent.actions import Action, ActionContext, ActionGrant, Registry
     from meshagent.model_calls import Guarded
-    from meshagent.runtime import Runtime, _Run
+    from meshagent.run_state import Host, RunState
     from meshagent.spec import AgentSpec
 
 __all__ = ["AgentLoop", "Attempts", "Masker", "build_agent"]
@@ -62,7 +63,7 @@ _SCAN = 2_000  # characters of one text searched for secret shapes (an event kee
 _LANGGRAPH_RECURSION_LIMIT = 25  # its default
 
 
-def build_agent(runtime: Runtime, spec: AgentSpec, chat: Guarded) -> AgentLoop:
+def build_agent(runtime: Host, spec: AgentSpec, chat: Guarded) -> AgentLoop:
     """The agent of ``spec`` on ``chat``; run it with ``active`` set."""
     from langchain.agents import create_agent
 
@@ -149,7 +150,7 @@ class Attempts:
         return Command(update={"messages": [answer, *self.malformed(run, turn)]})
 
     async def perform(
-        self, run: _Run, context: ActionContext, granted: Granted, arguments: Any
+        self, run: RunState, context: ActionContext, granted: Granted, arguments: Any
     ) -> tuple[str, bool]:
         """Run one granted call: (what the model is told, whether the call failed)."""
         action, tool = granted.action, granted.name
@@ -190,13 +191,11 @@ class Attempts:
         except Exception as exc:  # a client library's own error fails the call, not the run
             self._event(run, "tool_failed", action.name, plain(exc), shown)
             return f"Error: {tool} failed: {self.masker.text(plain(exc))}", True
-        from meshagent.runtime import _compact
-
         run.outcomes.extend(result.outcomes)
         run.tool_event("tool_call", action.name, shown)
-        return json.dumps(_compact(result.data), default=str, ensure_ascii=False), False
+        return json.dumps(compact(result.data), default=str, ensure_ascii=False), False
 
-    def refuse(self, run: _Run, name: Any, arguments: Any) -> str:
+    def refuse(self, run: RunState, name: Any, arguments: Any) -> str:
         """Refuse a call to a tool the agent lacks; what the model is told."""
         name = name if isinstance(name, str) else str(name)
         action = self._by_tool_name.get(name) or (
@@ -219,7 +218,7 @@ class Attempts:
         self._event(run, "tool_refused", name, reason, shown)
         return f"Error: {reason}. {tools}"
 
-    def malformed(self, run: _Run, turn: AIMessage) -> list[ToolMessage]:
+    def malformed(self, run: RunState, turn: AIMessage) -> list[ToolMessage]:
         """Record and answer the calls of ``turn`` whose arguments did not parse."""
         answers = []
         for call in turn.invalid_tool_calls:
@@ -244,7 +243,7 @@ class Attempts:
                 answers.append(_told(content, name, call["id"], failed=True))
         return answers
 
-    def cut_short(self, run: _Run, granted: Granted, arguments: Any) -> str:
+    def cut_short(self, run: RunState, granted: Granted, arguments: Any) -> str:
         """Refuse to make a call whose turn was cut at the output token limit: its arguments
         may be incomplete, and LangChain completes partial JSON of a stream (a message cut
         mid-sentence would be posted)."""
@@ -256,7 +255,7 @@ class Attempts:
             f"{granted.name} were complete; the call was not made. Send it again, shorter."
         )
 
-    def _event(self, run: _Run, kind: str, name: str, reason: str, shown: str) -> None:
+    def _event(self, run: RunState, kind: str, name: str, reason: str, shown: str) -> None:
         name = _printable(self.masker.text(name))[:_NAME]
         reason = _printable(self.masker.text(reason))
         run.tool_event(kind, name, f"{reason}; arguments {shown}")
@@ -316,10 +315,10 @@ class Masker:
     def of(cls, env: Mapping[str, str], settings: Mapping[str, Mapping[str, Any]]) -> Masker:
         """For a runtime's environment: its secret-named variables, and those the connectors'
         settings name for secrets (``[jira] token_env = "MY_PAT"``)."""
-        names = {name for name in env if _looks_secret(name)}
+        names = {name for name in env if looks_secret(name)}
         for table in settings.values():
             for key, value in table.items():
-                if key.endswith("_env") and isinstance(value, str) and _looks_secret(key[:-4]):
+                if key.endswith("_env") and isinstance(value, str) and looks_secret(key[:-4]):
                     names.add(value)
         return cls(env.get(name) or "" for name in names)
 
@@ -352,7 +351,7 @@ _SECRET_PAIR = re.compile(r'("((?:[^"\\]|\\.){1,64})"\s*:\s*")((?:[^"\\]|\\.)*)'
 
 
 def _secret_key(key: Any) -> bool:
-    return isinstance(key, str) and (_looks_secret(key) or key.lower() in _SECRET_HEADERS)
+    return isinstance(key, str) and (looks_secret(key) or key.lower() in _SECRET_HEADERS)
 
 
 def _mask_pair(match: re.Match[str]) -> str:
@@ -386,9 +385,7 @@ def _told(content: str, name: str, call_id: str, *, failed: bool) -> ToolMessage
     return ToolMessage(content, name=name[:_NAME], tool_call_id=call_id, status=status)
 
 
-def _refusal(action: str, reason: str, arguments: Any) -> Any:
-    from meshagent.runtime import Refusal
-
+def _refusal(action: str, reason: str, arguments: Any) -> Refusal:
     given = dict(arguments) if isinstance(arguments, dict) else {"arguments": arguments}
     return Refusal(action, reason, given)
 

@@ -46,6 +46,7 @@ __all__ = [
     "ValueSettings",
     "find_config",
     "load_config",
+    "looks_secret",
     "mask_url",
     "setting_variables",
 ]
@@ -673,7 +674,7 @@ def _close(word: str, choices: list[str]) -> str | None:
     return found[0] if found else None
 
 
-def _looks_secret(key: str) -> bool:
+def looks_secret(key: str) -> bool:
     """True for keys such as token, bot_token, apiKey, client_secret, password (not *_env)."""
     words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower())
     if words[-1] == "env":
@@ -689,7 +690,7 @@ def _secret_message(loc: _Loc, valid: list[str] | None) -> str:
     """For a secret-looking key; `valid` is None in free-form tables."""
     key = str(loc[-1])
     message = f"{_dotted(loc)!r} looks like a secret: put secrets in the environment"
-    env_keys = [name for name in valid or () if name.endswith("_env") and _looks_secret(name[:-4])]
+    env_keys = [name for name in valid or () if name.endswith("_env") and looks_secret(name[:-4])]
     if valid is None or f"{key}_env" in env_keys:
         message += f"; name the variable with {key}_env"
         default = None if valid is None else _field_at((*loc[:-1], f"{key}_env"))[2]
@@ -705,7 +706,7 @@ def _unknown_message(loc: _Loc) -> str:
     model, _, _ = _field_at(loc[:-1])
     valid = [name for name in model.model_fields if loc[:-1] or name not in _NOT_SETTINGS]
     key = str(loc[-1])
-    if _looks_secret(key):
+    if looks_secret(key):
         return _secret_message(loc, valid)
     message = f"unknown setting {_dotted(loc)!r}"
     if best := _close(key, valid):
@@ -822,7 +823,7 @@ class _Issue(NamedTuple):
 def _secret_keys(value: Any, loc: _Loc) -> Iterator[_Loc]:
     if isinstance(value, dict):
         for key, item in value.items():
-            if _looks_secret(key):
+            if looks_secret(key):
                 yield (*loc, key)
             else:
                 yield from _secret_keys(item, (*loc, key))

@@ -45,34 +45,26 @@ from pydantic import ConfigDict, Field, ValidationError
 from meshagent.exceptions import ConfigError, MeshAgentError, RunError
 from meshagent.ledger import records
 from meshagent.models import estimate_tokens
+from meshagent.run_state import Stop
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
     from meshagent.actions import ActionContext
-    from meshagent.runtime import Runtime, _Run
+    from meshagent.run_state import Host, RunState
 
 __all__ = ["METER", "Guarded", "Stop", "active", "plain", "reserve", "text_of", "transient"]
 
 log = logging.getLogger("meshagent.runtime")
 
 #: The run (and its action context) whose work is in progress in this context.
-active: ContextVar[tuple[_Run, ActionContext]] = ContextVar("meshagent_active_run")
+active: ContextVar[tuple[RunState, ActionContext]] = ContextVar("meshagent_active_run")
 
 # langchain-core's classification of provider errors (absent from its early 1.x releases).
 _ModelError: type[Exception] | None = getattr(langchain_exceptions, "ModelError", None)
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _TRANSIENT_NAMES = ("RateLimit", "Timeout", "APIConnection", "InternalServer", "Overloaded",
                     "ServiceUnavailable")  # fmt: skip
-
-
-class Stop(Exception):
-    """Ends a run early with a status (over_budget, skipped_unchanged, denied)."""
-
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class Guarded(BaseChatModel):
@@ -88,7 +80,7 @@ class Guarded(BaseChatModel):
     runtime: Any = Field(exclude=True)
 
     @classmethod
-    def around(cls, runtime: Runtime, chat: BaseChatModel) -> Guarded:
+    def around(cls, runtime: Host, chat: BaseChatModel) -> Guarded:
         """``chat`` guarded by ``runtime``; its callbacks, cache and rate limiter still apply."""
         own = chat.callbacks
         handlers = list(own.handlers) if isinstance(own, BaseCallbackManager) else list(own or [])
@@ -161,7 +153,7 @@ class Guarded(BaseChatModel):
         except ValidationError as exc:  # a response the client could not read: see ``salvage``
             return salvage(inner, exc, run, prompt_tokens(messages, kwargs))
 
-    async def call(self, run: _Run, attempt: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
+    async def call(self, run: RunState, attempt: Callable[[], Awaitable[ChatResult]]) -> ChatResult:
         """One model call under the provider's semaphore, retried when the error is transient."""
         runtime = self.runtime
         semaphore = runtime.semaphore(run.model)
@@ -187,7 +179,7 @@ class Guarded(BaseChatModel):
 
 
 async def reserve(
-    run: _Run, inner: BaseChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
+    run: RunState, inner: BaseChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """Reserve what the next call may cost from the agent's max_usd_per_day, or raise Stop.
 
@@ -219,7 +211,7 @@ async def reserve(
     now = runtime.now()
     if run.day is None:
         run.day = budget.day_of(now)
-    expires = now + timedelta(seconds=runtime._time_limit(spec)[0] + RESERVATION_GRACE_SECONDS)
+    expires = now + timedelta(seconds=runtime.time_limit(spec)[0] + RESERVATION_GRACE_SECONDS)
     taking = partial(budget.reserve, runtime.ledger, agent=spec.name, day=run.day,
                      run_id=run.run_id, amount=amount, limit=limit, now=now,
                      expires_at=expires)  # fmt: skip
@@ -234,7 +226,7 @@ async def reserve(
     return kwargs
 
 
-def salvage(inner: BaseChatModel, exc: ValidationError, run: _Run, prompt: int) -> ChatResult:
+def salvage(inner: BaseChatModel, exc: ValidationError, run: RunState, prompt: int) -> ChatResult:
     """The result of a response that ``inner`` received but could not read, or RunError.
 
     langchain-openai builds the AIMessage of a whole (not streamed) response with each tool
@@ -335,7 +327,7 @@ def prompt_tokens(messages: list[BaseMessage], kwargs: dict[str, Any]) -> int:
     return estimate_tokens("\n".join(parts)) + 4 * len(messages)
 
 
-def output_cap(run: _Run, inner: BaseChatModel, kwargs: dict[str, Any]) -> int:
+def output_cap(run: RunState, inner: BaseChatModel, kwargs: dict[str, Any]) -> int:
     """The most output tokens the next call may produce (see ``reserve``)."""
     own = run.spec.model_settings.max_output_tokens
     caps = [kwargs.get("max_tokens"), getattr(inner, "max_tokens", None),

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +41,10 @@ from meshagent.actions import (
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunError
 from meshagent.ledger import records
-from meshagent.model_calls import Guarded, Stop, active, plain, text_of, unpriced
+from meshagent.model_calls import Guarded, active, plain, text_of, unpriced
 from meshagent.models import estimate_tokens
 from meshagent.providers import BUILTIN_MODELS, api_key_env, client_options
+from meshagent.run_state import Refusal, RunState, Stop, compact
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -58,15 +59,6 @@ log = logging.getLogger(__name__)
 TRIGGERS = ("schedule", "slash", "cli", "api")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\s*\}\}")
 _MAX_AGENTS = 256  # agent graphs kept per runtime
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A tool call the runtime refused because it fell outside the agent's grant."""
-
-    action: str
-    reason: str
-    arguments: dict[str, Any]
 
 
 @dataclass
@@ -113,122 +105,6 @@ def _ledger_outcome(outcome: Outcome) -> records.Outcome:
         reaches_others=outcome.reaches_others,
         reach_detail=outcome.reach_detail,
     )
-
-
-class _Run:
-    """The state of one task while it runs: what it spent, produced and was refused."""
-
-    def __init__(self, runtime: Runtime, spec: AgentSpec, run_id: str, model: str) -> None:
-        self.runtime = runtime
-        self.spec = spec
-        self.run_id = run_id
-        self.model = model
-        self.usage = records.Usage()
-        self.cost = Decimal(0)
-        self.cost_known = True
-        self.outcomes: list[Outcome] = []
-        self.refusals: list[Refusal] = []
-        self.events: list[records.Event] = []
-        self.answer: str | None = None
-        self.said: str | None = None  # the last text the model answered with
-        self.stopped: Stop | None = None
-        self.model_answered: str | None = None
-        self.tool_calls = 0
-        self.framework_tokens = 0
-        # Spent but not yet in the ledger: written before the run's next step, or by the close.
-        self.unrecorded: list[tuple[records.Usage, records.Cost | None, str | None]] = []
-        # max_usd_per_day: the UTC day whose budget the run spends, whether it holds
-        # reservations not yet released (dropped with the next write of its spending), and
-        # what its last call reserved.
-        self.day: date | None = None
-        self.reserved = False
-        self.reservation: Decimal | None = None
-
-    # -- spending -----------------------------------------------------------------------------
-
-    def spend(self, usage: records.Usage, model_answered: str | None) -> None:
-        """Add one model response's usage, priced, to the run; `record()` writes it."""
-        cost = self.runtime.price(self.model, usage)
-        self.usage = self.usage + usage
-        tokens = usage.input_tokens + usage.output_tokens
-        if cost is None and tokens:
-            self.cost_known = False
-        elif cost is not None:
-            self.cost += cost.total_usd
-        self.model_answered = model_answered or self.model_answered
-        self.unrecorded.append((usage, cost, model_answered))
-        if self.reservation is not None and cost is not None and cost.total_usd > self.reservation:
-            log.warning(
-                "run %s of %s: a model call cost $%s, more than the $%s it reserved of "
-                "max_usd_per_day (its prompt or output was larger than estimated)",
-                self.run_id, self.spec.name, cost.total_usd, self.reservation,
-            )  # fmt: skip
-
-    async def record(self) -> None:
-        """Write what the run spent since the last write into its entry; durable on return.
-
-        Called before every step that waits on the world (a tool call, a model call, a
-        delivery): a crash or kill there leaves the spent tokens in the ledger. When nothing
-        comes between a response and the close, the close writes it instead, in one commit.
-        """
-        if self.unrecorded:
-            usage, cost, answered = self.take_unrecorded()
-            # The calls whose spending this is end their budget reservations in the same write.
-            release = self.reserved
-            if self.runtime.alone():
-                self.runtime.ledger.record_usage(
-                    self.run_id,
-                    usage,
-                    cost=cost,
-                    model_answered=answered,
-                    release_reservations=release,
-                )
-            else:
-                await self.runtime.ledger.arecord_usage(
-                    self.run_id,
-                    usage,
-                    cost=cost,
-                    model_answered=answered,
-                    release_reservations=release,
-                )
-            if release:  # not before: a run whose write failed still releases at its close
-                self.reserved = False
-
-    def take_unrecorded(self) -> tuple[records.Usage, records.Cost | None, str | None]:
-        """The spending not yet written, added up (an unknown price makes the sum unknown)."""
-        spent, self.unrecorded = self.unrecorded, []
-        usage = records.Usage()
-        for part, _, _ in spent:
-            usage = usage + part
-        answered = next((a for _, _, a in reversed(spent) if a is not None), None)
-        costs = [cost for _, cost, _ in spent if cost is not None]
-        unknown = any(cost is None and _tokens(part) for part, cost, _ in spent)
-        if unknown or not costs:
-            return usage, None, answered
-        return usage, _sum_costs(costs), answered
-
-    def over_budget(self, *, before_call: bool) -> str | None:
-        """Why the run may not make another model call (or went over), or None."""
-        budget = self.spec.budget
-        used = self.usage
-        if (
-            before_call
-            and budget.max_model_calls is not None
-            and used.model_calls >= budget.max_model_calls
-        ):
-            return f"max_model_calls of {budget.max_model_calls} reached"
-        tokens = used.input_tokens + used.output_tokens
-        if budget.max_tokens_per_run is not None and tokens >= budget.max_tokens_per_run:
-            return f"max_tokens_per_run of {budget.max_tokens_per_run:,} reached ({tokens:,})"
-        if budget.max_usd_per_run is not None and self.cost >= budget.max_usd_per_run:
-            return f"max_usd_per_run of ${budget.max_usd_per_run} reached (${self.cost:.4f})"
-        return None
-
-    def tool_event(self, kind: str, name: str, detail: str) -> None:
-        self.events.append(records.Event(kind, name, detail, datetime.now(UTC)))
-        if kind != "tool_refused":  # a refused call never ran
-            self.tool_calls += 1
-            self.usage = self.usage + records.Usage(tool_calls=1)
 
 
 class Runtime:
@@ -303,7 +179,7 @@ class Runtime:
                 started_at=self.now(),
                 idempotency_key=idempotency_key,
             )
-            run = _Run(self, spec, run_id, model_name)
+            run = RunState(self, spec, run_id, model_name)
             context = ActionContext(
                 dry_run=dry_run,
                 env=self.env,
@@ -317,7 +193,7 @@ class Runtime:
                 connector_settings=self.connector_settings,
             )
             status, error, input_hash = "ok", None, None
-            limit, limit_is_budget = self._time_limit(spec)
+            limit, limit_is_budget = self.time_limit(spec)
             running = active.set((run, context))  # how the model's guard and tools find the run
             try:
                 async with asyncio.timeout(limit):
@@ -435,7 +311,7 @@ class Runtime:
     # -- the steps ------------------------------------------------------------------------------
 
     async def _work(
-        self, run: _Run, chat: BaseChatModel, context: ActionContext, values: dict[str, Any]
+        self, run: RunState, chat: BaseChatModel, context: ActionContext, values: dict[str, Any]
     ) -> str:
         spec = run.spec
         await self._check_daily_budget(run)
@@ -479,7 +355,7 @@ class Runtime:
                 run.outcomes.extend(result.outcomes)
         return input_hash
 
-    async def _check_daily_budget(self, run: _Run) -> None:
+    async def _check_daily_budget(self, run: RunState) -> None:
         """Refuse a run whose agent's day is spent or held by calls in flight, before its
         context is read; each model call then reserves its share (`model_calls.reserve`)."""
         limit = run.spec.budget.max_usd_per_day
@@ -513,11 +389,11 @@ class Runtime:
             n = 2
             while key in gathered:
                 key, n = f"{use.action} #{n}", n + 1
-            gathered[key] = _compact(result.data)
+            gathered[key] = compact(result.data)
         return gathered
 
     async def _think(
-        self, run: _Run, chat: Guarded, gathered: dict[str, Any], values: dict[str, Any]
+        self, run: RunState, chat: Guarded, gathered: dict[str, Any], values: dict[str, Any]
     ) -> str:
         prompt, framework = _prompt(gathered, values)
         run.framework_tokens = estimate_tokens(framework)
@@ -534,7 +410,7 @@ class Runtime:
 
     async def _agent_loop(
         self,
-        run: _Run,
+        run: RunState,
         chat: Guarded,
         gathered: dict[str, Any],
         values: dict[str, Any],
@@ -590,7 +466,7 @@ class Runtime:
             )
 
     def _closing(
-        self, run: _Run, status: str, error: str | None, input_hash: str | None
+        self, run: RunState, status: str, error: str | None, input_hash: str | None
     ) -> dict[str, Any]:
         """The arguments of close_run: the status, the spending not yet written, what it made."""
         usage, cost, answered = run.take_unrecorded()
@@ -609,7 +485,7 @@ class Runtime:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _time_limit(self, spec: AgentSpec) -> tuple[float, bool]:
+    def time_limit(self, spec: AgentSpec) -> tuple[float, bool]:
         own = spec.budget.max_seconds_per_run
         if own is not None and own <= self.config.timeout_seconds:
             return own, True
@@ -662,30 +538,6 @@ def _prompt(gathered: dict[str, Any], values: dict[str, Any]) -> tuple[str, str]
         parts.append(framework_note := "(no context)")
         framework.append(framework_note)
     return "\n\n".join(parts), "\n".join(framework)
-
-
-def _tokens(usage: records.Usage) -> int:
-    return usage.input_tokens + usage.output_tokens
-
-
-def _sum_costs(costs: list[records.Cost]) -> records.Cost:
-    last = costs[-1]
-    return records.Cost(
-        sum((c.input_usd for c in costs), Decimal(0)),
-        sum((c.cache_usd for c in costs), Decimal(0)),
-        sum((c.output_usd for c in costs), Decimal(0)),
-        last.source,
-        last.version,
-    )
-
-
-def _compact(data: Any) -> Any:
-    """Data without empty values: nulls, empty strings and lists cost tokens and say nothing."""
-    if isinstance(data, dict):
-        return {k: _compact(v) for k, v in data.items() if v not in (None, "", [], {})}
-    if isinstance(data, list):
-        return [_compact(v) for v in data]
-    return data
 
 
 def _hash(version: str, gathered: dict[str, Any], values: dict[str, Any]) -> str:
