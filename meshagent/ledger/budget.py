@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, text
 
-from meshagent.ledger.engine import retrying, write_connection
+from meshagent.ledger.engine import retrying, write_transaction
 from meshagent.ledger.schema import entries, reservations
 from meshagent.ledger.types import utc
 
@@ -166,21 +166,9 @@ def reserve(
         return None, _standing(connection, params)  # why not, under the same lock
 
     def attempt() -> tuple[str | None, Standing | None]:
-        with write_connection(ledger.engine) as connection:
-            if connection.dialect.name != "sqlite":
-                with connection.begin():
-                    return work(connection)
-            raw = connection.connection.driver_connection
-            raw.execute("PRAGMA synchronous=NORMAL")  # not inside a transaction: SQLite refuses
-            try:
-                with connection.begin():
-                    return work(connection)
-            finally:
-                try:
-                    raw.execute("PRAGMA synchronous=FULL")  # the ledger's other writes
-                except Exception:
-                    connection.invalidate()  # never back in the pool less durable
-                    raise
+        # On PostgreSQL, _LOCK sets synchronous_commit: no round trip of its own.
+        with write_transaction(ledger.engine, durable=False, relax_postgres=False) as connection:
+            return work(connection)
 
     return retrying(attempt, deadline=ledger.retry_for, what="reserve from the daily budget",
                     url=ledger.url)  # fmt: skip

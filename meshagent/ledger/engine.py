@@ -7,11 +7,12 @@ server costs a retry, not an error.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,14 @@ from sqlalchemy.sql.expression import Executable
 from meshagent.config import mask_url as mask
 from meshagent.exceptions import LedgerError
 
-__all__ = ["execute", "executemany", "make_engine", "retrying", "write_connection"]
+__all__ = [
+    "execute",
+    "executemany",
+    "make_engine",
+    "retrying",
+    "write_connection",
+    "write_transaction",
+]
 
 T = TypeVar("T")
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "busy")
@@ -81,6 +89,46 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
 def write_connection(engine: Engine) -> Connection:
     """A connection whose transactions take the write lock at BEGIN on SQLite."""
     return engine.connect().execution_options(ledger_write=True)
+
+
+@contextlib.contextmanager
+def write_transaction(
+    engine: Engine, *, durable: bool = True, relax_postgres: bool = True
+) -> Iterator[Connection]:
+    """A write transaction, committed on leaving; rolled back on an exception.
+
+    ``durable=False``: its commit does not wait for the disk (SQLite ``synchronous=NORMAL`` for
+    this transaction, PostgreSQL ``synchronous_commit`` off; with ``relax_postgres=False`` the
+    caller sets it in its own first statement). Both databases log commits in order and recover
+    a prefix of that log, so such a commit is lost only with the commits after it that did not
+    wait either: the next commit that waits for the disk, on any connection, makes it durable.
+    A crash of this process loses none of them; a power cut or a crash of the operating system
+    (SQLite) or of the database server (PostgreSQL, up to three times ``wal_writer_delay``,
+    0.6 s by default) may.
+    """
+    with write_connection(engine) as connection:
+        name = connection.dialect.name
+        if durable or name not in ("sqlite", "postgresql"):
+            with connection.begin():
+                yield connection
+            return
+        if name == "postgresql":
+            with connection.begin():
+                if relax_postgres:
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+                yield connection
+            return
+        raw = connection.connection.driver_connection
+        raw.execute("PRAGMA synchronous=NORMAL")  # not inside a transaction: SQLite refuses
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            try:
+                raw.execute("PRAGMA synchronous=FULL")  # the ledger's other writes
+            except Exception:
+                connection.invalidate()  # never back in the pool less durable
+                raise
 
 
 class _Compiled:

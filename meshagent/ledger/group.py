@@ -2,7 +2,9 @@
 
 Callers hand in steps (see `lifecycle`) and get a future. The writer takes every step waiting,
 runs them in one transaction and commits, and only then resolves their futures: a caller is told
-its write is recorded once it is durable, never before. While one transaction commits, the next
+its write is recorded once it is durable, never before (an entry's opening, written with
+``durable=False``, once committed: its transaction waits for the disk only when another step in
+it needs to, see `Ledger.open_run`). While one transaction commits, the next
 callers queue, so a thousand runs opening at once cost a few commits, not a thousand. A step that
 fails on its own (a closed entry, a value the database refuses) fails only its caller, and the
 others are committed without it; a transaction that cannot commit fails every caller in it.
@@ -37,6 +39,7 @@ T = TypeVar("T")
 class _Pending:
     step: Step[Any]
     what: str
+    durable: bool = True
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -62,9 +65,9 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, step: Step[T], *, what: str) -> Future[T]:
+    def submit(self, step: Step[T], *, what: str, durable: bool = True) -> Future[T]:
         """Queue `step`; its future gives the step's result once its transaction committed."""
-        pending = _Pending(step, what)
+        pending = _Pending(step, what, durable)
         with self._cond:
             if self._closed:
                 raise LedgerError("the ledger is closed: open it again to write")
@@ -72,9 +75,10 @@ class GroupCommit:
             self._cond.notify()
         return pending.future
 
-    async def write(self, step: Step[T], *, what: str) -> T:
-        """Run `step` in the next group transaction; returns once it is durable."""
-        return await asyncio.wrap_future(self.submit(step, what=what))
+    async def write(self, step: Step[T], *, what: str, durable: bool = True) -> T:
+        """Run `step` in the next group transaction; returns once it is committed (durable,
+        unless every step of that transaction was given with ``durable=False``)."""
+        return await asyncio.wrap_future(self.submit(step, what=what, durable=durable))
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
@@ -99,8 +103,11 @@ class GroupCommit:
         while batch:
             steps = [self._guarded(at, pending) for at, pending in enumerate(batch)]
             what = " and ".join(dict.fromkeys(pending.what for pending in batch))
+            durable = any(pending.durable for pending in batch)
             try:
-                results = self.ledger.transact(partial(run_steps, steps=steps), what=what)
+                results = self.ledger.transact(
+                    partial(run_steps, steps=steps), what=what, durable=durable
+                )
             except _StepFailed as failed:
                 batch.pop(failed.index).future.set_exception(failed.error)
                 continue

@@ -1,8 +1,13 @@
 """The Ledger: open a database, then open, account and close one entry per task.
 
-Every method that returns has committed: what it wrote is durable. Writes retry with backoff
-while the database is locked or restarting, and are idempotent, so a retry after a commit whose
-answer was lost does not count twice.
+Every method that returns has committed: what it wrote is durable, with one exception: the
+opening of an entry (`open_run`) does not wait for the disk. What a run spends (`record_usage`)
+and its close do wait, and make its opening durable with them (a database recovers its log in
+order, `engine.write_transaction`). So a crash of this process loses nothing, and a power cut
+or a crash of the database server can lose only the entries of runs that had recorded nothing
+yet: a run whose model answered writes that answer's tokens, durably, before it does anything
+more. Writes retry with backoff while the database is locked or restarting, and are
+idempotent, so a retry after a commit whose answer was lost does not count twice.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from meshagent.config import default_ledger_url, mask_url
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import annotate, budget, chain, lifecycle, rows
-from meshagent.ledger.engine import executemany, make_engine, retrying, write_connection
+from meshagent.ledger.engine import executemany, make_engine, retrying, write_transaction
 from meshagent.ledger.group import GroupCommit
 from meshagent.ledger.migrate import migrate_engine
 from meshagent.ledger.records import Cost, Event, Outcome, RunRecord, Usage
@@ -98,11 +103,14 @@ class Ledger:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def transact(self, work: Callable[[Connection], T], *, what: str) -> T:
-        """Run `work` in one write transaction, retried while the database is unavailable."""
+    def transact(self, work: Callable[[Connection], T], *, what: str, durable: bool = True) -> T:
+        """Run `work` in one write transaction, retried while the database is unavailable.
+
+        With ``durable=False`` the commit does not wait for the disk (`write_transaction`).
+        """
 
         def attempt() -> T:
-            with write_connection(self.engine) as connection, connection.begin():
+            with write_transaction(self.engine, durable=durable) as connection:
                 return work(connection)
 
         return retrying(attempt, deadline=self.retry_for, what=what, url=self.url)
@@ -139,7 +147,9 @@ class Ledger:
     ) -> str:
         """Open the entry of a task before anything is spent; returns its run id.
 
-        With an `idempotency_key` already recorded, returns that entry's run id instead.
+        With an `idempotency_key` already recorded, returns that entry's run id instead. The
+        commit does not wait for the disk: the run's first write of its spending (or its close)
+        does, and makes the opening durable with it (see the module's note).
         """
         values = self.entry_values(
             agent,
@@ -159,16 +169,18 @@ class Ledger:
             idempotency_key=idempotency_key,
         )
         step = lifecycle.open_step(values, idempotency_key)
-        return self._opened(values, self._write(step, what="open a run"))
+        return self._opened(values, self._write(step, what="open a run", durable=False))
 
     async def aopen_run(self, agent: str, **options: Any) -> str:
         """`open_run` for asyncio tasks: committed with the other runs' writes of the moment.
 
-        Returns once the entry is durable, like `open_run`; the event loop is never blocked.
+        Returns once the entry is committed, like `open_run` (without waiting for the disk when
+        no write in its transaction needs to); the event loop is never blocked.
         """
         values = self.entry_values(agent, **options)
         step = lifecycle.open_step(values, options.get("idempotency_key"))
-        return self._opened(values, await self.group_commit().write(step, what="open a run"))
+        opened = await self.group_commit().write(step, what="open a run", durable=False)
+        return self._opened(values, opened)
 
     @staticmethod
     def entry_values(
@@ -433,9 +445,11 @@ class Ledger:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _write(self, step: lifecycle.Step[T], *, what: str) -> T:
+    def _write(self, step: lifecycle.Step[T], *, what: str, durable: bool = True) -> T:
         """Run one step in its own transaction."""
-        return self.transact(lambda c: lifecycle.run_steps(c, [step])[0], what=what)
+        return self.transact(
+            lambda c: lifecycle.run_steps(c, [step])[0], what=what, durable=durable
+        )
 
     def _opened(self, values: dict[str, Any], result: tuple[str, bool]) -> str:
         run_id, inserted = result
