@@ -4,7 +4,10 @@ each scoped to granted projects (and issue types and transitions).
 The jira client is synchronous, so every call runs in a worker thread. Credentials come from the
 environment variables named in meshagent.toml ([jira]): JIRA_URL with JIRA_EMAIL and
 JIRA_API_TOKEN (Cloud) or JIRA_TOKEN (Server/Data Center personal access token).
-Reads return only the fields asked for, flattened for the prompt.
+Reads return only the fields asked for, flattened for the prompt: a person's or an option's name,
+date-times in UTC to the minute (``2026-11-30 14:05``), dates as dates; ``NAME_email`` among the
+fields asked for gives the email of the person in field NAME (``assignee_email``), for a delivery
+that writes to them. Nothing is echoed back (not the query, not a count).
 
 The jira client builds URLs by concatenation (issue/<key>/comment), so every issue key, project
 key, transition, assignee and field name is parsed against Jira's format before the grant is
@@ -23,6 +26,7 @@ import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from jira import JIRA, JIRAError
@@ -45,7 +49,10 @@ from meshagent.exceptions import ConnectorError, GrantDenied
 
 __all__ = ["connector"]
 
+#: What jira.search returns of each issue (besides its key) when no fields are asked for.
 DEFAULT_FIELDS = ["summary", "status", "assignee", "priority", "updated", "duedate"]
+#: A field asked for as NAME_email: the email address of the person in field NAME.
+EMAIL_SUFFIX = "_email"
 PAGE_SIZE = 100  # Jira's own cap per search page
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRIES = 4
@@ -143,13 +150,19 @@ class TransitionGrant(ProjectGrant):
 
 class SearchArgs(ActionArgs):
     jql: str = Field(description="JQL query, e.g. project = PAY AND updated >= -1d.")
-    fields: list[FieldArg] = Field(default=DEFAULT_FIELDS, description="Fields to return.")
+    fields: list[FieldArg] = Field(
+        default=DEFAULT_FIELDS,
+        description="Fields to return; NAME_email gives a person's email (assignee_email).",
+    )
     limit: int = Field(default=50, ge=1, le=1000, description="At most this many issues.")
 
 
 class IssueArgs(ActionArgs):
     key: IssueKeyArg = Field(description="Issue key, e.g. PAY-123.")
-    fields: list[FieldArg] = Field(default=[*DEFAULT_FIELDS, "description"], description="Fields.")
+    fields: list[FieldArg] = Field(
+        default=[*DEFAULT_FIELDS, "description"],
+        description="Fields to return; NAME_email gives a person's email (assignee_email).",
+    )
     comments: int = Field(default=10, ge=0, le=100, description="Latest comments to include.")
 
 
@@ -280,16 +293,47 @@ def _flat(value: Any) -> Any:
     return value
 
 
+# A date-time as Jira writes it: 2026-11-30T14:05:12.345+0000 (or +01:00, or Z).
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
+
+
+def _readable(value: Any) -> Any:
+    """A date-time at the precision a person reads, in UTC: ``2026-11-30 14:05``."""
+    if isinstance(value, str) and _DATE_TIME.fullmatch(value):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return value
+
+
+def _jira_fields(fields: list[str]) -> list[str]:
+    """The fields to ask Jira for: NAME_email is read from field NAME."""
+    asked: list[str] = []
+    for name in fields:
+        base = name.removesuffix(EMAIL_SUFFIX)
+        if base and base not in asked:
+            asked.append(base)
+    return asked
+
+
 def _compact(raw: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """The issue's key and the fields asked for, each as a person reads it."""
     values = raw.get("fields", {})
     item = {"key": raw["key"]}
     for name in fields:
-        if name not in values:
-            continue
-        value = values.get(name)
-        item[name] = _flat(value)
-        if isinstance(value, dict) and value.get("emailAddress"):  # a person: reachable by DM
-            item[f"{name}_email"] = value["emailAddress"]
+        if name in values:
+            item[name] = _readable(_flat(values.get(name)))
+        elif name.endswith(EMAIL_SUFFIX):  # the person in field NAME: reachable by DM
+            person = values.get(name.removesuffix(EMAIL_SUFFIX))
+            if isinstance(person, dict) and person.get("emailAddress"):
+                item[name] = person["emailAddress"]
     return item
 
 
@@ -388,10 +432,9 @@ async def _search(context: ActionContext, args: SearchArgs, grant: Any) -> Actio
         "jira.search",
         jql,
         site,
-        lambda client: _search_pages(client, jql, args.fields, args.limit),
+        lambda client: _search_pages(client, jql, _jira_fields(args.fields), args.limit),
     )
-    issues = [_compact(issue.raw, args.fields) for issue in found]
-    return ActionResult(data={"jql": jql, "count": len(issues), "issues": issues})
+    return ActionResult(data={"issues": [_compact(issue.raw, args.fields) for issue in found]})
 
 
 async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionResult:
@@ -400,7 +443,7 @@ async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionR
         "jira.issue",
         args.key,
         site,
-        lambda client: client.issue(args.key, fields=",".join(args.fields)),
+        lambda client: client.issue(args.key, fields=",".join(_jira_fields(args.fields))),
     )
     data = _compact(issue.raw, args.fields)
     if args.comments:
@@ -408,7 +451,7 @@ async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionR
             "jira.issue", args.key, site, lambda client: client.comments(args.key)
         )
         data["comments"] = [
-            {"author": _flat(c.raw.get("author")), "created": c.created, "body": c.body}
+            {"author": _flat(c.raw.get("author")), "created": _readable(c.created), "body": c.body}
             for c in comments[-args.comments :]
         ]
     return ActionResult(data=data)

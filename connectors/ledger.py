@@ -78,8 +78,7 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
         )
     adoption = reports.adoption(ledger, period=period, privacy=config.privacy)
     data: dict[str, Any] = {
-        "period": period.label,
-        "by": args.by,
+        "period": period.label,  # the dates, which the agent file's 'last-week' does not say
         "rows": rows,
         "groups_folded_into_other": report.folded,
         "adoption": [

@@ -5,6 +5,9 @@ The bot token comes from the environment variable named in meshagent.toml ([slac
 default SLACK_BOT_TOKEN); SLACK_API_URL points the client elsewhere (the sandbox). Channel
 names are resolved once per workspace through conversations.list and cached.
 
+Reads return what was asked and nothing around it: a channel's messages (each with its ``ts``,
+the identifier a reply or a reaction needs), not the channel's name again.
+
 Every channel, user, timestamp and emoji name is parsed against Slack's own format before the
 grant is checked and before any request (an id such as C0123ABCD or a #name of lowercase
 letters, digits, '-' and '_'; U.../W... or an email; 1700000000.000100); grants compare the
@@ -438,7 +441,7 @@ async def _history(context: ActionContext, args: HistoryArgs, grant: Any) -> Act
         if len(messages) >= args.limit:
             break
     messages = sorted(messages[: args.limit], key=lambda m: float(m["ts"]))
-    return ActionResult(data={"channel": args.channel, "messages": messages})
+    return ActionResult(data={"messages": messages})
 
 
 @_guarded("slack.thread", lambda a: f"{a.channel} thread {a.ts}")
@@ -454,7 +457,7 @@ async def _thread(context: ActionContext, args: ThreadArgs, grant: Any) -> Actio
         ]
         if len(messages) >= args.limit:
             break
-    return ActionResult(data={"channel": args.channel, "messages": messages[: args.limit]})
+    return ActionResult(data={"messages": messages[: args.limit]})
 
 
 @_guarded("slack.user", lambda a: a.user)
@@ -466,15 +469,14 @@ async def _user(context: ActionContext, args: UserArgs, grant: Any) -> ActionRes
         found = await client.users_info(user=args.user)
     user = found["user"]
     profile = user.get("profile", {})
-    return ActionResult(
-        data={
-            "id": user["id"],
-            "name": user.get("name"),
-            "real_name": user.get("real_name") or profile.get("real_name"),
-            "title": profile.get("title"),
-            "tz": user.get("tz"),
-        }
-    )
+    data = {
+        "id": user["id"] if "@" in args.user else None,  # asked by id: no echo
+        "name": user.get("name"),
+        "real_name": user.get("real_name") or profile.get("real_name"),
+        "title": profile.get("title"),
+        "tz": user.get("tz"),
+    }
+    return ActionResult(data={k: v for k, v in data.items() if v not in (None, "")})
 
 
 @_guarded("slack.post_message", lambda a: a.channel)

@@ -5,9 +5,12 @@ deployment types (Server/Data Center with a personal access token, Cloud with em
 from __future__ import annotations
 
 import logging
+import re
+from datetime import UTC
 
 import pytest
 
+from connectors.jira import DEFAULT_FIELDS, _readable
 from meshagent.exceptions import ConnectorError, GrantDenied
 from meshagent.sandbox import Sandbox
 from tests.connectors.conftest import run_action
@@ -39,7 +42,6 @@ def _status(box: Sandbox, key: str) -> str:
 
 def test_search_is_confined_to_granted_projects(box):
     result = run_action(box, "jira.search", {"jql": "status != Done"}, PAY)
-    assert result.data["jql"] == "project in (PAY) AND (status != Done)"
     assert set(_keys(result)) == _pay_keys(box) - _pay_keys(box, "Done")
     assert set(_keys(result)) and all(k.startswith("PAY-") for k in _keys(result))
 
@@ -51,14 +53,74 @@ def test_search_returns_only_the_fields_asked_for_flattened(box):
         {"jql": "key = PAY-3", "fields": ["summary", "status", "assignee"]},
         PAY,
     )
-    [issue] = result.data["issues"]
-    assert issue == {
-        "key": "PAY-3",
-        "summary": "Move card-vault credentials to the new secrets store",
-        "status": "Blocked",
-        "assignee": "Bob Brown",
-        "assignee_email": "bob@example.com",  # so that a deliver can DM the person
+    assert result.data == {  # no echo of the query, no count, no email nobody asked for
+        "issues": [
+            {
+                "key": "PAY-3",
+                "summary": "Move card-vault credentials to the new secrets store",
+                "status": "Blocked",
+                "assignee": "Bob Brown",
+            }
+        ]
     }
+
+
+def test_search_gives_a_persons_email_when_asked_for(box):
+    result = run_action(
+        box,
+        "jira.search",
+        {"jql": "key = PAY-3", "fields": ["assignee_email", "summary"]},  # so a deliver can DM
+        PAY,
+    )
+    assert result.data["issues"] == [
+        {
+            "key": "PAY-3",
+            "assignee_email": "bob@example.com",
+            "summary": "Move card-vault credentials to the new secrets store",
+        }
+    ]
+
+
+def test_search_without_fields_returns_the_documented_default_set(box):
+    result = run_action(box, "jira.search", {"jql": "key = PAY-3"}, PAY)
+    [issue] = result.data["issues"]
+    assert set(issue) <= {"key", *DEFAULT_FIELDS} and {"key", "summary", "status"} <= set(issue)
+
+
+def test_dates_come_at_the_precision_a_person_reads(box):
+    result = run_action(
+        box, "jira.search", {"jql": "key = PAY-3", "fields": ["updated", "created"]}, PAY
+    )
+    [issue] = result.data["issues"]
+    raw = box.jira.issues["PAY-3"]
+    for name in ("updated", "created"):
+        assert issue[name] == raw[name].astimezone(UTC).strftime("%Y-%m-%d %H:%M"), name
+    due = run_action(
+        box, "jira.search", {"jql": "duedate is not EMPTY", "fields": ["duedate"]}, PAY
+    )
+    assert due.data["issues"] and all(
+        re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", i["duedate"]) for i in due.data["issues"]
+    )
+    comments = run_action(box, "jira.issue", {"key": "PAY-2", "fields": ["summary"]}, PAY)
+    assert all(
+        re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}", c["created"])
+        for c in comments.data["comments"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("2026-11-30T15:05:59.999+0100", "2026-11-30 14:05"),  # Jira's form, another offset
+        ("2026-11-30T14:05:00Z", "2026-11-30 14:05"),
+        ("2026-12-01T00:30:00.000-02:00", "2026-12-01 02:30"),
+        ("2026-11-30", "2026-11-30"),  # a date stays a date
+        ("In Progress", "In Progress"),
+        (3, 3),
+    ],
+)
+def test_a_date_time_is_shown_in_utc_to_the_minute(sent, shown):
+    assert _readable(sent) == shown
 
 
 @pytest.mark.parametrize(

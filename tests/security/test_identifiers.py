@@ -337,7 +337,7 @@ def _currently_valid(box: Sandbox) -> None:
         history = run_action(box, "slack.history", {"channel": channel}, PAYMENTS)
         assert "messages" in history.data
     for user in ("U0ALICE01", "alice@example.com", "Alice@Example.com"):
-        assert run_action(box, "slack.user", {"user": user}, {}).data["id"] == "U0ALICE01"
+        assert run_action(box, "slack.user", {"user": user}, {}).data["name"] == "alice"
     planned = run_action(
         box, "slack.dm", {"user": "alice@example.com", "text": "hi"}, ALICE, dry_run=True
     )
