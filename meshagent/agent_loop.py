@@ -153,6 +153,8 @@ class Attempts:
         self, run: RunState, context: ActionContext, granted: Granted, arguments: Any
     ) -> tuple[str, bool]:
         """Run one granted call: (what the model is told, whether the call failed)."""
+        from meshagent.approvals import needs_approval, stage, staged_note
+
         action, tool = granted.action, granted.name
         await run.record()  # what the model spent asking for this call, before it runs
         shown = self.masker.arguments(arguments)
@@ -177,6 +179,10 @@ class Attempts:
             )
         try:
             action.check(args, granted.grant)
+            if needs_approval(run.spec, action, dry_run=context.dry_run):
+                staged = await stage(run, action, args, source="tool")
+                run.tool_event("tool_staged", action.name, shown)
+                return staged_note(staged), False  # the model is told; a person decides
             result = await action(context, args, granted.grant)
         except GrantDenied as exc:
             run.refusals.append(_refusal(action.name, exc.reason, arguments))

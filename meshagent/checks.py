@@ -93,9 +93,39 @@ def check_agent(
                 "so every run after the first would be skipped",
             )
         )
+    problems.extend(_check_approve(spec, registry))
     if scan_env:
         problems.extend(_check_env(data, allowed_env, env))
     return problems
+
+
+def _check_approve(spec: AgentSpec, registry: Registry) -> Iterator[Problem]:
+    """``approve: writes:`` names write actions the agent makes (deliver, or tools it grants)."""
+    if spec.approve is None:
+        return
+    used = [
+        use.action
+        for use in (*spec.deliver, *spec.tools)
+        if use.action in registry and registry.get(use.action).kind == ActionKind.WRITE
+    ]
+    if not used:
+        yield Problem(
+            ("approve",), "the agent makes no writes (deliver, write tools) to approve"
+        )
+        return
+    if spec.approve.writes == "all":
+        return
+    for index, name in enumerate(spec.approve.writes):
+        if name not in registry or registry.get(name).kind != ActionKind.WRITE:
+            message = registry.unknown_message(name, ActionKind.WRITE)
+        elif name not in used:
+            message = (
+                f"{name} is not a write this agent makes "
+                f"(its writes: {', '.join(dict.fromkeys(used))})"
+            )
+        else:
+            continue
+        yield Problem(("approve", "writes", index), message)
 
 
 def _check_intervals(spec: AgentSpec, minimum: float | None) -> Iterator[Problem]:

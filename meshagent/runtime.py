@@ -81,6 +81,7 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     entry: dict[str, Any] | None = None  # the ledger entry, when the caller asked for it
+    staged: list[Any] = field(default_factory=list)  # writes waiting for approval (Approval)
 
     @property
     def ok(self) -> bool:
@@ -246,6 +247,10 @@ class Runtime:
                 from meshagent.pricing import unknown_cost_message
 
                 result.notes.append(unknown_cost_message(model_name))
+            if spec.approve is not None:  # its staged writes, asked for in Slack
+                from meshagent.approval_asks import ask_staged
+
+                await ask_staged(self, run, result)
             return result
         finally:
             self._in_flight -= 1
@@ -338,6 +343,8 @@ class Runtime:
             return input_hash  # nothing to report: a result, delivered nowhere
         if spec.deliver:
             await run.record()
+        from meshagent.approvals import needs_approval, stage
+
         for use in spec.deliver:
             action = self.registry.get(use.action)
             known = values | {"answer": answer}
@@ -351,7 +358,11 @@ class Runtime:
                     continue  # an item without the value a parameter needs (no assignee)
                 if action.answer_field and action.answer_field not in use.params:
                     params[action.answer_field] = answer
-                result = await action(context, action.parse(params))
+                args = action.parse(params)
+                if needs_approval(spec, action, dry_run=context.dry_run):
+                    await stage(run, action, args, source="deliver")
+                    continue  # staged with its exact payload; executed once approved
+                result = await action(context, args)
                 run.outcomes.extend(result.outcomes)
         return input_hash
 

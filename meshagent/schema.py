@@ -85,6 +85,10 @@ def agent_schema(
             chosen, holds, defs, description, for_each=section == "deliver"
         )
     defs["Value"]["properties"]["tag"]["enum"] = list(value_tags)
+    writes = [a.name for a in actions if a.kind == ActionKind.WRITE]
+    for option in defs["Approve"]["properties"]["writes"]["anyOf"]:
+        if option.get("type") == "array":
+            option["items"]["enum"] = writes
     properties["model"]["examples"] = [
         "offline",
         "openai:gpt-4.1-mini",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -37,6 +38,7 @@ __all__ = [
     "ActionUse",
     "AgentSpec",
     "AllowList",
+    "Approve",
     "Budget",
     "EveryTrigger",
     "InputSpec",
@@ -280,6 +282,80 @@ class Value(StrictModel):
         return value
 
 
+# Who may decide an approval: the agent's owner, a person (email, @handle, Slack user id) or a
+# Slack user group (@handle or id S...); "@name" is a person's handle or a group's, as in Slack.
+_APPROVER = re.compile(
+    r"^(owner|[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,253}|@[a-z0-9][a-z0-9._-]{0,79}"
+    r"|[UW][A-Z0-9]{6,20}|S[A-Z0-9]{6,20})$"
+)
+
+
+def _approver(entry: str) -> str:
+    if not _APPROVER.match(entry):
+        raise _error(
+            f"{entry!r} is not an approver: use owner, an email, a Slack @handle, "
+            "a user id (U...) or a user group (@group or S...)"
+        )
+    return entry
+
+
+Approver = Annotated[str, AfterValidator(_approver)]
+_ASK_CHANNEL = re.compile(r"^(#[a-z0-9_-]{1,80}|[CG][A-Z0-9]{6,20})$")
+
+
+class Approve(StrictModel):
+    """Writes that wait for a person: staged with their exact payload, asked in Slack."""
+
+    writes: Literal["all"] | list[str] = "all"
+    """Which writes need approval: all, or a list of write actions (e.g. [jira.add_comment])."""
+    by: list[Approver] = Field(default_factory=lambda: ["owner"], min_length=1)
+    """Who may decide: owner, people (email, @handle, user id), user groups (@group, S...)."""
+    ask: str = "dm"
+    """Where to ask: dm (a direct message to each approver) or a channel (#name or id)."""
+    expires_after: str = "4h"
+    """An unanswered request expires after this long: '30m', '4h', '2d' (1 minute to 30 days)."""
+
+    @field_validator("writes")
+    @classmethod
+    def _writes(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise _error("list at least one write action, or write `all`")
+            seen = [v for i, v in enumerate(value) if v in value[:i]]
+            if seen:
+                raise _error(f"{seen[0]!r} is listed twice")
+        return value
+
+    @field_validator("ask")
+    @classmethod
+    def _ask(cls, value: str) -> str:
+        if value != "dm" and not _ASK_CHANNEL.match(value):
+            raise _error(
+                f"{value!r} is not where to ask: use dm (each approver) or a channel "
+                "(#name or an id such as C0123ABCD)"
+            )
+        return value
+
+    @field_validator("expires_after")
+    @classmethod
+    def _expires(cls, value: str) -> str:
+        try:
+            seconds = parse_interval(value).total_seconds()
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        if not 60 <= seconds <= 30 * 86400:
+            raise _error(f"{value!r} is out of range: between 1m and 30d")
+        return value
+
+    @property
+    def expiry(self) -> timedelta:
+        return parse_interval(self.expires_after)
+
+    def covers(self, action: str) -> bool:
+        """Whether a write by ``action`` needs approval."""
+        return self.writes == "all" or action in self.writes
+
+
 class AgentSpec(StrictModel):
     """An agent file: what it reads, what it may do, when it runs, what it may spend, its value."""
 
@@ -315,6 +391,8 @@ class AgentSpec(StrictModel):
     """When the agent runs: schedule (cron), every (interval) and slash (Slack command)."""
     budget: Budget = Field(default_factory=Budget)
     """Spending limits; a run that reaches one stops and is recorded as over_budget."""
+    approve: Approve | None = None
+    """Writes a person approves first: which, by whom, where to ask, when a request expires."""
     value: Value
     """What the agent is for, as a tag from the taxonomy and minutes saved per useful run."""
     enabled: bool = True

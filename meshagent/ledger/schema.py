@@ -34,6 +34,7 @@ __all__ = [
     "STATUSES",
     "TOKEN_KINDS",
     "TRIGGER_KINDS",
+    "approvals",
     "chain",
     "daily",
     "entries",
@@ -240,6 +241,35 @@ reservations = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_ledger_reservations_agent_day", "agent", "day"),
     Index("ix_ledger_reservations_run_id", "run_id"),
+)
+
+# Writes staged for a person's approval (`meshagent.ledger.approvals`): the exact payload and its
+# hash, who may decide, where they were asked, and what became of it. Not part of the chain: a
+# decision comes after the entry is closed.
+approvals = Table(
+    "ledger_approvals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("run_id", String(36), ForeignKey("ledger_entries.run_id"), nullable=False),
+    Column("agent", String(200), nullable=False),
+    Column("action", String(200), nullable=False),
+    Column("source", String(8), nullable=False),  # deliver, tool
+    Column("payload", Text, nullable=False),  # canonical JSON of the action's arguments
+    Column("payload_hash", String(64), nullable=False),
+    Column("approvers", Text, nullable=False),  # JSON list, as the agent file names them
+    Column("asked", Text),  # JSON list of {channel, ts}: the Slack messages that ask
+    Column(
+        "status", String(16), nullable=False
+    ),  # pending approved rejected expired executed failed
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("decided_by", String(200)),
+    Column("decided_at", UTCDateTime()),
+    Column("reason", String(2000)),
+    Column("executed_at", UTCDateTime()),
+    Column("result", Text),  # JSON: the outcomes made, or the error
+    Index("ix_ledger_approvals_status_expires_at", "status", "expires_at"),
+    Index("ix_ledger_approvals_run_id", "run_id"),
 )
 
 chain = Table(

@@ -111,6 +111,8 @@ class SlackState:
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.response_urls: dict[str, _ResponseUrl] = {}
         self.ephemeral: list[Ephemeral] = []  # chat.postEphemeral, in order
+        self.updated: list[Posted] = []  # chat.update, in order: each message as updated
+        self.views: list[dict[str, Any]] = []  # views.open: each view with its trigger_id
         self.app_token = f"xapp-1-A0SANDBOX-{secrets.token_hex(12)}"  # for Socket Mode
         self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack payload
         self.socket_hello_delay = 0.0  # seconds between the WebSocket opening and "hello"
@@ -327,6 +329,7 @@ class SlackState:
 
 _WRITES = {
     "chat.postMessage",
+    "chat.update",
     "chat.postEphemeral",
     "reactions.add",
     "conversations.open",
@@ -499,6 +502,47 @@ class _Api:
             Posted(channel["id"], ts, text, self.state.bot["id"], thread_ts, blocks)
         )
         return {"channel": channel["id"], "ts": ts, "message": _public_message(message)}
+
+    def chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args)
+        ts = str(args.get("ts") or "")
+        message = self._find(channel["id"], ts)
+        if message.get("user") != self.state.bot["id"]:
+            raise _ApiError("cant_update_message")
+        text, blocks = args.get("text") or "", args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not text and not blocks:
+            raise _ApiError("no_text")
+        message["text"] = text
+        if blocks:
+            message["blocks"] = blocks
+        for posted in self.state.posted:
+            if posted.channel == channel["id"] and posted.ts == ts:
+                posted.text, posted.blocks = text, blocks or posted.blocks
+        updated = Posted(channel["id"], ts, text, self.state.bot["id"], blocks=blocks)
+        self.state.updated.append(updated)
+        return {"channel": channel["id"], "ts": ts, "text": text}
+
+    def views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger = str(args.get("trigger_id") or "")
+        view = args.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                raise _ApiError("invalid_arguments") from None
+        if not trigger:
+            raise _ApiError("invalid_trigger_id")
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            raise _ApiError("invalid_arguments")
+        opened = {
+            **view,
+            "id": f"V{secrets.token_hex(5).upper()}",
+            "team_id": self.state.team["id"],
+        }
+        self.state.views.append({"trigger_id": trigger, "view": opened})
+        return {"view": opened}
 
     def chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args, member=False)

@@ -437,6 +437,10 @@ class SlackApp:
             self._spawn(self._click(body), "feedback")
             await ack()
 
+        from meshagent.slack.approvals import ApprovalClicks
+
+        ApprovalClicks(self).register(bolt)  # Approve / Reject of staged writes
+
         @bolt.event("reaction_added")
         async def on_reaction_added(event: dict[str, Any]) -> None:
             self._spawn(self._reaction(event, added=True), "reaction")

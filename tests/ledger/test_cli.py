@@ -90,7 +90,7 @@ def test_flags_and_migrate(url):
         "no flags: nobody is viewing (give a viewer); admins listed under [privacy] admins"
         in " ".join(hidden.split())
     )
-    assert _run(url, "migrate").output.startswith("ledger schema at 0006")
+    assert _run(url, "migrate").output.startswith("ledger schema at 0007")
 
 
 def test_an_unreachable_ledger_is_a_one_line_error(tmp_path):

@@ -32,5 +32,5 @@ def test_public_names():
 
 
 def test_migrate_function(sqlite_url):
-    assert ledger.migrate(sqlite_url) == (None, "0006")
-    assert ledger.migrate(sqlite_url) == ("0006", "0006")
+    assert ledger.migrate(sqlite_url) == (None, "0007")
+    assert ledger.migrate(sqlite_url) == ("0007", "0007")

@@ -1,0 +1,145 @@
+"""Approvals in Slack: the request as it would land, decided by a click through the real Bolt app
+under uvicorn (signed interaction payloads), executed once, recorded as the run's outcome."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from meshagent.ledger import approvals as store
+from meshagent.ledger.store import Ledger
+from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
+from tests.slack.approvals_kit import (
+    approval_click,
+    asked_value,
+    nudge,
+    reason_submission,
+    reject_click,
+)
+from tests.slack.conftest import interaction, make_app, serve, texts
+
+__all__ = ["serve"]
+
+
+def _outcome(ledger: Ledger, run_id: str) -> tuple[str, str, str, list]:
+    from sqlalchemy import select
+
+    from meshagent.ledger.schema import outcomes
+
+    query = select(outcomes.c.kind, outcomes.c.ref, outcomes.c.verdict, outcomes.c.evidence)
+    [row] = ledger.read(lambda c: c.execute(query.where(outcomes.c.run_id == run_id)).all())
+    return row.kind, row.ref, row.verdict, json.loads(row.evidence or "[]")
+
+
+def test_the_request_shows_the_exact_payload_agent_trigger_and_cost(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, []))
+    result = served.run(served.app.runtime.run(nudge(sandbox), triggered_by="erin@example.com"))
+    assert sandbox.jira.comments_added == []  # staged, not written
+    [approval] = result.staged
+    assert approval.payload == {"key": "PAY-8", "body": "Is this still on track?"}
+    for user in ("dave", "bob"):  # the owner and the listed approver, each in a DM
+        [asked] = sandbox.slack.dms_to(user)
+        shown = texts({"text": asked.text, "blocks": asked.blocks})
+        assert "Comment on PAY-8" in shown and ">Is this still on track?" in shown
+        assert '"key": "PAY-8"' in shown  # the exact payload, as JSON
+        assert "*nudge*" in shown and "erin@example.com" in shown and "$0.0000" in shown
+        [buttons] = [b for b in asked.blocks if b["type"] == "actions"]
+        assert [e["value"] for e in buttons["elements"]] == [
+            f"{approval.id}:{approval.payload_hash}"
+        ] * 2
+    kind, _, verdict, _ = _outcome(ledger, result.run_id)
+    assert (kind, verdict) == ("staged", "pending")
+    assert ledger.entry(result.run_id)["status"] == "ok"
+
+
+def test_an_approval_executes_the_write_once_and_updates_every_request(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, [spec := nudge(sandbox)]))
+    result = served.run(served.app.runtime.run(spec))
+    channel, ts, value = asked_value(sandbox, "dave")
+    bobs = asked_value(sandbox, "bob")
+    answer = served.post(interaction(approval_click(sandbox, value, user="U0DAVE004",
+                                                    channel=channel, ts=ts)))  # fmt: skip
+    assert answer.status_code == 200
+    served.idle()
+    assert sandbox.jira.comments_added == [("PAY-8", "Is this still on track?")]
+    [approval] = store.of_run(ledger, result.run_id)
+    assert (approval.status, approval.decided_by) == ("executed", "U0DAVE004")
+    assert len(sandbox.slack.updated) == 2  # dave's request and bob's
+    assert all("Approved by <@U0DAVE004>" in u.text for u in sandbox.slack.updated)
+    assert not any(b["type"] == "actions" for u in sandbox.slack.updated for b in u.blocks)
+    kind, ref, verdict, evidence = _outcome(ledger, result.run_id)
+    assert (kind, verdict) == ("jira.comment", "accepted") and ref.startswith("PAY-8")
+    assert evidence[0]["who"] == "U0DAVE004" and evidence[0]["what"] == "approval:approved"
+    # bob clicks his own request afterwards: already decided, nothing more is written
+    served.post(interaction(approval_click(sandbox, bobs[2], user="U0BOB0002", channel=bobs[0])))
+    served.idle()
+    assert len(sandbox.jira.comments_added) == 1
+    [said] = sandbox.slack.ephemeral_to("bob")
+    assert "already decided: executed by U0DAVE004" in said.text
+
+
+def test_a_rejection_asks_why_and_records_a_rejected_outcome(sandbox, ledger, serve):
+    served = serve(make_app(sandbox, ledger, [spec := nudge(sandbox)]))
+    result = served.run(served.app.runtime.run(spec))
+    channel, ts, value = asked_value(sandbox, "bob")
+    served.post(interaction(reject_click(sandbox, value, user="U0BOB0002", channel=channel)))
+    served.idle()
+    [opened] = sandbox.slack.views  # the modal that asks for a reason
+    assert store.of_run(ledger, result.run_id)[0].status == "pending"
+    submitted = reason_submission(sandbox, opened["view"], user="U0BOB0002",
+                                  reason="PAY-8 is parked on purpose")  # fmt: skip
+    assert served.post(interaction(submitted)).status_code == 200
+    served.idle()
+    assert sandbox.jira.comments_added == []
+    [approval] = store.of_run(ledger, result.run_id)
+    assert (approval.status, approval.reason) == ("rejected", "PAY-8 is parked on purpose")
+    assert all("Rejected by <@U0BOB0002>: PAY-8 is parked" in u.text for u in sandbox.slack.updated)
+    kind, _, verdict, evidence = _outcome(ledger, result.run_id)
+    assert (kind, verdict) == ("staged", "rejected")
+    assert evidence[0]["reason"] == "PAY-8 is parked on purpose"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def two_ledgers(request, tmp_path):
+    """Two ledgers on one database, as two replicas of serve open it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    first, second = Ledger.open(url, retry_for=10), Ledger.open(url, retry_for=10)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+
+
+def test_two_replicas_clicked_at_once_write_once(sandbox, two_ledgers, serve):
+    spec = nudge(sandbox)
+    one, two = (serve(make_app(sandbox, ledger, [spec])) for ledger in two_ledgers)
+    for _ in range(3):  # three requests, each approved by dave on one replica, bob on the other
+        one.run(one.app.runtime.run(spec))
+        dave, bob = asked_value(sandbox, "dave"), asked_value(sandbox, "bob")
+        barrier = threading.Barrier(2)
+
+        def click(served, user, asked, barrier=barrier):
+            body = interaction(approval_click(sandbox, asked[2], user=user, channel=asked[0]))
+            barrier.wait()
+            served.post(body)
+
+        threads = [
+            threading.Thread(target=click, args=(one, "U0DAVE004", dave)),
+            threading.Thread(target=click, args=(two, "U0BOB0002", bob)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        one.idle()
+        two.idle()
+    assert len(sandbox.jira.comments_added) == 3  # one per request, never two
+    approvals = store.listing(two_ledgers[0])
+    assert sorted(a.status for a in approvals) == ["executed"] * 3
+    assert {a.decided_by for a in approvals} <= {"U0DAVE004", "U0BOB0002"}
