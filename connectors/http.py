@@ -10,10 +10,15 @@ or percent signs, backslashes, whitespace); headers may not choose another site 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import re
+import ssl
 import unicodedata
 from collections.abc import Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -205,10 +210,22 @@ async def _fetch(context: ActionContext, args: GetArgs, grant: GetGrant | None) 
     headers = _headers(args.headers, context.env, args.url)
     url, params = args.url, dict(args.params)
     timeout = httpx.Timeout(args.timeout_seconds)
+    clients = context.services.get("clients")
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            if clients is None:  # called outside a runtime: a client for this call alone
+                client = await stack.enter_async_context(_client())
+            else:
+                client = await clients.get("http", _client)
+            cookies = httpx.Cookies()  # this call's: set by one hop, sent to the next
             for _ in range(MAX_REDIRECTS + 1):
-                async with client.stream("GET", url, params=params, headers=headers) as response:
+                request = client.build_request(
+                    "GET", url, params=params, headers=headers, timeout=timeout
+                )
+                cookies.set_cookie_header(request)
+                response = await client.send(request, stream=True)
+                async with contextlib.aclosing(response):
+                    cookies.extract_cookies(response)
                     if response.is_redirect:
                         url, params = _next_hop(url, response, grant, args.url), {}
                         continue
@@ -223,6 +240,25 @@ async def _fetch(context: ActionContext, args: GetArgs, grant: GetGrant | None) 
         ) from None
     except httpx.HTTPError as exc:
         raise ConnectorError("http.get", url, type(exc).__name__) from None
+
+
+def _client() -> httpx.AsyncClient:
+    """A client for http.get: redirects checked hop by hop, no cookie kept between calls (a
+    runtime's client serves every run: a site's cookie must not reach another run), and the
+    process's one TLS context (loading the CA bundle is most of what building a client costs)."""
+    jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(follow_redirects=False, cookies=jar, verify=_tls_context())
+
+
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, made once per process and CA bundle (it holds no state of a
+    connection; OpenSSL shares it between threads)."""
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context()
 
 
 def _next_hop(url: str, response: httpx.Response, grant: GetGrant | None, first: str) -> str:

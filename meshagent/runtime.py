@@ -38,6 +38,7 @@ from meshagent.actions import (
     closest,
     default_registry,
 )
+from meshagent.clients import Clients
 from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunError
 from meshagent.ledger import records
@@ -146,6 +147,7 @@ class Runtime:
         self._given: Guarded | None = None  # chat_model, guarded
         self._agents: dict[tuple[str, str, str, int], tuple[BaseChatModel, Any]] = {}
         self._in_flight = 0  # runs started and not finished
+        self.clients = Clients()  # the connectors' clients, kept between runs (``aclose``)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -190,6 +192,7 @@ class Runtime:
                     "now": self.now,
                     "owner": spec.owner,
                     "triggered_by": triggered_by,
+                    "clients": self.clients,
                 },
                 connector_settings=self.connector_settings,
             )
@@ -450,6 +453,10 @@ class Runtime:
             found = self._agents[key] = (chat, build_agent(self, spec, chat))
         return found[1]
 
+    async def aclose(self) -> None:
+        """Close the clients the connectors kept (the ledger is its opener's to close)."""
+        await self.clients.aclose()
+
     def alone(self) -> bool:
         """Whether one run is in flight: its writes then go straight to the database.
 
@@ -680,5 +687,6 @@ async def run_agent(
             model=model,
         )
     finally:
+        await runtime.aclose()
         if ledger is None:
             runtime.ledger.close()

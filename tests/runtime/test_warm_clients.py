@@ -1,0 +1,180 @@
+"""A runtime keeps one http.get client per event loop: its runs share pooled connections, which
+are closed when the runtime closes or when their loop ends (counted at a real local server).
+run_agent reads the ledger's migration scripts once per process and upgrades only a new ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from importlib import import_module
+
+import pytest
+
+from meshagent.config import Config
+from meshagent.ledger.store import Ledger
+from meshagent.models import ScriptedChatModel
+from meshagent.runtime import Runtime, run_agent
+from tests.runtime.conftest import agent
+from tests.runtime.http_site import serving
+
+# The module (meshagent.ledger's own name `migrate` is the function of the same name).
+migrations = import_module("meshagent.ledger.migrate")
+
+FETCHER = """
+    name: fetcher
+    owner: alice@example.com
+    team: ops
+    model: scripted
+    instructions: Summarise the status below.
+    context:
+      - http.get: {{url: "{url}/status"}}
+      - http.get: {{url: "{url}/status", params: {{again: "1"}}}}
+    deliver: []
+    value: {{tag: toil-reduction, minutes_saved: 1}}
+"""
+
+
+class Counting(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1; counts the TCP connections accepted and those still open."""
+
+    protocol_version = "HTTP/1.1"
+    lock = threading.Lock()
+    accepted = 0
+    open = 0
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with Counting.lock:
+            Counting.accepted += 1
+            Counting.open += 1
+
+    def finish(self) -> None:
+        with Counting.lock:
+            Counting.open -= 1
+        super().finish()
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Counting.accepted = Counting.open = 0
+    with serving(Counting) as url:
+        yield url
+
+
+def runtime_for(ledger, runs: int) -> Runtime:
+    model = ScriptedChatModel(responses=[{"content": "All fine."}] * runs)
+    return Runtime(Config(ledger_url=ledger.url), ledger=ledger, env={}, chat_model=model)
+
+
+def open_connections(expected: int) -> int:
+    """The server's open connections once they settle at ``expected`` (or after 5 s)."""
+    deadline = time.monotonic() + 5
+    while Counting.open != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return Counting.open
+
+
+def test_the_runs_of_a_runtime_share_one_client_and_connection(server, ledger):
+    runtime = runtime_for(ledger, 3)
+    spec = agent(FETCHER.format(url=server))
+
+    async def three_runs() -> None:
+        for _ in range(3):
+            result = await runtime.run(spec)
+            assert result.status == "ok", result.error
+        assert runtime.clients.made == 1
+        assert Counting.accepted == 1  # six fetches, one TCP connection
+        assert open_connections(1) == 1  # kept open between runs
+        await runtime.aclose()
+        assert open_connections(0) == 0  # closed with the runtime
+
+    asyncio.run(three_runs())
+    assert ledger.count() == 3
+
+
+def test_a_client_is_closed_when_its_event_loop_ends(server, ledger):
+    runtime = runtime_for(ledger, 2)
+    spec = agent(FETCHER.format(url=server))
+    assert asyncio.run(runtime.run(spec)).status == "ok"
+    # asyncio.run shut the loop down: the client it made was closed on it, not leaked.
+    assert open_connections(0) == 0
+    assert runtime.clients.count() <= 1
+    # Another loop gets a client of its own (the first one's connections died with its loop).
+    assert asyncio.run(runtime.run(spec)).status == "ok"
+    assert runtime.clients.made == 2
+    assert Counting.accepted == 2
+    assert open_connections(0) == 0
+    gc.collect()  # nothing left for the collector to warn about (warnings are errors)
+
+
+def test_loops_in_two_threads_get_a_client_each(server, ledger):
+    runtime = runtime_for(ledger, 4)
+    spec = agent(FETCHER.format(url=server))
+    statuses: list[str] = []
+
+    def in_a_thread() -> None:
+        async def twice() -> None:
+            for _ in range(2):
+                statuses.append((await runtime.run(spec)).status)
+
+        asyncio.run(twice())
+
+    threads = [threading.Thread(target=in_a_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == ["ok"] * 4
+    assert runtime.clients.made == 2
+    assert Counting.accepted == 2
+    assert open_connections(0) == 0
+
+
+QUIET = """
+    name: quiet
+    owner: alice@example.com
+    team: ops
+    model: scripted
+    instructions: Say hello.
+    context: []
+    deliver: []
+    value: {tag: toil-reduction, minutes_saved: 1}
+"""
+
+
+def test_run_agent_reads_the_migrations_once_and_upgrades_only_a_new_ledger(tmp_path):
+    spec = agent(QUIET)
+    config = Config(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    migrations.head_revision.cache_clear()
+    checked = migrations.upgrades_checked
+
+    def run_once() -> str:
+        model = ScriptedChatModel(responses=[{"content": "Hello."}])
+        result = asyncio.run(run_agent(spec, config=config, chat_model=model, env={}))
+        return result.status
+
+    assert [run_once() for _ in range(3)] == ["ok"] * 3
+    assert migrations.upgrades_checked - checked == 1  # the new ledger, by its first run only
+    assert migrations.head_revision.cache_info().misses == 1  # the scripts, read once
+    # A ledger deleted and made again at the same URL is migrated again, not assumed current.
+    for path in tmp_path.glob("ledger.db*"):
+        path.unlink()
+    assert run_once() == "ok"
+    assert migrations.upgrades_checked - checked == 2
+    with Ledger.open(config.ledger_url, migrate=False) as ledger:
+        assert ledger.count() == 1
