@@ -35,6 +35,8 @@ __all__ = [
     "asking_blocks",
     "client_for",
     "decided_blocks",
+    "expire_pass",
+    "serve_expiries",
     "update_asked",
 ]
 
@@ -277,3 +279,32 @@ async def ask_staged(host: Any, run: Any, result: Any) -> None:
         log.warning("run %s: could not ask for approval in Slack: %s", run.run_id, exc)
         result.notes.append(f"could not ask in Slack: {type(exc).__name__}: {exc}")
     result.staged = [await asyncio.to_thread(store.get, host.ledger, a.id) or a for a in staged]
+
+
+async def expire_pass(host: Any, *, now: Any = None) -> list[Approval]:
+    """Expire the requests unanswered by ``now`` (default: the host's clock) and show it in
+    their messages; returns those this replica expired (each is expired by exactly one)."""
+    now = now or host.now()
+    expired = await asyncio.to_thread(store.expire_due, host.ledger, now=now)
+    for approval in expired:
+        fresh = await asyncio.to_thread(store.get, host.ledger, approval.id)
+        await update_asked(host, fresh or approval)
+    return expired
+
+
+#: How often `meshagent serve` looks for expired requests.
+EXPIRY_PASS_SECONDS = 60.0
+
+
+async def serve_expiries(host: Any, *, every: float = EXPIRY_PASS_SECONDS) -> None:
+    """Under `meshagent serve`: an expiry pass every ``every`` seconds, until cancelled."""
+    while True:
+        try:
+            expired = await expire_pass(host)
+            if expired:
+                log.info("approvals: %d requests expired", len(expired))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("approvals: the expiry pass failed")
+        await asyncio.sleep(every)

@@ -212,9 +212,8 @@ async def decide(
         return Decision(code, _settled(found), found)
     if found.expired(now):
         await asyncio.to_thread(store.expire_due, ledger, now=now)
-        return Decision(
-            "expired", _settled(await asyncio.to_thread(store.get, ledger, approval_id)), found
-        )
+        expired = await asyncio.to_thread(store.get, ledger, approval_id) or found
+        return Decision("expired", _settled(expired), expired)
     claimed = await asyncio.to_thread(
         store.claim,
         ledger,

@@ -4,43 +4,81 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from meshagent import __version__
-from meshagent.actions import closest
-from meshagent.config import Config, load_config
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
-from meshagent.followup_command import follow_up_command
+from meshagent.figures import money, plural
 from meshagent.invocation import ensure_can_listen, shell_line
-from meshagent.ledger.cli import app as ledger_app
-from meshagent.ledger.render import money, plural
-from meshagent.loader import load_agents, scan_agents
 from meshagent.people import Person, current_person
 from meshagent.printer import print_command, print_error, print_note
-from meshagent.scaffold import write_agent
-from meshagent.schema import schema_text
-from meshagent.slack.cli import app as slack_app
-from meshagent.spec import AgentSpec, Budget
+
+if TYPE_CHECKING:
+    from meshagent.config import Config
+    from meshagent.spec import AgentSpec, Budget
+
+
+def _ledger() -> typer.Typer:
+    from meshagent.followup_command import follow_up_command
+    from meshagent.ledger.cli import app as ledger_app
+
+    ledger_app.command("follow-up")(follow_up_command)
+    return ledger_app
+
+
+def _slack() -> typer.Typer:
+    from meshagent.slack.cli import app as slack_app
+
+    return slack_app
+
+
+def _approvals() -> typer.Typer:
+    from meshagent.approvals_cli import app as approvals_app
+
+    return approvals_app
+
+
+#: Command groups whose modules are imported when the group is asked for: the ledger's pull in
+#: SQLAlchemy, which validate, list, schema and --version do without (start time, issue 20).
+_GROUPS: dict[str, Callable[[], typer.Typer]] = {
+    "ledger": _ledger,
+    "slack": _slack,
+    "approvals": _approvals,
+}
+
+
+class _Commands(typer.core.TyperGroup):
+    """The top-level commands, with the groups of ``_GROUPS`` added when first asked for."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_GROUPS})
+
+    def get_command(self, ctx: typer.Context, name: str) -> Any:
+        found = super().get_command(ctx, name)
+        if found is None and name in _GROUPS:
+            holder = typer.Typer()  # built as add_typer would build it, then taken out
+            holder.add_typer(_GROUPS[name](), name=name)
+            found = typer.main.get_group(holder).commands[name]
+            self.add_command(found, name)
+        return found
+
 
 app = typer.Typer(
     name="meshagent",
+    cls=_Commands,
     help="AI agents in YAML, run on schedules or from Slack, with a ledger of cost and value.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-ledger_app.command("follow-up")(follow_up_command)
-app.add_typer(ledger_app, name="ledger")
-app.add_typer(slack_app, name="slack")
 out = Console()
 err = Console(stderr=True)
 
@@ -51,6 +89,8 @@ def _config(ctx: typer.Context) -> Config:
 
 def _version(value: bool) -> None:
     if value:
+        from meshagent import __version__
+
         out.print(f"meshagent {__version__}")
         raise typer.Exit()
 
@@ -71,6 +111,8 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
 ) -> None:
+    from meshagent.config import load_config
+
     try:
         settings = load_config(config)
     except ConfigError as exc:
@@ -129,6 +171,8 @@ def validate(
     ] = None,
 ) -> None:
     """Check agent files; print every error with file:line:column, exit 1 if any."""
+    from meshagent.loader import scan_agents
+
     config = _config(ctx)
     result = scan_agents(
         _paths(config, paths),
@@ -150,6 +194,8 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of an agent file (for editors and CI)."""
+    from meshagent.schema import schema_text
+
     text = schema_text(value_tags=_config(ctx).value_tags)
     if output is None:
         typer.echo(text, nl=False)
@@ -173,6 +219,8 @@ def init(
     ] = None,
 ) -> None:
     """Write agents/NAME.yaml, a starter agent that passes validate."""
+    from meshagent.scaffold import write_agent
+
     config = _config(ctx)
     if owner is None:
         person = current_person(config)
@@ -214,6 +262,8 @@ def list_agents(
     ] = None,
 ) -> None:
     """Table of agents: team, triggers with the next fire time, model, budget, value."""
+    from meshagent.loader import load_agents
+
     config = _config(ctx)
     try:
         agents = load_agents(
@@ -313,6 +363,9 @@ def sandbox(
 
 def find_agent(config: Config, agent: str) -> AgentSpec:
     """An agent by file path, or by name among the agents directory's files."""
+    from meshagent.actions import closest
+    from meshagent.loader import load_agents, scan_agents
+
     path = Path(agent)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_agents(
@@ -392,6 +445,10 @@ def run(
     from meshagent.runview import render_result
 
     render_result(out, result)
+    if result.staged:  # writes waiting for a person, and how to decide them
+        from meshagent.approvals_cli import print_staged
+
+        print_staged(out, result.staged, config_file=ctx.parent.params.get("config"))
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -434,6 +491,8 @@ def serve(
 ) -> None:
     """Run the scheduled fleet, the Slack endpoint and the dashboard in one process."""
     import logging
+
+    from meshagent.loader import scan_agents
 
     config = _config(ctx)
     agents_dir = (agents or config.agents_dir).absolute()

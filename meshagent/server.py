@@ -178,6 +178,9 @@ def create_app(
         if board is not None:  # a mounted app's own lifespan does not run
             board.state.pages.start()
         followups = _start_followups(config, runtime)
+        from meshagent.approval_asks import serve_expiries
+
+        expiries = asyncio.ensure_future(serve_expiries(runtime))  # unanswered approvals
         log.info("fleet started: %d agents, replica %s", len(fleet.specs), fleet.replica)
         try:
             if slack_app is not None and slack_app.socket_mode_enabled:
@@ -203,6 +206,7 @@ def create_app(
         finally:
             if followups is not None:
                 followups.cancel()
+            expiries.cancel()
             await fleet.stop()
             if slack_app is not None:
                 await slack_app.stop()
