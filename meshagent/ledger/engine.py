@@ -26,6 +26,7 @@ from meshagent.config import mask_url as mask
 from meshagent.exceptions import LedgerError
 
 __all__ = [
+    "driver_statement",
     "execute",
     "executemany",
     "make_engine",
@@ -216,6 +217,15 @@ def _compiled_for(statement: Executable, dialect: Dialect, keys: tuple[str, ...]
         if cached is None or cached[0] is not statement:  # the statement is kept alive here
             cached = _compiled[cache_key] = (statement, _Compiled(statement, dialect, keys))
     return cached[1]
+
+
+def driver_statement(
+    statement: Executable, dialect: Dialect, keys: tuple[str, ...]
+) -> tuple[str, Callable[[Mapping[str, Any]], Any]]:
+    """`statement`'s SQL for `dialect`'s driver, and what turns a mapping of `keys` into the
+    driver's parameters (each value converted by its column's type, as Core would)."""
+    compiled = _compiled_for(statement, dialect, keys)
+    return compiled.sql, lambda params: compiled.values([params])[0]
 
 
 def executemany(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -134,3 +135,28 @@ def test_a_writer_dropped_without_close_closes_its_connections(ledger):
     del writer
     gc.collect()
     assert pool.checkedin() == 0  # its connections closed, not left to the collector
+
+
+def test_on_a_sqlite_file_one_turn_of_the_loop_is_one_transaction_made_on_the_loop(sqlite_url):
+    with Ledger.open(sqlite_url) as ledger:
+        claims = NonceClaims(ledger)
+
+        async def turn() -> list[Any]:
+            asks = [
+                asyncio.ensure_future(claims.claim({f"k{n}": LATER}, now=NOW)) for n in range(50)
+            ]
+            asks[7].cancel()  # gave up before its turn: not claimed
+            return await asyncio.gather(*asks, return_exceptions=True)
+
+        try:
+            got = asyncio.run(turn())
+            assert claims.batches == 1 and claims._thread is None  # no thread was needed
+            assert isinstance(got[7], asyncio.CancelledError)
+            assert [mine for n, mine in enumerate(got) if n != 7] == [
+                {f"k{n}"} for n in range(50) if n != 7
+            ]
+            assert _rows(ledger) == 49
+            # Claimed again on the loop: refused, as another replica would be.
+            assert asyncio.run(claims.claim({"k1": LATER, "k7": LATER}, now=NOW)) == {"k7"}
+        finally:
+            claims.close()

@@ -28,6 +28,7 @@ from meshagent.runtime import Runtime
 from meshagent.slack import SlackApp
 from meshagent.slack.app import MAX_BODY_BYTES
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
+from tests.ledger.test_faults import _hold_write_lock
 from tests.slack.conftest import APP_TOKEN, SECRET, agents, command, event, form, serve, sign
 
 __all__ = ["serve"]  # the fixture, imported to be used by name (ruff: not an unused import)
@@ -366,6 +367,81 @@ def test_a_request_the_ledger_cannot_check_gets_503_and_is_not_acted_on(sandbox,
         assert ledger.count() == 0
         assert app.stats["replay_checks_failed"] == 1
         assert served.command(sandbox, "help").status_code == 200  # and once it answers again
+
+
+@pytest.mark.parametrize("locked", ["first", "replay"])
+def test_a_replay_is_refused_whichever_claim_waited_for_a_locked_database(
+    sandbox, tmp_path, serve, locked
+):
+    """On SQLite a claim is made on the event loop when the database is free, and by the
+    writer thread, which waits, when another writer holds it: either path refuses what the
+    other claimed, on another replica of the same file."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    with Ledger.open(url, retry_for=10) as first, Ledger.open(url, retry_for=10) as second:
+        one, two = serve(_app(sandbox, first)), serve(_app(sandbox, second))
+        body = form(command(sandbox, "run standup"))
+        headers = sign(body)
+        for app, is_locked, status in (
+            (one, locked == "first", 200),
+            (two, locked == "replay", 401),
+        ):
+            holder = _hold_write_lock(tmp_path / "shared.db", 0.4) if is_locked else None
+            started = time.monotonic()
+            assert app.post(body, headers=headers, signed=False).status_code == status
+            if holder is not None:
+                assert time.monotonic() - started >= 0.3  # it waited for the lock
+                holder.join()
+        one.idle()
+        two.idle()
+        assert first.count() == 1
+        assert two.app.stats["replays_refused"] == 1
+        # The path taken: the thread only for the claim that met the lock.
+        waited = one if locked == "first" else two
+        free = two if locked == "first" else one
+        assert waited.app.nonces._thread is not None and free.app.nonces._thread is None
+
+
+KILLED_AFTER_ACK = """
+import asyncio, os, signal, sys
+from datetime import UTC, datetime, timedelta
+from meshagent.ledger import Ledger
+from meshagent.ledger.nonces import NonceClaims, nonce_key
+
+ledger = Ledger.open(sys.argv[1])
+claims = NonceClaims(ledger)
+now = datetime.now(UTC)
+key = nonce_key("slack-signature", sys.argv[2])
+claimed = asyncio.run(claims.claim({key: now + timedelta(minutes=6)}, now=now))
+print("acknowledged" if claimed == {key} else "refused", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush, no exit handlers
+"""
+
+
+def test_a_replay_to_a_replica_restarted_after_a_kill_right_after_its_ack_gets_401(
+    sandbox, tmp_path, serve
+):
+    """What a replica claimed before it acknowledged survives its being killed at once: the
+    claim made on the event loop was committed before the answer went out."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    Ledger.open(url).close()
+    body = form(command(sandbox, "run standup"))
+    headers = sign(body)
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_ACK, url, headers["X-Slack-Signature"]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert child.stdout.strip() == "acknowledged" and child.returncode == -9, child.stderr
+    with Ledger.open(url) as ledger:
+        app = _app(sandbox, ledger)
+        served = serve(app)
+        assert served.post(body, headers=headers, signed=False).status_code == 401
+        served.idle()
+        assert ledger.count() == 0
+        assert app.stats["replays_refused"] == 1
+        assert served.command(sandbox, "help").status_code == 200  # a new request is served
 
 
 # -- body size -----------------------------------------------------------------------------------
