@@ -469,8 +469,9 @@ async def _user(context: ActionContext, args: UserArgs, grant: Any) -> ActionRes
         found = await client.users_info(user=args.user)
     user = found["user"]
     profile = user.get("profile", {})
+    found_id = user["id"]  # an answer without one is no user: the call fails
     data = {
-        "id": user["id"] if "@" in args.user else None,  # asked by id: no echo
+        "id": found_id if "@" in args.user else None,  # asked by id: no echo
         "name": user.get("name"),
         "real_name": user.get("real_name") or profile.get("real_name"),
         "title": profile.get("title"),
