@@ -43,6 +43,7 @@ from meshagent.config import looks_secret
 from meshagent.exceptions import ConnectorError, GrantDenied, RunError
 from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
 from meshagent.model_calls import active, plain
+from meshagent.prompt import serialise, tool_schema
 from meshagent.run_state import Refusal, compact
 
 if TYPE_CHECKING:
@@ -121,7 +122,9 @@ class Attempts:
             coroutine=call,
             name=granted.name,
             description=granted.action.description,
-            args_schema=granted.action.args,
+            # What steers the model, not every bound: ``perform`` validates with the action's
+            # own model, so a trimmed schema loosens nothing.
+            args_schema=tool_schema(granted.action.args.model_json_schema()),
         )
 
     async def wrap(self, request: Any, execute: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -199,7 +202,7 @@ class Attempts:
             return f"Error: {tool} failed: {self.masker.text(plain(exc))}", True
         run.outcomes.extend(result.outcomes)
         run.tool_event("tool_call", action.name, shown)
-        return json.dumps(compact(result.data), default=str, ensure_ascii=False), False
+        return serialise(compact(result.data)), False
 
     def refuse(self, run: RunState, name: Any, arguments: Any) -> str:
         """Refuse a call to a tool the agent lacks; what the model is told."""

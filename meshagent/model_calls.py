@@ -136,6 +136,7 @@ class Guarded(BaseChatModel):
         inner = self.inner
         if run.spec.budget.max_usd_per_day is not None:
             kwargs = await reserve(run, inner, messages, kwargs)
+        run.framework.add_call(messages, kwargs.get("tools"))  # what of it the author did not write
         if inner._should_stream(async_api=True, run_manager=run_manager, **kwargs):
             # A client set to stream (ChatOpenAI(streaming=True)) asks its API for a stream,
             # which its _agenerate cannot read: its own ainvoke would call _astream instead.

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from meshagent.ledger import records
+from meshagent.prompt import FrameworkShare
 
 if TYPE_CHECKING:
     from meshagent.actions import Outcome, Registry
@@ -85,7 +86,7 @@ class RunState:
         self.stopped: Stop | None = None
         self.model_answered: str | None = None
         self.tool_calls = 0
-        self.framework_tokens = 0
+        self.framework = FrameworkShare()  # prompt tokens the author did not write
         # Spent but not yet in the ledger: written before the run's next step, or by the close.
         self.unrecorded: list[tuple[records.Usage, records.Cost | None, str | None]] = []
         # max_usd_per_day: the UTC day whose budget the run spends, whether it holds

@@ -44,6 +44,7 @@ from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunEr
 from meshagent.ledger import records
 from meshagent.model_calls import Guarded, active, plain, text_of, unpriced
 from meshagent.models import estimate_tokens
+from meshagent.prompt import context_message
 from meshagent.providers import BUILTIN_MODELS, api_key_env, client_options
 from meshagent.run_state import Refusal, RunState, Stop, compact
 
@@ -74,7 +75,10 @@ class RunResult:
     outcomes: list[Outcome] = field(default_factory=list)
     usage: records.Usage = field(default_factory=records.Usage)
     cost_usd: Decimal | None = Decimal(0)
+    #: Prompt tokens the framework wrote (estimated), and their parts in words (README:
+    #: "framework share"): headings, tool schemas, refusal notes, over every model call.
     framework_prompt_tokens: int = 0
+    framework_share: str = ""
     refusals: list[Refusal] = field(default_factory=list)
     error: str | None = None
     dry_run: bool = False
@@ -239,7 +243,8 @@ class Runtime:
                 outcomes=run.outcomes,
                 usage=run.usage,
                 cost_usd=run.cost if run.cost_known else None,
-                framework_prompt_tokens=run.framework_tokens,
+                framework_prompt_tokens=run.framework.total,
+                framework_share=run.framework.describe() if run.framework.calls else "",
                 refusals=run.refusals,
                 error=error,
                 dry_run=dry_run,
@@ -409,8 +414,7 @@ class Runtime:
     async def _think(
         self, run: RunState, chat: Guarded, gathered: dict[str, Any], values: dict[str, Any]
     ) -> str:
-        prompt, framework = _prompt(gathered, values)
-        run.framework_tokens = estimate_tokens(framework)
+        prompt, run.framework.message = context_message(gathered, values)
         budget = run.spec.budget.max_tokens_per_run
         if budget is not None and estimate_tokens(prompt) >= budget:
             raise Stop(
@@ -429,8 +433,7 @@ class Runtime:
         gathered: dict[str, Any],
         values: dict[str, Any],
     ) -> str:
-        prompt, framework = _prompt(gathered, values)
-        run.framework_tokens = estimate_tokens(framework)
+        prompt, run.framework.message = context_message(gathered, values)
         agent = self._agent(run.spec, chat, run.model)
         try:
             state = await agent.ainvoke(
@@ -488,6 +491,10 @@ class Runtime:
     ) -> dict[str, Any]:
         """The arguments of close_run: the status, the spending not yet written, what it made."""
         usage, cost, answered = run.take_unrecorded()
+        finished, events = self.now(), list(run.events)
+        if run.framework.calls:  # what of its prompts the framework wrote, call by call
+            share = run.framework.as_detail()
+            events.append(records.Event(records.PROMPT_SHARE, "framework share", share, finished))
         return {
             "status": status,
             "usage": usage + records.Usage(tool_calls=run.tool_calls),
@@ -496,8 +503,8 @@ class Runtime:
             "error": error[:2000] if error else None,
             "outcomes": [_ledger_outcome(o) for o in run.outcomes],
             "input_hash": input_hash,
-            "finished_at": self.now(),
-            "events": list(run.events),
+            "finished_at": finished,
+            "events": events,
             "release_reservations": run.reserved,
         }
 
@@ -539,23 +546,6 @@ class Runtime:
 
 
 # -- small pure helpers ----------------------------------------------------------------------
-
-
-def _prompt(gathered: dict[str, Any], values: dict[str, Any]) -> tuple[str, str]:
-    """The human message, and the part of it that is the framework's own text (headings)."""
-    parts, framework = [], []
-    for name, data in gathered.items():
-        heading = f"## {name}"
-        parts.append(f"{heading}\n{json.dumps(data, default=str, ensure_ascii=False)}")
-        framework.append(heading)
-    shown = {k: v for k, v in values.items() if v is not None}
-    if shown:
-        parts.append(f"## inputs\n{json.dumps(shown, default=str, ensure_ascii=False)}")
-        framework.append("## inputs")
-    if not parts:
-        parts.append(framework_note := "(no context)")
-        framework.append(framework_note)
-    return "\n\n".join(parts), "\n".join(framework)
 
 
 def _hash(version: str, gathered: dict[str, Any], values: dict[str, Any]) -> str:

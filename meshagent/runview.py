@@ -41,14 +41,24 @@ def usage_table(result: RunResult) -> Table:
         ("input tokens", f"{usage.input_tokens:,}"),
         ("  of which cache read", f"{usage.cache_read_tokens:,}"),
         ("  of which cache write", f"{usage.cache_write_tokens:,}"),
-        ("  of which framework prompt", f"~{result.framework_prompt_tokens:,}"),
+        ("  of which the framework's", _framework_share(result)),
         ("output tokens", f"{usage.output_tokens:,}"),
         ("  of which reasoning", f"{usage.reasoning_tokens:,}"),
         ("cost", money(result.cost_usd)),
     ]
+    if result.framework_share:
+        rows.insert(rows.index(("output tokens", f"{usage.output_tokens:,}")),
+                    ("    from", result.framework_share))  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _framework_share(result: RunResult) -> str:
+    """The prompt tokens the author did not write, estimated, and their share of the input."""
+    tokens, sent = result.framework_prompt_tokens, result.usage.input_tokens
+    share = f" ({min(100.0, 100 * tokens / sent):.0f}%)" if sent else ""
+    return f"~{tokens:,}{share}"
 
 
 def _delivered(result: RunResult) -> Table | Text:

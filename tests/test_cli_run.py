@@ -54,6 +54,20 @@ def test_run_posts_and_prints_answer_usage_and_run_id(project, sandbox):
         assert [o.ref for o in ledger.outcomes(run_id)] == [f"C0PAYSTAND:{posted.ts}"]
 
 
+def test_run_shows_the_framework_share_of_the_prompt(project, sandbox):
+    result = run("run", "standup-digest")
+    assert result.exit_code == 0, result.output
+    text = _plain(result.output)
+    run_id = re.search(r"status ok run ([0-9a-f-]{36})", text).group(1)
+    with Ledger.open(os.environ["MESHAGENT_LEDGER_URL"]) as ledger:
+        share = ledger.prompt_share(run_id)
+        sent = ledger.entry(run_id)["input_tokens"]
+    assert share["tokens"] == share["headings"] > 0 and share["model_calls"] == 1
+    percent = round(100 * share["tokens"] / sent)
+    assert f"of which the framework's │ ~{share['tokens']:,} ({percent}%)" in text
+    assert f"from │ headings {share['headings']:,} over 1 model call" in text
+
+
 def test_dry_run_says_what_it_would_deliver_and_posts_nothing(project, sandbox):
     result = run("run", "agents/standup-digest.yaml", "--dry-run")
     assert result.exit_code == 0, result.output

@@ -247,6 +247,21 @@ SCHEMAS: dict[str, Any] = {
             "run": {"type": "object", "description": "The entry's recorded facts."},
             "timeline": {"type": "array", "items": _ref("Step")},
             "tool_calls": {"type": "array", "items": _ref("Step")},
+            "framework_prompt": _maybe(
+                {
+                    **_object(
+                        {
+                            "tokens": INT,
+                            "headings": INT,
+                            "tool_schemas": INT,
+                            "tool_notes": INT,
+                            "model_calls": INT,
+                        }
+                    ),
+                    "description": "Prompt tokens the framework wrote, not the author "
+                    "(estimated, over every model call); null for a run without a model call.",
+                }
+            ),
             "outcomes": {
                 "type": "array",
                 "items": _object(

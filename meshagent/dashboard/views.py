@@ -27,6 +27,7 @@ from meshagent.ledger.flags import Flag, FlagReport, flag_report, runs_of
 from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER
+from meshagent.ledger.records import PROMPT_SHARE, prompt_share_of
 from meshagent.ledger.reports import NONE_LABEL, ForecastRow, ReportRow, forecast
 from meshagent.ledger.schema import TOKEN_KINDS
 from meshagent.ledger.store import Ledger
@@ -582,11 +583,14 @@ class Pages:
         if found is None or not queries.visible_run(found.entry, viewer.name, self.privacy, people):
             return None
         entry = found.entry
+        # The framework's share of the prompts is kept as an event, but it is no step.
+        steps = [e for e in found.events if e["kind"] != PROMPT_SHARE]
+        shares = [e["detail"] for e in found.events if e["kind"] == PROMPT_SHARE]
         timeline: list[dict[str, Any]] = []
         if entry["scheduled_for"] is not None:
             timeline.append(_step(entry["scheduled_for"], "scheduled", "fire time"))
         timeline.append(_step(entry["started_at"], "started", entry["trigger_kind"]))
-        timeline += [_step(e["at"], e["kind"], e["name"], e["detail"]) for e in found.events]
+        timeline += [_step(e["at"], e["kind"], e["name"], e["detail"]) for e in steps]
         timeline += [_step(o["created_at"], "outcome", o["kind"], o["ref"]) for o in found.outcomes]
         if entry["finished_at"] is not None:
             timeline.append(
@@ -603,8 +607,9 @@ class Pages:
             "timeline": timeline,
             "tool_calls": [
                 {"at": e["at"], "kind": e["kind"], "name": e["name"], "detail": e["detail"]}
-                for e in found.events
+                for e in steps
             ],
+            "framework_prompt": prompt_share_of(shares[0]) if shares else None,
             "outcomes": [_outcome(o) for o in found.outcomes],
             "feedback": [
                 {

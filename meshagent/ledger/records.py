@@ -14,12 +14,14 @@ __all__ = [
     "FINAL_CHECK",
     "FIRST_CHECK",
     "PLANNED",
+    "PROMPT_SHARE",
     "QUIET",
     "Cost",
     "Event",
     "Outcome",
     "RunRecord",
     "Usage",
+    "prompt_share_of",
 ]
 
 
@@ -159,6 +161,21 @@ class Outcome:
 #: When the follow-up pass first reads an outcome back, and when its verdict is final.
 FIRST_CHECK = timedelta(days=1)
 FINAL_CHECK = timedelta(days=7)
+#: The kind of the event that keeps what of a run's prompts the framework wrote, not the
+#: author (``meshagent.prompt.FrameworkShare``): its detail is JSON with ``tokens`` and parts.
+#: Read with ``Ledger.prompt_share``; ``Ledger.events`` lists a run's steps without it.
+PROMPT_SHARE = "prompt"
+
+
+def prompt_share_of(detail: str | None) -> dict[str, int] | None:
+    """The framework share an event of kind PROMPT_SHARE keeps (None: none, or unreadable)."""
+    try:
+        found = json.loads(detail) if detail else None
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("tokens"), int):
+        return None
+    return {key: value for key, value in found.items() if isinstance(value, int)}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,15 @@ from meshagent.ledger import annotate, budget, chain, lifecycle, rows
 from meshagent.ledger.engine import executemany, make_engine, retrying, write_transaction
 from meshagent.ledger.group import GroupCommit
 from meshagent.ledger.migrate import migrate_engine
-from meshagent.ledger.records import Cost, Event, Outcome, RunRecord, Usage
+from meshagent.ledger.records import (
+    PROMPT_SHARE,
+    Cost,
+    Event,
+    Outcome,
+    RunRecord,
+    Usage,
+    prompt_share_of,
+)
 from meshagent.ledger.schema import entries
 from meshagent.ledger.schema import events as events_table
 from meshagent.ledger.schema import outcomes as outcomes_table
@@ -349,16 +357,26 @@ class Ledger:
             )
 
     def events(self, run_id: str) -> list[Event]:
-        """The recorded steps of a run, in order."""
+        """The recorded steps of a run, in order (tool calls, refusals, failures)."""
         query = (
             select(
                 events_table.c.kind, events_table.c.name, events_table.c.detail, events_table.c.at
             )
-            .where(events_table.c.run_id == run_id)
+            .where(events_table.c.run_id == run_id, events_table.c.kind != PROMPT_SHARE)
             .order_by(events_table.c.id)
         )
         found = self.read(lambda c: c.execute(query).all(), what="read run events")
         return [Event(kind, name, detail, at) for kind, name, detail, at in found]
+
+    def prompt_share(self, run_id: str) -> dict[str, int] | None:
+        """What of the run's prompts the framework wrote, in estimated tokens (``tokens``,
+        ``headings``, ``tool_schemas``, ``tool_notes``, ``model_calls``); None for a run that
+        made no model call or was recorded before it was kept."""
+        query = select(events_table.c.detail).where(
+            events_table.c.run_id == run_id, events_table.c.kind == PROMPT_SHARE
+        )
+        found = self.read(lambda c: c.execute(query).scalar(), what="read run events")
+        return prompt_share_of(found)
 
     def outcomes(self, run_id: str) -> list[Outcome]:
         """What a run produced, in the order recorded."""
