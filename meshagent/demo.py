@@ -87,6 +87,7 @@ class DemoSummary:
     week_runs: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     read: dict[str, list[Any]] = field(default_factory=dict)  # what people did, by run
+    approvals: list[Any] = field(default_factory=list)  # decisions on staged writes
 
 
 class _Clock:
@@ -375,6 +376,12 @@ def _run_demo(
             asyncio.run(_first_runs(runtime, clock, agents, box, summary, progress, moment))
             asyncio.run(_play(runtime, clock, agents, box, summary, progress, moment))
         _follow_up(ledger, summary.read, moment)
+        from meshagent.approvals_demo import decide_first_requests
+
+        decided_at = moment - _WEEK - _BEFORE + timedelta(minutes=20)
+        summary.approvals = asyncio.run(
+            decide_first_requests(runtime, clock, summary.first_runs, agents, decided_at)
+        )
         if console is not None:
             _print_results(console, ledger, config, agents, box, summary, moment, command)
     return summary
@@ -499,6 +506,10 @@ def _print_results(
         f"{plural(summary.week_runs, 'scheduled run')} in the simulated week: "
         + ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items()))
     )
+    from meshagent.approvals_demo import print_decisions
+
+    staged = sum(len(result.staged) for result in summary.first_runs)
+    print_decisions(console, summary.approvals, staged - len(summary.approvals))
     console.print(
         "[dim]The offline model costs nothing; the demo prices it like openai:gpt-4.1-mini "
         "($0.40 in / $1.60 out per million tokens) so the money columns mean something.[/]"

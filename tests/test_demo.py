@@ -91,7 +91,9 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
         by_agent = reports.summary(ledger, by="agent", period=demo_period(datetime.now(UTC)),
                                    viewer="demo-admin", privacy=config.privacy)  # fmt: skip
     # verdicts recorded as the follow-up pass would: some output taken up, some not
-    assert verdicts.get("accepted", 0) >= 1 and set(verdicts) <= {"accepted", "ignored", "pending"}
+    assert verdicts.get("accepted", 0) >= 1
+    assert set(verdicts) <= {"accepted", "ignored", "pending", "rejected"}
+    assert verdicts.get("rejected") == 1  # the write its owner rejected
     rows = {row.group: by_agent.evidence_of(row) for row in by_agent.rows}
     assert rows["standup-digest"].accepted_outcomes >= 1
     assert rows["everything-watcher"].accepted_outcomes == 0
@@ -103,6 +105,20 @@ def test_demo_plays_a_week_and_shows_what_bought_nothing(demo):
     assert not any(subject == "standup-digest" and rule == "no_outcome" for rule, subject in rules)
     # its first run comes before the simulated week, so an unchanged day skips, never re-runs
     assert ("unchanged_rerun", "standup-digest") not in rules
+
+
+def test_the_demo_shows_one_approved_and_one_rejected_write(demo):
+    from meshagent.ledger import approvals
+
+    text = " ".join(demo.output.split())
+    assert "Approvals: stale-ticket-nudger staged its Jira comments" in text
+    assert "Comment on PAY-8: approved by dave@example.com: written once" in text
+    assert "Comment on PAY-5: rejected by dave@example.com (parked on purpose" in text
+    config = load_config(demo.cwd / "demo" / "meshagent.toml", env={})
+    with Ledger.open(config.ledger_url) as ledger:
+        statuses = sorted(a.status for a in approvals.listing(ledger))
+        assert statuses.count("executed") == 1 and statuses.count("rejected") == 1
+        assert set(statuses) <= {"executed", "rejected", "pending", "expired"}
 
 
 def test_a_configured_agents_dir_that_is_missing_is_an_error(tmp_path, monkeypatch):

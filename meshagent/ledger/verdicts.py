@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from meshagent.exceptions import LedgerError
+from meshagent.ledger.approvals import STAGED
 from meshagent.ledger.records import FINAL_CHECK, PLANNED, QUIET
 from meshagent.ledger.schema import entries, outcomes
 from meshagent.ledger.types import utc
@@ -226,7 +227,8 @@ def due(
 
 
 def outcome_ids(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, list[int]]:
-    """The ids of the delivered outcomes (no plans, no quiet results) of `run_ids`."""
+    """The ids of the delivered outcomes (no plans, no quiet results, no writes staged for
+    approval: their approver judges them) of `run_ids`."""
     result: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
 
     def read(connection: Connection) -> None:
@@ -235,7 +237,7 @@ def outcome_ids(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, list[int]]:
                 select(outcomes.c.run_id, outcomes.c.id)
                 .where(
                     outcomes.c.run_id.in_(list(run_ids[at : at + 500])),
-                    outcomes.c.kind.not_in((PLANNED, QUIET)),
+                    outcomes.c.kind.not_in((PLANNED, QUIET, STAGED)),
                 )
                 .order_by(outcomes.c.id)
             )

@@ -3,6 +3,7 @@ against the sandbox, with the offline model and with a scripted one."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,25 +11,45 @@ import pytest
 AGENTS = Path(__file__).resolve().parents[2] / "agents"
 
 
-def test_stale_ticket_nudger_comments_dms_and_lists(run_agent_file, sandbox):
+def test_stale_ticket_nudger_dms_lists_and_stages_its_comments(run_agent_file, sandbox, ledger):
     result = run_agent_file(AGENTS / "stale-ticket-nudger.yaml")
     assert result.status == "ok", result.error
     stale = ["PAY-8", "PAY-5", "PAY-6"]  # untouched 25, 21 and 16 days, oldest first
-    assert [key for key, _ in sandbox.jira.comments_added] == stale
-    assert all("No update for 14+ days" in body for _, body in sandbox.jira.comments_added)
-    # PAY-8 has no assignee: no DM for it; bob and alice get theirs.
+    # The comments wait for the owner's approval, each with its exact payload ...
+    assert sandbox.jira.comments_added == []
+    assert [a.payload["key"] for a in result.staged] == stale
+    assert all("No update for 14+ days" in a.payload["body"] for a in result.staged)
+    asks = sandbox.slack.dms_to("dave")  # the owner, asked in a DM for each
+    assert [a.text for a in asks] == [f"stale-ticket-nudger asks to Comment on {k}" for k in stale]
+    # ... while the DMs and the list go out: PAY-8 has no assignee, so no DM for it.
     assert [p.text.split(" ")[0] for p in sandbox.slack.dms_to("bob")] == ["PAY-5"]
     assert [p.text.split(" ")[0] for p in sandbox.slack.dms_to("alice")] == ["PAY-6"]
     [listing] = sandbox.slack.posted_to("#payments")
     assert all(key in listing.text for key in stale) and "PAY-2" not in listing.text
-    kinds = sorted(o.kind for o in result.outcomes)
-    assert kinds == ["jira.comment"] * 3 + ["slack.message"] * 3
+    assert sorted(o.kind for o in result.outcomes) == ["slack.message"] * 3
     assert result.entry["status"] == "ok"
+    # The owner approves one and rejects another: one comment, written once.
+    from meshagent.approvals import decide
+    from meshagent.config import Config
+    from meshagent.loader import load_agent
+    from meshagent.runtime import Runtime
+
+    runtime = Runtime(Config(ledger_url=ledger.url), ledger=ledger, env=sandbox.env())
+
+    async def owner(approval) -> bool:
+        return True
+
+    spec = load_agent(AGENTS / "stale-ticket-nudger.yaml", env=sandbox.env())
+    for approval, decision in zip(result.staged, ("approved", "rejected"), strict=False):
+        done = asyncio.run(decide(runtime, approval.id, decision=decision, who="dave@example.com",
+                                  listed=owner, find_spec=lambda name: spec))  # fmt: skip
+        assert done.code == {"approved": "executed", "rejected": "rejected"}[decision]
+    assert [key for key, _ in sandbox.jira.comments_added] == ["PAY-8"]
 
 
 def test_stale_ticket_nudger_threshold_is_an_input(run_agent_file, sandbox):
     result = run_agent_file(AGENTS / "stale-ticket-nudger.yaml", inputs={"days": "22"})
-    assert [key for key, _ in sandbox.jira.comments_added] == ["PAY-8"]
+    assert [a.payload["key"] for a in result.staged] == ["PAY-8"]
     assert result.status == "ok"
 
 
