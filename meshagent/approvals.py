@@ -39,6 +39,7 @@ __all__ = [
     "describe",
     "execute",
     "is_listed",
+    "shown",
     "stage",
     "staged_of",
 ]
@@ -328,3 +329,28 @@ def identities(names: Iterable[str]) -> set[str]:
         if name and name.strip():
             found |= {name, normalise(name).value}
     return found
+
+
+def shown(approval: Approval) -> dict[str, Any]:
+    """A staged write for a page or an API answer: what it does, its exact payload, and what
+    became of it (who decided, when, why)."""
+    import json
+
+    headline, _ = describe(approval.action, approval.payload)
+    return {
+        "id": approval.id,
+        "action": approval.action,
+        "source": approval.source,
+        "headline": headline,
+        "payload": approval.payload,
+        "payload_json": json.dumps(approval.payload, indent=2, sort_keys=True, ensure_ascii=False),
+        "status": approval.status,
+        "approvers": list(approval.approvers),
+        "created_at": approval.created_at,
+        "expires_at": approval.expires_at,
+        "decided_by": approval.decided_by,
+        "decided_at": approval.decided_at,
+        "reason": approval.reason,
+        "executed_at": approval.executed_at,
+        "result": approval.result,
+    }

@@ -301,6 +301,39 @@ SCHEMAS: dict[str, Any] = {
                     }
                 ),
             },
+            "approvals": {
+                "type": "array",
+                "description": "Writes the run staged for a person's approval, and what became "
+                "of them",
+                "items": _object(
+                    {
+                        "id": STR,
+                        "action": STR,
+                        "source": {"enum": ["deliver", "tool"]},
+                        "headline": STR,
+                        "payload": {"type": "object", "description": "The exact arguments"},
+                        "payload_json": STR,
+                        "status": {
+                            "enum": [
+                                "pending",
+                                "approved",
+                                "rejected",
+                                "expired",
+                                "executed",
+                                "failed",
+                            ]
+                        },
+                        "approvers": {"type": "array", "items": STR},
+                        "created_at": TIME,
+                        "expires_at": TIME,
+                        "decided_by": _maybe(STR),
+                        "decided_at": _maybe(TIME),
+                        "reason": _maybe(STR),
+                        "executed_at": _maybe(TIME),
+                        "result": _maybe({"type": "object"}),
+                    }
+                ),
+            },
             "feedback": {
                 "type": "array",
                 "items": _object(
@@ -466,7 +499,8 @@ API_PATHS: dict[str, Any] = {
     ),
     "/api/runs/{run_id}": _operation(
         "run",
-        "One run: trigger, timeline, tool calls (refused ones too), outcomes, feedback",
+        "One run: trigger, timeline, tool calls (refused ones too), outcomes, staged writes "
+        "and their decisions, feedback",
         "Run",
         [_path("run_id", "The run's id")],
         missing=True,

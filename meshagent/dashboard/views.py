@@ -611,6 +611,7 @@ class Pages:
             ],
             "framework_prompt": prompt_share_of(shares[0]) if shares else None,
             "outcomes": [_outcome(o) for o in found.outcomes],
+            "approvals": _approvals(self.ledger, run_id),
             "feedback": [
                 {
                     "person": f["person"],
@@ -694,6 +695,14 @@ def _flag_dict(flag: Flag) -> dict[str, Any]:
         "strength": flag.strength,
         "kind": flag.kind,
     }
+
+
+def _approvals(ledger: Ledger, run_id: str) -> list[dict[str, Any]]:
+    """The writes the run staged for approval, and their decisions."""
+    from meshagent.approvals import shown
+    from meshagent.ledger.approvals import of_run
+
+    return [shown(approval) for approval in of_run(ledger, run_id)]
 
 
 def _outcome(o: Mapping[str, Any]) -> dict[str, Any]:
