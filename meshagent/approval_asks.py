@@ -164,43 +164,48 @@ def _slack_id(name: str | None) -> bool:
     return bool(name) and name[0] in "UW" and name[1:].isalnum() and name.isupper()  # type: ignore[index]
 
 
-async def _users(client: AsyncWebClient, approvers: Sequence[str]) -> dict[str, str]:
-    """Slack user id -> email of each approver (user groups expanded); ones Slack does not
-    know are left out, with a log line."""
-    found: dict[str, str] = {}
+def _email(user: Mapping[str, Any]) -> str:
+    return str((user.get("profile") or {}).get("email") or "").lower()
+
+
+async def _users(client: AsyncWebClient, approvers: Sequence[str]) -> dict[str, set[str]]:
+    """Slack user id -> the other names of each approver (email; the @handle the agent file
+    used), user groups expanded; ones Slack does not know are left out, with a log line."""
+    found: dict[str, set[str]] = {}
     listing: list[dict[str, Any]] | None = None
     groups: dict[str, list[str]] | None = None
     for entry in approvers:
         try:
             if _slack_id(entry):
                 user = (await client.users_info(user=entry))["user"]
-                found[user["id"]] = (user.get("profile") or {}).get("email") or ""
-            elif "@" in entry.lstrip("@"):
+                found.setdefault(user["id"], set()).add(_email(user))
+                continue
+            if "@" in entry.lstrip("@"):
                 user = (await client.users_lookupByEmail(email=entry))["user"]
-                found[user["id"]] = entry.lower()
-            else:
-                handle = entry.lstrip("@").lower()
-                if groups is None:
-                    answer = await client.usergroups_list(include_users=True)
-                    groups = {}
-                    for group in answer.get("usergroups") or []:
-                        members = list(group.get("users") or [])
-                        groups[str(group.get("id"))] = members
-                        groups[str(group.get("handle") or "").lower()] = members
-                members = groups.get(entry if entry.startswith("S") else handle)
-                if members is not None:
-                    for member in members:
-                        user = (await client.users_info(user=member))["user"]
-                        found[member] = (user.get("profile") or {}).get("email") or ""
-                    continue
-                if listing is None:
-                    listing = (await client.users_list(limit=1000)).get("members") or []
-                for user in listing:
-                    if handle in (str(user.get("name", "")).lower(),):
-                        found[user["id"]] = (user.get("profile") or {}).get("email") or ""
+                found.setdefault(user["id"], set()).add(entry.lower())
+                continue
+            handle = entry.lstrip("@").lower()
+            if groups is None:
+                answer = await client.usergroups_list(include_users=True)
+                groups = {}
+                for group in answer.get("usergroups") or []:
+                    members = list(group.get("users") or [])
+                    groups[str(group.get("id"))] = members
+                    groups[str(group.get("handle") or "").lower()] = members
+            members = groups.get(entry if entry.startswith("S") else handle)
+            if members is not None:  # a user group: each member, by id and email
+                for member in members:
+                    user = (await client.users_info(user=member))["user"]
+                    found.setdefault(member, set()).add(_email(user))
+                continue
+            if listing is None:
+                listing = (await client.users_list(limit=1000)).get("members") or []
+            for user in listing:
+                if str(user.get("name", "")).lower() == handle:
+                    found.setdefault(user["id"], set()).update({_email(user), entry})
         except (SlackApiError, SlackClientError, OSError, KeyError) as exc:
             log.warning("approvals: could not find the Slack user %s: %s", entry, exc)
-    return found
+    return {user: {name for name in names if name} for user, names in found.items()}
 
 
 async def ask(
@@ -218,10 +223,10 @@ async def ask(
     ledger = host.ledger
     entry = await asyncio.to_thread(ledger.entry, approvals[0].run_id) or {}
     notes: list[str] = []
-    users = await _users(client, approvals[0].approvers) if ask_in == "dm" else {}
-    for user_id, email in users.items():  # one person in Slack and by email
-        if email:
-            await asyncio.to_thread(link, ledger, user_id, email, source="slack")
+    users = await _users(client, approvals[0].approvers)
+    for user_id, names in users.items():  # one person in Slack, by email and by handle
+        if names:
+            await asyncio.to_thread(link, ledger, user_id, *names, source="slack")
     for approval in approvals:
         blocks = asking_blocks(approval, entry, cost)
         text = f"{approval.agent} asks to {describe(approval.action, approval.payload)[0]}"

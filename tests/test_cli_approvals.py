@@ -98,6 +98,10 @@ def test_list_gives_the_requests_the_person_may_decide(project, sandbox):
     assert all(i in table.output for i in ids) and "Comment on PAY-5" in table.output
     assert json.loads(run("approvals", "list", "--format", "json", me="erin@example.com")
                       .output) == []  # fmt: skip
+    # "@bob" is bob in Slack (asked in a DM) and by email here: one person
+    assert len(sandbox.slack.dms_to("bob")) == 2
+    as_bob = json.loads(run("approvals", "list", "--format", "json", me="bob@example.com").output)
+    assert sorted(r["id"] for r in as_bob) == sorted(ids)
 
 
 def test_approve_and_reject_as_the_current_person(project, sandbox):

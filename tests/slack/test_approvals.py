@@ -12,6 +12,7 @@ from meshagent.ledger import approvals as store
 from meshagent.ledger.store import Ledger
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
 from tests.slack.approvals_kit import (
+    NUDGE,
     approval_click,
     asked_value,
     nudge,
@@ -143,3 +144,29 @@ def test_two_replicas_clicked_at_once_write_once(sandbox, two_ledgers, serve):
     approvals = store.listing(two_ledgers[0])
     assert sorted(a.status for a in approvals) == ["executed"] * 3
     assert {a.decided_by for a in approvals} <= {"U0DAVE004", "U0BOB0002"}
+
+
+def test_a_channel_is_asked_once_and_only_listed_people_decide_there(sandbox, ledger, serve):
+    text = NUDGE.replace("by: [owner, bob@example.com]", 'by: ["@leads"]').replace(
+        "expires_after: 1h", 'expires_after: 1h\n  ask: "#payments"'
+    )
+    sandbox.slack.add_usergroup("leads", ["bob"])
+    spec = nudge(sandbox, text)
+    served = serve(make_app(sandbox, ledger, [spec]))
+    result = served.run(served.app.runtime.run(spec))
+    [asked] = sandbox.slack.posted_to("#payments")  # one request, in the channel
+    assert sandbox.slack.dms_to("bob") == [] and "Comment on PAY-8" in asked.text
+    [buttons] = [b for b in asked.blocks if b["type"] == "actions"]
+    value = buttons["elements"][0]["value"]
+    # erin is in the channel, not in @leads: refused where she clicked, to her only
+    served.post(interaction(approval_click(sandbox, value, user="U0ERIN005", channel="C0PAYMENTS")))
+    served.idle()
+    assert "may not decide" in sandbox.slack.ephemeral_to("erin")[0].text
+    assert sandbox.jira.comments_added == []
+    served.post(interaction(approval_click(sandbox, value, user="U0BOB0002", channel="C0PAYMENTS")))
+    served.idle()
+    assert sandbox.jira.comments_added == [("PAY-8", "Is this still on track?")]
+    [approval] = store.of_run(ledger, result.run_id)
+    assert (approval.status, approval.decided_by) == ("executed", "U0BOB0002")
+    [updated] = sandbox.slack.updated
+    assert (updated.channel, updated.ts) == ("C0PAYMENTS", asked.ts)
