@@ -106,3 +106,43 @@ def test_expiry_is_recorded_once_as_an_ignored_outcome(ledger_url):
         )
         assert verdict == "ignored" and "approval:expired" in evidence
         assert ledger.verify().ok
+
+
+def test_decisions_feed_the_value_figures(ledger_url):
+    from meshagent.config import PrivacySettings
+    from meshagent.ledger import reports
+    from meshagent.ledger.periods import Period
+    from meshagent.ledger.records import Outcome
+
+    with Ledger.open(ledger_url) as ledger:
+        approved, rejected, expired = (_staged(ledger, key) for key in ("PAY-8", "PAY-5", "PAY-6"))
+        for approval in (approved, rejected, expired):
+            ledger.close_run(approval.run_id, "ok", finished_at=T0 + timedelta(minutes=1))
+        period = Period.day(T0.date())
+        privacy = PrivacySettings(admins=("root",))
+
+        def accepted() -> int:
+            report = reports.summary(ledger, by="agent", period=period, viewer="root",
+                                     privacy=privacy)  # fmt: skip
+            return sum(report.evidence_of(row).accepted_outcomes for row in report.rows)
+
+        assert accepted() == 0  # staged is not yet value
+        later = T0 + timedelta(minutes=5)
+        for approval, decision in ((approved, "approved"), (rejected, "rejected")):
+            assert store.claim(ledger, approval.id, decision=decision, by="dave@example.com",
+                               seen_hash=approval.payload_hash, now=later, reason="no")  # fmt: skip
+        comment = Outcome("jira.comment", "PAY-8:10001")
+        store.finish(ledger, store.get(ledger, approved.id), status="executed", now=later,
+                     made=[comment])  # fmt: skip
+        store.finish(ledger, store.get(ledger, rejected.id), status="rejected", now=later)
+        store.expire_due(ledger, now=T0 + timedelta(hours=5))
+        assert accepted() == 1  # the approved write, an outcome its approver accepted
+        from sqlalchemy import select
+
+        from meshagent.ledger.schema import outcomes
+
+        found = ledger.read(lambda c: c.execute(select(outcomes.c.ref, outcomes.c.verdict)).all())
+        verdicts = dict(found)
+        assert verdicts["PAY-8:10001"] == "accepted"
+        assert verdicts[f"approval {rejected.id}: jira.add_comment"] == "rejected"
+        assert verdicts[f"approval {expired.id}: jira.add_comment"] == "ignored"
