@@ -40,6 +40,12 @@ def _slack() -> typer.Typer:
     return slack_app
 
 
+def _mcp() -> typer.Typer:
+    from meshagent.mcp.cli import app as mcp_app
+
+    return mcp_app
+
+
 def _approvals() -> typer.Typer:
     from meshagent.approvals_cli import app as approvals_app
 
@@ -52,6 +58,7 @@ _GROUPS: dict[str, Callable[[], typer.Typer]] = {
     "ledger": _ledger,
     "slack": _slack,
     "approvals": _approvals,
+    "mcp": _mcp,
 }
 
 
@@ -158,6 +165,13 @@ def _shown(path: Path) -> Path:
     return path.relative_to(here) if path.is_absolute() and path.is_relative_to(here) else path
 
 
+def _registry(config: Config) -> Any:
+    """The installed connectors and the MCP tools of the project's mcp.lock.json."""
+    from meshagent.mcp.tools import project_registry
+
+    return project_registry(config)
+
+
 def _paths(config: Config, paths: list[Path] | None) -> list[Path]:
     return list(paths) if paths else [_shown(config.agents_dir)]
 
@@ -174,8 +188,11 @@ def validate(
     from meshagent.loader import scan_agents
 
     config = _config(ctx)
+    with _exits_on_error():
+        registry = _registry(config)
     result = scan_agents(
         _paths(config, paths),
+        registry=registry,
         value_tags=config.value_tags,
         min_interval_seconds=config.serve.min_interval_seconds,
     )
@@ -196,7 +213,9 @@ def schema(
     """Print the JSON Schema of an agent file (for editors and CI)."""
     from meshagent.schema import schema_text
 
-    text = schema_text(value_tags=_config(ctx).value_tags)
+    with _exits_on_error():
+        registry = _registry(_config(ctx))
+    text = schema_text(registry, value_tags=_config(ctx).value_tags)
     if output is None:
         typer.echo(text, nl=False)
     else:

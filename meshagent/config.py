@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from meshagent.exceptions import ConfigError
+from meshagent.mcp.settings import McpServerSettings, server_name
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -336,10 +337,21 @@ class Config(_Settings):
     """Names of the environment variables of the Jira site."""
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Settings of third-party connectors, by connector name; secrets go in the environment."""
+    mcp: dict[Annotated[str, AfterValidator(server_name)], McpServerSettings] = Field(
+        default_factory=dict
+    )
+    """MCP servers by name (`[mcp.NAME]`): their tools become the actions NAME.TOOL."""
 
     def connector_settings(self) -> dict[str, dict[str, Any]]:
-        """Every connector's settings by its name: `[slack]`, `[jira]`, `[connectors.NAME]`."""
-        return {**self.connectors, "slack": self.slack.model_dump(), "jira": self.jira.model_dump()}
+        """Every connector's settings by its name: `[slack]`, `[jira]`, `[connectors.NAME]`,
+        and each MCP server's `[mcp.NAME]`."""
+        servers = {name: server.model_dump() for name, server in self.mcp.items()}
+        return {
+            **servers,
+            **self.connectors,
+            "slack": self.slack.model_dump(),
+            "jira": self.jira.model_dump(),
+        }
 
     @field_validator("root")
     @classmethod

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from meshagent.actions import Registry, default_registry
 from meshagent.checks import SECTIONS, check_agent, describe_error
-from meshagent.exceptions import SpecError, SpecIssue
+from meshagent.exceptions import ConfigError, SpecError, SpecIssue
 from meshagent.spec import TRIGGER_TAGS, AgentSpec
 
 __all__ = [
@@ -278,7 +278,6 @@ def scan_agents(
     """Load every agent file under ``paths``; what fails is reported, the rest still loads.
 
     ``min_interval_seconds`` is ``[serve] min_interval_seconds`` (None: its default, 60)."""
-    registry = registry or default_registry()
     env = os.environ if env is None else env
     tags = tuple(value_tags) if value_tags is not None else None
     result = LoadResult()
@@ -290,10 +289,17 @@ def scan_agents(
         text = _read_file(path, filename, result)
         if text is None:
             continue
+        try:
+            near = registry or _registry_near(path)
+        except ConfigError as exc:  # the MCP lock beside the file cannot be read
+            result.issues.append(
+                SpecIssue(exc.source or filename, exc.line or 0, 0, "", exc.detail)
+            )
+            continue
         spec, issues, document = _parse(
             text,
             filename,
-            registry=registry,
+            registry=near,
             value_tags=tags,
             env=env,
             min_interval_seconds=min_interval_seconds,
@@ -308,6 +314,14 @@ def scan_agents(
         names = ", ".join(str(p) for p in ([paths] if isinstance(paths, str | Path) else paths))
         result.issues.append(SpecIssue(names or ".", 0, 0, "", "no agent files (*.yaml) found"))
     return result
+
+
+def _registry_near(path: Path) -> Registry:
+    """The installed connectors and the MCP tools of the lock beside ``path`` (or above it)."""
+    from meshagent.mcp.lock import find_lock
+    from meshagent.mcp.tools import registry_for
+
+    return registry_for(find_lock(path), {}, default_registry())
 
 
 def _read_file(path: Path, filename: str, result: LoadResult) -> str | None:

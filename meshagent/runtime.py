@@ -138,7 +138,11 @@ class Runtime:
 
             ledger = Ledger.open(self.config.ledger_url)
         self.ledger = ledger
-        self.registry = registry or default_registry()
+        if registry is None:  # the installed connectors and the project's locked MCP tools
+            from meshagent.mcp.tools import project_registry
+
+            registry = project_registry(self.config, default_registry())
+        self.registry = registry
         self.env = env if env is not None else os.environ
         self.chat_model = chat_model
         self.pricer = Pricer(self.config.prices)
@@ -197,6 +201,9 @@ class Runtime:
                     "owner": spec.owner,
                     "triggered_by": triggered_by,
                     "clients": self.clients,
+                    # (kind, action, detail): an event of this run, for calls the agent file
+                    # fixed that a connector records itself (MCP tools)
+                    "record_event": run.tool_event,
                 },
                 connector_settings=self.connector_settings,
             )

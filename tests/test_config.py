@@ -43,6 +43,7 @@ SETTINGS = ", ".join(
         "slack",
         "jira",
         "connectors",
+        "mcp",
     ]
 )
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from meshagent.sandbox.jira import JiraState, build_jira_app
 from meshagent.sandbox.seed import load_seed
 from meshagent.sandbox.slack import SlackState, build_slack_app
+from meshagent.sandbox.wiki import WikiState
 
 __all__ = ["Faults", "Sandbox"]
 
@@ -138,6 +139,7 @@ class Sandbox:
             email=self.jira_email,
             api_token=self.jira_api_token,
         )
+        self.wiki = WikiState.seeded(data.get("wiki"))
         self.slack_faults = Faults(_slack_fault)
         self.jira_faults = Faults(_jira_fault)
         self._ports = (slack_port, jira_port)
@@ -146,6 +148,9 @@ class Sandbox:
         self._runners: list[web.AppRunner] = []
         self.slack_port = 0
         self.jira_port = 0
+        self.wiki_port = 0
+        self._wiki: Any = None  # the wiki's uvicorn server, and its task
+        self._wiki_task: asyncio.Task[None] | None = None
 
     @property
     def slack_url(self) -> str:
@@ -156,13 +161,25 @@ class Sandbox:
     def jira_url(self) -> str:
         return f"http://{self.host}:{self.jira_port}"
 
+    @property
+    def wiki_url(self) -> str:
+        """The team wiki's MCP endpoint (streamable HTTP)."""
+        return f"http://{self.host}:{self.wiki_port}/mcp"
+
+    def mcp_settings(self) -> dict[str, Any]:
+        """``[mcp.wiki]`` as meshagent.toml would declare the sandbox's wiki."""
+        return {"wiki": {"url_env": "WIKI_MCP_URL"}}
+
     def env(self) -> dict[str, str]:
-        """The variables that point the Slack and Jira connectors at this sandbox."""
+        """The variables that point the Slack and Jira connectors (and the wiki's MCP client)
+        at this sandbox."""
         env = {
             "SLACK_BOT_TOKEN": self.slack_token,
             "SLACK_API_URL": self.slack_url,
             "JIRA_URL": self.jira_url,
         }
+        if self.wiki_port:
+            env["WIKI_MCP_URL"] = self.wiki_url
         if self.jira_deployment == "Cloud":
             env |= {"JIRA_EMAIL": self.jira_email, "JIRA_API_TOKEN": self.jira_api_token}
         else:
@@ -216,7 +233,43 @@ class Sandbox:
             ports.append(runner.addresses[-1][1])
         self.slack_port, self.jira_port = ports
 
+    def start_wiki(self) -> Sandbox:
+        """Serve the team wiki's MCP server too (``meshagent sandbox`` and the demo do; a test
+        asks for it: the SDK's server stack takes seconds to import)."""
+        if self._loop is None:
+            raise RuntimeError("start the sandbox first")
+        if self._wiki is None:
+            asyncio.run_coroutine_threadsafe(self._start_wiki(), self._loop).result(timeout=60)
+        return self
+
+    async def _start_wiki(self) -> None:
+        import socket
+
+        import uvicorn
+
+        from meshagent.sandbox.wiki import build_wiki_server
+
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((self.host, 0))
+        self.wiki_port = listening.getsockname()[1]
+        self.wiki.base_url = f"http://{self.host}:{self.wiki_port}"
+        app = build_wiki_server(self.wiki).streamable_http_app(json_response=True)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self._wiki = uvicorn.Server(config)
+        self._wiki_task = asyncio.get_running_loop().create_task(
+            self._wiki.serve(sockets=[listening])
+        )
+        while not self._wiki.started and not self._wiki_task.done():
+            await asyncio.sleep(0.005)
+        if self._wiki_task.done():
+            self._wiki_task.result()  # its failure, reported to the caller of start()
+
     async def _stop_servers(self) -> None:
+        if self._wiki is not None and self._wiki_task is not None:
+            self._wiki.should_exit = True
+            await asyncio.gather(self._wiki_task, return_exceptions=True)
+            self._wiki = self._wiki_task = None
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
