@@ -19,10 +19,9 @@ import ssl
 import unicodedata
 from collections.abc import Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
-import httpx
 from pydantic import Field, field_validator
 
 from meshagent.actions import (
@@ -36,6 +35,9 @@ from meshagent.actions import (
     Connector,
 )
 from meshagent.exceptions import ConnectorError, GrantDenied
+
+if TYPE_CHECKING:  # httpx is imported when a call is made: validate and list do without it
+    import httpx
 
 __all__ = ["GetArgs", "GetGrant", "connector", "inside_prefix"]
 
@@ -133,6 +135,8 @@ def _origin_and_path(url: str) -> tuple[tuple[str, str, int], list[str]] | None:
     is not safe to compare (userinfo, a segment servers may read differently, unparsable)."""
     if _UNSAFE.search(url):
         return None
+    import httpx
+
     try:
         parts = urlsplit(url)
         parsed = httpx.URL(url)
@@ -207,6 +211,8 @@ async def _fetch(context: ActionContext, args: GetArgs, grant: GetGrant | None) 
     if grant is not None and any(_ENV.search(value) for value in args.headers.values()):
         # A call the model makes: ${VAR} would send a secret of the environment to the site.
         raise GrantDenied("http.get", "headers may not name environment variables (${VAR})")
+    import httpx
+
     headers = _headers(args.headers, context.env, args.url)
     url, params = args.url, dict(args.params)
     timeout = httpx.Timeout(args.timeout_seconds)
@@ -246,6 +252,8 @@ def _client() -> httpx.AsyncClient:
     """A client for http.get: redirects checked hop by hop, no cookie kept between calls (a
     runtime's client serves every run: a site's cookie must not reach another run), and the
     process's one TLS context (loading the CA bundle is most of what building a client costs)."""
+    import httpx
+
     jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
     return httpx.AsyncClient(follow_redirects=False, cookies=jar, verify=_tls_context())
 
@@ -258,6 +266,8 @@ def _tls_context() -> ssl.SSLContext:
 
 @functools.cache
 def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    import httpx
+
     return httpx.create_ssl_context()
 
 

@@ -27,11 +27,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jira import JIRA, JIRAError
 from pydantic import Field, field_validator
-from requests import RequestException
 
 from connectors.jql import JqlError, confine
 from meshagent.actions import (
@@ -46,6 +44,9 @@ from meshagent.actions import (
     identifier,
 )
 from meshagent.exceptions import ConnectorError, GrantDenied
+
+if TYPE_CHECKING:  # the jira library is imported when a call is made: validate does without it
+    from jira import JIRA, JIRAError
 
 __all__ = ["connector"]
 
@@ -236,6 +237,8 @@ class _Site:
     auth: dict[str, Any]
 
     def connect(self) -> JIRA:
+        from jira import JIRA
+
         with _lock:
             if self.key not in _clients:
                 # Retries are ours (_call): the client's own wait up to a minute and skip 5xx.
@@ -351,6 +354,9 @@ def _retry_delay(exc: JIRAError, attempt: int) -> float:
 
 async def _call(action: str, target: str, site: _Site, work: Callable[[JIRA], Any]) -> Any:
     """Run a jira client call in a worker thread; retry 429 and 5xx; name failures plainly."""
+    from jira import JIRAError
+    from requests import RequestException
+
     for attempt in range(RETRIES + 1):
         try:
             return await asyncio.to_thread(lambda: work(site.connect()))

@@ -19,17 +19,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pydantic import Field, model_validator
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
-from slack_sdk.web.async_client import AsyncWebClient
 
 from meshagent.actions import (
     Action,
@@ -43,6 +35,9 @@ from meshagent.actions import (
     identifier,
 )
 from meshagent.exceptions import ConnectorError, GrantDenied
+
+if TYPE_CHECKING:  # slack_sdk is imported when a call is made: validate and list do without it
+    from slack_sdk.web.async_client import AsyncWebClient
 
 __all__ = ["connector"]
 
@@ -208,6 +203,13 @@ def _client(context: ActionContext, action: str) -> AsyncWebClient:
         raise ConnectorError(action, "", missing)
     token = context.env[context.settings.get("token_env", "SLACK_BOT_TOKEN")]
     url_env = context.settings.get("api_url_env", "SLACK_API_URL")
+    from slack_sdk.http_retry.builtin_async_handlers import (
+        AsyncConnectionErrorRetryHandler,
+        AsyncRateLimitErrorRetryHandler,
+        AsyncServerErrorRetryHandler,
+    )
+    from slack_sdk.web.async_client import AsyncWebClient
+
     handlers = [
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         AsyncServerErrorRetryHandler(max_retry_count=2),
@@ -244,6 +246,9 @@ def _guarded(name: str, target: Callable[[Any], str]) -> Callable[[Handler], Han
 
     def wrap(handler: Handler) -> Handler:
         async def run(context: ActionContext, args: Any, grant: Any) -> ActionResult:
+            import aiohttp
+            from slack_sdk.errors import SlackApiError, SlackClientError
+
             try:
                 return await handler(context, args, grant)
             except SlackApiError as exc:
@@ -382,6 +387,8 @@ async def _reach(
             "reach_detail": detail,
         }
     except Exception as exc:  # noqa: BLE001 - never fail a delivery for its reach
+        from slack_sdk.errors import SlackApiError
+
         code = exc.response.data.get("error") if isinstance(exc, SlackApiError) else None
         return {"reach_detail": {"unknown": str(code or type(exc).__name__)}}
 

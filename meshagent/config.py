@@ -369,18 +369,18 @@ class Config(_Settings):
     @classmethod
     def _check_ledger_url(cls, value: str, info: ValidationInfo) -> str:
         url = _parse_url(value)
-        if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
+        if url is None or url.backend not in ("sqlite", "postgresql"):
             raise ValueError(f"{mask_url(value)!r} is not a SQLite or PostgreSQL URL: {_URL_HINT}")
         database = url.database
         root = info.data.get("root")
-        if url.get_backend_name() != "sqlite" or not database or root is None:
+        if url.backend != "sqlite" or not database or root is None:
             return value
         if database == ":memory:" or database.startswith("file:"):
             return value
         path = Path(database).expanduser()
         if path.is_absolute() and str(path) == database:
             return value
-        return url.set(database=str(root / path)).render_as_string(hide_password=False)
+        return url.with_database(str(root / path))
 
     @field_validator("value_tags")
     @classmethod
@@ -401,15 +401,38 @@ class Config(_Settings):
 _SECRET_QUERY = re.compile(r"([?&](?:password|passwd|pwd|secret|token)=)[^&]*", re.IGNORECASE)
 
 
-def _parse_url(value: str) -> Any:
-    # Imported here, not at the top: keeps `import meshagent` light for commands without a ledger.
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+# scheme[+driver]://[user[:password]@][host][:port][/database][?query], as SQLAlchemy reads a
+# URL: read here without SQLAlchemy, whose import costs more than a light command's whole run;
+# the engine parses the URL again when the ledger is opened.
+_URL = re.compile(
+    r"(?P<scheme>[A-Za-z][\w+]*)://"
+    r"(?:(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@)?"
+    r"(?P<host>\[[^\]/?]*\]|[^/:?]*)(?::(?P<port>[^/?]*))?"
+    r"(?:/(?P<database>[^?]*))?(?:\?(?P<query>.*))?",
+    re.DOTALL,
+)
 
-    try:
-        return make_url(value)
-    except (ArgumentError, ValueError, TypeError):  # ValueError: a port that is not a number
+
+class _UrlParts(NamedTuple):
+    scheme: str
+    backend: str
+    password: str | None
+    database: str | None
+    query: str | None
+
+    def with_database(self, database: str) -> str:
+        """The URL of a SQLite database at ``database`` (its query kept as written)."""
+        return f"{self.scheme}:///{database}" + (f"?{self.query}" if self.query else "")
+
+
+def _parse_url(value: str) -> _UrlParts | None:
+    found = _URL.fullmatch(value) if isinstance(value, str) else None
+    if found is None or (found["port"] and not found["port"].isdigit()):
         return None
+    backend = found["scheme"].partition("+")[0]
+    return _UrlParts(
+        found["scheme"], backend, found["password"], found["database"] or None, found["query"]
+    )
 
 
 def mask_url(url: str) -> str:

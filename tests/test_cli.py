@@ -453,8 +453,10 @@ def _every_command(group=None, path=()):
 
     group = group or typer.main.get_command(app)
     yield path
-    for name, command in getattr(group, "commands", {}).items():
-        yield from _every_command(command, (*path, name))
+    if hasattr(group, "list_commands"):  # asked as click does: a group may add one when asked
+        context = typer.Context(group)
+        for name in group.list_commands(context):
+            yield from _every_command(group.get_command(context, name), (*path, name))
 
 
 def test_help_renders_cleanly_at_80_columns(monkeypatch):

@@ -13,6 +13,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from meshagent.figures import money, plural
 from meshagent.ledger.flags import Flag
 from meshagent.ledger.reports import AdoptionWeek, ForecastRow, Report, ReportRow
 
@@ -29,17 +30,6 @@ __all__ = [
     "report_table",
     "withheld_text",
 ]
-
-
-def money(value: Decimal | None) -> str:
-    """$1,234.56; sub-cent amounts with 4 decimals ($0.0042); None is "unknown", never $0."""
-    if value is None:
-        return "unknown"
-    sign = "-" if value < 0 else ""
-    amount = abs(Decimal(value))
-    if 0 < amount < Decimal("0.01"):
-        return f"{sign}${amount.quantize(Decimal('0.0001'), rounding=ROUND_HALF_EVEN):,}"
-    return f"{sign}${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):,}"
 
 
 def _cost(row: ReportRow) -> str:
@@ -80,11 +70,6 @@ def withheld_text(report: Report, *, viewer: str | None = None) -> str:
         parts.append("no viewer: set [people] me in meshagent.toml or use ledger --viewer NAME")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "." if text else ""
-
-
-def plural(count: int, singular: str, many: str | None = None) -> str:
-    """`1 run`, `2 runs`, `1,204 model calls`: a count with its noun agreeing."""
-    return f"{count:,} {singular if count == 1 else many or singular + 's'}"
 
 
 #: Below this many columns a report stacks each group's figures beside its name.
