@@ -14,9 +14,12 @@
 (b) 1,000 runs started at once with asyncio.gather, the model taking 1 s per call,
     max_concurrent_model_calls=1000, fetch-think-deliver with no connector actions; makespan on
     SQLite and on PostgreSQL (a private schema, dropped afterwards); target: 2.5 s or less.
+(c) The real path (``bench/real_path.py``): CPU time per task of ChatOpenAI + ``http.get``
+    against local servers, through ``Runtime.run`` and ``run_agent``, beside the same work done
+    by hand (a ChatOpenAI call plus one httpx fetch); target: 2x or less.
 
     python bench/bench_runtime.py [--quick] [--runs N] [--concurrent N] [--no-postgres]
-                                  [--profile]
+                                  [--profile] [--no-real-path]
 
 ``--profile`` adds cProfile's top functions (cumulative) over the fetch-think-deliver loop.
 """
@@ -476,6 +479,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0, help="model seconds per call (b)")
     parser.add_argument("--no-postgres", action="store_true", help="skip (b) on PostgreSQL")
     parser.add_argument("--profile", action="store_true", help="cProfile the (a) loop")
+    parser.add_argument("--no-real-path", action="store_true", help="skip (c)")
     options = parser.parse_args()
     runs = options.runs or (50 if options.quick else 300)
     warmup = max(5, runs // 10)
@@ -614,6 +618,12 @@ def main() -> None:
         print("   close_run began; in ledger: wall time inside Ledger methods, all runs summed,")
         print("   waits for the group commit included, timed in the measured pass itself at a")
         print("   few µs per call)")
+
+    if not options.no_real_path:  # (c), kept in its own module
+        import real_path
+
+        for label, value, target, met in real_path.section(tasks=max(10, runs // 5), rounds=5):
+            note(label, value, target, met)
 
     print("\nfigures against targets")
     print(f"  {'figure':<50} {'value':>10}  {'target':<10} result")
