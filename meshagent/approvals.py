@@ -17,6 +17,7 @@ reason). A dry run stages nothing: its writes are planned as any dry run's are.
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{6,20}$")  # a Slack user group's id
 
 #: The writes each run staged, kept with the run's state for as long as the run is referenced.
 _STAGED: weakref.WeakKeyDictionary[Any, list[Approval]] = weakref.WeakKeyDictionary()
@@ -141,11 +144,12 @@ def is_listed(
     for entry in approval.approvers:
         if entry.lower() in lowered:
             return True
-        if groups is not None and (entry.startswith("@") or entry.startswith("S")):
-            members = groups.get(entry if entry.startswith("S") else entry.lower(), set())
+        group_id = _GROUP_ID.match(entry) is not None
+        if groups is not None and (entry.startswith("@") or group_id):
+            members = groups.get(entry if group_id else entry.lower(), set())
             if known & members:
                 return True
-        if entry.startswith("S"):
+        if group_id:
             continue  # a user group, not a person
         if any(people.same(entry, name) for name in known):
             return True

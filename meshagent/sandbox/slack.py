@@ -664,7 +664,7 @@ def _user_json(user: dict[str, Any], team_id: str) -> dict[str, Any]:
         "deleted": False,
         "profile": {
             "real_name": real_name,
-            "display_name": user.get("name", ""),
+            "display_name": user.get("display_name", user.get("name", "")),
             "title": user.get("title", ""),
             "email": user.get("email", ""),
         },

@@ -125,7 +125,9 @@ class ApprovalClicks:
         names = {user}
         try:
             person = await app.directory.person(user)
-            names |= person.names() | ({person.email} if person.email else set())
+            # The username and the email, never the display name: anyone may set theirs to
+            # an approver's handle.
+            names |= {n for n in (person.email, person.name, f"@{person.name}") if n != "@"}
         except Exception as exc:  # noqa: BLE001 - the ledger's links may still know them
             log.info("approval: could not look %s up in Slack: %s", user, exc)
         groups = None

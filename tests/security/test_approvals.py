@@ -139,3 +139,20 @@ def test_the_expiry_pass_expires_once_and_says_so_in_every_request(sandbox, ledg
     entry_outcomes = ledger.outcomes(approval.run_id)
     assert [o.kind for o in entry_outcomes] == ["staged"]
     _nothing_written(sandbox, ledger, approval, status="expired")
+
+
+def test_a_display_name_set_to_an_approvers_handle_is_not_the_approver(sandbox, ledger, serve):
+    from tests.slack.approvals_kit import NUDGE
+
+    spec = nudge(sandbox, NUDGE.replace("by: [owner, bob@example.com]", 'by: ["@bob"]'))
+    served = serve(make_app(sandbox, ledger, [spec]))
+    approval = stage_one(served, spec)
+    channel, _, value = asked_value(sandbox, "bob")
+    sandbox.slack.users["U0CAROL03"]["display_name"] = "bob"  # anyone may choose theirs
+    served.post(interaction(approval_click(sandbox, value, user="U0CAROL03", channel=channel)))
+    served.idle()
+    _nothing_written(sandbox, ledger, approval)
+    assert "may not decide" in sandbox.slack.ephemeral_to("carol")[0].text
+    served.post(interaction(approval_click(sandbox, value, user="U0BOB0002", channel=channel)))
+    served.idle()
+    assert store.get(ledger, approval.id).status == "executed"
