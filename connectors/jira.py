@@ -7,7 +7,8 @@ JIRA_API_TOKEN (Cloud) or JIRA_TOKEN (Server/Data Center personal access token).
 Reads return only the fields asked for, flattened for the prompt: a person's or an option's name,
 date-times in UTC to the minute (``2026-11-30 14:05``), dates as dates; ``NAME_email`` among the
 fields asked for gives the email of the person in field NAME (``assignee_email``), for a delivery
-that writes to them. Nothing is echoed back (not the query, not a count).
+that writes to them. A search gives the list of issues, nothing around it (not the query, not a
+count).
 
 The jira client builds URLs by concatenation (issue/<key>/comment), so every issue key, project
 key, transition, assignee and field name is parsed against Jira's format before the grant is
@@ -153,7 +154,7 @@ class SearchArgs(ActionArgs):
     jql: str = Field(description="JQL query, e.g. project = PAY AND updated >= -1d.")
     fields: list[FieldArg] = Field(
         default=DEFAULT_FIELDS,
-        description="Fields to return; NAME_email gives a person's email (assignee_email).",
+        description="Fields to return; NAME_email for a person's email.",
     )
     limit: int = Field(default=50, ge=1, le=1000, description="At most this many issues.")
 
@@ -162,7 +163,7 @@ class IssueArgs(ActionArgs):
     key: IssueKeyArg = Field(description="Issue key, e.g. PAY-123.")
     fields: list[FieldArg] = Field(
         default=[*DEFAULT_FIELDS, "description"],
-        description="Fields to return; NAME_email gives a person's email (assignee_email).",
+        description="Fields to return; NAME_email for a person's email.",
     )
     comments: int = Field(default=10, ge=0, le=100, description="Latest comments to include.")
 
@@ -440,7 +441,7 @@ async def _search(context: ActionContext, args: SearchArgs, grant: Any) -> Actio
         site,
         lambda client: _search_pages(client, jql, _jira_fields(args.fields), args.limit),
     )
-    return ActionResult(data={"issues": [_compact(issue.raw, args.fields) for issue in found]})
+    return ActionResult(data=[_compact(issue.raw, args.fields) for issue in found])
 
 
 async def _issue(context: ActionContext, args: IssueArgs, grant: Any) -> ActionResult:

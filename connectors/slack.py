@@ -5,8 +5,8 @@ The bot token comes from the environment variable named in meshagent.toml ([slac
 default SLACK_BOT_TOKEN); SLACK_API_URL points the client elsewhere (the sandbox). Channel
 names are resolved once per workspace through conversations.list and cached.
 
-Reads return what was asked and nothing around it: a channel's messages (each with its ``ts``,
-the identifier a reply or a reaction needs), not the channel's name again.
+Reads return what was asked and nothing around it: the list of a channel's messages (each with
+its ``ts``, the identifier a reply or a reaction needs), not the channel's name again.
 
 Every channel, user, timestamp and emoji name is parsed against Slack's own format before the
 grant is checked and before any request (an id such as C0123ABCD or a #name of lowercase
@@ -448,7 +448,7 @@ async def _history(context: ActionContext, args: HistoryArgs, grant: Any) -> Act
         if len(messages) >= args.limit:
             break
     messages = sorted(messages[: args.limit], key=lambda m: float(m["ts"]))
-    return ActionResult(data={"messages": messages})
+    return ActionResult(data=messages)
 
 
 @_guarded("slack.thread", lambda a: f"{a.channel} thread {a.ts}")
@@ -464,7 +464,7 @@ async def _thread(context: ActionContext, args: ThreadArgs, grant: Any) -> Actio
         ]
         if len(messages) >= args.limit:
             break
-    return ActionResult(data={"messages": messages[: args.limit]})
+    return ActionResult(data=messages[: args.limit])
 
 
 @_guarded("slack.user", lambda a: a.user)

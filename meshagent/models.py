@@ -231,6 +231,9 @@ _URGENT_WORD = re.compile(
     re.IGNORECASE,
 )
 _JSON_START = re.compile(r"(?m)(?:^|[:=])[ \t]*([\[{])")
+# A context section's heading (or a tool's name, dotted) naming a search of issues or messages.
+_JIRA_SEARCH = re.compile(r"(?m)^## jira\.search\b")
+_SLACK_READ = re.compile(r"(?m)^## slack\.(?:history|thread)\b")
 
 
 def _limit_from(instructions: str) -> int | None:
@@ -679,7 +682,12 @@ def _digest(messages: Sequence[BaseMessage], *, today: date | None = None) -> st
     for message in messages:
         if isinstance(message, SystemMessage | AIMessage):
             continue
-        values, notes = _parse_values(_text_of(message.content))
+        text = _text_of(message.content)
+        values, notes = _parse_values(text)
+        # Searches give bare lists: the heading (or the tool's name) says an empty one was one.
+        source = "\n".join([text, f"## {getattr(message, 'name', None) or ''}".replace("_", ".")])
+        found.jira_seen |= _JIRA_SEARCH.search(source) is not None
+        found.slack_seen |= _SLACK_READ.search(source) is not None
         for value in values:
             found.add(value)
         found.notes.extend(notes)

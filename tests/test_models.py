@@ -481,3 +481,15 @@ def test_one_line_per_item_is_a_format_not_a_limit():
     )
     assert all(f"PAY-{n} " in per_issue.content for n in range(1, 7))
     assert "PAY-5 " not in capped.content and "… and 2 more" in capped.content
+
+
+def test_offline_reads_the_context_message_the_runtime_sends():
+    """Searches give bare lists under a heading naming the action: an empty one is still a
+    search that found nothing."""
+    issues = json.dumps(ISSUES, separators=(",", ":"))
+    messages = json.dumps(MESSAGES, separators=(",", ":"))
+    both = _ask("Digest.", f"## jira.search\n{issues}\n\n## slack.history\n{messages}").content
+    assert "Blockers" in both and "PAY-101" in both and "Slack messages" in both
+    empty = _ask("Digest.", "## jira.search\n[]\n\n## slack.thread\n[]").content
+    assert "No Jira issues matched." in empty and "No Slack messages." in empty
+    assert "empty list" not in empty

@@ -25,7 +25,7 @@ def box(request):
 
 
 def _keys(result):
-    return [issue["key"] for issue in result.data["issues"]]
+    return [issue["key"] for issue in result.data]
 
 
 def _pay_keys(box: Sandbox, status: str | None = None) -> set[str]:
@@ -53,16 +53,14 @@ def test_search_returns_only_the_fields_asked_for_flattened(box):
         {"jql": "key = PAY-3", "fields": ["summary", "status", "assignee"]},
         PAY,
     )
-    assert result.data == {  # no echo of the query, no count, no email nobody asked for
-        "issues": [
-            {
-                "key": "PAY-3",
-                "summary": "Move card-vault credentials to the new secrets store",
-                "status": "Blocked",
-                "assignee": "Bob Brown",
-            }
-        ]
-    }
+    assert result.data == [  # the issues: no echo of the query, no count, no email not asked for
+        {
+            "key": "PAY-3",
+            "summary": "Move card-vault credentials to the new secrets store",
+            "status": "Blocked",
+            "assignee": "Bob Brown",
+        }
+    ]
 
 
 def test_search_gives_a_persons_email_when_asked_for(box):
@@ -72,7 +70,7 @@ def test_search_gives_a_persons_email_when_asked_for(box):
         {"jql": "key = PAY-3", "fields": ["assignee_email", "summary"]},  # so a deliver can DM
         PAY,
     )
-    assert result.data["issues"] == [
+    assert result.data == [
         {
             "key": "PAY-3",
             "assignee_email": "bob@example.com",
@@ -83,7 +81,7 @@ def test_search_gives_a_persons_email_when_asked_for(box):
 
 def test_search_without_fields_returns_the_documented_default_set(box):
     result = run_action(box, "jira.search", {"jql": "key = PAY-3"}, PAY)
-    [issue] = result.data["issues"]
+    [issue] = result.data
     assert set(issue) <= {"key", *DEFAULT_FIELDS} and {"key", "summary", "status"} <= set(issue)
 
 
@@ -91,15 +89,15 @@ def test_dates_come_at_the_precision_a_person_reads(box):
     result = run_action(
         box, "jira.search", {"jql": "key = PAY-3", "fields": ["updated", "created"]}, PAY
     )
-    [issue] = result.data["issues"]
+    [issue] = result.data
     raw = box.jira.issues["PAY-3"]
     for name in ("updated", "created"):
         assert issue[name] == raw[name].astimezone(UTC).strftime("%Y-%m-%d %H:%M"), name
     due = run_action(
         box, "jira.search", {"jql": "duedate is not EMPTY", "fields": ["duedate"]}, PAY
     )
-    assert due.data["issues"] and all(
-        re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", i["duedate"]) for i in due.data["issues"]
+    assert due.data and all(
+        re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", i["duedate"]) for i in due.data
     )
     comments = run_action(box, "jira.issue", {"key": "PAY-2", "fields": ["summary"]}, PAY)
     assert all(
