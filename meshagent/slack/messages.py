@@ -173,6 +173,13 @@ def result_messages(result: RunResult, *, channel_id: str, limit: int = 1) -> li
     if result.refusals:
         count = len(result.refusals)
         head.append(f"{count} tool call{'s were' if count != 1 else ' was'} refused by its grants.")
+    if result.staged:  # writes that wait for a person
+        count = len(result.staged)
+        ids = ", ".join(f"`{approval.id}`" for approval in result.staged)
+        head.append(
+            f"{count} write{'s wait' if count != 1 else ' waits'} for approval "
+            f"(asked in Slack; or `meshagent approvals show ID`): {ids}"
+        )
     head += lines
     pieces: list[str] = []
     if result.answer and result.status == "ok" and not in_slack:

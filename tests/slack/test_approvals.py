@@ -170,3 +170,17 @@ def test_a_channel_is_asked_once_and_only_listed_people_decide_there(sandbox, le
     assert (approval.status, approval.decided_by) == ("executed", "U0BOB0002")
     [updated] = sandbox.slack.updated
     assert (updated.channel, updated.ts) == ("C0PAYMENTS", asked.ts)
+
+
+def test_a_slash_run_says_which_writes_wait_for_approval(sandbox, ledger, serve):
+    from tests.slack.conftest import response_posts
+
+    spec = nudge(sandbox, NUDGE + "triggers:\n  - slash: nudge\n")
+    served = serve(make_app(sandbox, ledger, [spec]))
+    served.command(sandbox, "nudge", user="U0ERIN005")
+    served.idle()
+    [approval] = store.listing(ledger)
+    said = texts(response_posts(sandbox)[-1])
+    assert "1 write waits for approval (asked in Slack" in said and approval.id in said
+    [asked] = sandbox.slack.dms_to("dave")
+    assert "triggered by U0ERIN005" in texts({"text": "", "blocks": asked.blocks})
