@@ -92,11 +92,12 @@ def payload_blocks(approval: Approval) -> list[dict[str, Any]]:
 
 
 def _facts(approval: Approval, entry: Mapping[str, Any], cost: Decimal | None) -> str:
-    who = entry.get("triggered_by") or entry.get("trigger_kind") or "?"
+    who = str(entry.get("triggered_by") or entry.get("trigger_kind") or "?")
+    by = f"<@{who}>" if _slack_id(who) else _escape(who)
     spent = "cost unknown" if cost is None else f"${cost:.4f}"
     return (
         f"agent *{_escape(approval.agent)}* (owner {_escape(str(entry.get('owner') or '?'))}) · "
-        f"triggered by {_escape(str(who))} · the run cost {spent} · run `{approval.run_id}` · "
+        f"triggered by {by} · the run cost {spent} · run `{approval.run_id}` · "
         f"request `{approval.id}` · expires {approval.expires_at:%Y-%m-%d %H:%M} UTC"
     )
 

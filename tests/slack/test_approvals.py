@@ -183,4 +183,4 @@ def test_a_slash_run_says_which_writes_wait_for_approval(sandbox, ledger, serve)
     said = texts(response_posts(sandbox)[-1])
     assert "1 write waits for approval (asked in Slack" in said and approval.id in said
     [asked] = sandbox.slack.dms_to("dave")
-    assert "triggered by U0ERIN005" in texts({"text": "", "blocks": asked.blocks})
+    assert "triggered by <@U0ERIN005>" in texts({"text": "", "blocks": asked.blocks})
