@@ -1,6 +1,7 @@
 """Light commands start fast: `meshagent --version`, `validate`, `list` and `schema` import none of
 LangChain, SQLAlchemy, the Slack stack or the connectors' client libraries (issue 20), and
-`meshagent run` of an agent without tools imports no agent loop, web server or scheduler.
+`meshagent run` of an agent without tools on a current ledger imports no agent loop, web server,
+Slack app or Alembic.
 
 Each command runs in a fresh interpreter, through the Typer app as the `meshagent` script runs
 it, and prints the top-level packages it has imported."""
@@ -38,7 +39,9 @@ HEAVY = frozenset(
     }
 )
 #: Not imported by a run of an agent without tools, which needs none of them.
-NOT_FOR_A_RUN = frozenset({"langgraph", "langchain", "uvicorn", "starlette", "slack_bolt"})
+NOT_FOR_A_RUN = frozenset(
+    {"langgraph", "langchain", "uvicorn", "starlette", "slack_bolt", "alembic"}
+)
 
 PROBE = """
 import json, sys
@@ -94,13 +97,16 @@ def test_the_probe_sees_what_a_command_imports():
 def test_a_run_without_tools_imports_no_agent_loop_server_or_scheduler(tmp_path):
     import os
 
+    from meshagent.ledger.store import Ledger
     from meshagent.sandbox import Sandbox
 
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger.open(url).close()  # a ledger at the newest revision: the run needs no Alembic
     with Sandbox() as box:
         env = {
             **os.environ,
             **box.env(),
-            "MESHAGENT_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "MESHAGENT_LEDGER_URL": url,
             "HOME": str(tmp_path),
         }
         code, modules, printed = imported_by("run", "standup-digest", env=env)

@@ -1,18 +1,25 @@
-"""Bringing a ledger database to the newest schema with the Alembic migrations in the package."""
+"""Bringing a ledger database to the newest schema with the Alembic migrations in the package.
+
+Alembic is imported only to upgrade a database that is not at the newest revision: a run on a
+current ledger reads the newest revision from the scripts' own ``revision = ...`` lines and the
+database's from its version table, which spares each ``meshagent run`` Alembic's import.
+"""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from meshagent.ledger.engine import write_connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["VERSION_TABLE", "current_revision", "head_revision", "migrate_engine"]
 
@@ -24,6 +31,8 @@ upgrades_checked = 0
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     return config
@@ -33,11 +42,42 @@ def _config() -> Config:
 def head_revision() -> str | None:
     """The newest schema revision shipped with this version of MeshAgent (read once per process:
     reading the scripts costs more than the rest of opening a ledger)."""
+    found = _declared_revisions()
+    if found is not None:
+        down = {before for _, befores in found for before in befores}
+        heads = {revision for revision, _ in found} - down
+        if len(heads) == 1:
+            return heads.pop()
+    from alembic.script import ScriptDirectory  # branches, merges: Alembic's own reading
+
     return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def _declared_revisions() -> list[tuple[str, set[str]]] | None:
+    """Each script's ``revision`` and the revisions it follows (``down_revision``), read from
+    its source; None when one does not declare them as plain constants."""
+    found = []
+    for script in sorted((_SCRIPTS / "versions").glob("*.py")):
+        if script.name.startswith("_"):
+            continue
+        declared: dict[str, object] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            names = [t.id for t in getattr(node, "targets", ()) if isinstance(t, ast.Name)]
+            for name in set(names) & {"revision", "down_revision"}:
+                with contextlib.suppress(ValueError):  # not a constant: see below
+                    declared[name] = ast.literal_eval(node.value)  # type: ignore[attr-defined]
+        revision, down = declared.get("revision"), declared.get("down_revision", ())
+        befores = {down} if isinstance(down, str) else set(down or ())
+        if not isinstance(revision, str) or not all(isinstance(b, str) for b in befores):
+            return None
+        found.append((revision, befores))
+    return found
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
 
@@ -71,6 +111,8 @@ def migrate_engine(engine: Engine) -> tuple[str | None, str | None]:
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
         before = current_revision(connection)
         if before != head:
+            from alembic import command
+
             config = _config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

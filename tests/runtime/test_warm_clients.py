@@ -178,3 +178,13 @@ def test_run_agent_reads_the_migrations_once_and_upgrades_only_a_new_ledger(tmp_
     assert migrations.upgrades_checked - checked == 2
     with Ledger.open(config.ledger_url, migrate=False) as ledger:
         assert ledger.count() == 1
+
+
+def test_the_newest_revision_read_from_the_scripts_is_alembics():
+    from alembic.script import ScriptDirectory
+
+    declared = migrations._declared_revisions()
+    assert declared is not None and len(declared) >= 7  # every script declares plain constants
+    migrations.head_revision.cache_clear()
+    alembic_head = ScriptDirectory.from_config(migrations._config()).get_current_head()
+    assert migrations.head_revision() == alembic_head
