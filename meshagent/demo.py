@@ -34,6 +34,7 @@ from meshagent.invocation import shell_line
 from meshagent.ledger.periods import Period
 from meshagent.ledger.store import Ledger
 from meshagent.loader import parse_agent, scan_agents
+from meshagent.mcp.lock import find_lock
 from meshagent.printer import print_command, print_text
 from meshagent.runtime import RunResult, Runtime
 from meshagent.sandbox import Sandbox
@@ -111,14 +112,16 @@ def write_demo_config(base: Config, directory: Path, agents_dir: Path) -> Path:
         "[privacy]\n"
         f'admins = ["{DEMO_VIEWER}"]\n\n'
         '[prices."offline"]   # the offline model is free: priced like openai:gpt-4.1-mini\n'
-        + "".join(f"{key} = {value}\n" for key, value in DEMO_PRICE.items()),
+        + "".join(f"{key} = {value}\n" for key, value in DEMO_PRICE.items())
+        + '\n[mcp.wiki]   # the sandbox\'s team wiki, an MCP server\nurl_env = "WIKI_MCP_URL"\n',
         encoding="utf-8",
     )
     return path
 
 
-#: Connectors the demo can serve without the network: the sandbox's and the ledger's own.
-OFFLINE_CONNECTORS = ("slack", "jira", "ledger")
+#: Connectors the demo can serve without the network: the sandbox's (its wiki over MCP too)
+#: and the ledger's own.
+OFFLINE_CONNECTORS = ("slack", "jira", "ledger", "wiki")
 
 
 def load_demo_agents(config: Config, env: dict[str, str]) -> tuple[list[AgentSpec], list[str]]:
@@ -154,6 +157,9 @@ def copy_demo_agents(agents: list[AgentSpec], directory: Path) -> Path:
             shutil.copyfile(spec.source, target)
         else:
             target.write_text(TOKENMAXXER, encoding="utf-8")
+    lock = find_lock(next((s.source for s in agents if s.source is not None), directory))
+    if lock is not None:  # the MCP tools the agents use, as `meshagent mcp refresh` locked them
+        shutil.copyfile(lock, directory / lock.name)
     return directory
 
 
@@ -356,6 +362,7 @@ def _run_demo(
     moment = (now or (lambda: datetime.now(UTC)))()
     with contextlib.ExitStack() as stack:
         box = stack.enter_context(Sandbox())
+        box.start_wiki()  # the MCP example agent writes a page there
         env = box.env()
         agents, left_out = load_demo_agents(base, env)
         agents_dir = copy_demo_agents(agents, directory / "agents")

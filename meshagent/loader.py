@@ -318,10 +318,9 @@ def scan_agents(
 
 def _registry_near(path: Path) -> Registry:
     """The installed connectors and the MCP tools of the lock beside ``path`` (or above it)."""
-    from meshagent.mcp.lock import find_lock
-    from meshagent.mcp.tools import registry_for
+    from meshagent.mcp.tools import registry_near
 
-    return registry_for(find_lock(path), {}, default_registry())
+    return registry_near(path, None, default_registry())
 
 
 def _read_file(path: Path, filename: str, result: LoadResult) -> str | None:

@@ -141,6 +141,7 @@ def run_agent_file(sandbox: Any, ledger: Any) -> Callable[..., Any]:
     """Run an agent file against the sandbox and the test's ledger; returns the RunResult."""
     from meshagent.config import load_config
     from meshagent.loader import load_agent
+    from meshagent.mcp.tools import registry_near
     from meshagent.runtime import Runtime
 
     def run(
@@ -151,13 +152,19 @@ def run_agent_file(sandbox: Any, ledger: Any) -> Callable[..., Any]:
         dry_run: bool = False,
         trigger: str = "api",
     ) -> Any:
-        config = load_config().model_copy(update={"ledger_url": ledger.url})
-        spec = load_agent(path, value_tags=config.value_tags, env=sandbox.env())
+        config = load_config()
+        # The sandbox's MCP wiki as [mcp.wiki], unless the project declares its own.
+        servers = {**sandbox.mcp_settings(), **config.mcp}
+        config = config.model_copy(update={"ledger_url": ledger.url, "mcp": servers})
+        registry = registry_near(Path(path), config)  # with the MCP tools of its lock
+        spec = load_agent(path, value_tags=config.value_tags, env=sandbox.env(), registry=registry)
+        if any(u.action.startswith("wiki.") for u in (*spec.context, *spec.tools, *spec.deliver)):
+            sandbox.start_wiki()  # served on demand: the MCP SDK's server takes a while to load
         chat_model = None if model is None or isinstance(model, str) else model
         name = model if isinstance(model, str) else ("scripted" if chat_model else None)
         runtime = Runtime(
             config, ledger=ledger, env=sandbox.env(), chat_model=chat_model,
-            retry_base_seconds=0.01,
+            retry_base_seconds=0.01, registry=registry,
         )  # fmt: skip
         result = asyncio.run(
             runtime.run(spec, trigger=trigger, inputs=inputs, dry_run=dry_run, model=name)

@@ -60,6 +60,7 @@ class McpConnection:
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
         self._errlog: IO[str] | None = None
+        self._statuses: list[int] = []  # HTTP statuses of failed requests, for messages
         self.closed = False
 
     @property
@@ -143,6 +144,8 @@ class McpConnection:
         if self._client is None:
             await self._drop()
             reason = _reason(failure[0]) if failure else "the connection ended"
+            if self._statuses:
+                reason += f" (HTTP {self._statuses[-1]})"
             raise McpUnavailable(f"{self.where} did not start: {reason}{self.stderr_tail()}")
 
     def _transport(self) -> Any:
@@ -164,7 +167,7 @@ class McpConnection:
         if not url:
             raise McpUnavailable(f"{self.where}: ${settings.url_env} is not set")
         headers = {header: self.env.get(var, "") for header, var in settings.headers_env.items()}
-        return _http(url, headers)
+        return _http(url, headers, self._statuses)
 
     def stderr_tail(self) -> str:
         """The last lines the server's process wrote to stderr, for an error message."""
@@ -205,14 +208,17 @@ class McpConnection:
 
 
 @contextlib.asynccontextmanager
-async def _http(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+async def _http(url: str, headers: dict[str, str], statuses: list[int]) -> AsyncIterator[Any]:
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
-    async with (
-        create_mcp_http_client(headers=headers or None) as http,
-        streamable_http_client(url, http_client=http) as streams,
-    ):
+    async def seen(response: Any) -> None:
+        if response.status_code >= 400:  # the SDK's own error does not say which
+            statuses.append(response.status_code)
+
+    http = create_mcp_http_client(headers=headers or None)
+    http.event_hooks = {**http.event_hooks, "response": [seen]}
+    async with http, streamable_http_client(url, http_client=http) as streams:
         yield streams
 
 

@@ -23,7 +23,14 @@ from meshagent.mcp.grants import check_grant, grant_model, json_type, schema_err
 from meshagent.mcp.lock import LOCK_FILENAME, Lock, LockedTool, find_lock, read_lock
 from meshagent.mcp.settings import McpServerSettings
 
-__all__ = ["McpAction", "McpArgs", "McpRegistry", "mcp_connector", "project_registry"]
+__all__ = [
+    "McpAction",
+    "McpArgs",
+    "McpRegistry",
+    "mcp_connector",
+    "project_registry",
+    "registry_near",
+]
 
 #: A tool name that can be an action's second half and a LangChain tool name.
 TOOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -260,6 +267,15 @@ def project_registry(config: Any, base: Registry | None = None) -> Registry:
     agents_dir = Path(config.agents_dir)
     lock_path = find_lock(agents_dir) if agents_dir.exists() else None
     return registry_for(lock_path, declared, base)
+
+
+def registry_near(path: Path, config: Any = None, base: Registry | None = None) -> Registry:
+    """The installed connectors and the MCP tools of the lock beside ``path`` (an agent file or
+    a directory) or above it, kinds as ``config``'s [mcp] says."""
+    from meshagent.actions import default_registry
+
+    declared = getattr(config, "mcp", None) or {}
+    return registry_for(find_lock(path), declared, base or default_registry())
 
 
 def lock_path_for(config: Any) -> Path:

@@ -167,8 +167,11 @@ class Sandbox:
         return f"http://{self.host}:{self.wiki_port}/mcp"
 
     def mcp_settings(self) -> dict[str, Any]:
-        """``[mcp.wiki]`` as meshagent.toml would declare the sandbox's wiki."""
-        return {"wiki": {"url_env": "WIKI_MCP_URL"}}
+        """``[mcp.wiki]`` as meshagent.toml would declare the sandbox's wiki: its URL is
+        ``WIKI_MCP_URL`` of ``env()`` (once ``start_wiki()`` has run)."""
+        from meshagent.mcp.settings import McpServerSettings
+
+        return {"wiki": McpServerSettings(url_env="WIKI_MCP_URL")}
 
     def env(self) -> dict[str, str]:
         """The variables that point the Slack and Jira connectors (and the wiki's MCP client)
