@@ -82,6 +82,9 @@ def check_agent(
             params = dict(use.params)
             if section == "deliver" and action.answer_field and action.answer_field not in params:
                 params[action.answer_field] = "<final answer>"
+            wants = section == "deliver" and getattr(action, "answer_placeholder", False)
+            if wants and "{{answer}}" not in str(use.params).replace(" ", ""):
+                problems.append(Problem(base, _NO_ANSWER.format(action=use.action)))
             problems.extend(_validate(model, params, base))
             if holds == "args":
                 allowed_env.update(base + (name,) for name in _env_fields(model))
@@ -126,6 +129,12 @@ def _check_approve(spec: AgentSpec, registry: Registry) -> Iterator[Problem]:
         else:
             continue
         yield Problem(("approve", "writes", index), message)
+
+
+_NO_ANSWER = (
+    "no argument of {action} receives the agent's answer: write {{{{answer}}}} in the one "
+    'that should (e.g. body: "{{{{answer}}}}")'
+)
 
 
 def _check_intervals(spec: AgentSpec, minimum: float | None) -> Iterator[Problem]:

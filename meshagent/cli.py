@@ -354,6 +354,7 @@ def sandbox(
             raise ConfigError(f"--jira must be server or cloud, got {jira!r}")
         box = Sandbox(seed, jira_deployment=deployment, slack_port=slack_port, jira_port=jira_port)
         box.start()
+        box.start_wiki()
     except (MeshAgentError, OSError, ValueError) as exc:
         print_error(err, exc)
         raise typer.Exit(2) from None
@@ -363,11 +364,16 @@ def sandbox(
         seeded = box.slack.channels, box.jira.issues
         out.print(
             f"[bold]Sandbox running[/]: Slack at {box.slack_url} ({len(seeded[0])} channels), "
-            f"Jira {deployment} at {box.jira_url} ({len(seeded[1])} issues)."
+            f"Jira {deployment} at {box.jira_url} ({len(seeded[1])} issues), "
+            f"a team wiki over MCP at {box.wiki_url} ({len(box.wiki.pages)} pages)."
         )
         out.print("Point the connectors at it (these tokens only work here):\n")
         for name, value in box.env().items():
             out.print(f"export {name}={value}", highlight=False, soft_wrap=True)
+        out.print(
+            "\nFor the wiki's tools (wiki.search_pages, wiki.create_page, ...), meshagent.toml "
+            'declares it as [mcp.wiki] with url_env = "WIKI_MCP_URL".'
+        )
         out.print("\nCtrl-C stops it.")
         while not stop.wait(0.5):
             pass

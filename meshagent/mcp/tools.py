@@ -100,8 +100,10 @@ def _problems(
             known = ", ".join(properties) or "none"
             problems.append(((name,), f"not an argument of this tool (arguments: {known})", None))
     if placeholders:  # an agent file's {{answer}} / {{input}}: checked once filled in
-        given = {k: v for k, v in given.items() if not (isinstance(v, str) and "{{" in v)}
-        schema = {**schema, "required": [r for r in schema.get("required") or [] if r in given]}
+        filled = {k for k, v in given.items() if isinstance(v, str) and "{{" in v}
+        given = {k: v for k, v in given.items() if k not in filled}
+        required = [r for r in schema.get("required") or [] if r not in filled]
+        schema = {**schema, "required": required}
     validator = Draft202012Validator(dict(schema))
     for error in sorted(validator.iter_errors(given), key=lambda e: list(e.absolute_path)):
         where = tuple(error.absolute_path)
@@ -134,6 +136,9 @@ class McpAction(Action):
 
     server: str = ""
     tool: str = ""
+    #: Under deliver, the agent file names the argument that receives the answer with
+    #: ``{{answer}}`` (a tool has no answer field of its own).
+    answer_placeholder: bool = True
 
 
 def _action(server: str, tool: LockedTool, kind: str) -> McpAction:
