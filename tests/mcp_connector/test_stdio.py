@@ -243,3 +243,27 @@ def test_an_unreachable_http_server_is_named_with_its_url(runner):
     with pytest.raises(McpUnavailable, match=r"^MCP server wiki \(url http://127.0.0.1:9/mcp\)"):
         runner.run(connection.client())
     runner.run(connection.aclose())
+
+
+def test_an_mcp_write_under_approve_is_staged_not_sent(stdio):
+    spec = stdio.agent(
+        """
+        name: approved-notes
+        owner: alice@example.com
+        team: payments
+        model: scripted
+        instructions: Write the note.
+        deliver:
+          - tools.write_note: {space: ENG, title: "Note", body: "{{answer}}"}
+        approve: {writes: [tools.write_note]}
+        value: {tag: toil-reduction, minutes_saved: 1}
+        """
+    )
+    stdio.project.clear()
+    result = stdio.run(spec, ScriptedChatModel(responses=["the note"]))
+    assert result.status == "ok", result.error
+    assert stdio.project.calls() == []  # waits for a person
+    from meshagent.ledger.approvals import of_run
+
+    staged = of_run(stdio.ledger, result.run_id)
+    assert [(a.action, a.payload["body"]) for a in staged] == [("tools.write_note", "the note")]
