@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select, update
 
 from meshagent.exceptions import LedgerError
-from meshagent.ledger.records import Outcome
+from meshagent.ledger.records import STAGED, Outcome
 from meshagent.ledger.schema import approvals, outcomes
 from meshagent.ledger.types import utc
 
@@ -51,8 +51,6 @@ __all__ = [
     "stage",
 ]
 
-#: The outcome kind of a staged write until it is executed.
-STAGED = "staged"
 STATUSES = ("pending", "approved", "rejected", "expired", "executed", "failed")
 #: The statuses a decision leads to: nobody may decide again.
 DECIDED = ("approved", "rejected", "expired", "executed", "failed")

@@ -16,6 +16,7 @@ __all__ = [
     "PLANNED",
     "PROMPT_SHARE",
     "QUIET",
+    "STAGED",
     "Cost",
     "Event",
     "Outcome",
@@ -92,6 +93,10 @@ PLANNED = "planned"
 #: nightly check that passed). A result, not waste: the no-outcome and unread flags leave it out;
 #: it is never accepted, so it earns no evidenced minutes. Its ref says what was checked.
 QUIET = "quiet"
+#: The kind of a write staged for a person's approval (`meshagent.ledger.approvals`) until it is
+#: made: its approver judges it (accepted once made, rejected, or ignored when it expired), never
+#: the follow-up pass.
+STAGED = "staged"
 #: Where an outcome can be seen (`Outcome.audience`): a public or private channel, a DM, an
 #: ephemeral answer shown only to the person who asked, a thread, a Jira issue or comment.
 AUDIENCES = ("public", "private", "dm", "ephemeral", "thread", "jira", "other")

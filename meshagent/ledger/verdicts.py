@@ -42,8 +42,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from meshagent.exceptions import LedgerError
-from meshagent.ledger.approvals import STAGED
-from meshagent.ledger.records import FINAL_CHECK, PLANNED, QUIET
+from meshagent.ledger.records import FINAL_CHECK, PLANNED, QUIET, STAGED
 from meshagent.ledger.schema import entries, outcomes
 from meshagent.ledger.types import utc
 
