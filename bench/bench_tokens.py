@@ -47,6 +47,7 @@ from meshagent.config import Config  # noqa: E402
 from meshagent.ledger.store import Ledger  # noqa: E402
 from meshagent.loader import parse_agent  # noqa: E402
 from meshagent.models import estimate_tokens  # noqa: E402
+from meshagent.prompt import tool_schema  # noqa: E402
 from meshagent.runtime import Runtime  # noqa: E402
 from meshagent.sandbox import Sandbox  # noqa: E402
 from tests.runtime.openai_server import OpenAIServer, answer, usage  # noqa: E402
@@ -241,14 +242,16 @@ def minimal_request(server: OpenAIServer, messages: list[Any], tools: Any = None
     return counted(server.requests[0])
 
 
-def full_schema_tokens(name: str) -> int:
-    """An action's tool as LangChain would send its whole pydantic model."""
+def schema_tokens(name: str, *, trimmed: bool) -> int:
+    """An action's tool as sent: its whole pydantic model (as LangChain sends one), or the
+    schema MeshAgent sends (``meshagent.prompt.tool_schema``)."""
     action = default_registry().get(name)
+    schema = action.args.model_json_schema()
     tool = StructuredTool.from_function(
         coroutine=lambda **_: None,
         name=name.replace(".", "_"),
         description=action.description,
-        args_schema=action.args,
+        args_schema=tool_schema(schema) if trimmed else action.args,
     )
     return estimate_tokens(compact(convert_to_openai_tool(tool)))
 
@@ -299,7 +302,7 @@ def main() -> None:
         verdict = "met" if ours <= theirs + TARGET_EXTRA else "MISSED"
         print(f"{label:<28} {ours:>9,} {theirs:>8,} {ours - theirs:>+6,} {share:>16,}  {verdict}")
     print(f"jira.search gave the payload's 12 issues, field for field: {'yes' if same else 'NO'}")
-    full = full_schema_tokens("jira.search")
+    full = schema_tokens("jira.search", trimmed=False)
     sent = estimate_tokens(compact(sent_tools))
     by_hand_schema = estimate_tokens(compact([MINIMAL_TOOL]))
     words = _descriptions(sent_tools) - _descriptions([MINIMAL_TOOL])
@@ -314,6 +317,15 @@ def main() -> None:
         f"jira_search tool schema per turn: {sent:,} tokens as sent, {full:,} as the whole "
         f"pydantic model (defaults, bounds, titles), {by_hand_schema:,} hand-written"
     )
+    names = default_registry().names()
+    before = {name: schema_tokens(name, trimmed=False) for name in names}
+    after = {name: schema_tokens(name, trimmed=True) for name in names}
+    print("Tool schema tokens per turn, whole pydantic model -> as sent:")
+    for name in names:
+        print(f"  {name:<22} {before[name]:>5,} -> {after[name]:>5,}")
+    total_before, total_after = sum(before.values()), sum(after.values())
+    saved = 1 - total_after / total_before
+    print(f"  {'all':<22} {total_before:>5,} -> {total_after:>5,} ({saved:.0%} fewer)")
 
 
 if __name__ == "__main__":
