@@ -24,6 +24,7 @@ from meshagent.actions import default_registry
 from meshagent.config import Config
 from meshagent.dashboard import create_dashboard
 from meshagent.models import estimate_tokens
+from meshagent.prompt import tool_schema
 from tests.runtime.conftest import agent, make_runtime, run
 from tests.runtime.openai_server import OpenAIServer, answer, tool_calls, usage
 
@@ -273,3 +274,22 @@ def test_the_run_page_shows_the_framework_share(openai_server, sandbox, ledger):
     tokens = f"~{share['tokens']:,} tokens"
     assert f"Framework share of the prompt: {tokens}" in page
     assert f"tool schemas {share['tool_schemas']:,} over 1 model call" in page
+
+
+def test_null_stays_a_choice_where_it_means_something():
+    """jira.assign's assignee is required and null unassigns: the model keeps that choice; an
+    optional argument's null (the same as leaving it out) is not sent."""
+    registry = default_registry()
+    assign = tool_schema(registry.get("jira.assign").args.model_json_schema())
+    assert assign["properties"]["assignee"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    post = tool_schema(registry.get("slack.post_message").args.model_json_schema())
+    assert post["properties"]["thread_ts"] == {
+        "type": "string",
+        "description": registry.get("slack.post_message")
+        .args.model_fields["thread_ts"]
+        .description,
+    }
+    named = tool_schema(
+        {"type": "object", "properties": {"title": {"type": "string", "title": "Title"}}}
+    )
+    assert named == {"type": "object", "properties": {"title": {"type": "string"}}}
