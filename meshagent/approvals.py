@@ -257,8 +257,6 @@ async def execute(
 ) -> tuple[str, dict[str, Any], list[Any]]:
     """Make an approved write, its grant checked again against the agent file as it is now:
     (executed or failed, the result to record, the ledger outcomes it made)."""
-    from meshagent.ledger.records import Outcome
-
     try:
         action, args, grant = _granted(host, approval, spec)
         entry = host.ledger.entry(approval.run_id) or {}
@@ -282,18 +280,7 @@ async def execute(
         return "failed", {"error": str(exc)}, []
     except Exception as exc:  # noqa: BLE001 - a client library's error fails the write
         return "failed", {"error": f"{type(exc).__name__}: {exc}"}, []
-    made = [
-        Outcome(
-            o.kind,
-            o.reference,
-            o.url,
-            audience=o.audience,
-            audience_size=o.audience_size,
-            reaches_others=o.reaches_others,
-            reach_detail=o.reach_detail,
-        )
-        for o in result.outcomes
-    ]
+    made = [o.record() for o in result.outcomes]
     shown = [{"kind": o.kind, "ref": o.ref, "url": o.url} for o in made]
     return "executed", {"outcomes": shown}, made
 

@@ -100,19 +100,6 @@ def _is_quiet(answer: str, quiet: str) -> bool:
     return answer.strip(strip).casefold() == quiet.strip(strip).casefold()
 
 
-def _ledger_outcome(outcome: Outcome) -> records.Outcome:
-    """The ledger's record of an outcome, its reach as the connector knew it."""
-    return records.Outcome(
-        outcome.kind,
-        outcome.reference,
-        outcome.url,
-        audience=outcome.audience,
-        audience_size=outcome.audience_size,
-        reaches_others=outcome.reaches_others,
-        reach_detail=outcome.reach_detail,
-    )
-
-
 class Runtime:
     """Runs agents: the registry, the ledger, prices and per-provider concurrency, shared."""
 
@@ -374,6 +361,12 @@ class Runtime:
                 if action.answer_field and action.answer_field not in use.params:
                     params[action.answer_field] = answer
                 args = action.parse(params)
+                if use.grant is not None:  # the agent file's scope of a filled-in call
+                    try:
+                        action.check(args, action.grant.model_validate(use.grant))
+                    except GrantDenied as exc:
+                        run.tool_event("tool_refused", action.name, exc.reason)
+                        raise
                 if needs_approval(spec, action, dry_run=context.dry_run):
                     await stage(run, action, args, source="deliver")
                     continue  # staged with its exact payload; executed once approved
@@ -508,7 +501,7 @@ class Runtime:
             "cost": cost,
             "model_answered": answered,
             "error": error[:2000] if error else None,
-            "outcomes": [_ledger_outcome(o) for o in run.outcomes],
+            "outcomes": [o.record() for o in run.outcomes],
             "input_hash": input_hash,
             "finished_at": finished,
             "events": events,

@@ -15,26 +15,12 @@ from typer.testing import CliRunner
 from meshagent.cli import app
 from meshagent.ledger import approvals as store
 from meshagent.ledger.store import Ledger
+from tests.slack.approvals_kit import NUDGE as KIT_NUDGE
 
-NUDGE = """\
-name: nudge
-owner: dave@example.com
-team: payments
-model: offline
-instructions: List the stale issues.
-context:
-  - jira.search: {jql: "project = PAY AND key in (PAY-8, PAY-5)", fields: [summary]}
-deliver:
-  - jira.add_comment:
-      key: "{{item.key}}"
-      body: "Is this still on track?"
-    for_each: jira.search
-approve:
-  writes: [jira.add_comment]
-  by: [owner, "@bob"]
-  expires_after: 2h
-value: {tag: planning, minutes_saved: 5}
-"""
+# The approval kit's agent, staging two comments, with an approver named by Slack handle.
+NUDGE = KIT_NUDGE.replace("key = PAY-8", "key in (PAY-8, PAY-5)").replace(
+    "bob@example.com", '"@bob"'
+)
 
 
 @pytest.fixture
