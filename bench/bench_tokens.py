@@ -28,10 +28,6 @@ import json
 import sys
 import tempfile
 import textwrap
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +46,7 @@ from meshagent.models import estimate_tokens  # noqa: E402
 from meshagent.prompt import tool_schema  # noqa: E402
 from meshagent.runtime import Runtime  # noqa: E402
 from meshagent.sandbox import Sandbox  # noqa: E402
+from tests.runtime.local_site import local_site  # noqa: E402
 from tests.runtime.openai_server import OpenAIServer, answer, usage  # noqa: E402
 
 TARGET_EXTRA = 10
@@ -173,34 +170,6 @@ def seed() -> dict[str, Any]:
     }
 
 
-class _Site(BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        if self.path.startswith("/issues.txt"):
-            body, kind = as_text().encode(), "text/plain; charset=utf-8"
-        else:  # as an API would send it: indented
-            body, kind = json.dumps(payload(), indent=2).encode(), "application/json"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@contextmanager
-def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def agent(body: str) -> Any:
     text = textwrap.dedent(
         f"""\
@@ -270,7 +239,12 @@ def _descriptions(tools: list[dict[str, Any]]) -> int:
 def main() -> None:
     rows: list[tuple[str, int, int, int]] = []
     fields = ", ".join(FIELDS)
-    with OpenAIServer() as server, Sandbox(seed()) as box, site() as base:
+    pages = {
+        "/issues.txt": ("text/plain; charset=utf-8", as_text().encode()),
+        # as an API would send it: indented
+        "/issues.json": ("application/json", json.dumps(payload(), indent=2).encode()),
+    }
+    with OpenAIServer() as server, Sandbox(seed()) as box, local_site(pages) as base:
         by_hand = [SystemMessage(INSTRUCTIONS)]
         for label, path, minimal in [
             ("http.get as text", "/issues.txt", as_text()),

@@ -10,9 +10,7 @@ on the dashboard's run page."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from meshagent.dashboard import create_dashboard
 from meshagent.models import estimate_tokens
 from meshagent.prompt import tool_schema
 from tests.runtime.conftest import agent, make_runtime, run
+from tests.runtime.local_site import local_site
 from tests.runtime.openai_server import OpenAIServer, answer, tool_calls, usage
 
 TEXT = 'PAY-1 Refunds appear twice — "blocked" on the bank\nPAY-2 Naïve retry loop\n'
@@ -33,32 +32,14 @@ BODY = {"issues": [{"key": "PAY-1", "summary": "Refunds appear twice — naïve"
 DROPPED = {"default", "minimum", "maximum", "exclusiveMinimum", "title", "minItems"}
 
 
-class _Site(BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        if self.path.startswith("/digest.txt"):
-            body, kind = TEXT.encode(), "text/plain; charset=utf-8"
-        else:
-            body, kind = json.dumps(BODY, indent=2).encode(), "application/json"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    pages = {
+        "/digest.txt": ("text/plain; charset=utf-8", TEXT.encode()),
+        "/digest.json": ("application/json", json.dumps(BODY, indent=2).encode()),
+    }
+    with local_site(pages) as base:
+        yield base
 
 
 @pytest.fixture
