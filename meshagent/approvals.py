@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from meshagent.actions import Action, ActionArgs, ActionContext
+from meshagent.actions import Action, ActionArgs, ActionContext, ActionKind
 from meshagent.exceptions import ConnectorError, GrantDenied, MeshAgentError, RunError
 from meshagent.ledger import approvals as store
 from meshagent.ledger.approvals import Approval
@@ -90,7 +90,9 @@ def approvers_of(spec: AgentSpec) -> list[str]:
 
 def needs_approval(spec: AgentSpec, action: Action, *, dry_run: bool) -> bool:
     """Whether a write of ``action`` by ``spec`` is staged rather than made now."""
-    return spec.approve is not None and not dry_run and spec.approve.covers(action.name)
+    if spec.approve is None or dry_run or action.kind != ActionKind.WRITE:
+        return False  # reads are never staged, whatever ``writes: all`` says
+    return spec.approve.covers(action.name)
 
 
 async def stage(run: Any, action: Action, args: ActionArgs, *, source: str) -> Approval:

@@ -102,3 +102,15 @@ def test_a_dry_run_stages_nothing(sandbox, ledger):
     assert store.listing(ledger) == []
     assert sandbox.jira.writes() == [] and sandbox.slack.writes() == []
     assert all(o.planned for o in result.outcomes)
+
+
+def test_with_writes_all_read_tools_run_and_every_write_waits(sandbox, ledger):
+    text = TRIAGE.replace("writes: [jira.add_comment]", "writes: all").replace(
+        "tools:\n", "tools:\n      - jira.issue: {projects: [PAY]}\n"
+    )
+    model = _model({"name": "jira_issue", "args": {"key": "PAY-3"}}, _comment("PAY-3"))
+    result = asyncio.run(make_runtime(sandbox, ledger, model).run(agent(text)))
+    assert result.status == "ok", result.error
+    assert "PAY-3" in model.calls[1][-1].content and "Staged" not in model.calls[1][-1].content
+    assert sorted(a.action for a in result.staged) == ["jira.add_comment", "slack.post_message"]
+    assert sandbox.jira.comments_added == [] and sandbox.slack.posted_to("#payments-standup") == []
