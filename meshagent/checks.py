@@ -82,6 +82,11 @@ def check_agent(
             params = dict(use.params)
             if section == "deliver" and action.answer_field and action.answer_field not in params:
                 params[action.answer_field] = "<final answer>"
+            if use.grant is not None:
+                if section != "deliver":
+                    problems.append(Problem((section, index, "grant"), _GRANT_WHERE))
+                else:
+                    problems.extend(_validate(action.grant, use.grant, (section, index, "grant")))
             wants = section == "deliver" and getattr(action, "answer_placeholder", False)
             if wants and "{{answer}}" not in str(use.params).replace(" ", ""):
                 problems.append(Problem(base, _NO_ANSWER.format(action=use.action)))
@@ -131,6 +136,10 @@ def _check_approve(spec: AgentSpec, registry: Registry) -> Iterator[Problem]:
         yield Problem(("approve", "writes", index), message)
 
 
+_GRANT_WHERE = (
+    "grant: is for deliver (a tool's grant is its parameters under tools, a context call's "
+    "arguments are fixed)"
+)
 _NO_ANSWER = (
     "no argument of {action} receives the agent's answer: write {{{{answer}}}} in the one "
     'that should (e.g. body: "{{{{answer}}}}")'

@@ -390,16 +390,19 @@ def find_agent(config: Config, agent: str) -> AgentSpec:
     """An agent by file path, or by name among the agents directory's files."""
     from meshagent.actions import closest
     from meshagent.loader import load_agents, scan_agents
+    from meshagent.mcp.tools import registry_near
 
     path = Path(agent)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_agents(
             [path],
+            registry=registry_near(path, config),
             value_tags=config.value_tags,
             min_interval_seconds=config.serve.min_interval_seconds,
         )[0]
     result = scan_agents(
         [config.agents_dir],
+        registry=_registry(config),
         value_tags=config.value_tags,
         min_interval_seconds=config.serve.min_interval_seconds,
     )
@@ -452,7 +455,10 @@ def run(
     with _exits_on_error():
         spec = find_agent(config, agent)
         values = _inputs(input_ or [])
-        runtime = Runtime(config)
+        from meshagent.mcp.tools import registry_near
+
+        # The MCP tools of the lock beside the agent's file (the project's, usually).
+        runtime = Runtime(config, registry=registry_near(spec.source or config.agents_dir, config))
     person = current_person(config)  # whose run it is, as the ledger's reports see them
     what = "dry run of" if dry_run else "running"
     spinner = err.status(f"{what} {spec.name} ({model or spec.model or config.default_model})…")

@@ -205,6 +205,7 @@ class Fleet:
         if mtimes:
             result = scan_agents(
                 list(mtimes),
+                registry=self.runtime.registry,  # the runs' own, with the project's MCP tools
                 value_tags=self.config.value_tags,
                 min_interval_seconds=self.settings.min_interval_seconds,
             )

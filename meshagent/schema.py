@@ -43,6 +43,11 @@ def _action_schema(
             "description": "Run once per item of this context action's result "
             "({{item.field}} in the parameters).",
         }
+        properties["grant"] = {
+            "type": "object",
+            "description": "The scope the call's arguments must stay inside once its "
+            "{{inputs}} are filled in (as the action's grant under tools).",
+        }
     return {
         "type": "object",
         "description": description,

@@ -109,6 +109,9 @@ class ActionUse(StrictModel):
     """Arguments (context, deliver) or the grant (tools) of the action."""
     for_each: str | None = None
     """Deliver only: run once per item of this context action's result (``{{item.key}}``)."""
+    grant: dict[str, Any] | None = None
+    """Deliver only: the scope the call's arguments must stay inside once its {{inputs}} are
+    filled in (an MCP tool's constraints by argument), checked before the call is made."""
 
     @model_validator(mode="before")
     @classmethod
@@ -117,10 +120,10 @@ class ActionUse(StrictModel):
             return {"action": data, "params": {}}
         if isinstance(data, dict) and "action" not in data:
             data = dict(data)
-            for_each = data.pop("for_each", None)
-            if for_each is not None and len(data) == 1:
+            extra = {key: data.pop(key) for key in ("for_each", "grant") if key in data}
+            if extra and len(data) == 1:
                 ((name, params),) = data.items()
-                return {"action": name, "params": params or {}, "for_each": for_each}
+                return {"action": name, "params": params or {}, **extra}
             if len(data) != 1:
                 keys = ", ".join(map(str, data)) or "none"
                 raise _error(
@@ -136,9 +139,8 @@ class ActionUse(StrictModel):
         return data
 
     def to_yaml(self) -> dict[str, Any]:
-        if self.for_each is not None:
-            return {self.action: self.params, "for_each": self.for_each}
-        return {self.action: self.params}
+        extra = {k: v for k, v in (("for_each", self.for_each), ("grant", self.grant)) if v}
+        return {self.action: self.params, **extra}
 
 
 class ScheduleTrigger(StrictModel):

@@ -155,3 +155,26 @@ def test_parse_agent_takes_a_registry_with_the_lock(project):
     assert [u.action for u in spec.deliver] == ["wiki.create_page"]
     with pytest.raises(SpecError, match="unknown read action 'wiki.search_pages'"):
         parse_agent(AGENT)  # no lock: the installed connectors only
+
+
+def test_a_deliver_grant_is_validated_and_located(project):
+    text = AGENT.replace(
+        'body: "{{answer}}"}\n',
+        'body: "{{answer}}"}\n    grant: {spcae: [ENG], title: {prefix: ""}}\n',
+    )
+    assert errors(project, text) == [
+        "9: deliver[0].grant.spcae: wiki.create_page has no argument 'spcae'; did you mean "
+        "'space'? (arguments: body, space, title)",
+        "9: deliver[0].grant.title: prefix: one non-empty text or a list of them",
+    ]
+    fine = AGENT.replace(
+        'body: "{{answer}}"}\n', 'body: "{{answer}}"}\n    grant: {space: [ENG]}\n'
+    )
+    assert errors(project, fine) == []
+    misplaced = AGENT.replace(
+        "{query: standup}\n", "{query: standup}\n    grant: {query: [standup]}\n"
+    )
+    assert errors(project, misplaced) == [
+        "7: context[0].grant: grant: is for deliver (a tool's grant is its parameters under "
+        "tools, a context call's arguments are fixed)"
+    ]

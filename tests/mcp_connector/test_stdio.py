@@ -267,3 +267,31 @@ def test_an_mcp_write_under_approve_is_staged_not_sent(stdio):
 
     staged = of_run(stdio.ledger, result.run_id)
     assert [(a.action, a.payload["body"]) for a in staged] == [("tools.write_note", "the note")]
+
+
+def test_a_deliver_grant_holds_what_a_slash_user_fills_in(stdio):
+    spec = stdio.agent(
+        """
+        name: titled-notes
+        owner: alice@example.com
+        team: payments
+        model: scripted
+        instructions: Write the note.
+        inputs:
+          title: {type: string, required: true}
+        deliver:
+          - tools.write_note: {space: ENG, title: "{{title}}", body: "{{answer}}"}
+            grant: {title: {prefix: "Standup "}}
+        value: {tag: toil-reduction, minutes_saved: 1}
+        """
+    )
+    stdio.project.clear()
+    refused = stdio.run(
+        spec, ScriptedChatModel(responses=["x"]), inputs={"title": "Standup/../../admin"}
+    )
+    assert refused.status == "denied" and stdio.project.calls() == []
+    [(kind, name, detail)] = stdio.events(refused)
+    assert (kind, name) == ("tool_refused", "tools.write_note")
+    assert detail == "title: \"Standup/../../admin\" holds a '.' or '..' path segment"
+    done = stdio.run(spec, ScriptedChatModel(responses=["x"]), inputs={"title": "Standup 3"})
+    assert done.status == "ok" and stdio.project.calls()[-1][1]["title"] == "Standup 3"
