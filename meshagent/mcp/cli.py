@@ -35,7 +35,10 @@ def refresh(
 
     from meshagent.exceptions import ConfigError
     from meshagent.mcp.refresh import refresh as run_refresh
-    from meshagent.printer import print_error, print_note, print_text
+    from meshagent.printer import print_error, print_note
+
+    def print_text(console: Console, text: str) -> None:  # one line each: paths stay whole
+        console.print(text, soft_wrap=True, highlight=False, markup=False)
 
     out, err = Console(), Console(stderr=True)
     config = ctx.find_root().obj["config"]

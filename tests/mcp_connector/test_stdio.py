@@ -295,3 +295,49 @@ def test_a_deliver_grant_holds_what_a_slash_user_fills_in(stdio):
     assert detail == "title: \"Standup/../../admin\" holds a '.' or '..' path segment"
     done = stdio.run(spec, ScriptedChatModel(responses=["x"]), inputs={"title": "Standup 3"})
     assert done.status == "ok" and stdio.project.calls()[-1][1]["title"] == "Standup 3"
+
+
+def test_meshagent_mcp_refresh_writes_the_lock_and_check_compares(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from meshagent.cli import app
+    from tests.mcp_connector.conftest import SERVER
+
+    for name in [n for n in __import__("os").environ if n.startswith("MESHAGENT_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "meshagent.toml").write_text(
+        f'[mcp.tools]\ncommand = ["{sys.executable}", "{SERVER}"]\nenv = ["TEST_MCP_VARIANT"]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEST_MCP_VARIANT", "1")
+    wrote = CliRunner().invoke(app, ["mcp", "refresh"])
+    assert wrote.exit_code == 0, wrote.output
+    said = wrote.output.strip()
+    assert "+ tools: new server, 8 tools (big, crash, env_names, fail, file_note, lookup, " in said
+    assert said.endswith("mcp.lock.json: 1 server(s), 8 tools, 1 change(s)")
+    assert (tmp_path / "agents" / "mcp.lock.json").is_file()
+    monkeypatch.setenv("TEST_MCP_VARIANT", "2")
+    checked = CliRunner().invoke(app, ["mcp", "refresh", "--check"])
+    assert checked.exit_code == 1
+    assert "- tools.big: tool removed" in checked.output
+    assert "is not current: run `meshagent mcp refresh`" in " ".join(checked.output.split())
+
+
+def test_a_run_whose_server_is_not_declared_stops_before_it_spends(stdio):
+    from meshagent.exceptions import ConfigError
+    from meshagent.runtime import Runtime
+
+    bare = stdio.project.config.model_copy(update={"mcp": {}})
+    runtime = Runtime(bare, ledger=stdio.ledger, env=stdio.project.env,
+                      registry=stdio.runtime.registry)  # fmt: skip
+    entries = stdio.ledger.count()
+    with pytest.raises(ConfigError) as raised:
+        stdio.runner.run(runtime.run(stdio.agent(NOTES)))
+    assert str(raised.value) == (
+        "agent notes cannot run: tools.lookup, tools.write_note: declare the server in "
+        "meshagent.toml: [mcp.tools] with command or url"
+    )
+    assert stdio.ledger.count() == entries  # no entry opened: nothing was spent
