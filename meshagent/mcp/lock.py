@@ -33,7 +33,11 @@ class LockedTool:
 
     @property
     def read_only_hint(self) -> bool | None:
+        """The tool's readOnlyHint; a tool that says it is both read-only and destructive is
+        taken at its worse word (False)."""
         hint = self.annotations.get("readOnlyHint")
+        if hint is True and self.annotations.get("destructiveHint") is True:
+            return False
         return hint if isinstance(hint, bool) else None
 
     def as_json(self) -> dict[str, Any]:

@@ -178,3 +178,17 @@ def test_a_deliver_grant_is_validated_and_located(project):
         "7: context[0].grant: grant: is for deliver (a tool's grant is its parameters under "
         "tools, a context call's arguments are fixed)"
     ]
+
+
+def test_a_tool_is_a_read_only_when_its_annotations_say_so_and_nothing_contradicts_them():
+    def kind(annotations):
+        tool = LockedTool("t", "", SEARCH, annotations)
+        from meshagent.mcp.tools import mcp_connector
+
+        return mcp_connector("s", {"t": tool}, None).actions[0].kind
+
+    assert kind({"readOnlyHint": True}) == "read"
+    assert kind({}) == "write"
+    assert kind({"readOnlyHint": False, "destructiveHint": False}) == "write"
+    assert kind({"readOnlyHint": "yes"}) == "write"
+    assert kind({"readOnlyHint": True, "destructiveHint": True}) == "write"
