@@ -22,6 +22,8 @@ thread to get the interpreter back from a busy event loop, several times per tra
 behind the write lock the runs' group commits hold, 100-750 ms in a burst of 200 commands. When
 another writer holds the lock, the claims go to the thread, which waits for it as before. Either
 way a claim returns once committed, in the one table every process on the database shares.
+On PostgreSQL the loop awaits the claim on an asyncio connection of its own, one statement per
+turn, and hands it to the thread only when that connection fails or is slow (half a second).
 """
 
 from __future__ import annotations
@@ -202,15 +204,88 @@ class _OnTheLoop:
                 self._connection = None
 
 
-def _on_the_loop(ledger: Ledger) -> _OnTheLoop | None:
-    """Claims made on the event loop for a ledger in a SQLite file; None for other ledgers."""
+# `claim_keys` for PostgreSQL with the keys as one array: one text, whatever their number.
+_PG_CLAIM = (
+    "INSERT INTO ledger_nonces (key, expires_at) "
+    "SELECT * FROM unnest(%(keys)s::varchar[], %(expires)s::timestamptz[]) "
+    "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE ledger_nonces.expires_at <= %(now)s RETURNING ledger_nonces.key"
+)
+
+
+class _OnTheLoopAsync:
+    """Claims on PostgreSQL made by the event loop itself, on an asyncio psycopg connection of
+    its own (autocommit, ``synchronous_commit`` off): a round trip the loop awaits, where the
+    writer thread waited for the interpreter after each one while the loop was busy.
+
+    ``try_claim`` gives up after ``patience`` seconds, or on any error of the connection
+    (which is then dropped), and returns None: the caller hands the claims to the thread,
+    which retries until its deadline. A claim whose answer was lost that way and is retried
+    finds its keys taken (by itself): the request is refused, never let through twice.
+    """
+
+    def __init__(self, conninfo: str, patience: float) -> None:
+        self.conninfo = conninfo
+        self.patience = patience
+        self._connection: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turns = asyncio.Lock()
+
+    async def try_claim(self, keys: Mapping[str, datetime], *, now: datetime) -> set[str] | None:
+        import psycopg
+
+        ordered = sorted(keys)  # in order, as claim_keys: no waiting in a circle
+        params = {"keys": ordered, "expires": [keys[key] for key in ordered], "now": now}
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # another loop's connection (an app started again)
+            self.close()
+            self._loop, self._turns = loop, asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.patience), self._turns:  # one statement at a time
+                connection = await self._connect()
+                cursor = await connection.execute(_PG_CLAIM, params, prepare=True)
+                return {row[0] for row in await cursor.fetchall()}
+        except (psycopg.Error, OSError, TimeoutError):
+            self.close()  # in an unknown state: the next claim connects again
+            return None
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        if self._connection is not None and self._connection.closed:
+            self.close()
+        if self._connection is None:
+            connection = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=5
+            )
+            await connection.execute("SET synchronous_commit TO off")
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        """Close the connection, from any thread (libpq's own close: no loop needed)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.pgconn.finish()
+
+
+def _on_the_loop(ledger: Ledger, patience: float) -> _OnTheLoop | _OnTheLoopAsync | None:
+    """Claims made on the event loop: for a ledger in a SQLite file, or on PostgreSQL; None for
+    other ledgers (a SQLite database in memory)."""
     url = make_url(ledger.url)
+    if url.get_backend_name() == "postgresql":
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return _OnTheLoopAsync(conninfo, min(patience, _LOOP_PATIENCE_SECONDS))
     path = url.database
     if url.get_backend_name() != "sqlite" or url.query or not path:
         return None
     if path == ":memory:" or path.startswith("file:"):
         return None
     return _OnTheLoop(path)
+
+
+#: How long a claim on the event loop waits for PostgreSQL before the thread takes it over.
+_LOOP_PATIENCE_SECONDS = 0.5
 
 
 def purge(ledger: Ledger, *, now: datetime) -> int:
@@ -254,9 +329,10 @@ class NonceClaims:
             weakref.finalize(self, self._engine.dispose)
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
-        self._loop_claims = _on_the_loop(ledger)
+        self._loop_claims = _on_the_loop(ledger, deadline)
         if self._loop_claims is not None:
             weakref.finalize(self, self._loop_claims.close)
+        self._tasks: set[asyncio.Task[Any]] = set()  # claims in flight on the loop (PostgreSQL)
         self._this_turn: list[_Pending] = []  # claims asked for in this turn of the loop
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -295,15 +371,33 @@ class NonceClaims:
         batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
         if not batch:
             return
-        assert self._loop_claims is not None
         keys, now = _merged(batch)
-        try:
-            claimed = self._loop_claims.try_claim(keys, now=now)
-        except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
+        loop_claims = self._loop_claims
+        if isinstance(loop_claims, _OnTheLoop):
+            try:
+                claimed = loop_claims.try_claim(keys, now=now)
+            except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
+                for pending in batch:
+                    pending.future.set_exception(exc)
+                return
+            self._settle(batch, claimed)
+        elif isinstance(loop_claims, _OnTheLoopAsync):
+            task = asyncio.get_running_loop().create_task(loop_claims.try_claim(keys, now=now))
+            self._tasks.add(task)
+            task.add_done_callback(lambda done: self._settled_async(batch, done))
+
+    def _settled_async(self, batch: list[_Pending], task: asyncio.Task[set[str] | None]) -> None:
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
             for pending in batch:
-                pending.future.set_exception(exc)
+                pending.future.set_exception(error)
             return
-        if claimed is None:  # another writer holds the database: the thread waits for it
+        self._settle(batch, None if task.cancelled() else task.result())
+
+    def _settle(self, batch: list[_Pending], claimed: set[str] | None) -> None:
+        """Resolve a batch claimed on the loop; None: hand it to the thread, which waits."""
+        if claimed is None:
             try:
                 self._queue(batch)
             except LedgerError as exc:

@@ -160,3 +160,42 @@ def test_on_a_sqlite_file_one_turn_of_the_loop_is_one_transaction_made_on_the_lo
             assert asyncio.run(claims.claim({"k1": LATER, "k7": LATER}, now=NOW)) == {"k7"}
         finally:
             claims.close()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_claims_are_awaited_on_the_loop_and_go_to_the_thread_when_it_fails(
+    pg_schema_url,
+):
+    """One statement per turn of the loop on its own asyncio connection; a connection the
+    server closed (a restart, a kill) hands that turn's claims to the thread, and the next
+    turn connects again. Another replica's claims are refused either way."""
+    import psycopg
+
+    from tests.ledger.conftest import PG_DSN
+
+    with Ledger.open(pg_schema_url) as ledger, Ledger.open(pg_schema_url) as other:
+        claims, rival = NonceClaims(ledger), NonceClaims(other)
+
+        async def turn(asks: list[dict[str, datetime]], by: NonceClaims) -> list[set[str]]:
+            return await asyncio.gather(*(by.claim(ask, now=NOW) for ask in asks))
+
+        async def scenario() -> None:  # one loop, as a served app's
+            got = await turn([{f"k{n}": LATER, "shared": LATER} for n in range(20)], claims)
+            assert got == [{"k0", "shared"}] + [{f"k{n}"} for n in range(1, 20)]
+            assert claims.batches == 1 and claims._thread is None
+            backend = claims._loop_claims._connection.info.backend_pid  # type: ignore[union-attr]
+            with psycopg.connect(PG_DSN, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+            assert await turn([{"k1": LATER, "k20": LATER}], claims) == [{"k20"}]
+            assert claims._thread is not None  # that turn went to the thread
+            assert await turn([{"k21": LATER}], claims) == [{"k21"}]  # on the loop again
+            assert claims.batches == 3
+            rivals = await turn([{"k21": LATER, "k2": LATER, "k22": LATER}], rival)
+            assert rivals == [{"k22"}]
+
+        try:
+            asyncio.run(scenario())
+            assert _rows(ledger) == 24
+        finally:
+            claims.close()
+            rival.close()

@@ -391,8 +391,7 @@ def test_a_replay_is_refused_whichever_claim_waited_for_a_locked_database(
             if holder is not None:
                 assert time.monotonic() - started >= 0.3  # it waited for the lock
                 holder.join()
-        one.idle()
-        two.idle()
+            app.idle()  # its run's writes done: the free claim meets no other writer
         assert first.count() == 1
         assert two.app.stats["replays_refused"] == 1
         # The path taken: the thread only for the claim that met the lock.
