@@ -86,7 +86,7 @@ class GetArgs(ActionArgs):
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
-        description="Request headers; values may use ${VAR} for secrets from the environment.",
+        description="Request headers; only the agent file's own calls may use ${VAR} (secrets).",
         json_schema_extra=ENV_ALLOWED,
     )
     format: Literal["auto", "json", "text"] = Field(
