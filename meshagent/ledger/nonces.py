@@ -218,10 +218,12 @@ class _OnTheLoopAsync:
     its own (autocommit, ``synchronous_commit`` off): a round trip the loop awaits, where the
     writer thread waited for the interpreter after each one while the loop was busy.
 
-    ``try_claim`` gives up after ``patience`` seconds, or on any error of the connection
-    (which is then dropped), and returns None: the caller hands the claims to the thread,
-    which retries until its deadline. A claim whose answer was lost that way and is retried
-    finds its keys taken (by itself): the request is refused, never let through twice.
+    ``try_claim`` gives up when connecting takes over ``patience`` seconds, when the server
+    cancels a statement that ran longer (``statement_timeout``: nothing committed), or on any
+    error of the connection (then dropped), and returns None: the caller hands the claims to
+    the thread, which retries until its deadline. A claim whose answer a broken connection
+    lost and that is retried finds its keys taken (by itself): the request is refused, never
+    let through twice.
     """
 
     def __init__(self, conninfo: str, patience: float) -> None:
@@ -241,8 +243,12 @@ class _OnTheLoopAsync:
             self.close()
             self._loop, self._turns = loop, asyncio.Lock()
         try:
-            async with asyncio.timeout(self.patience), self._turns:  # one statement at a time
-                connection = await self._connect()
+            async with self._turns:  # one statement at a time on the connection
+                async with asyncio.timeout(self.patience):
+                    connection = await self._connect()
+                # Not timed here: a busy loop may read the answer late, and a claim it gave up
+                # on could have committed, refusing its own request when retried. The server
+                # gives up on a slow statement instead (statement_timeout): nothing committed.
                 cursor = await connection.execute(_PG_CLAIM, params, prepare=True)
                 return {row[0] for row in await cursor.fetchall()}
         except (psycopg.Error, OSError, TimeoutError):
@@ -259,6 +265,7 @@ class _OnTheLoopAsync:
                 self.conninfo, autocommit=True, connect_timeout=5
             )
             await connection.execute("SET synchronous_commit TO off")
+            await connection.execute(f"SET statement_timeout TO {int(self.patience * 1000)}")
             self._connection = connection
         return self._connection
 

@@ -199,3 +199,39 @@ def test_on_postgresql_claims_are_awaited_on_the_loop_and_go_to_the_thread_when_
         finally:
             claims.close()
             rival.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("other_writer", ["rolls back", "commits"])
+def test_on_postgresql_a_claim_held_up_by_another_writer_is_decided_by_that_writer(
+    pg_schema_url, other_writer
+):
+    """The server cancels a claim that waits longer than half a second (nothing committed) and
+    the thread waits for the other writer: its key is claimed if that writer rolls back, and
+    refused if it commits. Never refused by a claim of its own given up on."""
+    import psycopg
+
+    from tests.ledger.conftest import PG_DSN
+
+    schema = pg_schema_url.rsplit("%3D", 1)[1]
+    with Ledger.open(pg_schema_url) as ledger:
+        claims = NonceClaims(ledger)
+        holder = psycopg.connect(PG_DSN, options=f"-csearch_path={schema}")
+        try:
+            holder.execute(
+                "INSERT INTO ledger_nonces (key, expires_at) VALUES ('held', %s)", [LATER]
+            )
+
+            async def scenario() -> set[str]:
+                asked = asyncio.ensure_future(claims.claim({"held": LATER}, now=NOW))
+                await asyncio.sleep(1.0)  # past the server's half second
+                assert not asked.done()
+                holder.commit() if other_writer == "commits" else holder.rollback()
+                return await asked
+
+            got = asyncio.run(scenario())
+            assert got == ({"held"} if other_writer == "rolls back" else set())
+            assert claims._thread is not None  # the thread took it over
+        finally:
+            holder.close()
+            claims.close()
