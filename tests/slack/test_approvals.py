@@ -184,3 +184,33 @@ def test_a_slash_run_says_which_writes_wait_for_approval(sandbox, ledger, serve)
     assert "1 write waits for approval (asked in Slack" in said and approval.id in said
     [asked] = sandbox.slack.dms_to("dave")
     assert "triggered by <@U0ERIN005>" in texts({"text": "", "blocks": asked.blocks})
+
+
+def test_serve_expires_unanswered_requests_and_says_so_in_slack(sandbox, ledger, tmp_path, serve):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from meshagent.config import Config
+    from meshagent.runtime import Runtime
+    from meshagent.server import create_app
+
+    spec = nudge(sandbox)
+    staging = serve(make_app(sandbox, ledger, [spec]))
+    result = staging.run(staging.app.runtime.run(spec))
+    (tmp_path / "agents").mkdir()
+    config = Config(root=tmp_path, ledger_url=ledger.url)
+    later = datetime.now(UTC) + timedelta(hours=2)  # past the request's hour
+    runtime = Runtime(config, ledger=ledger, env=sandbox.env(), clock=lambda: later)
+    app = create_app(config, runtime=runtime, agents_dir=tmp_path / "agents", slack=False,
+                     dashboard=False)  # fmt: skip
+    from starlette.testclient import TestClient
+
+    with TestClient(app):
+        deadline = time.monotonic() + 10
+        while len(sandbox.slack.updated) < 2:  # expired, then both requests updated
+            assert time.monotonic() < deadline, "serve did not expire the request"
+            time.sleep(0.05)
+    [approval] = store.of_run(ledger, result.run_id)
+    assert approval.status == "expired"
+    assert len(sandbox.slack.updated) == 2
+    assert all("Expired unanswered" in u.text for u in sandbox.slack.updated)
