@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from meshagent.config import Config, PrivacySettings
 from meshagent.dashboard import create_dashboard
 from meshagent.ledger import approvals as store
-from meshagent.ledger.records import Outcome
+from meshagent.ledger.records import Event, Outcome
 from meshagent.ledger.store import Ledger
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -39,7 +39,8 @@ def test_the_run_page_shows_staged_writes_and_their_decisions(tmp_path):
     with Ledger.open(url) as ledger:
         run_id = ledger.open_run("nudge", owner=OWNER, team="payments", started_at=T0)
         done, refused, waiting = (_stage(ledger, run_id, k) for k in ("PAY-8", "PAY-5", "PAY-6"))
-        ledger.close_run(run_id, "ok", finished_at=T0 + timedelta(minutes=1))
+        staged_call = Event("tool_staged", "jira.add_comment", '{"key": "PAY-6"}', T0)
+        ledger.close_run(run_id, "ok", finished_at=T0 + timedelta(minutes=1), events=[staged_call])
         comment = Outcome("jira.comment", "PAY-8:10001", "http://jira.example/browse/PAY-8")
         made = {"made": [comment], "result": {"outcomes": [{"ref": "PAY-8:10001"}]}}
         _decided(ledger, done, "approved", made=made)
@@ -62,6 +63,6 @@ def test_the_run_page_shows_staged_writes_and_their_decisions(tmp_path):
     jsonschema.validate(body, {**schema["application/json"]["schema"],
                                "components": spec["components"]},
                         cls=jsonschema.Draft202012Validator)  # fmt: skip
-    assert 'data-testid="approvals"' in page
+    assert 'data-testid="approvals"' in page and "staged for approval</span>" in page
     assert "Comment on PAY-6" in page and "parked on purpose" in page
     assert "&#34;key&#34;: &#34;PAY-5&#34;" in page or '"key": "PAY-5"' in page
