@@ -16,6 +16,8 @@ reason). A dry run stages nothing: its writes are planned as any dry run's are.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 import weakref
@@ -27,7 +29,7 @@ from meshagent.actions import Action, ActionArgs, ActionContext, ActionKind
 from meshagent.exceptions import ConnectorError, GrantDenied, MeshAgentError, RunError
 from meshagent.ledger import approvals as store
 from meshagent.ledger.approvals import Approval
-from meshagent.ledger.people import People, directory, normalise
+from meshagent.ledger.people import People, normalise
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
@@ -39,9 +41,12 @@ __all__ = [
     "decide",
     "describe",
     "execute",
+    "identities",
     "is_listed",
+    "needs_approval",
     "shown",
     "stage",
+    "staged_note",
     "staged_of",
 ]
 
@@ -98,8 +103,6 @@ def needs_approval(spec: AgentSpec, action: Action, *, dry_run: bool) -> bool:
 async def stage(run: Any, action: Action, args: ActionArgs, *, source: str) -> Approval:
     """Stage one write of ``run`` (a ``RunState``) with its exact arguments; the request is in
     the ledger on return."""
-    import asyncio
-
     spec = run.spec
     host = run.runtime
     now = host.now()
@@ -193,8 +196,6 @@ async def decide(
 ) -> Decision:
     """Approve or reject a request as ``who`` (``listed`` says whether they may); an approval
     executes the write. ``host`` is the runtime (its ledger, registry, env, clock)."""
-    import asyncio
-
     ledger: Ledger = host.ledger
     found = await asyncio.to_thread(store.get, ledger, approval_id)
     if found is None:
@@ -261,7 +262,7 @@ async def execute(
     (executed or failed, the result to record, the ledger outcomes it made)."""
     try:
         action, args, grant = _granted(host, approval, spec)
-        entry = host.ledger.entry(approval.run_id) or {}
+        entry = await asyncio.to_thread(host.ledger.entry, approval.run_id) or {}
         services = {
             "ledger": host.ledger,
             "config": getattr(host, "config", None),
@@ -297,22 +298,26 @@ def _granted(host: Any, approval: Approval, spec: AgentSpec | None) -> tuple[Act
     action = host.registry.get(approval.action)
     args = action.parse(approval.payload)
     if approval.source == "tool":
-        uses = [use for use in spec.tools if use.action == action.name]
-        if not uses:
+        grants = [
+            action.grant.model_validate(u.params) for u in spec.tools if u.action == action.name
+        ]
+        if not grants:
             raise GrantDenied(action.name, f"{action.name} is no longer granted to {spec.name}")
-        grant = action.grant.model_validate(uses[0].params)
-        action.check(args, grant)
-        return action, args, grant
+        refusal: GrantDenied | None = None
+        for grant in grants:  # any of the agent's grants of the action may cover the call
+            try:
+                action.check(args, grant)
+            except GrantDenied as exc:
+                refusal = refusal or exc
+                continue
+            return action, args, grant
+        assert refusal is not None
+        raise refusal
     if action.name not in [use.action for use in spec.deliver]:
         raise GrantDenied(
             action.name, f"{action.name} is no longer a deliver action of {spec.name}"
         )
     return action, args, None
-
-
-def people_of(ledger: Ledger, aliases: Mapping[str, Any] | None = None) -> People:
-    """The ledger's people, with the ``[people]`` aliases laid over them."""
-    return directory(ledger, aliases=aliases)
 
 
 def identities(names: Iterable[str]) -> set[str]:
@@ -327,8 +332,6 @@ def identities(names: Iterable[str]) -> set[str]:
 def shown(approval: Approval) -> dict[str, Any]:
     """A staged write for a page or an API answer: what it does, its exact payload, and what
     became of it (who decided, when, why)."""
-    import json
-
     headline, _ = describe(approval.action, approval.payload)
     return {
         "id": approval.id,
