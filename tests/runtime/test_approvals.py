@@ -5,10 +5,15 @@ nothing; an approved write runs under the agent file's grants as they are when i
 from __future__ import annotations
 
 import asyncio
+import threading
+
+import pytest
 
 from meshagent.approvals import decide
 from meshagent.ledger import approvals as store
+from meshagent.ledger.store import Ledger
 from meshagent.models import ScriptedChatModel
+from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
 from tests.runtime.conftest import agent, make_runtime
 
 TRIAGE = """
@@ -114,3 +119,39 @@ def test_with_writes_all_read_tools_run_and_every_write_waits(sandbox, ledger):
     assert "PAY-3" in model.calls[1][-1].content and "Staged" not in model.calls[1][-1].content
     assert sorted(a.action for a in result.staged) == ["jira.add_comment", "slack.post_message"]
     assert sandbox.jira.comments_added == [] and sandbox.slack.posted_to("#payments-standup") == []
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger_pair(request, tmp_path):
+    """Two ledgers on one database, as two processes (`meshagent approvals`, serve) open it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    first, second = Ledger.open(url, retry_for=10), Ledger.open(url, retry_for=10)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+
+
+def test_concurrent_approvals_in_two_processes_write_once(sandbox, ledger_pair):
+    spec = agent(TRIAGE)
+    runtimes = [make_runtime(sandbox, each, _model(_comment("PAY-3"))) for each in ledger_pair]
+    result = asyncio.run(runtimes[0].run(spec))
+    [staged] = result.staged
+    barrier = threading.Barrier(2)
+    codes: list[str] = []
+
+    def approve(runtime) -> None:
+        barrier.wait()
+        codes.append(asyncio.run(_approve(runtime, staged.id, spec)).code)
+
+    threads = [threading.Thread(target=approve, args=(r,)) for r in runtimes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == ["decided", "executed"]
+    assert sandbox.jira.comments_added == [("PAY-3", "Any news?")]

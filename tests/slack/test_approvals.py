@@ -19,7 +19,7 @@ from tests.slack.approvals_kit import (
     reason_submission,
     reject_click,
 )
-from tests.slack.conftest import interaction, make_app, serve, texts
+from tests.slack.conftest import interaction, make_app, serve, sign, texts
 
 __all__ = ["serve"]
 
@@ -214,3 +214,28 @@ def test_serve_expires_unanswered_requests_and_says_so_in_slack(sandbox, ledger,
     assert approval.status == "expired"
     assert len(sandbox.slack.updated) == 2
     assert all("Expired unanswered" in u.text for u in sandbox.slack.updated)
+
+
+def test_one_click_delivered_to_both_replicas_writes_once(sandbox, two_ledgers, serve):
+    spec = nudge(sandbox)
+    one, two = (serve(make_app(sandbox, ledger, [spec])) for ledger in two_ledgers)
+    one.run(one.app.runtime.run(spec))
+    channel, ts, value = asked_value(sandbox, "dave")
+    body = interaction(approval_click(sandbox, value, user="U0DAVE004", channel=channel, ts=ts))
+    headers = sign(body)
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def deliver(served) -> None:
+        barrier.wait()
+        codes.append(served.post(body, headers=headers, signed=False).status_code)
+
+    threads = [threading.Thread(target=deliver, args=(s,)) for s in (one, two)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    one.idle()
+    two.idle()
+    assert sorted(codes) == [200, 401]  # the signature is claimed once, across the fleet
+    assert len(sandbox.jira.comments_added) == 1
