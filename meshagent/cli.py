@@ -372,7 +372,8 @@ def sandbox(
             out.print(f"export {name}={value}", highlight=False, soft_wrap=True)
         out.print(
             "\nFor the wiki's tools (wiki.search_pages, wiki.create_page, ...), meshagent.toml "
-            'declares it as [mcp.wiki] with url_env = "WIKI_MCP_URL".'
+            'declares it as [mcp.wiki] with url_env = "WIKI_MCP_URL".',
+            markup=False,
         )
         out.print("\nCtrl-C stops it.")
         while not stop.wait(0.5):
