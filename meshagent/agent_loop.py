@@ -42,6 +42,7 @@ from meshagent.actions import IDENTIFIER_ERROR, closest, describe_invalid
 from meshagent.config import looks_secret
 from meshagent.exceptions import ConnectorError, GrantDenied, RunError
 from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
+from meshagent.mcp.settings import secret_variables
 from meshagent.model_calls import active, plain
 from meshagent.prompt import serialise, tool_schema
 from meshagent.run_state import Refusal, compact
@@ -329,6 +330,7 @@ class Masker:
             for key, value in table.items():
                 if key.endswith("_env") and isinstance(value, str) and looks_secret(key[:-4]):
                     names.add(value)
+            names.update(secret_variables(table))  # what an MCP server's [mcp.NAME] passes it
         return cls(env.get(name) or "" for name in names)
 
     def arguments(self, arguments: Any) -> str:

@@ -19,7 +19,7 @@ from meshagent.config import looks_secret
 from meshagent.exceptions import ConnectorError
 from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
 from meshagent.mcp.connection import McpConnection, McpUnavailable
-from meshagent.mcp.settings import McpServerSettings
+from meshagent.mcp.settings import McpServerSettings, secret_variables
 
 __all__ = ["connection_for", "handler_for", "result_data"]
 
@@ -237,9 +237,7 @@ _SHOWN = 500  # characters of arguments an event keeps, as for the model's calls
 def _secret_values(context: ActionContext) -> list[str]:
     """The environment's secrets: secret-named variables, and those [mcp.NAME] names."""
     names = {name for name in context.env if looks_secret(name)}
-    settings = context.settings or {}
-    names.update(settings.get("env") or ())
-    names.update((settings.get("headers_env") or {}).values())
+    names.update(secret_variables(dict(context.settings or {})))
     return [context.env.get(name) or "" for name in names]
 
 

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-__all__ = ["SERVER_NAME", "McpServerSettings", "server_name"]
+__all__ = ["SERVER_NAME", "McpServerSettings", "secret_variables", "server_name"]
 
 #: A server's name: the first part of its actions' names (``wiki`` of ``wiki.create_page``).
 SERVER_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
@@ -63,6 +63,18 @@ def _url(value: str) -> str:
 
 _EnvName = Annotated[str, AfterValidator(_env_name)]
 _HeaderName = Annotated[str, AfterValidator(_header)]
+
+
+def secret_variables(table: Any) -> set[str]:
+    """The variables whose values an MCP server's settings (``[mcp.NAME]`` as a mapping) pass
+    to it: ``env`` and ``headers_env``, secrets whatever their names (masked where recorded)."""
+    if not isinstance(table, dict):
+        return set()
+    names = {v for v in table.get("env") or () if isinstance(v, str)}
+    headers = table.get("headers_env")
+    if isinstance(headers, dict):
+        names.update(v for v in headers.values() if isinstance(v, str))
+    return names
 
 
 class McpServerSettings(BaseModel):

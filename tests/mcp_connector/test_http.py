@@ -11,15 +11,18 @@ from meshagent.models import ScriptedChatModel
 from tests.mcp_connector.conftest import HttpServer, Served, make_project
 
 TOKEN = "mcp-bearer-0123456789abcdef"
+KEY = "k3y-0123456789abcdefgh"  # in a variable whose name does not look secret
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory, runner) -> Iterator[tuple[HttpServer, Served]]:
     root = tmp_path_factory.mktemp("http")
     server = HttpServer(TOKEN, root / "calls.jsonl")
-    settings = {"url": server.url, "headers_env": {"Authorization": "NOTES_MCP_AUTH"}}
+    headers = {"Authorization": "NOTES_MCP_AUTH", "X-Notes-Key": "NOTES_KEY"}
+    settings = {"url": server.url, "headers_env": headers}
     project = make_project(root, {"notes": settings})
     project.env["NOTES_MCP_AUTH"] = f"Bearer {TOKEN}"
+    project.env["NOTES_KEY"] = KEY
     served = Served(project, runner)
     yield server, served
     served.close()
@@ -29,6 +32,7 @@ def http(tmp_path_factory, runner) -> Iterator[tuple[HttpServer, Served]]:
 def test_the_header_comes_from_the_named_variable(http):
     server, served = http
     assert server.headers and all(h["authorization"] == f"Bearer {TOKEN}" for h in server.headers)
+    assert all(h["x-notes-key"] == KEY for h in server.headers)
     assert TOKEN not in (served.project.config.agents_dir / "mcp.lock.json").read_text()
     assert served.runtime.registry.get("notes.lookup").kind == "read"
 
@@ -48,7 +52,8 @@ def test_a_call_over_http_is_granted_run_and_recorded_without_the_token(http):
         """
     )
     served.project.clear()
-    note = {"space": "ENG", "title": "t", "body": f"see Bearer {TOKEN}"}
+    # A header's value, raw: masked as the value of a variable headers_env names.
+    note = {"space": "ENG", "title": "t", "body": f"see Bearer {TOKEN} or {KEY}"}
     model = ScriptedChatModel(
         responses=[{"tool_calls": [{"name": "notes_write_note", "args": note, "id": "n1"}]}, "ok"]
     )
@@ -56,7 +61,8 @@ def test_a_call_over_http_is_granted_run_and_recorded_without_the_token(http):
     assert result.status == "ok", result.error
     assert served.project.calls() == [("write_note", {**note, "count": 1})]
     [(kind, _, detail)] = served.events(result)
-    assert kind == "tool_call" and TOKEN not in detail  # the header's secret, masked
+    assert kind == "tool_call" and TOKEN not in detail and KEY not in detail
+    assert detail.count("***") == 2
     assert result.outcomes[0].url == "https://notes.example/ENG/1"
 
 
