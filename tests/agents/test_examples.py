@@ -40,10 +40,14 @@ def test_stale_ticket_nudger_dms_lists_and_stages_its_comments(run_agent_file, s
         return True
 
     spec = load_agent(AGENTS / "stale-ticket-nudger.yaml", env=sandbox.env())
-    for approval, decision in zip(result.staged, ("approved", "rejected"), strict=False):
-        done = asyncio.run(decide(runtime, approval.id, decision=decision, who="dave@example.com",
-                                  listed=owner, find_spec=lambda name: spec))  # fmt: skip
-        assert done.code == {"approved": "executed", "rejected": "rejected"}[decision]
+
+    async def decisions() -> list[str]:
+        pairs = zip(result.staged, ("approved", "rejected"), strict=False)
+        return [(await decide(runtime, approval.id, decision=decision, who="dave@example.com",
+                              listed=owner, find_spec=lambda name: spec)).code
+                for approval, decision in pairs]  # fmt: skip
+
+    assert asyncio.run(decisions()) == ["executed", "rejected"]
     assert [key for key, _ in sandbox.jira.comments_added] == ["PAY-8"]
 
 

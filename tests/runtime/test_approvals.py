@@ -138,8 +138,9 @@ def ledger_pair(request, tmp_path):
 
 def test_concurrent_approvals_in_two_processes_write_once(sandbox, ledger_pair):
     spec = agent(TRIAGE)
-    runtimes = [make_runtime(sandbox, each, _model(_comment("PAY-3"))) for each in ledger_pair]
-    result = asyncio.run(runtimes[0].run(spec))
+    result = asyncio.run(make_runtime(sandbox, ledger_pair[0], _model(_comment("PAY-3"))).run(spec))
+    # each process its own runtime (and event loop), as two `meshagent approvals` would be
+    runtimes = [make_runtime(sandbox, each) for each in ledger_pair]
     [staged] = result.staged
     barrier = threading.Barrier(2)
     codes: list[str] = []
