@@ -26,11 +26,17 @@ The flags are computed per week for weeks 5-8 with `FlagSettings()` and `ValueSe
 agent's failures, are reported apart), and gaming when the agent gamed that week (a looper's
 agent in a week without loops, a padder before it pads, are honest weeks). Printed per seed and
 overall: the share flagged per archetype, precision and recall against the truth, the false
-flags with their reasons, and the rank AUC of the headline value figure (evidenced minutes saved
-per dollar over the 8 weeks, honest above gaming).
+flags with their reasons, and the rank AUC of the headline value figure over all weeks, honest
+above gaming: `value_per_dollar` (evidenced minutes saved per dollar, weighed by how much evidence
+there is: `meshagent.ledger.value.estimate`), and beside it the raw evidenced minutes per dollar.
 
-    python bench/bench_flags.py [--seeds 5] [--first-seed 1] [--quick] [--big]
+    python bench/bench_flags.py [--seeds 5] [--first-seed 1] [--quick] [--big] [--perturb]
                                 [--backend sqlite|postgresql|both] [--entries 1000000]
+
+--perturb prints the overall figures again for the same seeds with the organisation varied
+(PERTURBATIONS: people engaging half or twice as often, prices x0.3 and x3, teams of 3-5 or
+9-14 people, 6 or 12 weeks), the settings still the defaults: figures that hold only for the
+organisation as first drawn would be fitted to it.
 
 --quick runs 2 seeds of 4 weeks (--seeds 0: the timing alone). --big times a week of flags over
 the 1,000,000-entry ledger that bench_dashboard seeds (bulk inserts; its own SQLite file, and a
@@ -70,6 +76,30 @@ MODELS = {  # USD per million tokens (input, output)
     "anthropic:claude-sonnet-4-5": (3.0, 15.0),
 }
 TARGETS = {"precision": 0.9, "recall": 0.9, "auc": 0.9}
+
+
+@dataclass
+class Knobs:
+    """What --perturb varies around the organisation every archetype is drawn in: how often
+    people engage (a factor on every engagement and vote rate), what tokens cost (a factor on
+    every price) and how many people a team has. The archetypes and their truth never change."""
+
+    feedback: float = 1.0
+    cost: float = 1.0
+    team: tuple[int, int] = (5, 8)
+
+
+KNOBS = Knobs()
+PERTURBATIONS = {  # name: (knobs, weeks or None for --weeks)
+    "feedback x0.5": (Knobs(feedback=0.5), None),
+    "feedback x2": (Knobs(feedback=2.0), None),
+    "costs x0.3": (Knobs(cost=0.3), None),
+    "costs x3": (Knobs(cost=3.0), None),
+    "teams of 3-5": (Knobs(team=(3, 5)), None),
+    "teams of 9-14": (Knobs(team=(9, 14)), None),
+    "6 weeks": (Knobs(), 6),
+    "12 weeks": (Knobs(), 12),
+}
 POSITIVE = ("reaction:+1", "reaction:eyes", "reaction:white_check_mark", "reply", "reaction:tada")
 
 
@@ -124,7 +154,7 @@ def company(rng: random.Random, weeks: int) -> World:
     everyone = []
     for t in range(rng.randint(6, 8)):
         team = f"team{t}"
-        for i in range(rng.randint(5, 8)):
+        for i in range(rng.randint(*KNOBS.team)):
             login = f"{team}p{i}"
             slack = "U" + hashlib.sha1(login.encode()).hexdigest()[:8].upper()
             person = Person(f"{login}@example.com", slack, login, team)
@@ -134,7 +164,7 @@ def company(rng: random.Random, weeks: int) -> World:
 
 
 def _cost(model: str, tokens_in: int, tokens_out: int) -> Cost:
-    price_in, price_out = MODELS[model]
+    price_in, price_out = (price * KNOBS.cost for price in MODELS[model])
     return Cost(
         Decimal(tokens_in) * Decimal(str(price_in)) / 1_000_000,
         Decimal(0),
@@ -202,7 +232,7 @@ class Run:
         rng, when = self.rng, self.at + timedelta(minutes=self.rng.randint(5, 600))
         pool = pool or self.world.teams[self.agent.team]
         others = [p for p in pool if p is not self.agent.owner and p.slack != self.by]
-        if others and rng.random() < rate:
+        if others and rng.random() < rate * KNOBS.feedback:
             who = rng.choice(others)
             if rng.random() < 0.25:
                 self.votes.append((who.slack, 1))
@@ -218,7 +248,7 @@ class Run:
 
     def asker_votes(self, rate: float) -> Run:
         """An ephemeral answer can only be voted on, by the person who asked."""
-        if self.by is not None and self.rng.random() < rate:
+        if self.by is not None and self.rng.random() < rate * KNOBS.feedback:
             self.votes.append((self.by, 1 if self.rng.random() > 0.1 else -1))
         return self
 
@@ -656,6 +686,7 @@ class SeedResult:
     spend: dict[tuple[str, int], Decimal]  # what each agent spent each week
     false_flags: list[str]
     auc: float
+    auc_raw: float  # of evidenced minutes per dollar as observed, for comparison
     entries: int
     seconds: float
 
@@ -698,11 +729,14 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
                         )
         whole = Period(START.date(), (START + timedelta(weeks=weeks)).date())
         rows = {row.group: row for row in value.headline(ledger, period=whole, by="agent")}
-        score = {name: float(row.evidenced_per_dollar or 0) for name, row in rows.items()}
-        honest = [score.get(a.name, 0.0) for a in world.agents if not a.gaming]
-        gaming = [score.get(a.name, 0.0) for a in world.agents if a.gaming]
+        aucs = []
+        for figure in ("value_per_dollar", "evidenced_per_dollar"):
+            score = {name: float(getattr(row, figure) or 0) for name, row in rows.items()}
+            honest = [score.get(a.name, 0.0) for a in world.agents if not a.gaming]
+            gaming = [score.get(a.name, 0.0) for a in world.agents if a.gaming]
+            aucs.append(auc(honest, gaming))
         return SeedResult(
-            seed, pairs, spend, false_flags, auc(honest, gaming), len(world.runs),
+            seed, pairs, spend, false_flags, aucs[0], aucs[1], len(world.runs),
             time.perf_counter() - started,
         )  # fmt: skip
 
@@ -755,8 +789,10 @@ def report(results: list[SeedResult]) -> dict[str, float]:
         if g and not f and result.spend.get((name, week), Decimal(0)) < floor
     )
     print(f"gaming weeks not flagged: {sum(missed.values())}, of which {cheap} spent under the "
-          f"${floor} a week below which no waste flag is raised; recall over the weeks that "
+          f"${floor} a week below which a waste flag needs a habit; recall over the weeks that "
           f"spent ${floor} or more: {costly_recall:.3f}")  # fmt: skip
+    raw = statistics.mean(result.auc_raw for result in results)
+    print(f"rank AUC of raw evidenced minutes per dollar (no weighting by evidence): {raw:.3f}")
     if missed:
         print("gaming (agent, week) pairs not flagged, by archetype: " + ", ".join(
             f"{a} {n}" for a, n in missed.most_common()))  # fmt: skip
@@ -803,6 +839,26 @@ def big(backend: str, count: int, fresh: bool) -> dict[str, float]:
     return timings
 
 
+def perturb(seeds: range, weeks: int, defaults: dict[str, float]) -> None:
+    """The overall figures again with each perturbation of the organisation, same seeds."""
+    global KNOBS
+    rows = [("as drawn", defaults)]
+    for name, (knobs, changed) in PERTURBATIONS.items():
+        KNOBS, length = knobs, changed or weeks
+        results = [run_seed(seed, length, max(1, length - 4)) for seed in seeds]
+        everything = [pair for result in results for pair in result.pairs]
+        p, r, _ = _precision_recall(everything)
+        rows.append((name, {"precision": p, "recall": r,
+                            "auc": statistics.mean(x.auc for x in results)}))  # fmt: skip
+        print(f"perturbed: {name}: done", flush=True)
+    KNOBS = Knobs()
+    print(f"\nunder perturbations (seeds {seeds.start}-{seeds.stop - 1}, default settings)")
+    print(f"{'organisation':<16} {'precision':>10} {'recall':>8} {'AUC':>6}")
+    for name, figures in rows:
+        print(f"{name:<16} {figures['precision']:>10.3f} {figures['recall']:>8.3f} "
+              f"{figures['auc']:>6.3f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=5)
@@ -813,6 +869,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--fresh", action="store_true", help="seed the big SQLite file again")
+    parser.add_argument(
+        "--perturb",
+        action="store_true",
+        help="also the figures under each of PERTURBATIONS (feedback, costs, team sizes, weeks)",
+    )
     args = parser.parse_args()
     seeds, weeks = (2, 4) if args.quick else (args.seeds, args.weeks)
     first = max(1, weeks - 4)
@@ -827,6 +888,8 @@ def main() -> None:
         for name, target in TARGETS.items():
             state = "met" if figures[name] >= target else "MISSED"
             print(f"  {name:<10} {figures[name]:.3f} (target >= {target}): {state}")
+    if args.perturb and results:
+        perturb(range(args.first_seed, args.first_seed + seeds), weeks, figures)
     if args.big:
         print()
         for name, seconds in big(args.backend, args.entries, args.fresh).items():

@@ -160,10 +160,16 @@ class FlagSettings(_Settings):
     """
 
     min_usd: Annotated[float, BeforeValidator(_no_bool), Field(ge=0)] = 0.5
-    """Dollars at stake in the period below which a waste flag is not raised (a coffee a week
-    is not worth a conversation); self-votes and rejections are raised whatever they cost."""
+    """Dollars at stake in the period below which a waste flag is raised only for a habit
+    (`habit_runs`): a coffee's worth once is not worth a conversation; self-votes and
+    rejections are raised whatever they cost."""
     history_days: _PositiveInt = 28
     """How far before the period the rules look for an agent's own cadence and past."""
+    habit_runs: _PositiveInt = 20
+    """A waste flag under `min_usd` is still raised when its pattern shows in this many runs
+    over the `history_days` up to the period's end (about one each working day of four weeks),
+    half of them before the period: a cheap habit is waste with evidence, and stays when prices
+    fall; a one-week spree is not a habit."""
     burst_factor: _PositiveFloat = 5.0
     """A day's spend of an agent (or of one person's runs of it) over this factor times the
     agent's median day with runs is a burst."""
@@ -198,7 +204,8 @@ class FlagSettings(_Settings):
     negative_feedback_min_votes: _PositiveInt = 3
     """Flag a majority of rejections (votes, rejected outcomes) once there are this many."""
     self_vote_min: _PositiveInt = 3
-    """Flag this many positive votes in the period by a run's own owner or triggerer."""
+    """Flag this many positive votes by a run's own owner or triggerer, at least one in the
+    period and the rest in the `history_days` before it."""
     claimed_minutes_min: _PositiveInt = 600
     """Claimed value: flag claims over this many minutes in the period..."""
     claimed_factor: _PositiveFloat = 3.0
@@ -223,6 +230,10 @@ class ValueSettings(_Settings):
     request_gap_minutes: _PositiveInt = 2
     """Runs of one agent by one person each within this many minutes of the last are one
     request: credited once, however many runs it was split into."""
+    prior_runs: _PositiveInt = 20
+    """The value figure that ranks agents (`value_per_dollar`) weighs a group's own evidenced
+    minutes per dollar by its judged runs against this many runs of the typical group's: people
+    engage with about one in 10-20 useful outputs, so silence over fewer runs says little."""
 
 
 class FollowupSettings(_Settings):

@@ -90,6 +90,7 @@ def test_defaults_without_a_file_or_environment(tmp_path):
     assert config.flags.model_dump() == {
         "min_usd": 0.5,
         "history_days": 28,
+        "habit_runs": 20,
         "burst_factor": 5.0,
         "burst_window_days": 14,
         "burst_min_usd": 1.0,
@@ -112,7 +113,11 @@ def test_defaults_without_a_file_or_environment(tmp_path):
         "off_schedule_tolerance_minutes": 10,
         "off_schedule_min_runs": 3,
     }
-    assert config.value.model_dump() == {"weekly_cap_minutes": 1200, "request_gap_minutes": 2}
+    assert config.value.model_dump() == {
+        "weekly_cap_minutes": 1200,
+        "request_gap_minutes": 2,
+        "prior_runs": 20,
+    }
     assert config.people.aliases == {}
     assert config.prices == {}
     assert config.slack.model_dump() == {
@@ -290,6 +295,7 @@ ENV_CASES = {
     "MESHAGENT_FLAGS__TOKEN_OUTLIER_FACTOR": ("7.5", ("flags", "token_outlier_factor"), 7.5),
     "MESHAGENT_FLAGS__MIN_USD": ("0.25", ("flags", "min_usd"), 0.25),
     "MESHAGENT_FLAGS__HISTORY_DAYS": ("14", ("flags", "history_days"), 14),
+    "MESHAGENT_FLAGS__HABIT_RUNS": ("30", ("flags", "habit_runs"), 30),
     "MESHAGENT_FLAGS__BURST_MIN_USD": ("2", ("flags", "burst_min_usd"), 2.0),
     "MESHAGENT_FLAGS__BURST_BREADTH_PEOPLE": ("4", ("flags", "burst_breadth_people"), 4),
     "MESHAGENT_FLAGS__NO_OUTCOME_SHARE": ("0.8", ("flags", "no_outcome_share"), 0.8),
@@ -313,6 +319,7 @@ ENV_CASES = {
     "MESHAGENT_FOLLOWUP__INTERVAL_MINUTES": ("30", ("followup", "interval_minutes"), 30),
     "MESHAGENT_FOLLOWUP__MAX_CALLS_PER_PASS": ("50", ("followup", "max_calls_per_pass"), 50),
     "MESHAGENT_VALUE__REQUEST_GAP_MINUTES": ("5", ("value", "request_gap_minutes"), 5),
+    "MESHAGENT_VALUE__PRIOR_RUNS": ("10", ("value", "prior_runs"), 10),
     "MESHAGENT_VALUE__WEEKLY_CAP_MINUTES": ("600", ("value", "weekly_cap_minutes"), 600),
     "MESHAGENT_FLAGS__BURST_FACTOR": ("2", ("flags", "burst_factor"), 2.0),
     "MESHAGENT_FLAGS__BURST_WINDOW_DAYS": ("30", ("flags", "burst_window_days"), 30),

@@ -25,6 +25,7 @@ __all__ = [
     "Cell",
     "Vote",
     "cells",
+    "count_where",
     "daily_history",
     "engaged_agents",
     "rerun_rows",
@@ -209,10 +210,13 @@ def daily_history(connection: Connection, start: date, end: date) -> list[tuple[
     return [tuple(row) for row in connection.execute(query)]
 
 
-def rerun_rows(connection: Connection, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+def rerun_rows(
+    connection: Connection, since: datetime, until: datetime, agent: str | None = None
+) -> list[tuple[Any, ...]]:
     """Ok runs in the period that spent tokens on the input of the agent's run just before,
     itself ok (a retry after a failure is left out) and asked by the same person (run_id, agent,
-    owner, triggered_by, cost). The run before may be up to a day before the period."""
+    owner, triggered_by, cost), of every agent or of `agent`. The run before may be up to a day
+    before the period."""
     tokens = spent_tokens(entries)
     order = (entries.c.started_at, entries.c.id)
     lag = {
@@ -234,7 +238,11 @@ def rerun_rows(connection: Connection, since: datetime, until: datetime) -> list
             lag["status"].label("prev_status"),
             lag["triggered_by"].label("prev_by"),
         )
-        .where(*_window(since - timedelta(days=1), until), entries.c.status.not_in(_NOT_SPENDING))
+        .where(
+            *_window(since - timedelta(days=1), until),
+            entries.c.status.not_in(_NOT_SPENDING),
+            *([entries.c.agent == agent] if agent is not None else []),
+        )
         .subquery()
     )
     same_person = or_(
@@ -417,6 +425,16 @@ def runs_where(
     return [tuple(row) for row in connection.execute(query)]  # type: ignore[misc]
 
 
+def count_where(
+    connection: Connection, agent: str, since: datetime, until: datetime, condition: Any
+) -> int:
+    """How many of the agent's runs in the window meet `condition` (one indexed count)."""
+    query = select(func.count()).where(
+        entries.c.agent == agent, *_window(since, until), entries.c.status != "running", condition
+    )
+    return int(connection.execute(query).scalar() or 0)
+
+
 def run_condition(name: str) -> Any:
     """The SQL condition of a rule's runs, for `runs_where`."""
     tokens = spent_tokens(entries)
@@ -430,8 +448,14 @@ def run_condition(name: str) -> Any:
         or_(outcomes.c.reaches_others == true(), outcomes.c.audience == "ephemeral")
     )
     rejected = delivered.where(outcomes.c.verdict == "rejected")
+    unread = delivered.where(
+        outcomes.c.checked_at.is_not(None),
+        func.coalesce(outcomes.c.audience, "") != "ephemeral",
+        or_(entries.c.triggered_by.is_(None), entries.c.triggered_by == entries.c.owner),
+    )
     conditions = {
         "no_outcome": and_(entries.c.status == "ok", tokens > 0, ~anything.exists()),
+        "unread": unread.exists(),
         "failing": entries.c.status.in_(BAD_STATUSES),
         "alone": and_(alone.exists(), ~reach.exists()),
         "delivered": delivered.exists(),

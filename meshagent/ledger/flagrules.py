@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +21,7 @@ from meshagent.config import ValueSettings
 from meshagent.ledger import flagdata as data
 from meshagent.ledger.flags import RULES, Flag, ScheduleCheck
 from meshagent.ledger.periods import Period
-from meshagent.ledger.schema import entries
+from meshagent.ledger.schema import entries, spent_tokens
 
 if TYPE_CHECKING:
     from meshagent.ledger.people import People
@@ -140,6 +140,23 @@ class Rules:
             )
         )
 
+    def material(self, cost: Decimal, habit: Callable[[datetime, datetime], int]) -> bool:
+        """Worth a flag: `min_usd` at stake in the period, or a habit whatever it costs: the
+        pattern in `habit_runs` runs over the `history_days` up to the period's end, half of
+        them before the period (it has gone on for weeks: a one-week spree is no habit).
+        `habit(start, end)` counts the pattern's runs started in [start, end)."""
+        if cost >= self.min_usd:
+            return True
+        start = min(self.since, self.until - timedelta(days=self.s.history_days))
+        need = self.s.habit_runs
+        before = habit(start, self.since)
+        return 2 * before >= need and before + habit(self.since, self.until) >= need
+
+    def habit(self, agent: str, condition: str) -> Callable[[datetime, datetime], int]:
+        """Counts the agent's runs meeting a rule's condition (`runs`) in a window."""
+        cond = data.run_condition(condition)
+        return lambda start, end: data.count_where(self.c, agent, start, end, cond)
+
     def runs(self, agent: str, condition: str | None = None, **options: Any) -> list[Any]:
         cond = data.run_condition(condition) if condition else None
         return data.runs_where(self.c, agent, self.since, self.until, condition=cond, **options)
@@ -214,7 +231,7 @@ class Rules:
             cost = agent.total("empty_cost")
             if empty < s.no_outcome_min_runs or empty < s.no_outcome_share * spent:
                 continue
-            if cost < self.min_usd:
+            if not self.material(cost, self.habit(name, "no_outcome")):
                 continue
             quiet = agent.total("quiet")
             self.add(
@@ -256,7 +273,7 @@ class Rules:
         for name, agent in sorted(self.agents.items()):
             alone = agent.total("alone")
             cost = sum((c.alone_cost for c in agent.cells), Decimal(0))
-            if alone >= s.audience_of_one_runs and cost >= self.min_usd:
+            if alone >= s.audience_of_one_runs and self.material(cost, self.habit(name, "alone")):
                 self.add(
                     "unread",
                     agent,
@@ -281,7 +298,7 @@ class Rules:
         ]
         counts = data.unread_counts(self.c, candidates, since, self.until)
         for name, (outputs, runs, cost) in sorted(counts.items()):
-            if outputs < s.no_reaction_runs or cost < self.min_usd:
+            if outputs < s.no_reaction_runs or not self.material(cost, self.habit(name, "unread")):
                 continue
             agent = self.agents[name]
             self.add(
@@ -307,7 +324,9 @@ class Rules:
             found[row[1]].append(row)
         for name, rows in sorted(found.items()):
             cost = sum((Decimal(r[4] or 0) for r in rows), Decimal(0))
-            if len(rows) < s.unchanged_rerun_min or cost < self.min_usd or name not in self.agents:
+            if len(rows) < s.unchanged_rerun_min or name not in self.agents:
+                continue
+            if not self.material(cost, lambda a, b, name=name: self._rerun_count(name, a, b)):
                 continue
             self.add(
                 "unchanged_rerun",
@@ -323,6 +342,9 @@ class Rules:
                 innocent="a scheduled job whose source did not change since the last run",
                 fix=f"turn on skip_if_unchanged: {_usd(cost)} this period",
             )
+
+    def _rerun_count(self, name: str, start: datetime, end: datetime) -> int:
+        return len(data.rerun_rows(self.c, start, end, agent=name))
 
     def _token_outliers(self) -> None:
         s = self.s
@@ -348,7 +370,9 @@ class Rules:
                 continue
             cost = sum((c.cost for c in agent.cells if c.delivered), Decimal(0))
             extra = cost * Decimal(str(1 - own / tokens))
-            if extra < self.min_usd:
+            over = spent_tokens(entries) >= s.token_outlier_factor * usual
+            big = data.run_condition("delivered") & over
+            if not self.material(extra, lambda a, b, n=name, c=big: self._count(n, a, b, c)):
                 continue
             accepted = agent.total("accepted")
             per_accepted = (
@@ -372,6 +396,9 @@ class Rules:
                 fix=f"trim the context and instructions back: {_usd(extra)} this period",
             )
 
+    def _count(self, name: str, start: datetime, end: datetime, condition: Any) -> int:
+        return data.count_where(self.c, name, start, end, condition)
+
     @property
     def votes_by_others(self) -> set[str]:
         if not hasattr(self, "_votes_cache"):
@@ -385,6 +412,12 @@ class Rules:
             return True
         return self.people.same(v.person, v.triggered_by) and not v.asker_only
 
+    def _self_vote(self, v: data.Vote) -> bool:
+        """A Useful vote on one's own run; not the asker's say on an answer shown to them
+        alone (nobody else could vote on it), even when they own the agent."""
+        asker = v.asker_only and self.people.same(v.person, v.triggered_by)
+        return v.vote == 1 and self._own_vote(v) and not asker
+
     def _votes(self) -> None:
         s = self.s
         _ = self.votes_by_others
@@ -393,12 +426,15 @@ class Rules:
         positive: dict[str, int] = defaultdict(int)
         for v in self._vote_rows:
             mine = self._own_vote(v)
-            if mine and v.vote == 1:
+            if self._self_vote(v):
                 own[v.agent].append(v)
             elif not mine:
                 (positive if v.vote == 1 else negative)[v.agent] += 1
+        earlier = self._own_votes_before(
+            [name for name, found in own.items() if len(found) < s.self_vote_min]
+        )
         for name, found in sorted(own.items()):
-            if len(found) < s.self_vote_min or name not in self.agents:
+            if len(found) + earlier.get(name, 0) < s.self_vote_min or name not in self.agents:
                 continue
             cost = sum((v.cost for v in found), Decimal(0))
             voters = sorted({self.people.key(v.person) for v in found})
@@ -411,6 +447,11 @@ class Rules:
                 usd=cost,
                 evidence=(
                     f"{len(found)} votes by {', '.join(voters)} on their own runs",
+                    *(
+                        [f"{earlier[name]} more in the {s.history_days} days before"]
+                        if earlier.get(name)
+                        else []
+                    ),
                     "identities joined: a Slack id and an email of one person are one voter",
                 ),
                 innocent="an owner trying the buttons out, or marking runs for their own notes",
@@ -446,6 +487,18 @@ class Rules:
                 innocent="a hard problem, or readers who want it changed rather than gone",
                 fix="read the rejections' evidence and change or retire the agent",
             )
+
+    def _own_votes_before(self, names: list[str]) -> dict[str, int]:
+        """Self-votes on the agents' runs in the `history_days` before the period: a habit of
+        a few a week adds up to `self_vote_min` over the window."""
+        if not names:
+            return {}
+        start = self.until - timedelta(days=self.s.history_days)
+        counts: dict[str, int] = defaultdict(int)
+        for v in data.votes(self.c, start, self.since):
+            if v.agent in names and self._self_vote(v):
+                counts[v.agent] += 1
+        return counts
 
     def _claims_and_splits(self) -> None:
         s = self.s

@@ -7,8 +7,10 @@ dollars times the strength of their evidence. `kind` is "waste" (tokenmaxxing) o
 (failures, reported apart: a failing agent is broken, not gaming). Thresholds are `[flags]` in
 meshagent.toml (`FlagSettings`); the value settings (`[value]`) say what a request is.
 
-Rules (`meshagent.ledger.flagrules`), per agent over the period (a week, usually), each quiet
-below `min_usd` at stake unless said otherwise:
+Rules (`meshagent.ledger.flagrules`), per agent over the period (a week, usually). A waste
+flag needs `min_usd` at stake, or a habit whatever it costs: its pattern in `habit_runs` runs
+over the `history_days` up to the period's end, half of them before the period (unless said
+otherwise):
 
 - burst: a day's spend (of the agent, or of one person's runs of it) over `burst_factor` x the
   agent's median day with runs in the `history_days` before, by at least `burst_min_usd`; an
@@ -27,7 +29,8 @@ below `min_usd` at stake unless said otherwise:
 - token_outlier: tokens per run over `token_outlier_factor` x the median of agents with the same
   value tag and over `token_outlier_own_factor` x the agent's own past;
 - self_vote: `self_vote_min` Useful votes by a run's own owner or triggerer (any of their
-  identities); whatever they cost;
+  identities), one in the period at least, the rest in the `history_days` before; whatever
+  they cost;
 - negative_feedback: rejected outcomes and others' thumbs-down outnumber acceptances, from
   `negative_feedback_min_votes`; whatever they cost;
 - claimed_value: minutes claimed over `claimed_minutes_min` and `claimed_factor` x what the fires

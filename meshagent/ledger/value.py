@@ -36,7 +36,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -113,6 +113,26 @@ class ValueRow(Evidenced):
     group: str = ""
     runs: int = 0
     honest_people: int = 0
+    judged_runs: int = 0  # runs with no outcome still pending: their evidence is in
+    value_per_dollar: Decimal | None = None  # the ranking figure: see `estimate`
+
+
+def estimate(
+    own: Decimal | None, judged: int, typical: Decimal | None, prior_runs: int
+) -> Decimal | None:
+    """Evidenced minutes per dollar as far as the evidence goes: the group's own figure
+    weighted by its judged runs against `prior_runs` runs of the typical group's.
+
+    People engage with about one in 10-20 useful outputs, so silence over a handful of runs
+    (a new agent, a weekly report) says little, and over hundreds a lot: with no judged run a
+    group stands at the typical figure, and its own figure takes over as its evidence grows.
+    """
+    if own is None:
+        return typical
+    if typical is None:
+        return own
+    weight = Decimal(judged) / Decimal(judged + prior_runs)
+    return (weight * own + (1 - weight) * typical).quantize(Decimal("0.01"))
 
 
 _RUN_COLUMNS = (
@@ -377,8 +397,19 @@ def headline(
         .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.kind.not_in((PLANNED, QUIET)))
         .exists()
     )
+    # Not correlated: the pending outcomes once (the due index leads with the verdict).
+    waiting = entries.c.run_id.in_(
+        select(outcomes.c.run_id).where(
+            outcomes.c.verdict == "pending", outcomes.c.kind.not_in((PLANNED, QUIET))
+        )
+    )
     query = (
-        select(column, func.count(), func.coalesce(func.sum(entries.c.cost_usd), 0))
+        select(
+            column,
+            func.count(),
+            func.coalesce(func.sum(entries.c.cost_usd), 0),
+            func.sum(case((waiting, 0), else_=1)),
+        )
         .where(
             entries.c.started_at >= period.start_time,
             entries.c.started_at < period.end_time,
@@ -419,8 +450,16 @@ def headline(
             minutes_claimed=Decimal(claimed_by.get(name) or 0),
             minutes_evidenced=minutes.get(name or "", Decimal(0)),
             honest_people=len(honest.get(name or "", ())),
+            judged_runs=int(judged or 0),
         )
-        for name, count, cost in totals
+        for name, count, cost, judged in totals
+    ]
+    known = [r.evidenced_per_dollar for r in rows if r.evidenced_per_dollar is not None]
+    typical = Decimal(statistics.median(known)) if known else None
+    prior = (value or ValueSettings()).prior_runs
+    rows = [
+        replace(r, value_per_dollar=estimate(r.evidenced_per_dollar, r.judged_runs, typical, prior))
+        for r in rows
     ]
     rows.sort(key=lambda r: (-(r.minutes_evidenced), r.cost_usd, r.group))
     return rows

@@ -376,6 +376,21 @@ def test_an_askers_vote_on_their_own_ephemeral_answer_is_not_a_self_vote(ledger)
     for run_id in ids:
         ledger.add_feedback(run_id, "bob", 1)
     assert _flags(ledger) == {}
+    # The owner asking their own helper: their say on an answer nobody else saw either.
+    mine = ledger.write_records(
+        [
+            _at(10 + i, agent="helper", trigger_kind="slash", triggered_by="alice",
+                outcomes=(answer,))
+            for i in range(4)
+        ]
+    )  # fmt: skip
+    for run_id in mine:
+        ledger.add_feedback(run_id, "alice", 1)
+    assert _flags(ledger) == {}
+    # Her votes on her helper's answers to bob are self-votes.
+    for run_id in ids[:3]:
+        ledger.add_feedback(run_id, "alice", 1)
+    assert _rules(ledger) == {"self_vote"}
 
 
 def test_one_person_on_call_asking_about_each_thread_is_demand_not_a_burst(ledger):
@@ -395,3 +410,56 @@ def test_one_person_asking_the_same_again_and_again_is_a_burst(ledger):
     flag = _flags(ledger)["burst", "incidents"]
     assert flag.accountable == "bob" and flag.run_ids == tuple(ids)
     assert flag.reason.startswith("bob's runs of incidents: $2.00 on 2025-03-03")
+
+
+PENNY = cost("0.002")
+
+
+def _daily(agent, days, per_day=1, **overrides):
+    """`per_day` runs on each of `days` days before (negative) or in the week."""
+    return [
+        _at(60 * 24 * day + 30 * i, agent=agent, **{"cost": PENNY, **overrides})
+        for day in days
+        for i in range(per_day)
+    ]
+
+
+def test_a_cheap_habit_is_flagged_whatever_it_costs(ledger):
+    alone = Outcome("slack.message", "G1:1", audience="private", reaches_others=False)
+    ledger.write_records(_daily("diary", range(-21, 5), outcomes=(alone,)))
+    ledger.write_records(_daily("mute", range(-21, 5), per_day=2, outcomes=()))
+    found = _flags(ledger)
+    assert found["unread", "diary"].usd == Decimal("0.01")  # 5 runs this week at $0.002
+    assert found["unread", "diary"].reason.startswith("diary: 5 outputs that nobody but")
+    assert found["no_outcome", "mute"].usd == Decimal("0.02")
+    # The dollar floor alone would let both pass: only the habit raises them.
+    assert _flags(ledger, settings=FlagSettings(habit_runs=1000)) == {}
+
+
+def test_a_cheap_spree_of_one_week_is_no_habit(ledger):
+    ledger.write_records(_daily("spree", range(5), per_day=10, outcomes=()))
+    assert _flags(ledger) == {}
+
+
+def test_a_cheap_pattern_now_and_then_is_no_habit(ledger):
+    # An honest digest re-running on the same input now and then: 3 a week, cheaply.
+    runs = _daily("digest", [d for d in range(-21, 5) if d % 7 in (1, 2, 3)], input_hash="x")
+    ledger.write_records(runs)
+    assert _flags(ledger) == {}
+    # Every working day for four weeks is a habit: skip_if_unchanged would save it.
+    ledger.write_records(_daily("poller", range(-21, 5), per_day=2, input_hash="y"))
+    assert "turn on skip_if_unchanged" in _flags(ledger)["unchanged_rerun", "poller"].fix
+
+
+def test_self_votes_add_up_over_the_weeks_before(ledger):
+    before = ledger.write_records([_at(-60 * 24 * d, agent="vain") for d in (6, 13)])
+    now = ledger.write_records([_at(60, agent="vain")])
+    for run_id in (*before, *now):
+        ledger.add_feedback(run_id, "alice", 1)
+    flag = _flags(ledger)["self_vote", "vain"]
+    assert flag.run_ids == tuple(now) and "2 more in the 28 days before" in flag.evidence
+    # Two self-votes this week and none before are an owner trying the buttons.
+    tried = ledger.write_records([_at(90 + i, agent="tried") for i in range(2)])
+    for run_id in tried:
+        ledger.add_feedback(run_id, "alice", 1)
+    assert ("self_vote", "tried") not in _flags(ledger)

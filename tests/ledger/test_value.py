@@ -259,3 +259,54 @@ def test_the_same_content_posted_again_is_one_unit(ledger):
         (ids[0],): Decimal("3.75"),
         (ids[4],): Decimal(15),
     }
+
+
+def test_the_value_estimate_weighs_own_evidence_against_the_typical():
+    typical = Decimal(100)
+    assert value.estimate(None, 0, typical, 20) == typical  # nothing spent yet
+    assert value.estimate(Decimal(0), 0, typical, 20) == typical  # nothing judged yet
+    assert value.estimate(Decimal(0), 180, typical, 20) == Decimal(10)  # 180 silent runs
+    assert value.estimate(Decimal(400), 60, typical, 20) == Decimal(325)
+    assert value.estimate(Decimal(7), 5, None, 20) == Decimal(7)  # nothing to compare with
+
+
+def _ignore(ledger, run_ids):
+    found = verdicts.outcome_ids(ledger, run_ids)
+    verdicts.judge_many(
+        ledger, {o: [] for ids in found.values() for o in ids}, checked_at=T0 + timedelta(days=30)
+    )
+
+
+def test_the_value_figure_weighs_each_agents_evidence(ledger):
+    """Silence over a handful of runs says little, over hundreds a lot: an agent whose outcomes
+    are all pending stands at the typical agent's figure, a busy one nobody engages with sinks
+    towards its own."""
+
+    def hourly(agent, hours):
+        return ledger.write_records([
+            record(agent=agent, started_at=T0 + timedelta(hours=h),
+                   scheduled_for=T0 + timedelta(hours=h), input_hash=f"{agent}{h}")
+            for h in hours
+        ])  # fmt: skip
+
+    used, also, noise = (
+        hourly("used", range(40)),
+        hourly("also", range(10)),
+        hourly("noise", range(120)),
+    )
+    hourly("fresh", range(150, 153))  # its outcomes are still pending
+    _accept(ledger, used[::4])  # 10 of 40 taken up
+    _ignore(ledger, [r for r in used if r not in used[::4]])
+    _accept(ledger, also[:1])
+    _ignore(ledger, also[1:] + noise)
+    rows = {row.group: row for row in value.headline(ledger, period=WEEK)}
+    judged = {name: row.judged_runs for name, row in rows.items()}
+    assert judged == {"used": 40, "also": 10, "noise": 120, "fresh": 0}
+    own = {name: row.evidenced_per_dollar for name, row in rows.items()}
+    assert own["noise"] == own["fresh"] == 0 and own["used"] > own["also"] > 0
+    typical = own["also"] / 2  # the median of the four agents' own figures
+    figure = {name: row.value_per_dollar for name, row in rows.items()}
+    assert figure["fresh"] == typical.quantize(Decimal("0.01"))
+    assert figure["noise"] == (typical * 20 / 140).quantize(Decimal("0.01"))
+    assert figure["used"] == value.estimate(own["used"], 40, typical, 20)
+    assert figure["used"] > figure["fresh"] > figure["noise"]
