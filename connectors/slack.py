@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # slack_sdk is imported when a call is made: validate and lis
 
 __all__ = ["connector"]
 
+SESSION_TIMEOUT_SECONDS = 30  # slack_sdk's default timeout of a call
+
 _names: dict[tuple[str, str], dict[str, str]] = {}  # (api url, token tail) -> name -> id
 #: (api url, channel) -> (read at, conversations.info's channel, its members or None), kept
 #: REACH_TTL seconds: a run posting to one channel many times reads it once.
@@ -217,6 +219,28 @@ def _client(context: ActionContext, action: str) -> AsyncWebClient:
     ]
     base_url = context.env.get(url_env) or "https://slack.com/api/"
     return AsyncWebClient(token=token, base_url=base_url, retry_handlers=handlers)
+
+
+async def _pooled(context: ActionContext, action: str) -> AsyncWebClient:
+    """A client on the runtime's pooled HTTP session (one per runtime and event loop, see
+    ``meshagent.clients``), or on a session of each request's own outside a runtime."""
+    client = _client(context, action)
+    clients = context.services.get("clients")
+    if clients is not None:
+        client.session = await clients.get("slack", _session)
+    return client
+
+
+def _session() -> Any:
+    import aiohttp
+
+    # As slack_sdk makes its own sessions (timeout, no proxy from the environment), and no
+    # cookie kept from one call (another run, another token) to the next.
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=SESSION_TIMEOUT_SECONDS),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+    )
 
 
 async def _channel_id(client: AsyncWebClient, channel: str) -> str:
@@ -430,7 +454,7 @@ async def _same_email(client: AsyncWebClient, user: str, excluded: set[str]) -> 
 
 @_guarded("slack.history", lambda a: a.channel)
 async def _history(context: ActionContext, args: HistoryArgs, grant: Any) -> ActionResult:
-    client = _client(context, "slack.history")
+    client = await _pooled(context, "slack.history")
     channel = await _granted_channel(client, args, grant, "slack.history")
     oldest = f"{time.time() - args.hours * 3600:.6f}"
     messages: list[dict[str, Any]] = []
@@ -453,7 +477,7 @@ async def _history(context: ActionContext, args: HistoryArgs, grant: Any) -> Act
 
 @_guarded("slack.thread", lambda a: f"{a.channel} thread {a.ts}")
 async def _thread(context: ActionContext, args: ThreadArgs, grant: Any) -> ActionResult:
-    client = _client(context, "slack.thread")
+    client = await _pooled(context, "slack.thread")
     channel = await _granted_channel(client, args, grant, "slack.thread")
     messages: list[dict[str, Any]] = []
     pages = await client.conversations_replies(channel=channel, ts=args.ts, limit=200)
@@ -469,7 +493,7 @@ async def _thread(context: ActionContext, args: ThreadArgs, grant: Any) -> Actio
 
 @_guarded("slack.user", lambda a: a.user)
 async def _user(context: ActionContext, args: UserArgs, grant: Any) -> ActionResult:
-    client = _client(context, "slack.user")
+    client = await _pooled(context, "slack.user")
     if "@" in args.user:
         found = await client.users_lookupByEmail(email=args.user)
     else:
@@ -489,7 +513,7 @@ async def _user(context: ActionContext, args: UserArgs, grant: Any) -> ActionRes
 
 @_guarded("slack.post_message", lambda a: a.channel)
 async def _post(context: ActionContext, args: PostArgs, grant: Any) -> ActionResult:
-    client = _client(context, "slack.post_message")
+    client = await _pooled(context, "slack.post_message")
     channel = await _granted_channel(client, args, grant, "slack.post_message")
     if context.dry_run:
         return ActionResult.planned("slack.post_message", args, args.channel)
@@ -505,7 +529,7 @@ async def _post(context: ActionContext, args: PostArgs, grant: Any) -> ActionRes
 @_guarded("slack.reply", lambda a: a.channel)
 async def _reply(context: ActionContext, args: ReplyArgs, grant: Any) -> ActionResult:
     post = PostArgs(channel=args.channel, text=args.text, thread_ts=args.thread_ts)
-    client = _client(context, "slack.reply")
+    client = await _pooled(context, "slack.reply")
     channel = await _granted_channel(client, post, grant, "slack.reply")
     if context.dry_run:
         return ActionResult.planned("slack.reply", args, f"{args.channel} thread {args.thread_ts}")
@@ -518,7 +542,7 @@ async def _reply(context: ActionContext, args: ReplyArgs, grant: Any) -> ActionR
 
 @_guarded("slack.add_reaction", lambda a: a.channel)
 async def _react(context: ActionContext, args: ReactionArgs, grant: Any) -> ActionResult:
-    client = _client(context, "slack.add_reaction")
+    client = await _pooled(context, "slack.add_reaction")
     channel = await _granted_channel(client, args, grant, "slack.add_reaction")
     if context.dry_run:
         return ActionResult.planned("slack.add_reaction", args, f"{args.channel} {args.ts}")
@@ -529,7 +553,7 @@ async def _react(context: ActionContext, args: ReactionArgs, grant: Any) -> Acti
 
 @_guarded("slack.dm", lambda a: a.user)
 async def _dm(context: ActionContext, args: DmArgs, grant: Any) -> ActionResult:
-    client = _client(context, "slack.dm")
+    client = await _pooled(context, "slack.dm")
     user = args.user
     if "@" in user:
         user = (await client.users_lookupByEmail(email=user))["user"]["id"]

@@ -28,10 +28,13 @@ __all__ = ["Clients", "Closable"]
 
 
 class Closable(Protocol):
-    def aclose(self) -> Awaitable[None]: ...
+    """A client closed by ``await client.aclose()`` (httpx) or ``await client.close()``
+    (aiohttp)."""
+
+    def close(self) -> Awaitable[None]: ...
 
 
-C = TypeVar("C", bound=Closable)
+C = TypeVar("C")
 
 
 class _Kept:
@@ -101,11 +104,12 @@ class Clients:
             return sum(len(clients) for clients in self._kept.values())
 
 
-async def _keep(client: Closable) -> AsyncIterator[None]:
+async def _keep(client: Any) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await client.aclose()
+        close = getattr(client, "aclose", None) or client.close  # aiohttp's sessions: close()
+        await close()
 
 
 async def _close(keeper: AsyncIterator[None]) -> None:

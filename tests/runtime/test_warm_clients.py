@@ -188,3 +188,43 @@ def test_the_newest_revision_read_from_the_scripts_is_alembics():
     migrations.head_revision.cache_clear()
     alembic_head = ScriptDirectory.from_config(migrations._config()).get_current_head()
     assert migrations.head_revision() == alembic_head
+
+
+POSTER = """
+    name: poster
+    owner: alice@example.com
+    team: ops
+    model: scripted
+    instructions: Say hello.
+    context: []
+    deliver:
+      - slack.post_message: {channel: "#payments-standup"}
+    value: {tag: toil-reduction, minutes_saved: 1}
+"""
+
+
+def test_slack_calls_of_a_runtime_share_one_session_per_event_loop(sandbox, ledger):
+    model = ScriptedChatModel(responses=[{"content": f"Hello {n}."} for n in range(5)])
+    runtime = Runtime(
+        Config(ledger_url=ledger.url), ledger=ledger, env=sandbox.env(), chat_model=model
+    )
+    spec = agent(POSTER)
+
+    async def three_runs() -> None:
+        for _ in range(3):
+            assert (await runtime.run(spec)).status == "ok"
+        assert runtime.clients.made == 1  # three posts, one aiohttp session
+        await runtime.aclose()
+        assert runtime.clients.count() == 0
+
+    asyncio.run(three_runs())
+    # A runtime used from another loop gets a session of that loop, closed when the loop ends
+    # (an unclosed aiohttp session warns when collected, and warnings fail the tests).
+    other = Runtime(Config(ledger_url=ledger.url), ledger=ledger, env=sandbox.env(),
+                    chat_model=model)  # fmt: skip
+    for _ in range(2):
+        assert asyncio.run(other.run(spec)).status == "ok"
+    assert other.clients.made == 2
+    gc.collect()
+    texts = [m.text for m in sandbox.slack.posted_to("#payments-standup")]
+    assert texts == [f"Hello {n}." for n in range(5)]
