@@ -120,7 +120,8 @@ def create_dashboard(
     today: Callable[[], date] | None = None,
     fires_per_month: Callable[[date], Mapping[str, float]] | None = None,
 ) -> Starlette:
-    """The dashboard app over `ledger` (default: open `config.ledger_url`).
+    """The dashboard app over `ledger` (default: open `config.ledger_url` and link the
+    `[people] aliases` of meshagent.toml in it).
 
     The viewer is `local_user` when given, else the person named in `viewer_header` (default:
     `[dashboard] viewer_header`, X-Forwarded-User). Admins are `[privacy] admins`.
@@ -129,6 +130,14 @@ def create_dashboard(
     """
     owned = ledger is None
     store = ledger if ledger is not None else Ledger.open(config.ledger_url)
+    if owned and config.people.aliases:  # as serve and the ledger commands do on opening it
+        from meshagent.ledger.people import sync_aliases
+
+        try:
+            sync_aliases(store, config.people.aliases)
+        except BaseException:
+            store.close()
+            raise
     pages = Pages(
         config,
         store,

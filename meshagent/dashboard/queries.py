@@ -290,26 +290,49 @@ def buckets(
     )
     position = {start: i for i, (start, _) in enumerate(spans)} if by_day else {}
     tokens = spent_tokens(daily)
-    query = (
+    query = select(index.label("bucket"), *_sums()).where(*where).group_by(index)
+    # People are counted in Python, each identity folded into its person (a Slack id, an email
+    # and a login of one person are one): one row per bucket and identity.
+    persons = (
         select(
             index.label("bucket"),
-            func.count(distinct(daily.c.person)),
-            func.count(distinct(case((daily.c.runs_with_outcome > 0, daily.c.person)))),
-            func.count(distinct(case((tokens > 0, daily.c.person)))),
-            *_sums(),
+            daily.c.person,
+            func.max(case((daily.c.runs_with_outcome > 0, 1), else_=0)),
+            func.max(case((tokens > 0, 1), else_=0)),
         )
         .where(*where)
-        .group_by(index)
+        .group_by(index, daily.c.person)
     )
-    found = ledger.read(lambda c: c.execute(query).all(), what="read a series")
+    found, pairs = ledger.read(
+        lambda c: (c.execute(query).all(), c.execute(persons).all()), what="read a series"
+    )
     result = [Bucket(start) for start, _ in spans]
-    for key, people, with_outcome, with_usage, *values in found:
+
+    def bucket_of(key: Any) -> Bucket | None:
         number = position.get(key, -1) if by_day else key
-        if 0 <= number < len(result):
-            bucket = result[number]
+        return result[number] if 0 <= number < len(result) else None
+
+    for key, *values in found:
+        if (bucket := bucket_of(key)) is not None:
             bucket.sums = dict(zip(DAILY_SUMS, values, strict=True))
-            bucket.people, bucket.people_with_outcome = people, with_outcome
-            bucket.people_with_usage = with_usage
+    people = directory(ledger) if pairs else None
+    seen: dict[int, tuple[set[str], set[str], set[str]]] = defaultdict(
+        lambda: (set(), set(), set())
+    )
+    for key, person, with_outcome, with_usage in pairs:
+        if (bucket := bucket_of(key)) is None or people is None:
+            continue
+        everyone, outcome, usage = seen[id(bucket)]
+        who = people.key(person)
+        everyone.add(who)
+        if with_outcome:
+            outcome.add(who)
+        if with_usage:
+            usage.add(who)
+    for bucket in result:
+        everyone, outcome, usage = seen.get(id(bucket), (set(), set(), set()))
+        bucket.people, bucket.people_with_outcome = len(everyone), len(outcome)
+        bucket.people_with_usage = len(usage)
     return result
 
 

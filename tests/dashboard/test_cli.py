@@ -100,3 +100,20 @@ def test_a_busy_port_fails_before_the_url_is_announced(tmp_path, served, monkeyp
         "it, or choose another --port (or --host)\n"
     )
     assert not served
+
+
+def test_the_dashboard_links_the_people_aliases_when_it_opens_the_ledger(tmp_path, served):
+    from meshagent.config import PeopleSettings
+    from meshagent.ledger.people import person_of
+    from meshagent.ledger.store import Ledger
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    aliases = {"alice@example.com": ("U0ALICE01", "alice")}
+    settings = config(url).model_copy(update={"people": PeopleSettings(aliases=aliases)})
+    serve_dashboard(settings, host="127.0.0.1", port=8765, user=ADMIN)
+    with TestClient(served["app"]) as client:
+        assert client.get("/").status_code == 200
+    with Ledger.open(url) as ledger:
+        person = person_of(ledger, "U0ALICE01")
+        assert person is not None and person.name == "alice@example.com"
+        assert person_of(ledger, "alice").id == person.id

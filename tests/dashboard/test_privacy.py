@@ -187,6 +187,24 @@ def test_a_persons_identities_are_one_person_in_folded_and_admin_reports(ledger)
         assert found.rows == expected.rows
 
 
+def test_series_count_a_persons_identities_as_one_person(ledger):
+    from meshagent.ledger import people
+
+    people.link(ledger, "bea@example.com", "U0BEA0001", "bea")
+    base = {"agent": "a1", "owner": "p0", "team": "t1", "value_tag": "x", "model": "m"}
+    day = {"runs": 2, "cost_usd": Decimal(1), "runs_cost_unknown": 0, "minutes_saved": 0}
+    names = ["bea@example.com", "U0BEA0001", "bea", "p1"]
+    cells = [{**base, **day, "day": WEEK.start, "person": name} for name in names]
+    cells.append({**base, **day, "day": WEEK.start + timedelta(days=1), "person": "U0BEA0001"})
+    _store(ledger, cells)
+    edges = [WEEK.start + timedelta(days=n) for n in range(3)]
+    first, second = queries.buckets(ledger, edges)
+    assert (first.people, first.people_with_outcome, first.people_with_usage) == (2, 2, 0)
+    assert first.sums["runs"] == 8 and second.people == 1
+    (whole,) = queries.buckets(ledger, [WEEK.start, WEEK.end])
+    assert whole.people == 2 and whole.sums["runs"] == 10
+
+
 def test_a_run_is_shown_to_its_triggerer_under_any_of_their_identities():
     from meshagent.ledger.people import People
 
