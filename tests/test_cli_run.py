@@ -130,6 +130,7 @@ def test_sandbox_command_prints_the_variables_and_stops_on_sigint(tmp_path):
         "JIRA_URL",
         "JIRA_EMAIL",
         "JIRA_API_TOKEN",
+        "WIKI_MCP_URL",  # the team wiki, an MCP server
     }
     import httpx
 
