@@ -21,17 +21,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from meshagent.actions import closest
 from meshagent.config import Config
 from meshagent.exceptions import LedgerError, MeshAgentError, RunError
 from meshagent.ledger import render, reports
 from meshagent.ledger.flags import Flag, flag_report
+from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import OTHER
 from meshagent.ledger.schema import DAILY_SUMS, daily, entries
 from meshagent.ledger.schema import feedback as feedback_table
+from meshagent.ledger.value import credits
 from meshagent.runtime import Runtime
 from meshagent.slack.access import (
     Caller,
@@ -359,7 +361,7 @@ class Commands:
             f"`{MAIN_COMMAND} me`: your runs this week (only you see it)",
             f"`{MAIN_COMMAND} report [team] [day|week|month]`: the ledger report "
             "(small groups are folded into 'other')",
-            f"`{MAIN_COMMAND} flags`: tokenmaxxing flags (admins)",
+            f"`{MAIN_COMMAND} flags`: tokenmaxxing flags on your runs (admins: all)",
         ]
         names = sorted(name for name in self.commands() if own_command_problem(name) is None)
         if names:
@@ -498,18 +500,36 @@ class Commands:
     # -- me ---------------------------------------------------------------------------------------
 
     def _my_week(self, user_id: str, period: Period) -> list[tuple[str, dict[str, Any]]]:
+        """Per agent, the week's runs that are the person's (they asked for them, or own the
+        agent when nobody asked), under any of their identities, with the accepted outcomes
+        and minutes evidenced credited to them beside the minutes claimed."""
+        people = directory(self.ledger)
+        names = sorted(people.names(user_id))
         sums = [func.sum(daily.c[name]).label(name) for name in DAILY_SUMS]
         query = (
             select(daily.c.agent, *sums)
-            .where(daily.c.person == user_id, daily.c.day >= period.start, daily.c.day < period.end)
+            .where(
+                or_(daily.c.person.in_(names), func.lower(daily.c.person).in_(names)),
+                daily.c.day >= period.start,
+                daily.c.day < period.end,
+            )
             .group_by(daily.c.agent)
             .order_by(daily.c.agent)
         )
         found = self.ledger.read(lambda c: c.execute(query).all(), what="read my runs")
-        return [(row[0], dict(zip(DAILY_SUMS, row[1:], strict=True))) for row in found]
+        rows = [(row[0], dict(zip(DAILY_SUMS, row[1:], strict=True))) for row in found]
+        me = people.key(user_id)
+        for credit in credits(self.ledger, period, value=self.config.value, people=people):
+            if credit.person == me:
+                sums = next((s for agent, s in rows if agent == credit.agent), None)
+                if sums is not None:
+                    sums["accepted"] = sums.get("accepted", 0) + 1
+                    sums["evidenced"] = sums.get("evidenced", Decimal(0)) + credit.minutes
+        return rows
 
     async def _me(self, cmd: Command, reply: Reply) -> None:
         period = Period.week(datetime.now(UTC).date())
+        await self.directory.link(self.ledger, cmd.user_id)  # their email's runs are theirs too
         rows = await asyncio.to_thread(self._my_week, cmd.user_id, period)
         title = f"*Your runs this week* ({period.label}; only you see this)"
         if not rows:
@@ -608,26 +628,28 @@ class Commands:
     # -- flags ------------------------------------------------------------------------------------
 
     async def _flags(self, cmd: Command, reply: Reply) -> None:
+        """Every flag for an admin; anyone else the flags on runs they own or triggered (any
+        of their identities: the app links a Slack id to its email), and whose they are."""
         admin = await self.admin_name(cmd.caller)
-        if admin is None:
-            await reply.send(
-                note(
-                    ":no_entry: `flags` is for admins: their Slack user ids are listed under "
-                    "[slack] admins in meshagent.toml."
-                )
-            )
-            return
-        privacy = _Privacy(self.config.privacy.min_group_size, (*self.config.privacy.admins, admin))
+        if admin is None:  # flags on runs owned by their email are theirs too
+            await self.directory.link(self.ledger, cmd.user_id)
+        privacy: Any = self.config.privacy
+        if admin is not None:
+            privacy = _Privacy(privacy.min_group_size, (*privacy.admins, admin))
         found = await asyncio.to_thread(
             flag_report,
             self.ledger,
             period=Period.named("week"),
             settings=self.config.flags,
-            viewer=admin,
+            viewer=admin or cmd.user_id,
             privacy=privacy,
+            value=self.config.value,
         )
         if not found.flags:
-            await reply.send(note("No tokenmaxxing flags this week: every rule passed."))
+            passed = "every rule passed" if found.everyone else "none on runs you own or triggered"
+            await reply.send(
+                note(f"No tokenmaxxing flags this week: {passed} ({escape(found.scope)}).")
+            )
             return
         lines = [_flag_line(flag) for flag in found.flags[:_MAX_LINES]]
         if len(found.flags) > _MAX_LINES:
@@ -695,11 +717,13 @@ def _sums_text(sums: Mapping[str, Any]) -> str:
     cost = None if runs and unknown == runs else Decimal(sums.get("cost_usd") or 0)
     money = cost_text(cost) + (f" (+{unknown} unknown)" if cost is not None and unknown else "")
     minutes = Decimal(sums.get("minutes_saved") or 0)
+    evidenced = Decimal(sums.get("evidenced") or 0)
     votes = f":thumbsup: {int(sums.get('feedback_pos') or 0)} "
     votes += f":thumbsdown: {int(sums.get('feedback_neg') or 0)}"
     return (
-        f"{runs} run{'s' if runs != 1 else ''}, {with_outcome} with an outcome · {spent} · "
-        f"{money} · {minutes.normalize():f} min saved · {votes}"
+        f"{runs} run{'s' if runs != 1 else ''}, {with_outcome} with an outcome · "
+        f"{int(sums.get('accepted') or 0)} accepted · {evidenced.normalize():f} min evidenced of "
+        f"{minutes.normalize():f} claimed · {spent} · {money} · {votes}"
     )
 
 

@@ -184,15 +184,32 @@ def test_me_shows_my_week_only_to_me(sandbox, ledger, serve):
     served.command(sandbox, "ask hi")
     served.idle()
     served.command(sandbox, "ask again", user="U0BOB0002")
+    served.idle()
+    # bob found alice's digest useful; a nightly run of an agent she owns, by her email
+    from datetime import UTC, datetime
+
+    from tests.ledger.helpers import record
+
+    posted = ledger.run_of_outcome(
+        f"C0PAYSTAND:{sandbox.slack.posted_to('#payments-standup')[0].ts}", "slack.message"
+    )
+    ledger.add_feedback(posted, "U0BOB0002", 1)
+    ledger.write_records(
+        [record(agent="nightly", owner="alice@example.com", started_at=datetime.now(UTC))]
+    )
     served.command(sandbox, "me")
     served.idle()
     mine = response_posts(sandbox)[-1]
     assert mine["response_type"] == "ephemeral"
     shown = texts(mine)
     assert "only you see this" in shown
-    assert "• ask: 1 run, 1 with an outcome" in shown  # its answer, shown to alice alone
-    assert "• standup-digest: 1 run, 1 with an outcome" in shown and "15 min saved" in shown
-    assert "*Total*: 2 runs, 2 with an outcome" in shown
+    assert "• ask: 1 run, 1 with an outcome · 0 accepted · 0 min evidenced of" in shown
+    assert (
+        "• standup-digest: 1 run, 1 with an outcome · 1 accepted · 15 min evidenced of 15 claimed"
+        in shown
+    )
+    assert "• nightly: 1 run, 1 with an outcome · 0 accepted" in shown
+    assert "*Total*: 3 runs, 3 with an outcome · 1 accepted · 15 min evidenced of" in shown
 
 
 def test_report_follows_the_privacy_rules(sandbox, ledger, serve):
@@ -248,15 +265,16 @@ def test_report_of_a_team_counted_in_other(sandbox, ledger, serve):
     assert "by agent for team payments" in payments and "\nask " in payments
 
 
-def test_flags_are_for_admins(sandbox, ledger, serve):
+def test_flags_with_none_raised_say_whose_they_are(sandbox, ledger, serve):
     app = make_app(sandbox, ledger, agents(sandbox, ASK), slack={"admins": ["U0DAVE004"]})
     served = serve(app)
     served.command(sandbox, "flags")
     served.command(sandbox, "flags", user="U0DAVE004")
     served.idle()
-    refused, admin = (texts(m) for m in response_posts(sandbox))
-    assert "`flags` is for admins" in refused
-    assert "No tokenmaxxing flags this week" in admin
+    mine, admin = (texts(m) for m in response_posts(sandbox))
+    assert mine.startswith("No tokenmaxxing flags this week: none on runs you own or triggered")
+    assert "(flags on runs owned or triggered by alice@example.com)" in mine
+    assert admin.startswith("No tokenmaxxing flags this week: every rule passed (every flag")
 
 
 def test_flags_name_the_looper_the_dollars_and_the_fix(sandbox, ledger, serve):
@@ -288,6 +306,18 @@ def test_flags_name_the_looper_the_dollars_and_the_fix(sandbox, ledger, serve):
     assert "every flag (admin:" in shown
     assert "*$3.00* *slash_loop* helper (owner alice@example.com; by " in shown
     assert "_Innocent:_ " in shown and "_Fix:_ " in shown
+
+    # Not an admin: the flags on runs they own (alice) or triggered (bob), and nobody else's.
+    served.command(sandbox, "flags", user="U0ALICE01")
+    served.command(sandbox, "flags", user="U0BOB0002")
+    served.command(sandbox, "flags", user="U0ERIN005")
+    served.idle()
+    owner, looper, other = (texts(m) for m in response_posts(sandbox)[1:])
+    assert "(flags on runs owned or triggered by alice@example.com)" in owner
+    assert "(flags on runs owned or triggered by bob@example.com)" in looper
+    for shown in (owner, looper):
+        assert "*$3.00* *slash_loop* helper (owner alice@example.com; by " in shown
+    assert "none on runs you own or triggered" in other and "slash_loop" not in other
 
 
 def test_a_spent_response_url_falls_back_to_an_ephemeral_message(sandbox, ledger, serve):
