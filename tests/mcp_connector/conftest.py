@@ -55,6 +55,8 @@ def stdio_settings(**more: Any) -> dict[str, Any]:
         "command": [sys.executable, str(SERVER)],
         "env": ["TEST_MCP_VARIANT", "TEST_MCP_CALLS"],
         "timeout_seconds": 10,
+        # A loaded machine (the full suite on 2 cores) takes seconds to import the SDK's server.
+        "start_timeout_seconds": 60,
         **more,
     }
 
@@ -151,9 +153,10 @@ class HttpServer:
             target=self.server.run, kwargs={"sockets": [listening]}, daemon=True
         )
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not self.server.started and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert self.server.started, "the test's MCP server did not start within 60 s"
 
     def stop(self) -> None:
         self.server.should_exit = True

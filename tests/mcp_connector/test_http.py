@@ -19,7 +19,7 @@ def http(tmp_path_factory, runner) -> Iterator[tuple[HttpServer, Served]]:
     root = tmp_path_factory.mktemp("http")
     server = HttpServer(TOKEN, root / "calls.jsonl")
     headers = {"Authorization": "NOTES_MCP_AUTH", "X-Notes-Key": "NOTES_KEY"}
-    settings = {"url": server.url, "headers_env": headers}
+    settings = {"url": server.url, "headers_env": headers, "start_timeout_seconds": 60}
     project = make_project(root, {"notes": settings})
     project.env["NOTES_MCP_AUTH"] = f"Bearer {TOKEN}"
     project.env["NOTES_KEY"] = KEY
