@@ -142,8 +142,8 @@ def changes(old: Lock | None, new: Lock, servers: Iterable[str] | None = None) -
 
 def _differences(a: LockedTool, b: LockedTool) -> list[str]:
     found = []
-    if a.description != b.description:
-        found.append("description changed")
+    if a.description != b.description:  # what the model reads: shown, as a changed tool may lie
+        found.append(f"description changed: {_cut(a.description)} -> {_cut(b.description)}")
     old_props = dict(a.input_schema.get("properties") or {})
     new_props = dict(b.input_schema.get("properties") or {})
     for arg in sorted(set(old_props) | set(new_props)):
@@ -166,3 +166,8 @@ def _differences(a: LockedTool, b: LockedTool) -> list[str]:
     if a.annotations != b.annotations:
         found.append(f"annotations {dict(a.annotations)} -> {dict(b.annotations)}")
     return found
+
+
+def _cut(text: str, size: int = 80) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= size else text[: size - 3] + "...")

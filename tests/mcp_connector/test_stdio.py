@@ -51,7 +51,8 @@ def test_a_refresh_against_a_changed_server_says_what_changed(stdio, runner):
     assert found.changes == [
         "- tools.big: tool removed",
         "+ tools.extra: new tool",
-        "~ tools.lookup: description changed",
+        "~ tools.lookup: description changed: 'Look up a record by its id.' -> "
+        "'Look up one record by id.'",
     ]
     assert not found.written
     assert changes(found.lock, found.lock) == []
