@@ -173,6 +173,8 @@ SCHEMAS: dict[str, Any] = {
             "filters": _ref("Filters"),
             "withheld": BOOL,
             "folded": INT,
+            "withheld_runs": {**INT, "description": "Runs in no team row: too few people"},
+            "withheld_people": {**INT, "description": "The people behind withheld_runs"},
             "totals": _ref("Point"),
             "headline": _object(
                 {

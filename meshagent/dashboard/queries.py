@@ -98,6 +98,8 @@ class Folded:
     rows: tuple[ReportRow, ...]
     folded: int
     withheld: bool
+    hidden_runs: int = 0  # runs in no row: groups of too few people to show
+    hidden_people: int = 0  # the people behind them
 
 
 def _ordered(rows: Iterable[ReportRow]) -> tuple[ReportRow, ...]:
@@ -140,8 +142,11 @@ def _folded(
         (team, name or NONE_LABEL, people.key(person), _NO_SUMS) for team, name, person in found[0]
     ]
     result = fold(cells, by=by, viewer=viewer, privacy=privacy)
+    everyone = {person for _, _, person, _ in cells}
+    at = 2 + DAILY_SUMS.index("runs")  # in a (team, group, *sums) row
+    total_runs = sum(row[at] or 0 for row in found[1])
     if result.withheld:
-        return Folded((), result.folded, True)
+        return Folded((), result.folded, True, total_runs, len(everyone))
     team_people: dict[str, set[str]] = defaultdict(set)
     for team, _, person, _ in cells:
         team_people[team].add(person)
@@ -156,7 +161,10 @@ def _folded(
     rows = [
         report_row(name, totals[name], len(group.people)) for name, group in result.groups.items()
     ]
-    return Folded(_ordered(rows), result.folded, False)
+    hidden = total_runs - sum(r.runs for r in rows)
+    shown = set().union(*(group.people for group in result.groups.values()))
+    hidden_people = len(everyone - shown) if hidden else 0
+    return Folded(_ordered(rows), result.folded, False, hidden, hidden_people)
 
 
 def folded_report(
@@ -174,7 +182,9 @@ def folded_report(
         # The viewer's own agents in full, the rest folded: exactly the CLI's report.
         report = summary(ledger, by=by, period=period, viewer=viewer, privacy=privacy, team=team,
                          tag=tag)  # fmt: skip
-        return Folded(report.rows, report.folded, report.withheld)
+        return Folded(
+            report.rows, report.folded, report.withheld, report.hidden_runs, report.hidden_people
+        )
     column = daily.c[GROUPINGS[by]]
     where = _where(period, team=team, tag=tag)
     return _folded(ledger, column, where, by=by, viewer=viewer, privacy=privacy)

@@ -336,6 +336,8 @@ class Pages:
             "filters": filters.as_json(),
             "withheld": report.withheld,
             "folded": report.folded,
+            "withheld_runs": report.hidden_runs,  # in no row: groups of too few people
+            "withheld_people": report.hidden_people,
             "totals": totals,
             "headline": self._headline(filters, totals, budget),
             "yours": self._yours(viewer, filters),

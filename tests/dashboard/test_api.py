@@ -412,3 +412,21 @@ def test_days_and_weeks_not_begun_are_gaps_not_zero(get):
     assert month[-1]["future"] and month[-1]["cost_usd"] is None  # the month's last week
     page = get("/agents/noisy", ADMIN).text
     assert page.count("n/a") >= 4  # the chart's text says what it does not draw
+
+
+@pytest.mark.parametrize("viewer", [BIG0, SOLO, None])
+def test_the_team_table_says_what_it_withheld(world, get, viewer):
+    last_week = Period.week(WEEK.start - timedelta(days=7))  # three people ran anything
+    query = f"?period=week&date={last_week.start}"
+    body = get(f"/api/overview{query}", viewer).json()
+    report = _summary(world, "team", viewer, last_week)
+    assert report.hidden_runs > 0
+    assert (body["withheld_runs"], body["withheld_people"]) == (
+        report.hidden_runs,
+        report.hidden_people,
+    )
+    page = get(f"/{query}", viewer).text
+    notice = f"{report.hidden_runs} run{'s' if report.hidden_runs != 1 else ''} by fewer than 5"
+    assert notice + " people withheld" in page
+    admin = get(f"/api/overview{query}", ADMIN).json()
+    assert admin["withheld_runs"] == 0 and "people withheld" not in get(f"/{query}", ADMIN).text
