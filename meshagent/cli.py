@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from meshagent.exceptions import ConfigError, MeshAgentError, SpecError
 from meshagent.figures import money, plural
@@ -22,6 +19,8 @@ from meshagent.people import Person, current_person
 from meshagent.printer import print_command, print_error, print_note
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from meshagent.config import Config
     from meshagent.spec import AgentSpec, Budget
 
@@ -86,8 +85,34 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+class _Console:
+    """A Rich console made when first printed to: `meshagent --version` does without Rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+    def made(self) -> Any:
+        if self._made is None:
+            from rich.console import Console
+
+            self._made = Console(**self._options)
+        return self._made
+
+    def __enter__(self) -> Any:  # `with console:` (the demo's progress) is looked up on the type
+        return self.made().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.made().__exit__(*exc)
+
+
+out: Any = _Console()
+err: Any = _Console(stderr=True)
 
 
 def _config(ctx: typer.Context) -> Config:
@@ -98,7 +123,7 @@ def _version(value: bool) -> None:
     if value:
         from meshagent import __version__
 
-        out.print(f"meshagent {__version__}")
+        typer.echo(f"meshagent {__version__}")
         raise typer.Exit()
 
 
@@ -238,6 +263,8 @@ def init(
     ] = None,
 ) -> None:
     """Write agents/NAME.yaml, a starter agent that passes validate."""
+    from rich.text import Text
+
     from meshagent.scaffold import write_agent
 
     config = _config(ctx)
@@ -293,6 +320,8 @@ def list_agents(
     except SpecError as exc:
         _report(exc, len({i.file for i in exc.issues}))
         raise typer.Exit(1) from None
+    from rich.console import Console
+
     # A console made now, not at import, reads the terminal's current width.
     console = Console()
     console.print(agent_table(agents, config=config, now=datetime.now(UTC), width=console.width))
@@ -306,6 +335,9 @@ def agent_table(
     agents: list[AgentSpec], *, config: Config, now: datetime, width: int = WIDE_TABLE
 ) -> Table:
     """The agents as a table; names and teams are never broken mid-word, at any width."""
+    from rich.table import Table
+    from rich.text import Text
+
     wide = width >= WIDE_TABLE
     table = Table(title=plural(len(agents), "agent"), title_justify="left", show_lines=not wide)
     columns = ("name", "team", "triggers", "model", "budget", "value")
@@ -599,6 +631,7 @@ def demo(
 ) -> None:
     """The whole idea in one command: sandbox, example agents, a simulated week, the report."""
     import platformdirs
+    from rich.text import Text
 
     from meshagent.demo import SHIPPED_EXAMPLES, run_demo
 

@@ -85,6 +85,8 @@ def test_light_commands_import_no_heavy_library(argv):
     assert not modules & HEAVY, f"meshagent {' '.join(argv)} imported {sorted(modules & HEAVY)}"
     if argv[0] == "validate":
         assert "valid" in printed
+    if argv[0] == "--version":
+        assert "rich" not in modules  # nothing to render: the version is plain text
 
 
 def test_the_probe_sees_what_a_command_imports():
