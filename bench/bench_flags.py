@@ -683,6 +683,7 @@ def auc(honest: list[float], gaming: list[float]) -> float:
 class SeedResult:
     seed: int
     pairs: list[tuple[str, str, int, bool, bool]]  # agent, archetype, week, gaming, flagged
+    floor_only: list[tuple[str, str, int, bool, bool]]  # the same with the dollar floor alone
     spend: dict[tuple[str, int], Decimal]  # what each agent spent each week
     false_flags: list[str]
     auc: float
@@ -705,7 +706,8 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
         active: dict[int, set[str]] = defaultdict(set)
         for plan in world.runs:
             active[(plan.record.started_at - START).days // 7].add(plan.record.agent)
-        pairs, false_flags = [], []
+        pairs, false_flags, floor_only = [], [], []
+        no_habit = FlagSettings(habit_runs=10**9)  # what the $ floor alone would flag
         spend: dict[tuple[str, int], Decimal] = {}
         for week in range(first_week, weeks):
             period = Period.week((START + timedelta(weeks=week)).date())
@@ -717,10 +719,13 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
                     waste[flag.subject].append(flag)
             for row in value.headline(ledger, period=period, by="agent"):
                 spend[row.group, week] = row.cost_usd
+            plain = {f.subject for f in flags(ledger, period=period, viewer=ADMIN, privacy=PRIVACY,
+                     settings=no_habit) if f.kind == "waste"}  # fmt: skip
             for name in sorted(active[week]):
                 agent = by_name[name]
                 gamed = (name, week) in world.gamed
                 pairs.append((name, agent.archetype, week, gamed, name in waste))
+                floor_only.append((name, agent.archetype, week, gamed, name in plain))
                 if name in waste and not gamed:
                     for flag in waste[name]:
                         false_flags.append(
@@ -736,7 +741,7 @@ def run_seed(seed: int, weeks: int, first_week: int) -> SeedResult:
             gaming = [score.get(a.name, 0.0) for a in world.agents if a.gaming]
             aucs.append(auc(honest, gaming))
         return SeedResult(
-            seed, pairs, spend, false_flags, aucs[0], aucs[1], len(world.runs),
+            seed, pairs, floor_only, spend, false_flags, aucs[0], aucs[1], len(world.runs),
             time.perf_counter() - started,
         )  # fmt: skip
 
@@ -791,6 +796,8 @@ def report(results: list[SeedResult]) -> dict[str, float]:
     print(f"gaming weeks not flagged: {sum(missed.values())}, of which {cheap} spent under the "
           f"${floor} a week below which a waste flag needs a habit; recall over the weeks that "
           f"spent ${floor} or more: {costly_recall:.3f}")  # fmt: skip
+    fp, fr, _ = _precision_recall([pair for result in results for pair in result.floor_only])
+    print(f"with the dollar floor alone (no habits): precision {fp:.3f}, recall {fr:.3f}")
     raw = statistics.mean(result.auc_raw for result in results)
     print(f"rank AUC of raw evidenced minutes per dollar (no weighting by evidence): {raw:.3f}")
     if missed:
@@ -846,17 +853,31 @@ def perturb(seeds: range, weeks: int, defaults: dict[str, float]) -> None:
     for name, (knobs, changed) in PERTURBATIONS.items():
         KNOBS, length = knobs, changed or weeks
         results = [run_seed(seed, length, max(1, length - 4)) for seed in seeds]
-        everything = [pair for result in results for pair in result.pairs]
-        p, r, _ = _precision_recall(everything)
-        rows.append((name, {"precision": p, "recall": r,
-                            "auc": statistics.mean(x.auc for x in results)}))  # fmt: skip
+        rows.append((name, _overall(results)))
         print(f"perturbed: {name}: done", flush=True)
     KNOBS = Knobs()
     print(f"\nunder perturbations (seeds {seeds.start}-{seeds.stop - 1}, default settings)")
-    print(f"{'organisation':<16} {'precision':>10} {'recall':>8} {'AUC':>6}")
-    for name, figures in rows:
-        print(f"{name:<16} {figures['precision']:>10.3f} {figures['recall']:>8.3f} "
-              f"{figures['auc']:>6.3f}")  # fmt: skip
+    print(f"{'organisation':<16} {'precision':>10} {'recall':>8} {'AUC':>6}   "
+          f"{'$ floor alone: precision':>24} {'recall':>8}   {'raw AUC':>7}")  # fmt: skip
+    for name, f in rows:
+        print(f"{name:<16} {f['precision']:>10.3f} {f['recall']:>8.3f} {f['auc']:>6.3f}   "
+              f"{f['floor_precision']:>24.3f} {f['floor_recall']:>8.3f}   "
+              f"{f['auc_raw']:>7.3f}")  # fmt: skip
+
+
+def _overall(results: list[SeedResult]) -> dict[str, float]:
+    """Precision, recall and AUC over all seeds; those of the dollar floor alone (no habits)
+    and of the raw evidenced minutes per dollar beside them."""
+    p, r, _ = _precision_recall([pair for result in results for pair in result.pairs])
+    fp, fr, _ = _precision_recall([pair for result in results for pair in result.floor_only])
+    return {
+        "precision": p,
+        "recall": r,
+        "auc": statistics.mean(x.auc for x in results),
+        "floor_precision": fp,
+        "floor_recall": fr,
+        "auc_raw": statistics.mean(x.auc_raw for x in results),
+    }
 
 
 def main() -> None:
@@ -889,7 +910,7 @@ def main() -> None:
             state = "met" if figures[name] >= target else "MISSED"
             print(f"  {name:<10} {figures[name]:.3f} (target >= {target}): {state}")
     if args.perturb and results:
-        perturb(range(args.first_seed, args.first_seed + seeds), weeks, figures)
+        perturb(range(args.first_seed, args.first_seed + seeds), weeks, _overall(results))
     if args.big:
         print()
         for name, seconds in big(args.backend, args.entries, args.fresh).items():
