@@ -117,9 +117,7 @@ def _check_approve(spec: AgentSpec, registry: Registry) -> Iterator[Problem]:
         if use.action in registry and registry.get(use.action).kind == ActionKind.WRITE
     ]
     if not used:
-        yield Problem(
-            ("approve",), "the agent makes no writes (deliver, write tools) to approve"
-        )
+        yield Problem(("approve",), "the agent makes no writes (deliver, write tools) to approve")
         return
     if spec.approve.writes == "all":
         return
