@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["NO_CONTEXT", "FrameworkShare", "context_message", "serialise", "tool_schema"]
@@ -47,6 +48,12 @@ def estimate_tokens(text: str) -> int:
     from meshagent.models import estimate_tokens as estimate
 
     return estimate(text)
+
+
+@lru_cache(maxsize=256)
+def _schema_tokens(text: str) -> int:
+    """The tokens of a call's tool schemas: the same tools go with every turn of a run's loop."""
+    return estimate_tokens(text)
 
 
 def serialise(data: Any) -> str:
@@ -143,7 +150,7 @@ class FrameworkShare:
         self.calls += 1
         self.headings += self.message
         if tools:
-            self.tool_schemas += estimate_tokens(serialise(tools))
+            self.tool_schemas += _schema_tokens(serialise(tools))
         for message in messages:  # MeshAgent's own answers are text (agent_loop._told)
             if (
                 getattr(message, "type", None) == "tool"
