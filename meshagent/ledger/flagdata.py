@@ -28,6 +28,7 @@ __all__ = [
     "count_where",
     "daily_history",
     "engaged_agents",
+    "rerun_counts",
     "rerun_rows",
     "runs_where",
     "sessions",
@@ -210,13 +211,26 @@ def daily_history(connection: Connection, start: date, end: date) -> list[tuple[
     return [tuple(row) for row in connection.execute(query)]
 
 
-def rerun_rows(
-    connection: Connection, since: datetime, until: datetime, agent: str | None = None
-) -> list[tuple[Any, ...]]:
+def rerun_rows(connection: Connection, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
     """Ok runs in the period that spent tokens on the input of the agent's run just before,
     itself ok (a retry after a failure is left out) and asked by the same person (run_id, agent,
-    owner, triggered_by, cost), of every agent or of `agent`. The run before may be up to a day
-    before the period."""
+    owner, triggered_by, cost). The run before may be up to a day before the period."""
+    return [tuple(row) for row in connection.execute(_reruns(since, until))]
+
+
+def rerun_counts(
+    connection: Connection, since: datetime, until: datetime, agents: Sequence[str]
+) -> dict[str, int]:
+    """How many `rerun_rows` each of `agents` has in the window (counted in the database)."""
+    if not agents:
+        return {}
+    found = _reruns(since, until, agents).subquery()
+    query = select(found.c.agent, func.count()).group_by(found.c.agent)
+    return {agent: int(count) for agent, count in connection.execute(query)}
+
+
+def _reruns(since: datetime, until: datetime, agents: Sequence[str] | None = None) -> Any:
+    """The query of `rerun_rows`, of every agent or of `agents`."""
     tokens = spent_tokens(entries)
     order = (entries.c.started_at, entries.c.id)
     lag = {
@@ -241,7 +255,7 @@ def rerun_rows(
         .where(
             *_window(since - timedelta(days=1), until),
             entries.c.status.not_in(_NOT_SPENDING),
-            *([entries.c.agent == agent] if agent is not None else []),
+            *([entries.c.agent.in_(list(agents))] if agents is not None else []),
         )
         .subquery()
     )
@@ -249,7 +263,7 @@ def rerun_rows(
         and_(inner.c.triggered_by.is_(None), inner.c.prev_by.is_(None)),
         inner.c.triggered_by == inner.c.prev_by,
     )
-    query = select(
+    return select(
         inner.c.run_id, inner.c.agent, inner.c.owner, inner.c.triggered_by, inner.c.cost_usd
     ).where(
         inner.c.started_at >= since,
@@ -260,7 +274,6 @@ def rerun_rows(
         inner.c.prev_status == "ok",
         same_person,
     )
-    return [tuple(row) for row in connection.execute(query)]
 
 
 def sessions(
@@ -335,8 +348,14 @@ class Vote:
     asker_only: bool  # the run answered its asker alone (ephemeral): their vote is theirs
 
 
-def votes(connection: Connection, since: datetime, until: datetime) -> list[Vote]:
-    """Every vote on runs of the period, with the run's agent, owner and triggerer."""
+def votes(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    agents: Sequence[str] | None = None,
+) -> list[Vote]:
+    """Every vote on runs of the period (of every agent, or of `agents`), with the run's agent,
+    owner and triggerer."""
     query = (
         select(
             entries.c.run_id,
@@ -353,6 +372,8 @@ def votes(connection: Connection, since: datetime, until: datetime) -> list[Vote
         .join(feedback, feedback.c.run_id == entries.c.run_id)
         .where(*_window(since, until))
     )
+    if agents is not None:
+        query = query.where(entries.c.agent.in_(list(agents)))
     return [
         Vote(*row[:6], Decimal(row[6] or 0), bool(row[7]))  # type: ignore[arg-type]
         for row in connection.execute(query)

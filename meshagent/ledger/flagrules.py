@@ -322,11 +322,23 @@ class Rules:
         found: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for row in data.rerun_rows(self.c, self.since, self.until):
             found[row[1]].append(row)
+        cheap = [
+            name
+            for name, rows in found.items()
+            if len(rows) >= s.unchanged_rerun_min
+            and sum((Decimal(r[4] or 0) for r in rows), Decimal(0)) < self.min_usd
+        ]
+        start = min(self.since, self.until - timedelta(days=s.history_days))
+        before = data.rerun_counts(self.c, start, self.since, cheap)  # one query for them all
+
+        def habit(name: str, start: datetime, end: datetime) -> int:
+            return before.get(name, 0) if end <= self.since else len(found[name])
+
         for name, rows in sorted(found.items()):
             cost = sum((Decimal(r[4] or 0) for r in rows), Decimal(0))
             if len(rows) < s.unchanged_rerun_min or name not in self.agents:
                 continue
-            if not self.material(cost, lambda a, b, name=name: self._rerun_count(name, a, b)):
+            if not self.material(cost, lambda a, b, name=name: habit(name, a, b)):
                 continue
             self.add(
                 "unchanged_rerun",
@@ -342,9 +354,6 @@ class Rules:
                 innocent="a scheduled job whose source did not change since the last run",
                 fix=f"turn on skip_if_unchanged: {_usd(cost)} this period",
             )
-
-    def _rerun_count(self, name: str, start: datetime, end: datetime) -> int:
-        return len(data.rerun_rows(self.c, start, end, agent=name))
 
     def _token_outliers(self) -> None:
         s = self.s
@@ -495,8 +504,8 @@ class Rules:
             return {}
         start = self.until - timedelta(days=self.s.history_days)
         counts: dict[str, int] = defaultdict(int)
-        for v in data.votes(self.c, start, self.since):
-            if v.agent in names and self._self_vote(v):
+        for v in data.votes(self.c, start, self.since, agents=names):
+            if self._self_vote(v):
                 counts[v.agent] += 1
         return counts
 
