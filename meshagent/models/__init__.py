@@ -1,12 +1,11 @@
 """Chat models: the offline digester, the scripted test model, and resolving model strings."""
 
-from meshagent.models.offline import (
-    OfflineChatModel,
-    ScriptedChatModel,
-    estimate_tokens,
-    provider_of,
-    resolve_model,
-)
+from __future__ import annotations
+
+from meshagent.models.base import estimate_tokens
+from meshagent.models.offline import OfflineChatModel
+from meshagent.models.resolve import provider_of, resolve_model
+from meshagent.models.scripted import ScriptedChatModel
 
 __all__ = [
     "OfflineChatModel",
