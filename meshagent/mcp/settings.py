@@ -19,25 +19,14 @@ from pydantic import (
     Field,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+
+from meshagent.fields import env_name, no_bool
 
 __all__ = ["SERVER_NAME", "McpServerSettings", "secret_variables", "server_name"]
 
 #: A server's name: the first part of its actions' names (``wiki`` of ``wiki.create_page``).
 SERVER_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise PydanticCustomError("bool_not_number", "a boolean is not a number")
-    return value
-
-
-def _env_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise PydanticCustomError("env_name", "not the name of an environment variable")
-    return value
 
 
 def server_name(value: str) -> str:
@@ -61,7 +50,7 @@ def _url(value: str) -> str:
     return value
 
 
-_EnvName = Annotated[str, AfterValidator(_env_name)]
+_EnvName = Annotated[str, AfterValidator(env_name)]
 _HeaderName = Annotated[str, AfterValidator(_header)]
 
 
@@ -98,11 +87,11 @@ class McpServerSettings(BaseModel):
     write: tuple[str, ...] = ()
     """Tools to treat as writes whatever their annotations say (a tool without a
     readOnlyHint already is one)."""
-    timeout_seconds: Annotated[float, BeforeValidator(_no_bool), Field(gt=0)] = 30.0
+    timeout_seconds: Annotated[float, BeforeValidator(no_bool), Field(gt=0)] = 30.0
     """Longest wait for one tool call's answer."""
-    start_timeout_seconds: Annotated[float, BeforeValidator(_no_bool), Field(gt=0)] = 20.0
+    start_timeout_seconds: Annotated[float, BeforeValidator(no_bool), Field(gt=0)] = 20.0
     """Longest wait for the server to start and answer its handshake."""
-    max_result_bytes: Annotated[int, BeforeValidator(_no_bool), Field(ge=1)] = 100_000
+    max_result_bytes: Annotated[int, BeforeValidator(no_bool), Field(ge=1)] = 100_000
     """A tool's answer larger than this (as text) is refused, not passed to the model."""
 
     @model_validator(mode="after")
