@@ -173,17 +173,17 @@ class _Parser:
         return _Query(where, order)
 
     def or_expr(self) -> Any:
-        node = self.and_expr()
-        while self.word("or") or (self.tok.kind == "op" and self.tok.text == "||"):
-            self.take()
-            node = _Bool("or", node, self.and_expr())
-        return node
+        return self.joined("or", "||", self.and_expr)
 
     def and_expr(self) -> Any:
-        node = self.not_expr()
-        while self.word("and") or (self.tok.kind == "op" and self.tok.text == "&&"):
+        return self.joined("and", "&&", self.not_expr)
+
+    def joined(self, word: str, symbol: str, part: Callable[[], Any]) -> Any:
+        """``part`` (``word``|``symbol`` ``part``)*, joined left to right."""
+        node = part()
+        while self.word(word) or (self.tok.kind == "op" and self.tok.text == symbol):
             self.take()
-            node = _Bool("and", node, self.not_expr())
+            node = _Bool(word, node, part())
         return node
 
     def not_expr(self) -> Any:

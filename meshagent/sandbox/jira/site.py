@@ -147,22 +147,22 @@ class _SiteApi(_ApiBase):
             [self.project_json(ctx, p, types=types) for p in self.state.projects.values()]
         )
 
-    async def project(self, request: web.Request) -> web.Response:
+    def project_or_404(self, request: web.Request) -> dict[str, Any]:
+        """The project the path's ``{ref}`` names, by key or id."""
         ref = request.match_info["ref"]
         project = next(
             (p for p in self.state.projects.values() if ref.upper() in (p["key"], p["id"])), None
         )
         if project is None:
             raise _ApiError(404, [f"No project could be found with key '{ref}'."])
+        return project
+
+    async def project(self, request: web.Request) -> web.Response:
+        project = self.project_or_404(request)
         return web.json_response(self.project_json(self.ctx(request), project, types=True))
 
     async def project_statuses(self, request: web.Request) -> web.Response:
-        ref = request.match_info["ref"]
-        project = next(
-            (p for p in self.state.projects.values() if ref.upper() in (p["key"], p["id"])), None
-        )
-        if project is None:
-            raise _ApiError(404, [f"No project could be found with key '{ref}'."])
+        project = self.project_or_404(request)
         ctx = self.ctx(request)
         statuses = [self.status_json(ctx, s["name"]) for s in self.state.statuses]
         return web.json_response(

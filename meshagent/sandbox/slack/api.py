@@ -38,6 +38,16 @@ def _page(items: list[Any], args: dict[str, Any], default: int = 100) -> tuple[l
     return chunk, _cursor(start + limit) if more else ""
 
 
+def _content(args: dict[str, Any]) -> tuple[str, Any]:
+    """A message's text and blocks (a JSON string or a list); no_text when both are empty."""
+    text, blocks = args.get("text") or "", args.get("blocks")
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    if not text and not blocks:
+        raise _ApiError("no_text")
+    return text, blocks
+
+
 def _public_message(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "replies"}
 
@@ -138,11 +148,7 @@ class _Api:
 
     def chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args)
-        text, blocks = args.get("text") or "", args.get("blocks")
-        if isinstance(blocks, str):
-            blocks = json.loads(blocks)
-        if not text and not blocks:
-            raise _ApiError("no_text")
+        text, blocks = _content(args)
         if len(text) > 40_000:
             raise _ApiError("msg_too_long")
         ts = self.state.next_ts()
@@ -170,11 +176,7 @@ class _Api:
         message = self.state._message(channel["id"], ts)
         if message.get("user") != self.state.bot["id"]:
             raise _ApiError("cant_update_message")
-        text, blocks = args.get("text") or "", args.get("blocks")
-        if isinstance(blocks, str):
-            blocks = json.loads(blocks)
-        if not text and not blocks:
-            raise _ApiError("no_text")
+        text, blocks = _content(args)
         message["text"] = text
         if blocks:
             message["blocks"] = blocks
@@ -286,11 +288,7 @@ class _Api:
             raise _ApiError("user_not_found")
         if not channel.get("dm") and user not in channel["members"]:
             raise _ApiError("user_not_in_channel")
-        text, blocks = args.get("text") or "", args.get("blocks")
-        if isinstance(blocks, str):
-            blocks = json.loads(blocks)
-        if not text and not blocks:
-            raise _ApiError("no_text")
+        text, blocks = _content(args)
         ts = self.state.next_ts()
         self.state.ephemeral.append(Ephemeral(channel["id"], user, ts, text, blocks))
         return {"message_ts": ts}

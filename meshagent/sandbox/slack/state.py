@@ -124,27 +124,24 @@ class SlackState:
         raise ValueError(f"seed: unknown Slack user {ref!r}")
 
     def _seed_message(self, channel: str, message: dict[str, Any], now: float) -> None:
-        ts = f"{now - ago_seconds(message.get('ago', '1h')):.6f}"
-        record = {
-            "type": "message",
-            "user": self._user_id(message["user"]),
-            "text": message["text"],
-            "ts": ts,
-        }
+        record = self._seed_record(message, now, "1h")
+        ts = record["ts"]
         replies = message.get("replies", [])
         if replies:
             record.update(thread_ts=ts, reply_count=len(replies), replies=[])
         self.messages[channel].append(record)
         for reply in replies:
-            rts = f"{now - ago_seconds(reply.get('ago', '30m')):.6f}"
-            item = {
-                "type": "message",
-                "user": self._user_id(reply["user"]),
-                "text": reply["text"],
-                "ts": rts,
-                "thread_ts": ts,
-            }
-            record["replies"].append(item)
+            record["replies"].append(self._seed_record(reply, now, "30m") | {"thread_ts": ts})
+
+    def _seed_record(self, message: dict[str, Any], now: float, ago: str) -> dict[str, Any]:
+        """A seeded message or reply, posted its ``ago`` (or the default ``ago``) before now."""
+        ts = f"{now - ago_seconds(message.get('ago', ago)):.6f}"
+        return {
+            "type": "message",
+            "user": self._user_id(message["user"]),
+            "text": message["text"],
+            "ts": ts,
+        }
 
     # -- helpers used by tests and the demo ----------------------------------------------------
 
