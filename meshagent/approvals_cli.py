@@ -120,6 +120,10 @@ def list_requests(
     if format_ == "json":
         out.print_json(json.dumps([_row(a) for a in mine], default=str))
         return
+    if not mine:
+        waiting = "" if all_ else " waiting"
+        print_text(out, f"no approval requests{waiting} for {session.person.name} to decide.")
+        return
     table = Table(title=f"approval requests {session.person.name} may decide", title_justify="left")
     for column in ("id", "agent", "write", "status", "expires (UTC)", "run"):
         table.add_column(column, overflow="fold")
@@ -134,10 +138,12 @@ def list_requests(
             approval.run_id,
         )
     out.print(table)
-    if not mine:
-        print_text(out, "nothing to decide.", style="dim")
-    else:
-        print_text(out, "decide one: meshagent approvals approve ID, or reject ID --reason TEXT")
+    from meshagent.invocation import shell_line
+    from meshagent.printer import print_command
+
+    print_text(out, "decide one (the first, say):")
+    print_command(out, shell_line("approvals", "approve", mine[0].id))
+    print_command(out, shell_line("approvals", "reject", mine[0].id, "--reason", "why not"))
 
 
 @app.command()

@@ -90,6 +90,23 @@ def test_list_gives_the_requests_the_person_may_decide(project, sandbox):
     assert sorted(r["id"] for r in as_bob) == sorted(ids)
 
 
+def test_list_prints_commands_that_decide_and_says_when_nothing_waits(project, sandbox):
+    _staged(project, sandbox)
+    table = run("approvals", "list")
+    reject = [line.strip() for line in table.output.splitlines() if " reject ap" in line]
+    assert len(reject) == 1
+    # pasted into a shell, as the person who listed it
+    done = subprocess.run(reject[0], shell=True, capture_output=True, text=True, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    assert sandbox.jira.comments_added == []
+    rows = json.loads(run("approvals", "list", "--all", "--format", "json").output)
+    assert sorted(r["status"] for r in rows) == ["pending", "rejected"]
+    erin = run("approvals", "list", me="erin@example.com")
+    assert erin.exit_code == 0
+    assert "no approval requests waiting for erin@example.com to decide" in erin.output
+    assert "┃" not in erin.output  # no empty table
+
+
 def test_approve_and_reject_as_the_current_person(project, sandbox):
     first, second = _staged(project, sandbox)
     shown = run("approvals", "show", first)
