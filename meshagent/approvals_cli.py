@@ -125,7 +125,8 @@ def list_requests(
         print_text(out, f"no approval requests{waiting} for {session.person.name} to decide.")
         return
     table = Table(title=f"approval requests {session.person.name} may decide", title_justify="left")
-    for column in ("id", "agent", "write", "status", "expires (UTC)", "run"):
+    table.add_column("id", no_wrap=True)  # copied into the next command: never broken
+    for column in ("agent", "write", "status", "expires (UTC)", "run"):
         table.add_column(column, overflow="fold")
     for approval in mine:
         headline, _ = describe(approval.action, approval.payload)

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import textwrap
 from datetime import timedelta
 
@@ -82,6 +83,11 @@ def test_list_gives_the_requests_the_person_may_decide(project, sandbox):
     assert {r["payload"]["key"] for r in rows} == {"PAY-8", "PAY-5"}
     table = run("approvals", "list")
     assert all(i in table.output for i in ids) and "Comment on PAY-5" in table.output
+    # in a narrow terminal the ids stay whole, to be copied into the next command
+    narrow = subprocess.run([sys.executable, "-m", "meshagent", "approvals", "list"],
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "70"})  # fmt: skip
+    assert narrow.returncode == 0, narrow.stderr
+    assert all(i in narrow.stdout for i in ids), narrow.stdout
     assert json.loads(run("approvals", "list", "--format", "json", me="erin@example.com")
                       .output) == []  # fmt: skip
     # "@bob" is bob in Slack (asked in a DM) and by email here: one person
