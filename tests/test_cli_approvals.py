@@ -84,8 +84,9 @@ def test_list_gives_the_requests_the_person_may_decide(project, sandbox):
     table = run("approvals", "list")
     assert all(i in table.output for i in ids) and "Comment on PAY-5" in table.output
     # in a narrow terminal the ids stay whole, to be copied into the next command
-    narrow = subprocess.run([sys.executable, "-m", "meshagent", "approvals", "list"],
-                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "70"})  # fmt: skip
+    command = [sys.executable, "-m", "meshagent", "approvals", "list"]
+    env = {**os.environ, "COLUMNS": "70"}
+    narrow = subprocess.run(command, capture_output=True, text=True, env=env)
     assert narrow.returncode == 0, narrow.stderr
     assert all(i in narrow.stdout for i in ids), narrow.stdout
     assert json.loads(run("approvals", "list", "--format", "json", me="erin@example.com")
