@@ -107,7 +107,7 @@ class GroupCommit:
             durable = any(pending.durable for pending in batch)
             try:
                 results = self.ledger.transact(
-                    partial(run_steps, steps=steps, together=True), what=what, durable=durable
+                    partial(run_steps, steps=steps), what=what, durable=durable
                 )
             except _StepFailed as failed:
                 batch.pop(failed.index).future.set_exception(failed.error)

@@ -221,16 +221,9 @@ class Batch:
         rollup.apply_deltas(connection, self.deltas)
 
 
-def run_steps(
-    connection: Connection, steps: Sequence[Step[Any]], *, together: bool = False
-) -> list[Any]:
-    """Run `steps` in order in the connection's transaction; their results, in order.
-
-    With ``together`` (the group commit, which settles a `Settled` step alone), PostgreSQL
-    writes the closes of several steps together when they have all run.
-    """
-    together = together and len(steps) > 1 and connection.dialect.name == "postgresql"
-    batch = Batch(together=together)
+def run_steps(connection: Connection, steps: Sequence[Step[Any]]) -> list[Any]:
+    """Run `steps` in order in the connection's transaction; their results, in order."""
+    batch = Batch(together=len(steps) > 1 and connection.dialect.name == "postgresql")
     batch.open_together(connection, steps)
     results = []
     for at, step in enumerate(steps):
