@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, CursorResult, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.sql.dml import Insert
@@ -29,8 +29,6 @@ __all__ = [
     "driver_statement",
     "execute",
     "executemany",
-    "insert_many",
-    "update_many",
     "make_engine",
     "retrying",
     "write_connection",
@@ -183,9 +181,8 @@ class _Unnest:
     clause follows as it was.
     """
 
-    def __init__(self, sql: str, names: tuple[str, ...], returning: str = "") -> None:
+    def __init__(self, sql: str, names: tuple[str, ...]) -> None:
         self.sql, self.names = sql, names
-        self.returning = returning  # the statement's RETURNING clause, for those who want it
 
     @classmethod
     def of(cls, sql: str, types: Mapping[str, str]) -> _Unnest | None:
@@ -203,9 +200,8 @@ class _Unnest:
         # %(name)b: each array goes in PostgreSQL's binary format, with no text quoting of
         # every element.
         arrays = ", ".join(f"%({name})b::{types[name]}[]" for name in found)
-        rest, _, returning = sql[end:].partition(" RETURNING ")  # executemany needs no ids
-        sql = f"{sql[:start]} SELECT * FROM unnest({arrays}){rest}"
-        return cls(sql, tuple(found), f" RETURNING {returning}" if returning else "")
+        rest = sql[end:].split(" RETURNING ")[0]  # the ids Core asks back are not needed
+        return cls(f"{sql[:start]} SELECT * FROM unnest({arrays}){rest}", tuple(found))
 
 
 _NAMED = re.compile(r"%\((\w+)\)s")
@@ -256,74 +252,6 @@ def executemany(
         connection.exec_driver_sql(compiled.sql, compiled.values(rows))
     else:
         connection.execute(statement, list(rows))
-
-
-def insert_many(
-    connection: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]
-) -> list[Any] | None:
-    """Insert `rows` with one PostgreSQL statement (see `_Unnest`) and return the first column
-    of what the statement's RETURNING clause gives back; None where that is not possible (not
-    PostgreSQL, or a statement that is not a plain insert), for the caller to insert otherwise.
-    Every row must have the keys of the first."""
-    if not rows or connection.dialect.name != "postgresql":
-        return None
-    compiled = _compiled_for(statement, connection.dialect, tuple(rows[0]))
-    unnest = compiled.unnest
-    if unnest is None or not unnest.returning:
-        return None
-    values = compiled.values(rows, positional=True)
-    columns = dict(zip(compiled.names, zip(*values, strict=True), strict=True))
-    arrays = {name: list(columns[name]) for name in unnest.names}
-    return list(connection.exec_driver_sql(unnest.sql + unnest.returning, arrays).scalars())
-
-
-def update_many(
-    connection: Connection,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    by: str,
-    where: Mapping[str, Any],
-) -> list[Any] | None:
-    """Update many rows of `table` with one PostgreSQL statement: each row of `rows` names its
-    row by its `by` column and gives the values of its other keys; only rows whose columns
-    also equal `where` change. Returns the `by` values of the rows updated; None on another
-    database, for the caller to update row by row. Every row must have the keys of the first.
-    """
-    if not rows or connection.dialect.name != "postgresql":
-        return None
-    dialect = connection.dialect
-    names = tuple(rows[0])
-    cache_key = (id(table), dialect.name, names, by, tuple(where))
-    with _compiled_lock:
-        found = _updates.get(cache_key)
-    if found is None:
-        impls = {name: table.c[name].type.dialect_impl(dialect) for name in names}
-        processors = {name: impls[name].bind_processor(dialect) for name in names}
-        types = {name: dialect.type_compiler_instance.process(impls[name]) for name in names}
-        q = dialect.identifier_preparer.quote
-        target = q(table.name)
-        sets = ", ".join(f"{q(name)} = v.{q(name)}" for name in names if name != by)
-        arrays = ", ".join(f"%({name})b::{types[name]}[]" for name in names)
-        checks = "".join(f" AND {target}.{q(name)} = %(where_{name})s" for name in where)
-        sql = (
-            f"UPDATE {target} SET {sets} FROM unnest({arrays}) AS v({', '.join(map(q, names))})"
-            f" WHERE {target}.{q(by)} = v.{q(by)}{checks} RETURNING {target}.{q(by)}"
-        )
-        found = (sql, processors)
-        with _compiled_lock:
-            _updates[cache_key] = found
-    sql, processors = found
-    params: dict[str, Any] = {}
-    for name in names:
-        process = processors[name]
-        column = [row[name] for row in rows]
-        params[name] = [process(value) for value in column] if process else column
-    params.update({f"where_{name}": value for name, value in where.items()})
-    return list(connection.exec_driver_sql(sql, params).scalars())
-
-
-_updates: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
 
 def execute(

@@ -13,7 +13,6 @@ others are committed without it; a transaction that cannot commit fails every ca
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from meshagent.config import mask_url
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.engine import first_line, is_transient
-from meshagent.ledger.lifecycle import Batch, Settled, Step, run_steps
+from meshagent.ledger.lifecycle import Batch, Step, run_steps
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
@@ -112,13 +111,6 @@ class GroupCommit:
             except _StepFailed as failed:
                 batch.pop(failed.index).future.set_exception(failed.error)
                 continue
-            except Settled as settled:  # a write put off to the end of the transaction
-                pending = batch.pop(settled.index)
-                if settled.error is None:
-                    pending.future.set_result(None)
-                else:
-                    pending.future.set_exception(settled.error)
-                continue
             except BaseException as exc:  # noqa: BLE001 - handed to every caller in it
                 for pending in batch:
                     pending.future.set_exception(exc)
@@ -131,7 +123,6 @@ class GroupCommit:
     def _guarded(self, at: int, pending: _Pending) -> Step[Any]:
         url = self.ledger.url
 
-        @functools.wraps(pending.step)  # keeps what the step says of itself (`opens`)
         def step(connection: Connection, batch: Batch) -> Any:
             try:
                 return pending.step(connection, batch)

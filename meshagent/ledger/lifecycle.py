@@ -10,37 +10,20 @@ loses nor doubles a write.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import chain, rollup
-from meshagent.ledger.engine import (
-    execute,
-    executemany,
-    insert_many,
-    is_transient,
-    update_many,
-)
+from meshagent.ledger.engine import execute, executemany
 from meshagent.ledger.records import PLANNED, Event, Outcome
 from meshagent.ledger.rows import now
 from meshagent.ledger.schema import chain as chain_table
 from meshagent.ledger.schema import entries, events, feedback, outcomes
 
-__all__ = [
-    "Batch",
-    "Settled",
-    "Step",
-    "close_step",
-    "not_open",
-    "open_step",
-    "run_steps",
-    "usage_step",
-]
+__all__ = ["Batch", "Step", "close_step", "not_open", "open_step", "run_steps", "usage_step"]
 
 T = TypeVar("T")
 Step = Callable[[Connection, "Batch"], T]
@@ -56,8 +39,6 @@ _INSERT_NEW = {
     "sqlite": sqlite.insert(entries).on_conflict_do_nothing(),
     "postgresql": postgresql.insert(entries).on_conflict_do_nothing(),
 }
-# The openings of a group transaction at once: the run ids of the entries inserted.
-_INSERT_NEW_MANY = postgresql.insert(entries).on_conflict_do_nothing().returning(entries.c.run_id)
 _HAS_OUTCOME = select(outcomes.c.id).where(
     outcomes.c.run_id == bindparam("run_id"),
     outcomes.c.kind == bindparam("kind"),
@@ -86,87 +67,17 @@ _ANNOTATIONS = select(
     .scalar_subquery(),
 )
 _INSERT_EVENTS = events.insert()
-# The runs among :ids with an outcome that is not a plan, and each one's votes.
-_WITH_OUTCOME = (
-    select(outcomes.c.run_id)
-    .where(
-        outcomes.c.run_id.in_(bindparam("ids", expanding=True)),
-        outcomes.c.kind != bindparam("planned"),
-    )
-    .distinct()
-)
-_VOTES = (
-    select(
-        feedback.c.run_id,
-        func.sum(case((feedback.c.vote == 1, 1), else_=0)),
-        func.sum(case((feedback.c.vote == -1, 1), else_=0)),
-    )
-    .where(feedback.c.run_id.in_(bindparam("ids", expanding=True)))
-    .group_by(feedback.c.run_id)
-)
 # What a close writes: every column of the entry but its identity, so the row is what was hashed.
 _CLOSE_COLUMNS = tuple(c.name for c in entries.columns if c.name not in {"id", "run_id"})
-
-
-class Settled(Exception):
-    """A step of a group transaction whose write, put off to the end of the transaction, was
-    found done already (``error`` None: an earlier attempt committed it) or impossible: the
-    transaction is rolled back and retried without that step, which is settled so."""
-
-    def __init__(self, index: int, error: BaseException | None) -> None:
-        super().__init__(str(error) if error else "done already")
-        self.index = index
-        self.error = error
-
-
-@dataclass
-class _Closing:
-    """A close put off to the end of its transaction (`Batch.close_together`)."""
-
-    index: int
-    run_id: str
-    row: dict[str, Any]  # the entry's columns as closed, with run_id
-    steps: Sequence[Event]
-    earlier: list[str]  # the hashes of earlier attempts of the same close
 
 
 class Batch:
     """What the steps of one transaction share: the chain head, and the rollup changes."""
 
-    def __init__(self, *, together: bool = False) -> None:
+    def __init__(self) -> None:
         self.head: tuple[int, str] | None = None
         self.moved = False
         self.deltas: rollup.Deltas = {}
-        self.opened: set[str] = set()  # entries inserted together, before their steps ran
-        # PostgreSQL, several steps: closes are written together when the steps have run.
-        self.together = together
-        self.at = 0  # the step running
-        self.closing: list[_Closing] = []
-
-    def open_together(self, connection: Connection, steps: Sequence[Step[Any]]) -> None:
-        """Insert the new entries of the opening steps among `steps` in one statement, when
-        there are several and the database can (PostgreSQL): a round trip each, from a writer
-        thread, was a wait each for the interpreter while the event loop is busy. Their steps
-        then find them inserted; an entry the statement did not insert (its run id or key
-        taken, by an earlier entry or one of this batch) is left to its step, which finds what
-        took it. A value the database refuses fails no one here: the steps insert one by one,
-        and it fails only its own."""
-        opening = [values for step in steps if (values := getattr(step, "opens", None))]
-        if len(opening) < 2 or connection.dialect.name != "postgresql":
-            return
-        keys = set(opening[0])
-        if any(set(values) != keys for values in opening):
-            return
-        savepoint = connection.begin_nested()
-        try:
-            inserted = insert_many(connection, _INSERT_NEW_MANY, opening)
-        except DBAPIError as exc:
-            if is_transient(exc):
-                raise  # the whole transaction is retried
-            savepoint.rollback()
-            return
-        savepoint.commit()
-        self.opened = set(inserted or ())
 
     def chain_head(self, connection: Connection) -> tuple[int, str]:
         """The last sequence number and hash, locked until the transaction ends."""
@@ -178,43 +89,8 @@ class Batch:
     def appended(self, seq: int, digest: str) -> None:
         self.head, self.moved = (seq, digest), True
 
-    def close_together(self, connection: Connection) -> None:
-        """Write the closes put off by their steps: one UPDATE for all, one INSERT for their
-        events, one query for their outcomes and votes (for the rollup). Each was a few round
-        trips of its own, and from a writer thread each round trip waited for the interpreter
-        while the event loop was busy: 2 ms a close with a thousand runs in flight."""
-        closing, self.closing = self.closing, []
-        if not closing:
-            return
-        rows = [c.row for c in closing]
-        updated = update_many(connection, entries, rows, by="run_id", where={"status": "running"})
-        done = set(updated or ())
-        for close in closing:
-            if close.run_id not in done:  # closed already: by an earlier attempt, or not open
-                if _closed_by(connection, close.run_id, close.earlier):
-                    raise Settled(close.index, None)
-                raise Settled(close.index, not_open(connection, close.run_id))
-        executemany(
-            connection,
-            _INSERT_EVENTS,
-            [row for close in closing for row in event_rows(close.run_id, close.steps)],
-        )
-        ids = [close.run_id for close in closing]  # Core expands the lists: not engine.execute
-        found = connection.execute(_WITH_OUTCOME, {"ids": ids, "planned": PLANNED}).scalars()
-        with_outcome = set(found)
-        votes = {
-            run_id: (pos, neg) for run_id, pos, neg in connection.execute(_VOTES, {"ids": ids})
-        }
-        for close in closing:
-            pos, neg = votes.get(close.run_id, (0, 0))
-            sums = rollup.entry_sums(
-                close.row, has_outcome=close.run_id in with_outcome, pos=int(pos), neg=int(neg)
-            )
-            rollup.add_delta(self.deltas, rollup.daily_key(close.row), sums)
-
     def finish(self, connection: Connection) -> None:
-        """Write the closes put off, the chain head and the rollup rows the steps changed."""
-        self.close_together(connection)
+        """Write the chain head and the rollup rows the steps changed."""
         if self.moved and self.head is not None:
             seq, digest = self.head
             execute(connection, _ADVANCE, {"seq": seq, "hash": digest, "head_id": 1})
@@ -223,12 +99,8 @@ class Batch:
 
 def run_steps(connection: Connection, steps: Sequence[Step[Any]]) -> list[Any]:
     """Run `steps` in order in the connection's transaction; their results, in order."""
-    batch = Batch(together=len(steps) > 1 and connection.dialect.name == "postgresql")
-    batch.open_together(connection, steps)
-    results = []
-    for at, step in enumerate(steps):
-        batch.at = at
-        results.append(step(connection, batch))
+    batch = Batch()
+    results = [step(connection, batch) for step in steps]
     batch.finish(connection)
     return results
 
@@ -238,14 +110,11 @@ def open_step(values: Mapping[str, Any], idempotency_key: str | None) -> Step[tu
     run_id = values["run_id"]
     find = {"find_run_id": run_id, "find_key": idempotency_key}
 
-    def step(connection: Connection, batch: Batch) -> tuple[str, bool]:
-        if run_id in batch.opened:
-            return run_id, True
+    def step(connection: Connection, _batch: Batch) -> tuple[str, bool]:
         if execute(connection, _INSERT_NEW[connection.dialect.name], values).rowcount == 1:
             return run_id, True
         return str(execute(connection, _FIND, find).scalar_one()), False
 
-    step.opens = values  # type: ignore[attr-defined]  # for Batch.open_together
     return step
 
 
@@ -278,15 +147,6 @@ def close_step(
     def step(connection: Connection, batch: Batch) -> None:
         seq, previous = batch.chain_head(connection)
         seq += 1
-        if opened is not None and not produced and batch.together:
-            closed = {**opened, **values}
-            digest = chain.entry_hash(seq, previous, closed)
-            row = {name: closed.get(name) for name in _CLOSE_COLUMNS}
-            row.update(run_id=run_id, seq=seq, prev_hash=previous, entry_hash=digest)
-            batch.closing.append(_Closing(batch.at, run_id, row, steps, list(attempts)))
-            attempts.append(digest)
-            batch.appended(seq, digest)
-            return
         if opened is not None:
             closed = {**opened, **values}
             digest = chain.entry_hash(seq, previous, closed)

@@ -14,7 +14,6 @@ import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -257,81 +256,3 @@ def test_one_idempotency_key_opens_one_entry_even_within_one_transaction(ledger)
     assert len(set(run_ids)) == 1 and ledger.count() == 1
     assert ledger.open_run("digest", run_id=run_ids[0]) == run_ids[0]  # a taken run id too
     assert ledger.count() == 1
-
-
-def _batch(ledger: Ledger, *steps: Any) -> list[Any]:
-    """The steps committed by the group writer as one batch (in order), each one's outcome."""
-    from meshagent.ledger.group import _Pending
-
-    batch = [_Pending(step, "close a run") for step in steps]
-    for pending in batch:
-        pending.future.set_running_or_notify_cancel()
-    ledger.group_commit()._commit(list(batch))
-    return [pending.future.exception() or pending.future.result() for pending in batch]
-
-
-def test_closes_written_together_keep_events_votes_outcomes_rollup_and_chain(ledger, ledger_url):
-    """On PostgreSQL the closes of one transaction are one UPDATE, one INSERT of their events
-    and one query of their outcomes and votes; the ledger holds what closing one by one would."""
-    run_ids = [ledger.open_run("digest", owner="alice", team="payments", started_at=T0)
-               for _ in range(6)]  # fmt: skip
-    ledger.add_feedback(run_ids[0], "bob", 1)
-    ledger.add_feedback(run_ids[0], "carol", -1)
-    ledger.add_feedback(run_ids[1], "bob", 1)
-    ledger.add_outcome(run_ids[2], "slack.message", "C1/2")  # before the close
-    steps = [
-        ledger._close_step(
-            run_id,
-            "ok" if at % 2 else "failed",
-            usage=Usage(input_tokens=10 * at, model_calls=1),
-            cost=cost(),
-            events=[Event("tool_call", "http.get", f"call {at}")] * (at % 3),
-        )
-        for at, run_id in enumerate(run_ids)
-    ]
-    assert _batch(ledger, *steps) == [None] * 6
-    for run_id in run_ids:
-        ledger._forget(run_id)
-    with Ledger.open(ledger_url) as fresh:
-        rows = {
-            r["run_id"]: r
-            for r in fresh.read(lambda c: c.execute(select(entries)).mappings().all())
-        }
-        assert [rows[r]["status"] for r in run_ids] == ["failed", "ok"] * 3
-        assert [rows[r]["input_tokens"] for r in run_ids] == [0, 10, 20, 30, 40, 50]
-        assert [len(fresh.events(r)) for r in run_ids] == [0, 1, 2, 0, 1, 2]
-        day = fresh.read(lambda c: c.execute(select(daily)).mappings().one())
-        assert (day["runs"], day["runs_with_outcome"]) == (6, 1)
-        assert (day["feedback_pos"], day["feedback_neg"]) == (2, 1)
-        assert day["input_tokens"] == 150
-        assert fresh.verify().ok and fresh.verify().checked == 6
-
-
-def test_a_close_in_a_shared_transaction_fails_alone_or_counts_once(ledger):
-    first, second, third = (ledger.open_run("digest", started_at=T0) for _ in range(3))
-    done = ledger._close_step(first, "ok", usage=Usage(input_tokens=5))
-    ledger._write(done, what="close a run")  # committed; its answer could have been lost
-    closed = ledger._close_step(second, "ok")
-    ledger._write(closed, what="close a run")
-    refused = ledger._close_step(second, "failed")  # another close of a closed entry
-    last = ledger._close_step(third, "ok", usage=Usage(input_tokens=7))
-    outcome = _batch(ledger, done, refused, last)
-    assert outcome[0] is None and outcome[2] is None
-    assert isinstance(outcome[1], LedgerError) and "is closed (ok)" in str(outcome[1])
-    assert ledger.entry(third)["input_tokens"] == 7 and ledger.entry(first)["input_tokens"] == 5
-    assert ledger.read(lambda c: c.execute(select(daily.c.runs)).scalar()) == 3
-    assert ledger.verify().ok and ledger.verify().checked == 3
-
-
-def test_openings_written_together_keep_their_keys_and_values(ledger):
-    taken = ledger.open_run("digest", idempotency_key="fire-1", started_at=T0)
-    from meshagent.ledger.lifecycle import open_step
-
-    values = [ledger.entry_values("digest", idempotency_key=key, owner="ünï", started_at=T0)
-              for key in ("fire-1", "fire-2", "fire-2", None, None)]  # fmt: skip
-    got = _batch(ledger, *(open_step(v, v["idempotency_key"]) for v in values))
-    assert got[0] == (taken, False)  # recorded before: that entry
-    assert got[1] == (values[1]["run_id"], True)
-    assert got[2] == (values[1]["run_id"], False)  # the same key, earlier in the batch
-    assert got[3] == (values[3]["run_id"], True) and got[4] == (values[4]["run_id"], True)
-    assert ledger.count() == 4 and ledger.entry(values[3]["run_id"])["owner"] == "ünï"
