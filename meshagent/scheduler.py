@@ -406,7 +406,8 @@ class Fleet:
                 return None
             current = earlier[0]
             if asked >= deadline:  # still running when the next fire was due: that one waits
-                return f"the previous run of this agent was still running: {current.describe()}"
+                held = current.describe()  # running, or itself waiting for an earlier run
+                return f"the previous fire of this agent was still in progress: {held}"
 
     async def _claim(self, spec: AgentSpec, fire_time: datetime) -> claims.Claim:
         """Claim a fire together with the others that came due in the same moment: one

@@ -27,7 +27,7 @@ from tests.serve.conftest import write_agent
 from tests.serve.test_fleet import LAGGED as LOOP_LAGGED  # a true reason on a loaded machine
 from tests.serve.test_fleet import _fleet, _run_for
 
-STILL_RUNNING = "the previous run of this agent was still running"
+STILL_RUNNING = "the previous fire of this agent was still in progress"
 
 
 def _entries(ledger) -> list[dict]:

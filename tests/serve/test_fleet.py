@@ -144,7 +144,7 @@ def test_never_two_runs_of_one_agent_at_once(tmp_path, ledger):
     ran = [r for r in rows if r[0] == "ok"]
     missed = [r for r in rows if r[0] == "missed"]
     assert ran and missed
-    held = "the previous run of this agent was still running: run "
+    held = "the previous fire of this agent was still in progress: run "
     assert all(r[1].startswith((held, "this replica was stopping")) for r in missed), missed
     assert len({r[2] for r in rows}) == len(rows)
 
