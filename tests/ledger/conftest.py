@@ -84,3 +84,14 @@ def ledger(ledger_url: str) -> Iterator[Ledger]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def ledger_pair(ledger_url: str) -> Iterator[tuple[Ledger, Ledger]]:
+    """Two ledgers on one database, as two processes (replicas of serve, `meshagent approvals`)
+    open it."""
+    with (
+        Ledger.open(ledger_url, retry_for=10) as first,
+        Ledger.open(ledger_url, retry_for=10) as second,
+    ):
+        yield first, second

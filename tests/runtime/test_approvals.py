@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import pytest
-
 from meshagent.approvals import decide
 from meshagent.ledger import approvals as store
-from meshagent.ledger.store import Ledger
 from meshagent.models import ScriptedChatModel
-from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
+from tests.ledger.conftest import (  # noqa: F401 (fixtures)
+    ledger_pair,
+    ledger_url,
+    pg_schema_url,
+    pg_shared,
+    sqlite_url,
+)
 from tests.runtime.conftest import agent, make_runtime
 
 TRIAGE = """
@@ -121,22 +124,7 @@ def test_with_writes_all_read_tools_run_and_every_write_waits(sandbox, ledger):
     assert sandbox.jira.comments_added == [] and sandbox.slack.posted_to("#payments-standup") == []
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def ledger_pair(request, tmp_path):
-    """Two ledgers on one database, as two processes (`meshagent approvals`, serve) open it."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shared.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    first, second = Ledger.open(url, retry_for=10), Ledger.open(url, retry_for=10)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-
-
-def test_concurrent_approvals_in_two_processes_write_once(sandbox, ledger_pair):
+def test_concurrent_approvals_in_two_processes_write_once(sandbox, ledger_pair):  # noqa: F811
     spec = agent(TRIAGE)
     result = asyncio.run(make_runtime(sandbox, ledger_pair[0], _model(_comment("PAY-3"))).run(spec))
     # each process its own runtime (and event loop), as two `meshagent approvals` would be

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import threading
 
-import pytest
-
 from meshagent.ledger import approvals as store
 from meshagent.ledger.store import Ledger
-from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
+from tests.ledger.conftest import (  # noqa: F401 (fixtures)
+    ledger_pair,
+    ledger_url,
+    pg_schema_url,
+    pg_shared,
+    sqlite_url,
+)
 from tests.slack.approvals_kit import (
     NUDGE,
     approval_click,
@@ -102,24 +106,9 @@ def test_a_rejection_asks_why_and_records_a_rejected_outcome(sandbox, ledger, se
     assert evidence[0]["reason"] == "PAY-8 is parked on purpose"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def two_ledgers(request, tmp_path):
-    """Two ledgers on one database, as two replicas of serve open it."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shared.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    first, second = Ledger.open(url, retry_for=10), Ledger.open(url, retry_for=10)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-
-
-def test_two_replicas_clicked_at_once_write_once(sandbox, two_ledgers, serve):
+def test_two_replicas_clicked_at_once_write_once(sandbox, ledger_pair, serve):  # noqa: F811
     spec = nudge(sandbox)
-    one, two = (serve(make_app(sandbox, ledger, [spec])) for ledger in two_ledgers)
+    one, two = (serve(make_app(sandbox, ledger, [spec])) for ledger in ledger_pair)
     for _ in range(3):  # three requests, each approved by dave on one replica, bob on the other
         one.run(one.app.runtime.run(spec))
         dave, bob = asked_value(sandbox, "dave"), asked_value(sandbox, "bob")
@@ -141,7 +130,7 @@ def test_two_replicas_clicked_at_once_write_once(sandbox, two_ledgers, serve):
         one.idle()
         two.idle()
     assert len(sandbox.jira.comments_added) == 3  # one per request, never two
-    approvals = store.listing(two_ledgers[0])
+    approvals = store.listing(ledger_pair[0])
     assert sorted(a.status for a in approvals) == ["executed"] * 3
     assert {a.decided_by for a in approvals} <= {"U0DAVE004", "U0BOB0002"}
 
@@ -216,9 +205,9 @@ def test_serve_expires_unanswered_requests_and_says_so_in_slack(sandbox, ledger,
     assert all("Expired unanswered" in u.text for u in sandbox.slack.updated)
 
 
-def test_one_click_delivered_to_both_replicas_writes_once(sandbox, two_ledgers, serve):
+def test_one_click_delivered_to_both_replicas_writes_once(sandbox, ledger_pair, serve):  # noqa: F811
     spec = nudge(sandbox)
-    one, two = (serve(make_app(sandbox, ledger, [spec])) for ledger in two_ledgers)
+    one, two = (serve(make_app(sandbox, ledger, [spec])) for ledger in ledger_pair)
     one.run(one.app.runtime.run(spec))
     channel, ts, value = asked_value(sandbox, "dave")
     body = interaction(approval_click(sandbox, value, user="U0DAVE004", channel=channel, ts=ts))
