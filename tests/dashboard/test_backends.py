@@ -51,10 +51,10 @@ def slow_flags(ledger: Ledger, *, gate: str, **options: Any) -> Any:
 
 
 def test_a_page_does_not_wait_for_slow_flags(world, monkeypatch, tmp_path):
-    from meshagent.dashboard import views
+    from meshagent.dashboard import pagebase
 
     gate = tmp_path / "go"
-    monkeypatch.setattr(views, "flag_report", functools.partial(slow_flags, gate=str(gate)))
+    monkeypatch.setattr(pagebase, "flag_report", functools.partial(slow_flags, gate=str(gate)))
     with TestClient(world.app(local_user=ADMIN)) as client:
         page = client.get("/flags")
         assert page.status_code == 200
@@ -70,12 +70,12 @@ def test_a_page_does_not_wait_for_slow_flags(world, monkeypatch, tmp_path):
 
 
 def test_stale_flags_are_shown_with_their_time_and_no_reload(tmp_path, monkeypatch):
-    from meshagent.dashboard import views
+    from meshagent.dashboard import pagebase
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     gate = tmp_path / "go"
     gate.touch()
-    monkeypatch.setattr(views, "flag_report", functools.partial(slow_flags, gate=str(gate)))
+    monkeypatch.setattr(pagebase, "flag_report", functools.partial(slow_flags, gate=str(gate)))
     with Ledger.open(url) as ledger:
         ids = fill(ledger)
         app = create_dashboard(
