@@ -176,13 +176,13 @@ class _VoteReader:
 
 
 def _slack_client(config: Config, env: Mapping[str, str]) -> Any | None:
-    from connectors import slack
+    from connectors.slack_client import make_client, token_missing
     from meshagent.actions import ActionContext
 
     context = ActionContext(env=env, settings=config.slack.model_dump())
-    if slack._missing(context) is not None:
+    if token_missing(context) is not None:
         return None
-    return slack._client(context, "follow-up")
+    return make_client(context, "follow-up")
 
 
 async def follow_up(
