@@ -77,11 +77,11 @@ def build_agent(runtime: Host, spec: AgentSpec, chat: Guarded) -> AgentLoop:
         granted[tool.name] = tool
     attempts = Attempts(granted, runtime.registry, masker)
     tools = [attempts.tool(each) for each in granted.values()]
-    graph = create_agent(chat, tools, system_prompt=spec.instructions)
+    # No system prompt here: each run starts from its own messages (``prompt.first_messages``),
+    # the instructions as the system message beside the context, or alone as the user turn.
+    graph = create_agent(chat, tools)
     if not _wrap_tool_node(graph, attempts.wrap):
-        graph = create_agent(
-            chat, tools, system_prompt=spec.instructions, middleware=[_middleware(attempts)]
-        )
+        graph = create_agent(chat, tools, middleware=[_middleware(attempts)])
     return AgentLoop(graph, attempts)
 
 

@@ -2,12 +2,15 @@
 
 The author of an agent writes its ``instructions`` and names its inputs; its context actions fetch
 data. Everything else a model call carries is the framework's: the section headings of the context
-message and the blank lines between sections, ``(no context)``, the tool schemas sent with every
-call of the tool loop, and the texts MeshAgent answers a refused or failed tool call with.
-``context_message`` builds the context message (text as text, anything else as compact JSON) and
-counts the framework's tokens in it; ``tool_schema`` is a tool's parameters as the model needs them;
-``FrameworkShare`` adds up, call by call, what the framework sent. Token counts are
-``models.estimate_tokens``'s, for the framework's part and the author's alike.
+message and the blank lines between sections, the tool schemas sent with every call of the tool
+loop, and the texts MeshAgent answers a refused or failed tool call with. ``first_messages`` is
+what a run's first model call starts from: the instructions as the system message and the context
+message as the user turn, or, for an agent that read nothing and has no inputs, the instructions
+alone as the user turn (the task is the request; no placeholder turn). ``context_message`` builds
+the context message (text as text, anything else as compact JSON) and counts the framework's
+tokens in it; ``tool_schema`` is a tool's parameters as the model needs them; ``FrameworkShare``
+adds up, call by call, what the framework sent. Token counts are ``models.estimate_tokens``'s, for
+the framework's part and the author's alike.
 """
 
 from __future__ import annotations
@@ -18,10 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["NO_CONTEXT", "FrameworkShare", "context_message", "serialise", "tool_schema"]
-
-#: The context message of an agent that reads nothing and has no inputs.
-NO_CONTEXT = "(no context)"
+__all__ = ["FrameworkShare", "context_message", "first_messages", "serialise", "tool_schema"]
 
 # JSON Schema keywords that validate but do not steer: the model is told names, types, what is
 # required, enums and short descriptions; our own validation (the action's pydantic model) still
@@ -64,8 +64,27 @@ def serialise(data: Any) -> str:
     return json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
+def first_messages(
+    instructions: str, gathered: Mapping[str, Any], values: Mapping[str, Any]
+) -> tuple[list[Any], int]:
+    """The messages a run's first model call starts from, and how many of their tokens are the
+    framework's own.
+
+    With context (results read, or inputs given): the instructions as the system message, the
+    context message as the user turn. Without: the instructions alone, as the user turn, which is
+    what a person would send; the framework then adds nothing to the messages.
+    """
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    context, framework = context_message(gathered, values)
+    if not context:
+        return [HumanMessage(instructions)], 0
+    return [SystemMessage(instructions), HumanMessage(context)], framework
+
+
 def context_message(gathered: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, int]:
-    """The context message of a run, and how many of its tokens are the framework's own.
+    """The context message of a run, and how many of its tokens are the framework's own; ``""``
+    (and 0) when the run read nothing and has no inputs.
 
     Each context result goes under a heading naming its action, then the inputs under
     ``## inputs``; the framework's tokens are the message's less those of the results and the
@@ -82,7 +101,9 @@ def context_message(gathered: Mapping[str, Any], values: Mapping[str, Any]) -> t
         body = serialise(shown)
         parts.append(f"## inputs\n{body}")
         authored.append(body)
-    message = "\n\n".join(parts) if parts else NO_CONTEXT
+    if not parts:
+        return "", 0
+    message = "\n\n".join(parts)
     framework = estimate_tokens(message) - sum(estimate_tokens(part) for part in authored)
     return message, max(0, framework)
 

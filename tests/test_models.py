@@ -483,6 +483,14 @@ def test_one_line_per_item_is_a_format_not_a_limit():
     assert "PAY-5 " not in capped.content and "… and 2 more" in capped.content
 
 
+def test_offline_takes_a_lone_user_turn_as_the_instructions():
+    """An agent without context sends its instructions alone, as the user turn: the offline
+    model reads them as instructions (its line cap), not as context to digest."""
+    alone = OfflineChatModel(today=TODAY).invoke([HumanMessage("Top 3 blockers, five lines.")])
+    assert "No context was provided" in alone.content
+    assert "Top 3 blockers" not in alone.content
+
+
 def test_offline_reads_the_context_message_the_runtime_sends():
     """Searches give bare lists under a heading naming the action: an empty one is still a
     search that found nothing."""

@@ -9,7 +9,13 @@ from datetime import date
 from functools import partial
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from meshagent.models.base import (
@@ -211,6 +217,9 @@ def _digest(messages: Sequence[BaseMessage], *, today: date | None = None) -> st
     instructions = "\n".join(
         text_of(message.content) for message in messages if isinstance(message, SystemMessage)
     )
+    if not instructions and messages and isinstance(messages[0], HumanMessage):
+        # No context: the runtime sends the instructions alone, as the user turn.
+        instructions, messages = text_of(messages[0].content), messages[1:]
     found = Found()
     asked: list[str] = []
     for message in messages:

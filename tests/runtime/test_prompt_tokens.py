@@ -239,6 +239,42 @@ def test_fetch_think_counts_the_headings_only(openai_server, sandbox, ledger):
     assert ledger.prompt_share(result.run_id)["tool_schemas"] == 0
 
 
+def test_an_agent_without_context_sends_its_instructions_as_the_one_turn(
+    openai_server, sandbox, ledger
+):
+    """No placeholder turn: the instructions are the request, as a person would send it, on the
+    first call of the tool loop and under the turns that follow; the framework's share is then
+    the tool schemas alone."""
+    spec = _agent("tools:\n  - jira.search: {projects: [PAY]}\n")
+    replies = [
+        tool_calls(("jira_search", {"jql": "status = Blocked"}), spent=usage(200, 9)),
+        answer("ok", usage(240, 2)),
+    ]
+    result = _run(openai_server, sandbox, ledger, spec, *replies)
+    first, second = openai_server.requests
+    assert first["messages"] == [{"role": "user", "content": spec.instructions}]
+    assert second["messages"][0] == first["messages"][0]
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    schemas = [estimate_tokens(_compact(request["tools"])) for request in (first, second)]
+    share = ledger.prompt_share(result.run_id)
+    assert share == {
+        "tokens": sum(schemas),
+        "headings": 0,
+        "tool_schemas": sum(schemas),
+        "tool_notes": 0,
+        "model_calls": 2,
+    }
+    assert result.framework_prompt_tokens == sum(schemas)
+
+
+def test_fetch_think_without_context_sends_the_instructions_alone(openai_server, sandbox, ledger):
+    result = _run(openai_server, sandbox, ledger, _agent(""), answer("ok", usage(20, 2)))
+    [request] = openai_server.requests
+    assert request["messages"] == [{"role": "user", "content": _agent("").instructions}]
+    assert result.framework_prompt_tokens == 0
+    assert ledger.prompt_share(result.run_id)["model_calls"] == 1
+
+
 def test_the_run_page_shows_the_framework_share(openai_server, sandbox, ledger):
     spec = _agent("tools:\n  - jira.search: {projects: [PAY]}\n")
     result = _run(openai_server, sandbox, ledger, spec, answer("ok", usage(400, 2)))
