@@ -1,4 +1,4 @@
-"""The state of one task while it runs, and what the runtime lends it.
+"""The state of one task while it runs, what the runtime lends it, and what the task returns.
 
 The runtime (``runtime.py``), its model guard (``model_calls.py``) and its tool loop
 (``agent_loop.py``) all work on one run's state; it lives here, below the three, so that each
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
     from meshagent.spec import AgentSpec
 
-__all__ = ["Host", "Refusal", "RunState", "Stop", "compact"]
+__all__ = ["Host", "Refusal", "RunResult", "RunState", "Stop", "compact"]
 
 log = logging.getLogger("meshagent.runtime")
 
@@ -67,6 +67,36 @@ class Host(Protocol):
     def time_limit(self, spec: AgentSpec) -> tuple[float, bool]: ...
 
 
+@dataclass
+class RunResult:
+    """What one task did: its answer, what it delivered, what it spent, and its ledger entry."""
+
+    run_id: str
+    agent: str
+    status: str
+    model: str
+    answer: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    usage: records.Usage = field(default_factory=records.Usage)
+    cost_usd: Decimal | None = Decimal(0)
+    #: Prompt tokens the framework wrote (estimated), and their parts in words (README:
+    #: "framework share"): headings, tool schemas, refusal notes, over every model call.
+    framework_prompt_tokens: int = 0
+    framework_share: str = ""
+    refusals: list[Refusal] = field(default_factory=list)
+    error: str | None = None
+    dry_run: bool = False
+    input_hash: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    entry: dict[str, Any] | None = None  # the ledger entry, when the caller asked for it
+    staged: list[Any] = field(default_factory=list)  # writes waiting for approval (Approval)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "skipped_unchanged")
+
+
 class RunState:
     """The state of one task while it runs: what it spent, produced and was refused."""
 
@@ -95,6 +125,26 @@ class RunState:
         self.day: date | None = None
         self.reserved = False
         self.reservation: Decimal | None = None
+
+    def closing(self, status: str, error: str | None, input_hash: str | None) -> dict[str, Any]:
+        """The arguments of close_run: the status, the spending not yet written, what it made."""
+        usage, cost, answered = self.take_unrecorded()
+        finished, events = self.runtime.now(), list(self.events)
+        if self.framework.calls:  # what of its prompts the framework wrote, call by call
+            share = self.framework.as_detail()
+            events.append(records.Event(records.PROMPT_SHARE, "framework share", share, finished))
+        return {
+            "status": status,
+            "usage": usage + records.Usage(tool_calls=self.tool_calls),
+            "cost": cost,
+            "model_answered": answered,
+            "error": error[:2000] if error else None,
+            "outcomes": [o.record() for o in self.outcomes],
+            "input_hash": input_hash,
+            "finished_at": finished,
+            "events": events,
+            "release_reservations": self.reserved,
+        }
 
     # -- spending -----------------------------------------------------------------------------
 

@@ -18,16 +18,15 @@ waits on the database.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from langchain_core.messages import HumanMessage, SystemMessage
 
 from meshagent.actions import (
     ActionContext,
@@ -42,9 +41,17 @@ from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunEr
 from meshagent.ledger import records
 from meshagent.model_calls import Guarded, active, plain, text_of, unpriced
 from meshagent.models import estimate_tokens
-from meshagent.prompt import first_messages
+from meshagent.prompt import context_message
 from meshagent.providers import BUILTIN_MODELS, api_key_env, client_options
-from meshagent.run_state import Refusal, RunState, Stop, compact
+from meshagent.run_state import Refusal, RunResult, RunState, Stop, compact
+from meshagent.run_values import (
+    context_hash,
+    convert_input,
+    entry_facts,
+    is_quiet,
+    items_of,
+    substitute,
+)
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -52,50 +59,12 @@ if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
     from meshagent.spec import AgentSpec
 
-__all__ = ["Refusal", "RunResult", "Runtime", "entry_facts", "run_agent"]
+__all__ = ["Refusal", "RunResult", "Runtime", "entry_facts", "kept", "run_agent"]
 
 log = logging.getLogger(__name__)
 
 TRIGGERS = ("schedule", "slash", "cli", "api")
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\s*\}\}")
 _MAX_AGENTS = 256  # agent graphs kept per runtime
-
-
-@dataclass
-class RunResult:
-    """What one task did: its answer, what it delivered, what it spent, and its ledger entry."""
-
-    run_id: str
-    agent: str
-    status: str
-    model: str
-    answer: str | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-    usage: records.Usage = field(default_factory=records.Usage)
-    cost_usd: Decimal | None = Decimal(0)
-    #: Prompt tokens the framework wrote (estimated), and their parts in words (README:
-    #: "framework share"): headings, tool schemas, refusal notes, over every model call.
-    framework_prompt_tokens: int = 0
-    framework_share: str = ""
-    refusals: list[Refusal] = field(default_factory=list)
-    error: str | None = None
-    dry_run: bool = False
-    input_hash: str | None = None
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    entry: dict[str, Any] | None = None  # the ledger entry, when the caller asked for it
-    staged: list[Any] = field(default_factory=list)  # writes waiting for approval (Approval)
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("ok", "skipped_unchanged")
-
-
-def _is_quiet(answer: str, quiet: str) -> bool:
-    """Whether `answer` is the agent's declared "nothing to report": the sentinel alone,
-    whatever its case, spacing, quotes, markup or final full stop."""
-    strip = " \t\r\n.!`*_\"'"
-    return answer.strip(strip).casefold() == quiet.strip(strip).casefold()
 
 
 class Runtime:
@@ -135,7 +104,10 @@ class Runtime:
         self.now = clock or (lambda: datetime.now(UTC))
         self.retry_base_seconds = retry_base_seconds
         self.retries = retries
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        # per event loop: an asyncio semaphore belongs to the loop it first waited on
+        self._semaphores: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+            WeakKeyDictionary()
+        )
         self._models: dict[str, Guarded] = {}
         self._given: Guarded | None = None  # chat_model, guarded
         self._agents: dict[tuple[str, str, str, int], tuple[BaseChatModel, Any]] = {}
@@ -206,7 +178,7 @@ class Runtime:
             except asyncio.CancelledError:
                 self.ledger.close_run(
                     run_id,
-                    **self._closing(run, "interrupted", "cancelled while running", input_hash),
+                    **run.closing("interrupted", "cancelled while running", input_hash),
                 )
                 raise
             except GrantDenied as exc:
@@ -221,7 +193,7 @@ class Runtime:
             if run.stopped is not None and status == "ok":
                 status, error = run.stopped.status, run.stopped.reason
             # Shielded: a run cancelled now is still closed with what it did.
-            closing = self._closing(run, status, error, input_hash)
+            closing = run.closing(status, error, input_hash)
             if self.alone():
                 self.ledger.close_run(run_id, **closing)
             else:
@@ -266,7 +238,7 @@ class Runtime:
                 suggestion = f"; did you mean {hint!r}?" if hint else ""
                 known = ", ".join(spec.inputs) or "none"
                 raise RunError(f"{where}: unknown input {name!r}{suggestion} (inputs: {known})")
-            values[name] = _convert(where, name, declared.type, raw)
+            values[name] = convert_input(where, name, declared.type, raw)
         for name, declared in spec.inputs.items():
             if name in values:
                 continue
@@ -321,7 +293,7 @@ class Runtime:
         spec = run.spec
         await self._check_daily_budget(run)
         gathered = await self._gather(spec, context, values)
-        input_hash = _hash(spec.version, gathered, values)
+        input_hash = context_hash(spec.version, gathered, values)
         if spec.skip_if_unchanged:
             last = await asyncio.to_thread(self.ledger.last_ok_input_hash, spec.name)
             if last == input_hash:
@@ -338,7 +310,7 @@ class Runtime:
             return input_hash  # over budget: keep the answer, deliver nothing
         if not answer or not answer.strip():
             raise RunError("the model returned no answer: nothing to deliver")
-        if spec.quiet_answer is not None and _is_quiet(answer, spec.quiet_answer):
+        if spec.quiet_answer is not None and is_quiet(answer, spec.quiet_answer):
             run.outcomes.append(Outcome(kind=records.QUIET, reference=spec.quiet_answer))
             return input_hash  # nothing to report: a result, delivered nowhere
         if spec.deliver:
@@ -351,9 +323,9 @@ class Runtime:
             if use.for_each is None:
                 batches = [known]
             else:  # once per item of a context result, e.g. each issue of jira.search
-                batches = [known | {"item": item} for item in _items(gathered[use.for_each])]
+                batches = [known | {"item": item} for item in items_of(gathered[use.for_each])]
             for known_here in batches:
-                params = _substitute(use.params, known_here, spec, use.action, self.now())
+                params = substitute(use.params, known_here, spec, use.action, self.now())
                 if params is None:
                     continue  # an item without the value a parameter needs (no assignee)
                 if action.answer_field and action.answer_field not in use.params:
@@ -400,7 +372,7 @@ class Runtime:
         gathered: dict[str, Any] = {}
         for use in spec.context:
             action = self.registry.get(use.action)
-            params = _substitute(use.params, values, spec, use.action, self.now())
+            params = substitute(use.params, values, spec, use.action, self.now())
             result = await action(context, action.parse(params))
             key = use.action
             n = 2
@@ -412,8 +384,7 @@ class Runtime:
     async def _think(
         self, run: RunState, chat: Guarded, gathered: dict[str, Any], values: dict[str, Any]
     ) -> str:
-        messages, run.framework.message = first_messages(run.spec.instructions, gathered, values)
-        prompt = text_of(messages[-1].content)  # the context (or the instructions, when none)
+        prompt, run.framework.message = context_message(gathered, values)
         budget = run.spec.budget.max_tokens_per_run
         if budget is not None and estimate_tokens(prompt) >= budget:
             raise Stop(
@@ -421,6 +392,7 @@ class Runtime:
                 f"the prompt alone (~{estimate_tokens(prompt):,} tokens) exceeds "
                 f"max_tokens_per_run of {budget:,}",
             )
+        messages = [SystemMessage(run.spec.instructions), HumanMessage(prompt)]
         reply = await chat.ainvoke(messages)
         return text_of(reply.content)
 
@@ -431,10 +403,12 @@ class Runtime:
         gathered: dict[str, Any],
         values: dict[str, Any],
     ) -> str:
-        messages, run.framework.message = first_messages(run.spec.instructions, gathered, values)
+        prompt, run.framework.message = context_message(gathered, values)
         agent = self._agent(run.spec, chat, run.model)
         try:
-            state = await agent.ainvoke({"messages": messages}, config={"recursion_limit": 100})
+            state = await agent.ainvoke(
+                {"messages": [HumanMessage(prompt)]}, config={"recursion_limit": 100}
+            )
         except Stop as stop:  # over budget before a model call: keep what the model said last
             run.stopped = stop
             return run.said or ""
@@ -482,28 +456,6 @@ class Runtime:
                 opening.result(), "interrupted", error="cancelled before it started"
             )
 
-    def _closing(
-        self, run: RunState, status: str, error: str | None, input_hash: str | None
-    ) -> dict[str, Any]:
-        """The arguments of close_run: the status, the spending not yet written, what it made."""
-        usage, cost, answered = run.take_unrecorded()
-        finished, events = self.now(), list(run.events)
-        if run.framework.calls:  # what of its prompts the framework wrote, call by call
-            share = run.framework.as_detail()
-            events.append(records.Event(records.PROMPT_SHARE, "framework share", share, finished))
-        return {
-            "status": status,
-            "usage": usage + records.Usage(tool_calls=run.tool_calls),
-            "cost": cost,
-            "model_answered": answered,
-            "error": error[:2000] if error else None,
-            "outcomes": [o.record() for o in run.outcomes],
-            "input_hash": input_hash,
-            "finished_at": finished,
-            "events": events,
-            "release_reservations": run.reserved,
-        }
-
     # -- helpers ------------------------------------------------------------------------------
 
     def time_limit(self, spec: AgentSpec) -> tuple[float, bool]:
@@ -513,11 +465,15 @@ class Runtime:
         return self.config.timeout_seconds, False
 
     def semaphore(self, model: str) -> asyncio.Semaphore:
-        """The semaphore capping concurrent calls to ``model``'s provider."""
+        """The semaphore capping concurrent calls to ``model``'s provider (on this event loop:
+        a runtime serving several loops in turn caps each)."""
         provider = model.partition(":")[0]
-        if provider not in self._semaphores:
-            self._semaphores[provider] = asyncio.Semaphore(self.config.max_concurrent_model_calls)
-        return self._semaphores[provider]
+        mine = self._semaphores.get(asyncio.get_running_loop())
+        if mine is None:
+            mine = self._semaphores[asyncio.get_running_loop()] = {}
+        if provider not in mine:
+            mine[provider] = asyncio.Semaphore(self.config.max_concurrent_model_calls)
+        return mine[provider]
 
     def _chat_model(self, model: str) -> Guarded:
         """The chat model for ``model`` (or the one given), guarded by this runtime."""
@@ -541,113 +497,6 @@ class Runtime:
         return self._models[model]
 
 
-# -- small pure helpers ----------------------------------------------------------------------
-
-
-def _hash(version: str, gathered: dict[str, Any], values: dict[str, Any]) -> str:
-    text = json.dumps([version, gathered, values], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-class _Empty(Exception):
-    """A for_each item lacks the value a placeholder names."""
-
-
-def _items(data: Any) -> list[Any]:
-    """The items of a context result: its first list (issues, messages), or the list itself."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for value in data.values():
-            if isinstance(value, list):
-                return value
-    return []
-
-
-def _substitute(
-    params: Any, values: dict[str, Any], spec: AgentSpec, action: str, now: datetime
-) -> Any:
-    """``{{name}}`` in string parameters replaced by input values (and today, now, answer,
-    ``item.field`` under for_each); None when an item lacks a value it names."""
-    builtins = {"today": now.date().isoformat(), "now": now.isoformat(timespec="seconds")}
-    known = builtins | values
-
-    def lookup(name: str) -> Any:
-        head, _, field_name = name.partition(".")
-        if head not in known or (field_name and not isinstance(known[head], dict)):
-            names = ", ".join(sorted(k for k in known if k != "item"))
-            hint = " (item.<field> needs for_each)" if head == "item" else ""
-            raise RunError(
-                f"agent {spec.name}, {action}: unknown placeholder {{{{{name}}}}}{hint} "
-                f"(known: {names})"
-            )
-        found = known[head].get(field_name) if field_name else known[head]
-        if field_name and found in (None, ""):
-            raise _Empty(name)
-        return found
-
-    def one(value: Any) -> Any:
-        if isinstance(value, str):
-
-            def replace(match: re.Match[str]) -> str:
-                found = lookup(match.group(1))
-                return "" if found is None else str(found)
-
-            return _PLACEHOLDER.sub(replace, value)
-        if isinstance(value, dict):
-            return {k: one(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [one(v) for v in value]
-        return value
-
-    try:
-        return one(dict(params))
-    except _Empty:
-        return None
-
-
-def _convert(where: str, name: str, kind: str, raw: Any) -> Any:
-    try:
-        if kind == "string":
-            return str(raw)
-        if kind == "integer":
-            return int(raw)
-        if kind == "number":
-            return float(raw)
-        if kind == "boolean":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("true", "yes", "1", "on"):
-                return True
-            if text in ("false", "no", "0", "off"):
-                return False
-            raise ValueError(raw)
-        if kind == "list":
-            if isinstance(raw, list):
-                return [str(v) for v in raw]
-            return [part.strip() for part in str(raw).split(",") if part.strip()]
-    except (TypeError, ValueError):
-        pass
-    raise RunError(f"{where}: input {name!r} must be {_A[kind]} {kind}, got {raw!r}")
-
-
-_A = {"string": "a", "integer": "an", "number": "a", "boolean": "a", "list": "a"}
-
-
-def entry_facts(spec: AgentSpec, model: str) -> dict[str, Any]:
-    """The facts of a ledger entry that come from the agent file and the model it runs on."""
-    return {
-        "version": spec.version,
-        "owner": spec.owner,
-        "team": spec.team,
-        "value_tag": spec.value.tag,
-        "minutes_saved": spec.value.minutes_saved,
-        "provider": model.partition(":")[0],
-        "model_requested": model,
-    }
-
-
 async def run_agent(
     spec: AgentSpec,
     *,
@@ -661,18 +510,66 @@ async def run_agent(
     chat_model: BaseChatModel | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run one task of ``spec`` now (see :class:`Runtime` to run many with shared state)."""
-    runtime = Runtime(config, ledger=ledger, chat_model=chat_model, env=env)
-    try:
-        return await runtime.run(
-            spec,
-            trigger=trigger,
-            triggered_by=triggered_by,
-            inputs=inputs,
-            dry_run=dry_run,
-            model=model,
-        )
-    finally:
-        await runtime.aclose()
-        if ledger is None:
-            runtime.ledger.close()
+    """Run one task of ``spec`` now (see :class:`Runtime` to run many with shared state).
+
+    Calls with the same settings share one runtime and one ledger per process (``kept``), so a
+    call pays for the task and not for opening the ledger and warming models and clients.
+    """
+    runtime = await kept(config, ledger=ledger, chat_model=chat_model, env=env)
+    return await runtime.run(
+        spec,
+        trigger=trigger,
+        triggered_by=triggered_by,
+        inputs=inputs,
+        dry_run=dry_run,
+        model=model,
+    )
+
+
+@dataclass
+class _Kept:
+    runtime: Runtime
+    holds: tuple[Any, ...]  # what the key names by id, kept alive so that no id is reused
+
+
+_kept: dict[tuple[Any, ...], _Kept] = {}
+_MAX_KEPT = 8  # runtimes kept at once; the least recently used is closed beyond that
+
+
+async def kept(
+    config: Config | None = None,
+    *,
+    ledger: Ledger | None = None,
+    chat_model: BaseChatModel | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Runtime:
+    """The runtime ``run_agent`` runs on for these settings, made on the first call.
+
+    One per set of settings: the project's configuration (read again on every call when not
+    given), the environment's values (``os.environ`` by default), the ledger (the one kept for
+    the configuration's URL, ``meshagent.ledger.shared``, unless given), the chat model and the
+    project's MCP lock as it is on disk. A change to any of them gets a runtime of its own.
+    """
+    import os
+
+    from meshagent.ledger.shared import shared_ledger
+    from meshagent.mcp.tools import project_registry
+
+    config = config or load_config()
+    ledger = ledger or shared_ledger(config.ledger_url)
+    registry = project_registry(config, default_registry())  # cached while the lock is unchanged
+    values = env if env is not None else os.environ
+    holds = (ledger, chat_model, registry)
+    key = (config.model_dump_json(), tuple(sorted(values.items())), env is None) + tuple(
+        id(each) for each in holds
+    )
+    found = _kept.pop(key, None)
+    if found is None or any(a is not b for a, b in zip(found.holds, holds, strict=True)):
+        runtime = Runtime(config, ledger=ledger, registry=registry, env=env, chat_model=chat_model)
+        found = _Kept(runtime, holds)
+    _kept[key] = found  # the most recently used last
+    while len(_kept) > _MAX_KEPT:
+        old = _kept.pop(next(iter(_kept))).runtime
+        if old._in_flight == 0:  # a run in flight keeps its clients
+            await old.aclose()
+    return found.runtime

@@ -228,3 +228,70 @@ def test_slack_calls_of_a_runtime_share_one_session_per_event_loop(sandbox, ledg
     gc.collect()
     texts = [m.text for m in sandbox.slack.posted_to("#payments-standup")]
     assert texts == [f"Hello {n}." for n in range(5)]
+
+
+# -- run_agent keeps a runtime and a ledger per settings -------------------------------------
+
+
+def test_run_agent_keeps_one_runtime_and_ledger_across_calls(server, tmp_path):
+    from meshagent.ledger.shared import shared_ledger
+    from meshagent.runtime import kept
+
+    spec = agent(FETCHER.format(url=server))
+    config = Config(ledger_url=f"sqlite:///{tmp_path / 'kept.db'}")
+    model = ScriptedChatModel(responses=[{"content": "All fine."}] * 3)
+
+    async def three_calls() -> Runtime:
+        for _ in range(3):
+            result = await run_agent(spec, config=config, chat_model=model, env={})
+            assert result.status == "ok", result.error
+        return await kept(config, chat_model=model, env={})
+
+    runtime = asyncio.run(three_calls())
+    assert runtime.clients.made == 1  # six fetches over three calls, one client
+    assert Counting.accepted == 1
+    assert runtime.ledger is shared_ledger(config.ledger_url)
+    assert runtime.ledger.count() == 3
+    assert open_connections(0) == 0  # closed when the loop ended
+
+
+def test_run_agent_follows_a_changed_ledger_url(tmp_path):
+    spec = agent(QUIET)
+    first, second = (Config(ledger_url=f"sqlite:///{tmp_path / name}") for name in "ab")
+    model = ScriptedChatModel(responses=[{"content": "Hello."}] * 3)
+    for config in (first, second, first):
+        result = asyncio.run(run_agent(spec, config=config, chat_model=model, env={}))
+        assert result.status == "ok", result.error
+    for config, runs in ((first, 2), (second, 1)):
+        with Ledger.open(config.ledger_url, migrate=False) as ledger:
+            assert ledger.count() == runs
+
+
+def test_run_agent_resolves_its_model_again_when_the_api_key_changes(tmp_path, monkeypatch):
+    from tests.runtime.openai_server import OpenAIServer, answer
+
+    spec = agent(QUIET.replace("model: scripted", "model: openai:gpt-4o-mini"))
+    config = Config(ledger_url=f"sqlite:///{tmp_path / 'keys.db'}")
+    with OpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        server.script(*(answer("Hello.") for _ in range(3)))
+        for key in ("sk-first", "sk-second", "sk-first"):
+            result = asyncio.run(run_agent(spec, config=config, env={"OPENAI_API_KEY": key}))
+            assert result.status == "ok", result.error
+        sent = [headers["Authorization"] for headers in server.headers]
+    assert sent == ["Bearer sk-first", "Bearer sk-second", "Bearer sk-first"]
+
+
+def test_run_agent_on_event_loops_in_turn_waits_for_its_model_calls_on_each(tmp_path):
+    # One model call at a time: the calls of each loop queue on a semaphore of that loop (an
+    # asyncio semaphore shared by two loops refuses to wait on the second).
+    spec = agent(QUIET)
+    config = Config(ledger_url=f"sqlite:///{tmp_path / 'loops.db'}", max_concurrent_model_calls=1)
+    model = ScriptedChatModel(responses=[{"content": "Hello."}] * 6, latency=0.02)
+
+    async def three_at_once() -> list[str]:
+        calls = (run_agent(spec, config=config, chat_model=model, env={}) for _ in range(3))
+        return [result.status for result in await asyncio.gather(*calls)]
+
+    assert asyncio.run(three_at_once()) == ["ok"] * 3
+    assert asyncio.run(three_at_once()) == ["ok"] * 3
