@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from langchain_core.messages import HumanMessage, SystemMessage
-
 from meshagent.actions import (
     ActionContext,
     Outcome,
@@ -41,7 +39,7 @@ from meshagent.exceptions import ConfigError, ConnectorError, GrantDenied, RunEr
 from meshagent.ledger import records
 from meshagent.model_calls import Guarded, active, plain, text_of, unpriced
 from meshagent.models import estimate_tokens
-from meshagent.prompt import context_message
+from meshagent.prompt import first_messages
 from meshagent.providers import BUILTIN_MODELS, api_key_env, client_options
 from meshagent.run_state import Refusal, RunResult, RunState, Stop, compact
 from meshagent.run_values import (
@@ -384,7 +382,8 @@ class Runtime:
     async def _think(
         self, run: RunState, chat: Guarded, gathered: dict[str, Any], values: dict[str, Any]
     ) -> str:
-        prompt, run.framework.message = context_message(gathered, values)
+        messages, run.framework.message = first_messages(run.spec.instructions, gathered, values)
+        prompt = text_of(messages[-1].content)  # the context (or the instructions, when none)
         budget = run.spec.budget.max_tokens_per_run
         if budget is not None and estimate_tokens(prompt) >= budget:
             raise Stop(
@@ -392,7 +391,6 @@ class Runtime:
                 f"the prompt alone (~{estimate_tokens(prompt):,} tokens) exceeds "
                 f"max_tokens_per_run of {budget:,}",
             )
-        messages = [SystemMessage(run.spec.instructions), HumanMessage(prompt)]
         reply = await chat.ainvoke(messages)
         return text_of(reply.content)
 
@@ -403,12 +401,10 @@ class Runtime:
         gathered: dict[str, Any],
         values: dict[str, Any],
     ) -> str:
-        prompt, run.framework.message = context_message(gathered, values)
+        messages, run.framework.message = first_messages(run.spec.instructions, gathered, values)
         agent = self._agent(run.spec, chat, run.model)
         try:
-            state = await agent.ainvoke(
-                {"messages": [HumanMessage(prompt)]}, config={"recursion_limit": 100}
-            )
+            state = await agent.ainvoke({"messages": messages}, config={"recursion_limit": 100})
         except Stop as stop:  # over budget before a model call: keep what the model said last
             run.stopped = stop
             return run.said or ""
