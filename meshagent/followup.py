@@ -280,13 +280,13 @@ def _reason(exc: Exception) -> str:
 def _jira_reader(
     config: Config, env: Mapping[str, str], budget: _Budget, context: Any | None
 ) -> Any | None:
-    from connectors import jira
+    from connectors.jira_site import credentials_missing, site_of
     from meshagent.actions import ActionContext
 
     context = context or ActionContext(env=env, settings=config.jira.model_dump())
-    if jira._missing(context) is not None:
+    if credentials_missing(context) is not None:
         return None
-    return _JiraReader(jira._client(context, "follow-up"), budget)
+    return _JiraReader(site_of(context, "follow-up"), budget)
 
 
 _NEGATIVE_STATUSES = ("won't do", "wont do", "declined", "rejected", "cancelled", "canceled")
@@ -308,10 +308,10 @@ class _JiraReader:
         return Evidence(who, what, when, bot=who is not None and who in self.own)
 
     async def _get(self, target: str, work: Any) -> Any:
-        from connectors import jira
+        from connectors.jira_site import call
 
         self.budget.spend()
-        return await jira._call("follow-up", target, self.site, work)
+        return await call("follow-up", target, self.site, work)
 
     async def read(self, item: Due) -> list[Evidence]:
         from meshagent.exceptions import ConnectorError
