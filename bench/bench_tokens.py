@@ -266,7 +266,9 @@ def main() -> None:
         spec = agent("tools:\n  - jira.search: {projects: [PAY]}\n")
         ours, share = meshagent_request(server, box, spec)
         sent_tools = server.requests[0]["tools"]
+        our_roles = [message["role"] for message in server.requests[0]["messages"]]
         theirs = minimal_request(server, [HumanMessage(INSTRUCTIONS)], [MINIMAL_TOOL])
+        their_roles = [message["role"] for message in server.requests[0]["messages"]]
         rows.append(("agent mode, first request", ours, theirs, share))
 
     print("Prompt tokens of the digest of 12 Jira issues (estimate_tokens, 3 per message)")
@@ -283,7 +285,8 @@ def main() -> None:
     label, ours, theirs, _ = rows[-1]
     print(
         f"{label}: {ours - theirs:+,} = {ours - theirs - (sent - by_hand_schema):+,} in messages "
-        f"(a user turn beside the system message; the hand-written request has one turn), "
+        f"(MeshAgent sent {' + '.join(our_roles)}, the hand-written request "
+        f"{' + '.join(their_roles)}), "
         f"{sent - by_hand_schema:+,} in the tool schema, of which {words:+,} in longer "
         "descriptions"
     )
