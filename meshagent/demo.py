@@ -272,62 +272,67 @@ def _follow_up(ledger: Ledger, read: dict[str, list[Any]], now: datetime) -> Non
         verdicts.judge_many(ledger, evidence, checked_at=now)
 
 
-async def _play(
-    runtime: Runtime,
-    clock: _Clock,
-    agents: list[AgentSpec],
-    box: Sandbox,
-    summary: DemoSummary,
-    progress: Progress | None,
-    now: datetime,
-) -> None:
-    rng = random.Random(42)
-    start = now - timedelta(days=7)
-    fires = sorted((fire, spec.name) for spec in agents for fire in _fires(spec, start, now))
-    by_name = {spec.name: spec for spec in agents}
-    task = progress.add_task("a week of schedules", total=len(fires)) if progress else None
-    day = -1
-    for fire, name in fires:
-        elapsed_days = int((fire - start).total_seconds() // 86400)
-        if elapsed_days != day:
-            day = elapsed_days
-            _week_of_change(box, day, rng)
-        clock.at = fire + timedelta(seconds=rng.randint(1, 20))
-        spec = by_name[name]
-        result = await runtime.run(
-            spec, trigger="schedule", scheduled_for=fire, inputs=_inputs(spec, box)
+@dataclass
+class _Runs:
+    """The demo's runs before its ledger is read: each example agent once, then a simulated week
+    of schedules, ending at ``now``; people react to each result, and ``progress`` shows it."""
+
+    runtime: Runtime
+    clock: _Clock
+    agents: list[AgentSpec]
+    box: Sandbox
+    summary: DemoSummary
+    progress: Progress | None
+    now: datetime
+
+    async def first_runs(self) -> None:
+        """Each example agent once, by hand, just before the simulated week: its first scheduled
+        runs come after it, as they would (a skip_if_unchanged agent then skips an unchanged
+        one)."""
+        rng = random.Random(7)
+        examples = [spec for spec in self.agents if spec.name != "everything-watcher"]
+        task = self._task("each example agent once", len(examples))
+        for index, spec in enumerate(examples):
+            self.clock.at = self.now - _WEEK - _BEFORE + timedelta(seconds=index)
+            result = await self.runtime.run(
+                spec, trigger="cli", triggered_by="demo", inputs=_inputs(spec, self.box)
+            )
+            self.summary.first_runs.append(result)
+            self._after_run(result, rng, task)
+        self.clock.at = None
+
+    async def week(self) -> None:
+        """A week of the agents' schedules, each fire run at its time on the clock."""
+        rng = random.Random(42)
+        start = self.now - timedelta(days=7)
+        fires = sorted(
+            (fire, spec.name) for spec in self.agents for fire in _fires(spec, start, self.now)
         )
-        summary.week_runs += 1
-        summary.statuses[result.status] = summary.statuses.get(result.status, 0) + 1
-        _react(runtime.ledger, result, rng, summary.read, clock())
-        if progress is not None and task is not None:
-            progress.advance(task)
-    clock.at = None
+        by_name = {spec.name: spec for spec in self.agents}
+        task = self._task("a week of schedules", len(fires))
+        day = -1
+        for fire, name in fires:
+            elapsed_days = int((fire - start).total_seconds() // 86400)
+            if elapsed_days != day:
+                day = elapsed_days
+                _week_of_change(self.box, day, rng)
+            self.clock.at = fire + timedelta(seconds=rng.randint(1, 20))
+            spec = by_name[name]
+            result = await self.runtime.run(
+                spec, trigger="schedule", scheduled_for=fire, inputs=_inputs(spec, self.box)
+            )
+            self.summary.week_runs += 1
+            self.summary.statuses[result.status] = self.summary.statuses.get(result.status, 0) + 1
+            self._after_run(result, rng, task)
+        self.clock.at = None
 
+    def _task(self, description: str, total: int) -> Any:
+        return self.progress.add_task(description, total=total) if self.progress else None
 
-async def _first_runs(
-    runtime: Runtime,
-    clock: _Clock,
-    agents: list[AgentSpec],
-    box: Sandbox,
-    summary: DemoSummary,
-    progress: Progress | None,
-    now: datetime,
-) -> None:
-    """Each example agent once, by hand, just before the simulated week: its first scheduled
-    runs come after it, as they would (a skip_if_unchanged agent then skips an unchanged one)."""
-    rng = random.Random(7)
-    examples = [spec for spec in agents if spec.name != "everything-watcher"]
-    task = progress.add_task("each example agent once", total=len(examples)) if progress else None
-    for index, spec in enumerate(examples):
-        clock.at = now - _WEEK - _BEFORE + timedelta(seconds=index)
-        result = await runtime.run(spec, trigger="cli", triggered_by="demo",
-                                   inputs=_inputs(spec, box))  # fmt: skip
-        summary.first_runs.append(result)
-        _react(runtime.ledger, result, rng, summary.read, clock())
-        if progress is not None and task is not None:
-            progress.advance(task)
-    clock.at = None
+    def _after_run(self, result: RunResult, rng: random.Random, task: Any) -> None:
+        _react(self.runtime.ledger, result, rng, self.summary.read, self.clock())
+        if self.progress is not None and task is not None:
+            self.progress.advance(task)
 
 
 def run_demo(
@@ -380,8 +385,9 @@ def _run_demo(
         summary.settings = settings
         progress = _progress(console)
         with progress or contextlib.nullcontext():
-            asyncio.run(_first_runs(runtime, clock, agents, box, summary, progress, moment))
-            asyncio.run(_play(runtime, clock, agents, box, summary, progress, moment))
+            runs = _Runs(runtime, clock, agents, box, summary, progress, moment)
+            asyncio.run(runs.first_runs())
+            asyncio.run(runs.week())
         _follow_up(ledger, summary.read, moment)
         from meshagent.approvals_demo import decide_first_requests
 
