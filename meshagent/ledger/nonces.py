@@ -24,6 +24,14 @@ another writer holds the lock, the claims go to the thread, which waits for it a
 way a claim returns once committed, in the one table every process on the database shares.
 On PostgreSQL the loop awaits the claim on an asyncio connection of its own, one statement per
 turn, and hands it to the thread only when that connection fails or is slow (half a second).
+
+On a SQLite file, `NonceClaims` keeps its claims in a database of their own beside the ledger's
+(`store_path`: ``ledger.db.nonces`` beside ``ledger.db``), which every process on that ledger
+finds by the same rule: SQLite has one write lock per database, and in the ledger's a claim found
+it held by the runs' commits (each 5-10 ms with its fsync) for most of a burst, and waited behind
+them on the thread. In a file of its own it meets only other claims (tens of microseconds) and
+the purge. The claims already in the ledger's table are copied into the new file when it is
+made, so that an upgrade forgets no request accepted before it.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import sqlite3
 import threading
 import weakref
@@ -38,20 +47,30 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from meshagent.exceptions import LedgerError
-from meshagent.ledger.engine import driver_statement, make_engine, retrying, write_connection
+from meshagent.ledger.engine import (
+    driver_statement,
+    first_line,
+    make_engine,
+    retrying,
+    write_connection,
+)
 from meshagent.ledger.schema import nonces
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
 
-__all__ = ["NonceClaims", "claim", "claim_keys", "nonce_key", "purge"]
+log = logging.getLogger(__name__)
+
+__all__ = ["NonceClaims", "claim", "claim_keys", "nonce_key", "purge", "store_path"]
 
 #: How long a claim may wait for a database that is locked or restarting, by default: a request
 #: that waits on it has to be answered within Slack's 3 seconds.
@@ -106,6 +125,26 @@ def _claim(
     return retrying(attempt, deadline=deadline, what="claim nonces", url=url)
 
 
+#: What a ledger file's name gets for the file of its claims, beside it.
+STORE_SUFFIX = ".nonces"
+#: On-loop commits between two checkpoints of a claims file (its log is copied back by the
+#: thread: the loop's own connection never waits for the disk).
+CHECKPOINT_EVERY = 1000
+
+
+def store_path(ledger_url: str) -> Path | None:
+    """Where the claims of a ledger in a SQLite file are kept: ``ledger.db.nonces`` beside its
+    ``ledger.db`` (the same for every process on that ledger); None for other ledgers (a
+    database in memory, PostgreSQL), which keep them in their own database."""
+    url = make_url(ledger_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or url.query or not path:
+        return None
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path).expanduser().with_name(Path(path).name + STORE_SUFFIX)
+
+
 def _quick_engine(ledger: Ledger) -> Engine:
     """An engine on the ledger's database whose commits do not wait for the disk (the ledger's
     own for a database in memory, which another engine would not see)."""
@@ -121,7 +160,10 @@ def _quick_engine(ledger: Ledger) -> Engine:
         engine = create_engine(
             engine.url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT"
         )
+    return _relaxed(engine)
 
+
+def _relaxed(engine: Engine) -> Engine:
     @event.listens_for(engine, "connect")
     def _relax(dbapi_connection: Any, _record: Any) -> None:  # after the ledger's own settings
         if engine.dialect.name == "sqlite":
@@ -133,6 +175,34 @@ def _quick_engine(ledger: Ledger) -> Engine:
                 dbapi_connection.commit()
 
     return engine
+
+
+def _store_engine(path: Path, ledger: Ledger, deadline: float) -> Engine:
+    """An engine on the claims file ``path`` (commits that do not wait for the disk), made with
+    its table when missing, and the claims in the ledger's own table copied in: those of the
+    requests accepted before the ledger's claims moved here, still refused after."""
+    # A short wait for the lock per attempt: `retrying` tries again until the claim's deadline.
+    engine = _relaxed(make_engine(f"sqlite:///{path}", busy_timeout=min(deadline, 0.5)))
+    try:
+        with write_connection(engine) as connection, connection.begin():
+            if not inspect(connection).has_table(nonces.name):
+                nonces.create(connection)
+                rows = ledger.read(_claims_in, what="read the nonces")
+                if rows:
+                    insert = sqlite.insert(nonces).prefix_with("OR IGNORE")
+                    connection.execute(insert, rows)
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        reason = first_line(exc) if isinstance(exc, DBAPIError) else str(exc)
+        raise LedgerError(f"cannot open {path}, the ledger's file of nonces: {reason}") from None
+    return engine
+
+
+def _claims_in(connection: Connection) -> list[dict[str, Any]]:
+    """Every claim in ``connection``'s database (none when it has no table of them)."""
+    if not inspect(connection).has_table(nonces.name):
+        return []
+    return [dict(row._mapping) for row in connection.execute(select(nonces))]
 
 
 _ONE = sqlite.insert(nonces).values(key=bindparam("key"), expires_at=bindparam("expires_at"))
@@ -192,7 +262,7 @@ class _OnTheLoop:
             )
             connection.execute("PRAGMA synchronous=NORMAL")  # as the thread's claims
             # A checkpoint copies the log into the database and waits for the disk: never on
-            # the event loop (the ledger's own connections checkpoint).
+            # the event loop (the writer thread checkpoints every CHECKPOINT_EVERY commits).
             connection.execute("PRAGMA wal_autocheckpoint=0")
             self._connection = connection
         return self._connection
@@ -276,19 +346,18 @@ class _OnTheLoopAsync:
             connection.pgconn.finish()
 
 
-def _on_the_loop(ledger: Ledger, patience: float) -> _OnTheLoop | _OnTheLoopAsync | None:
-    """Claims made on the event loop: for a ledger in a SQLite file, or on PostgreSQL; None for
+def _on_the_loop(
+    ledger: Ledger, store: Path | None, patience: float
+) -> _OnTheLoop | _OnTheLoopAsync | None:
+    """Claims made on the event loop: in a ledger's claims file, or on PostgreSQL; None for
     other ledgers (a SQLite database in memory)."""
+    if store is not None:
+        return _OnTheLoop(str(store))
     url = make_url(ledger.url)
     if url.get_backend_name() == "postgresql":
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         return _OnTheLoopAsync(conninfo, min(patience, _LOOP_PATIENCE_SECONDS))
-    path = url.database
-    if url.get_backend_name() != "sqlite" or url.query or not path:
-        return None
-    if path == ":memory:" or path.startswith("file:"):
-        return None
-    return _OnTheLoop(path)
+    return None
 
 
 #: How long a claim on the event loop waits for PostgreSQL before the thread takes it over.
@@ -329,14 +398,23 @@ class NonceClaims:
         self.max_keys = max_keys
         self.deadline = deadline
         self.batches = 0  # transactions committed (for tests and benchmarks)
-        self._engine = _quick_engine(ledger)
+        #: The file of the claims, beside a ledger in a SQLite file; None: the ledger's database.
+        self.store = store_path(ledger.url)
+        self.url = ledger.url if self.store is None else f"sqlite:///{self.store}"
+        self._engine = (
+            _quick_engine(ledger)
+            if self.store is None
+            else _store_engine(self.store, ledger, deadline)
+        )
         if self._engine is not ledger.engine:
             # An app dropped without close() (a test's, a failed start's) must not leave its
             # pooled connections to the garbage collector, which closes none of them.
             weakref.finalize(self, self._engine.dispose)
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
-        self._loop_claims = _on_the_loop(ledger, deadline)
+        self._checkpoint_due = False  # the claims file's log to be copied back (by the thread)
+        self._loop_commits = 0  # on-loop commits since the last checkpoint
+        self._loop_claims = _on_the_loop(ledger, self.store, deadline)
         if self._loop_claims is not None:
             weakref.finalize(self, self._loop_claims.close)
         self._tasks: set[asyncio.Task[Any]] = set()  # claims in flight on the loop (PostgreSQL)
@@ -350,7 +428,18 @@ class NonceClaims:
         self._queue([pending])
         return pending.future
 
-    def _queue(self, batch: list[_Pending]) -> None:
+    def purge(self, *, now: datetime) -> int:
+        """Delete the claims expired by ``now``; returns how many. Blocking: call it from a
+        thread now and then, never per request."""
+        statement = delete(nonces).where(nonces.c.expires_at <= now)
+
+        def attempt() -> int:
+            with write_connection(self._engine) as connection, connection.begin():
+                return connection.execute(statement).rowcount
+
+        return retrying(attempt, deadline=self.deadline, what="purge nonces", url=self.url)
+
+    def _queue(self, batch: list[_Pending], *, checkpoint: bool = False) -> None:
         with self._cond:
             if self._closed:
                 raise LedgerError("the nonce writer is closing")
@@ -360,6 +449,7 @@ class NonceClaims:
                 )
                 self._thread.start()
             self._pending.extend(batch)
+            self._checkpoint_due |= checkpoint
             self._cond.notify()
 
     async def claim(self, keys: Mapping[str, datetime], *, now: datetime) -> set[str]:
@@ -388,6 +478,12 @@ class NonceClaims:
                     pending.future.set_exception(exc)
                 return
             self._settle(batch, claimed)
+            if claimed is not None:
+                self._loop_commits += 1
+                if self._loop_commits >= CHECKPOINT_EVERY:
+                    self._loop_commits = 0
+                    with contextlib.suppress(LedgerError):  # closing: the next one will
+                        self._queue([], checkpoint=True)
         elif isinstance(loop_claims, _OnTheLoopAsync):
             task = asyncio.get_running_loop().create_task(loop_claims.try_claim(keys, now=now))
             self._tasks.add(task)
@@ -431,9 +527,10 @@ class NonceClaims:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
+                while not self._pending and not self._closed and not self._checkpoint_due:
                     self._cond.wait()
-                if not self._pending:
+                checkpoint, self._checkpoint_due = self._checkpoint_due, False
+                if not self._pending and not checkpoint:
                     return
                 taken, count = 0, 0
                 while taken < len(self._pending) and (count < self.max_keys or not taken):
@@ -446,13 +543,28 @@ class NonceClaims:
             self._write(
                 [p for p in batch if p.future.running() or p.future.set_running_or_notify_cancel()]
             )
+            if checkpoint:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the claims file's log back into it and start the log again, so that it does
+        not grow without end. RESTART: claims made meanwhile wait for it (a few milliseconds,
+        on this thread); a passive one would never catch up with claims made every moment."""
+        try:
+            raw = self._engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(RESTART)")
+            finally:
+                raw.close()
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            log.info("could not checkpoint %s: %s", self.store, exc)
 
     def _write(self, batch: list[_Pending]) -> None:
         if not batch:
             return
         keys, now = _merged(batch)
         try:
-            claimed = _claim(self._engine, self.ledger.url, keys, now=now, deadline=self.deadline)
+            claimed = _claim(self._engine, self.url, keys, now=now, deadline=self.deadline)
         except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
             for pending in batch:
                 pending.future.set_exception(exc)

@@ -387,8 +387,15 @@ class SlackApp:
         return answer
 
     def _purge(self, now: datetime) -> None:
-        """Delete the nonces expired by ``now``, once the acknowledgements in flight are sent."""
-        self._spawn(asyncio.to_thread(purge_nonces, self.ledger, now=now), "nonce purge")
+        """Delete the nonces expired by ``now``, once the acknowledgements in flight are sent
+        (in the claims' own file and in the ledger's table, which other claims use)."""
+
+        def purge() -> None:
+            self.nonces.purge(now=now)
+            if self.nonces.store is not None:
+                purge_nonces(self.ledger, now=now)
+
+        self._spawn(asyncio.to_thread(purge), "nonce purge")
 
     def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(work, what))

@@ -4,7 +4,10 @@ purged after it; claims of many callers written together."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +16,8 @@ from sqlalchemy import func, select
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import Ledger
-from meshagent.ledger.nonces import NonceClaims, claim, nonce_key, purge
+from meshagent.ledger import nonces as nonce_module
+from meshagent.ledger.nonces import NonceClaims, claim, nonce_key, purge, store_path
 from meshagent.ledger.schema import nonces
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -23,6 +27,15 @@ LATER = NOW + timedelta(minutes=6)
 def _rows(ledger: Ledger) -> int:
     query = select(func.count()).select_from(nonces)
     return ledger.read(lambda c: c.execute(query).scalar_one())
+
+
+def _claimed(claims: NonceClaims) -> int:
+    """The claims where ``claims`` keeps them: its own file beside a SQLite ledger's, or the
+    ledger's table."""
+    if claims.store is None:
+        return _rows(claims.ledger)
+    with contextlib.closing(sqlite3.connect(claims.store)) as connection:
+        return connection.execute("SELECT count(*) FROM ledger_nonces").fetchone()[0]
 
 
 def test_a_key_is_the_kind_and_a_fixed_length_hash():
@@ -90,7 +103,7 @@ def test_claims_of_many_callers_share_transactions(ledger):
     assert [n for n, mine in enumerate(got) if "shared" in mine] == [0]  # the first asker's
     assert all(f"k{n}" in mine for n, mine in enumerate(got))
     assert claims.batches < 200
-    assert _rows(ledger) == 201
+    assert _claimed(claims) == 201
     # Closed, it starts again on the next claim.
     assert claims.submit({"again": LATER}, now=NOW).result(10) == {"again"}
     claims.close()
@@ -106,9 +119,9 @@ def test_claims_on_a_ledger_in_memory_go_to_that_ledger():
 def test_a_claim_the_database_cannot_take_fails_within_its_deadline(tmp_path):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     with Ledger.open(url, busy_timeout=0.05) as ledger:
-        holder = ledger.engine.raw_connection()
-        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         claims = NonceClaims(ledger, deadline=0.3)
+        holder = sqlite3.connect(claims.store, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock of the claims' file
         try:
             with pytest.raises(LedgerError, match="could not claim nonces"):
                 claims.submit({"a": LATER}, now=NOW).result(10)
@@ -155,11 +168,88 @@ def test_on_a_sqlite_file_one_turn_of_the_loop_is_one_transaction_made_on_the_lo
             assert [mine for n, mine in enumerate(got) if n != 7] == [
                 {f"k{n}"} for n in range(50) if n != 7
             ]
-            assert _rows(ledger) == 49
+            assert _claimed(claims) == 49
             # Claimed again on the loop: refused, as another replica would be.
             assert asyncio.run(claims.claim({"k1": LATER, "k7": LATER}, now=NOW)) == {"k7"}
         finally:
             claims.close()
+
+
+def test_on_a_sqlite_file_claims_live_beside_it_and_never_wait_for_the_ledgers_writers(
+    tmp_path,
+):
+    """The claims of a ledger in ledger.db are kept in ledger.db.nonces, which two replicas
+    on that ledger share; a writer holding the ledger's own lock (the runs' commits) holds up
+    no claim: it is made on the loop, at once."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert store_path(url) == tmp_path / "ledger.db.nonces"
+    with Ledger.open(url) as ledger, Ledger.open(url) as replica:
+        claims, rival = NonceClaims(ledger), NonceClaims(replica)
+        holder = ledger.engine.raw_connection()
+        holder.execute("BEGIN IMMEDIATE")  # a run's commit holds the ledger
+        try:
+            started = time.monotonic()
+            assert asyncio.run(claims.claim({"a": LATER, "b": LATER}, now=NOW)) == {"a", "b"}
+            assert time.monotonic() - started < 0.5
+            assert claims._thread is None  # made on the loop, which met no other writer
+            assert asyncio.run(rival.claim({"b": LATER, "c": LATER}, now=NOW)) == {"c"}
+        finally:
+            holder.rollback()
+            holder.close()
+            claims.close()
+            rival.close()
+        assert _claimed(claims) == 3
+        assert _rows(ledger) == 0  # nothing in the ledger's own table
+
+
+def test_claims_in_the_ledgers_table_are_refused_once_the_file_of_claims_is_made(sqlite_url):
+    """An upgrade forgets no request: what was claimed in the ledger's table before its claims
+    file existed is copied into the file when it is made."""
+    with Ledger.open(sqlite_url) as ledger:
+        assert claim(ledger, {"before": LATER}, now=NOW) == {"before"}
+        claims = NonceClaims(ledger)
+        try:
+            assert asyncio.run(claims.claim({"before": LATER, "new": LATER}, now=NOW)) == {"new"}
+            # Made once: a replica opening it later copies nothing again (nor fails).
+            again = NonceClaims(ledger)
+            assert _claimed(again) == 2
+            again.close()
+        finally:
+            claims.close()
+
+
+def test_a_file_of_claims_that_cannot_be_made_is_a_clear_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    (tmp_path / "ledger.db.nonces").mkdir()  # a directory where the file would go
+    message = r"cannot open .*ledger\.db\.nonces, the ledger's file of nonces"
+    with Ledger.open(url) as ledger, pytest.raises(LedgerError, match=message):
+        NonceClaims(ledger)
+
+
+def test_the_log_of_the_claims_file_is_checkpointed_by_the_thread(tmp_path, monkeypatch):
+    """The loop's connection never copies the log back (that waits for the disk): every
+    CHECKPOINT_EVERY commits the thread does, so the log stops growing."""
+
+    def log_size(every: int, name: str) -> int:
+        monkeypatch.setattr(nonce_module, "CHECKPOINT_EVERY", every)
+        with Ledger.open(f"sqlite:///{tmp_path / name}") as ledger:
+            claims = NonceClaims(ledger)
+
+            async def turns() -> None:
+                for n in range(300):
+                    await claims.claim({f"k{n}": LATER}, now=NOW)
+                    await asyncio.sleep(0.001)  # the thread's turn to checkpoint
+
+            try:
+                asyncio.run(turns())
+                assert _claimed(claims) == 300
+                return (tmp_path / f"{name}.nonces-wal").stat().st_size
+            finally:
+                claims.close()
+
+    unbounded = log_size(10_000, "never.db")
+    bounded = log_size(20, "often.db")
+    assert bounded < unbounded / 4
 
 
 @pytest.mark.postgres

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -330,7 +331,8 @@ def test_expired_signatures_are_purged_in_the_background_and_live_ones_kept(sand
     fresh = sign(body, timestamp=int(clock.now))
     assert served.post(body, headers=fresh, signed=False).status_code == 200
     served.idle()
-    kept = ledger.read(lambda c: c.execute(select(nonces.c.expires_at)).scalars().all())
+    with served.app.nonces._engine.connect() as connection:  # the ledger's file of nonces
+        kept = connection.execute(select(nonces.c.expires_at)).scalars().all()
     assert [at.timestamp() for at in kept] == [int(clock.now) + 360]
 
 
@@ -351,13 +353,13 @@ def test_a_replay_to_a_restarted_replica_gets_401(sandbox, tmp_path, serve):
 
 
 def test_a_request_the_ledger_cannot_check_gets_503_and_is_not_acted_on(sandbox, tmp_path, serve):
-    """Fail closed: with the ledger locked past the claim's deadline, nothing is let through
-    unchecked (it could be a replay another replica already served)."""
+    """Fail closed: with the ledger's nonces locked past the claim's deadline, nothing is let
+    through unchecked (it could be a replay another replica already served)."""
     with Ledger.open(f"sqlite:///{tmp_path / 'locked.db'}", busy_timeout=0.05) as ledger:
         app = _app(sandbox, ledger)
         served = serve(app)
-        holder = ledger.engine.raw_connection()
-        holder.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        holder = sqlite3.connect(app.nonces.store, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the file of nonces
         try:
             assert served.command(sandbox, "run standup").status_code == 503
         finally:
@@ -369,13 +371,30 @@ def test_a_request_the_ledger_cannot_check_gets_503_and_is_not_acted_on(sandbox,
         assert served.command(sandbox, "help").status_code == 200  # and once it answers again
 
 
+def test_a_request_is_acknowledged_while_the_runs_hold_the_ledger(sandbox, tmp_path, serve):
+    """The replay check waits for no write of the runs: with another writer holding the ledger
+    a whole second, a command is checked and answered at once."""
+    path = tmp_path / "busy.db"
+    with Ledger.open(f"sqlite:///{path}") as ledger:
+        served = serve(_app(sandbox, ledger))
+        assert served.command(sandbox, "help").status_code == 200  # started and warm
+        holder = _hold_write_lock(path, 1.0)
+        started = time.monotonic()
+        try:
+            assert served.command(sandbox, "help").status_code == 200
+            assert time.monotonic() - started < 0.5
+        finally:
+            holder.join()
+        assert served.app.nonces._thread is None  # every claim made on the loop
+
+
 @pytest.mark.parametrize("locked", ["first", "replay"])
 def test_a_replay_is_refused_whichever_claim_waited_for_a_locked_database(
     sandbox, tmp_path, serve, locked
 ):
-    """On SQLite a claim is made on the event loop when the database is free, and by the
+    """On SQLite a claim is made on the event loop when the file of nonces is free, and by the
     writer thread, which waits, when another writer holds it: either path refuses what the
-    other claimed, on another replica of the same file."""
+    other claimed, on another replica of the same ledger."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     with Ledger.open(url, retry_for=10) as first, Ledger.open(url, retry_for=10) as second:
         one, two = serve(_app(sandbox, first)), serve(_app(sandbox, second))
@@ -385,7 +404,7 @@ def test_a_replay_is_refused_whichever_claim_waited_for_a_locked_database(
             (one, locked == "first", 200),
             (two, locked == "replay", 401),
         ):
-            holder = _hold_write_lock(tmp_path / "shared.db", 0.4) if is_locked else None
+            holder = _hold_write_lock(tmp_path / "shared.db.nonces", 0.4) if is_locked else None
             started = time.monotonic()
             assert app.post(body, headers=headers, signed=False).status_code == status
             if holder is not None:
