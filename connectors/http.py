@@ -100,7 +100,7 @@ class GetArgs(ActionArgs):
     )
     select: list[str] | None = Field(
         default=None,
-        description="Keys (dotted for nested ones) to keep from a JSON body: small prompts.",
+        description="Keys (dotted for nested ones) to keep from a JSON body.",
     )
 
     @field_validator("url")

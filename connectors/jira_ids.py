@@ -127,7 +127,8 @@ class TransitionGrant(ProjectGrant):
 
 
 class SearchArgs(ActionArgs):
-    jql: str = Field(description="JQL query, e.g. project = PAY AND updated >= -1d.")
+    # No project clause is needed: the query is confined to the granted projects.
+    jql: str = Field(description="JQL query.")
     fields: list[FieldArg] = Field(
         default=DEFAULT_FIELDS,
         description="Fields to return; NAME_email for a person's email.",
@@ -147,14 +148,14 @@ class IssueArgs(ActionArgs):
 class CreateArgs(ActionArgs):
     project: ProjectKeyArg = Field(description="Project key, e.g. PAY.")
     summary: str = Field(description="Issue title.")
-    description: str = Field(default="", description="Issue body (the answer, under deliver).")
+    description: str = Field(default="", description="Issue body.")
     issue_type: str = Field(default="Task", description="Issue type name.")
-    labels: list[str] = Field(default_factory=list, description="Labels.")
+    labels: list[str] = Field(default_factory=list)
 
 
 class CommentArgs(ActionArgs):
     key: IssueKeyArg = Field(description="Issue key, e.g. PAY-123.")
-    body: str = Field(description="Comment text (the answer, under deliver).")
+    body: str = Field(description="Comment text.")
 
 
 class TransitionArgs(ActionArgs):

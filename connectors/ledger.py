@@ -26,12 +26,11 @@ __all__ = ["connector"]
 
 
 class ReportArgs(ActionArgs):
+    # The enums say the choices; a description says only what they do not.
     by: Literal["team", "agent", "tag", "model"] = Field(
-        default="team", description="Group by team, agent, value tag or model."
+        default="team", description="Grouping (tag: value tag)."
     )
-    period: Literal["this-week", "last-week", "this-month"] = Field(
-        default="last-week", description="The week or month to report."
-    )
+    period: Literal["this-week", "last-week", "this-month"] = "last-week"
     flags: bool = Field(default=True, description="Include tokenmaxxing flag counts per rule.")
 
 

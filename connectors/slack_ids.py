@@ -131,7 +131,7 @@ class UserArgs(ActionArgs):
 
 class PostArgs(ActionArgs):
     channel: ChannelArg = Field(description="Channel to post in (#name or id).")
-    text: str = Field(default="", description="Message text (the answer, under deliver).")
+    text: str = Field(default="", description="Message text.")
     blocks: list[dict[str, Any]] | None = Field(default=None, description="Block Kit blocks.")
     thread_ts: TsArg | None = Field(default=None, description="Post into this thread.")
 

@@ -34,6 +34,12 @@ def _action_schema(
         schema = {**schema, "required": [r for r in schema["required"] if r != action.answer_field]}
         if not schema["required"]:
             del schema["required"]
+    properties = schema.get("properties", {})
+    if holds == "args" and action.answer_field in properties:
+        # Said to the author here, not to the model in the argument's own description.
+        answer = properties[action.answer_field]
+        told = f"{answer.get('description', '')} Left out: the agent's answer.".lstrip()
+        schema["properties"] = {**properties, action.answer_field: {**answer, "description": told}}
     kind = "reads" if action.kind == ActionKind.READ else "writes"
     description = f"{action.description} ({kind}; {'arguments' if holds == 'args' else 'grant'})"
     properties: dict[str, Any] = {action.name: schema}

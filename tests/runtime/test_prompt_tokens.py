@@ -10,6 +10,7 @@ on the dashboard's run page."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from meshagent.config import Config
 from meshagent.dashboard import create_dashboard
 from meshagent.models import estimate_tokens
 from meshagent.prompt import tool_schema
+from meshagent.schema import agent_schema
 from tests.runtime.conftest import agent, make_runtime, run
 from tests.runtime.local_site import local_site
 from tests.runtime.openai_server import OpenAIServer, answer, tool_calls, usage
@@ -129,7 +131,7 @@ def test_tool_schemas_carry_what_steers_the_model_and_nothing_else(
         required = [n for n, f in action.args.model_fields.items() if f.is_required()]
         assert sorted(parameters["required"]) == sorted(required)
         for field, schema in parameters["properties"].items():
-            assert schema["description"] == action.args.model_fields[field].description
+            assert schema.get("description") == action.args.model_fields[field].description
             assert "type" in schema  # optional ones without the null choice: one type
         assert not DROPPED & set(_walk(parameters)), (name, DROPPED & set(_walk(parameters)))
         assert not [key for key in _walk(parameters) if key.startswith("x-")]  # editors' hints
@@ -154,6 +156,37 @@ def test_tool_schemas_carry_what_steers_the_model_and_nothing_else(
     before = full("jira.search") + full("http.get")
     after = estimate_tokens(_compact(request["tools"]))
     assert after < before, (before, after)
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems")
+
+
+def test_argument_descriptions_say_only_what_the_schema_does_not():
+    """Every token of a description goes with every turn of the loop: none restates the
+    argument's name, its type, its default, its bounds or its enum, and none speaks to the agent
+    file's author (under deliver, the editor's schema says where the answer goes)."""
+    registry = default_registry()
+    for name in registry.names():
+        action = registry.get(name)
+        for arg, spec in action.args.model_json_schema().get("properties", {}).items():
+            told = spec.get("description", "")
+            words = {w.strip(".").lower() for w in re.findall(r"[\w.-]+", told)}
+            where = (name, arg, told)
+            if told:
+                assert words - {arg.lower(), arg.lower().rstrip("s")}, where  # more than its name
+            assert not words & {"default", "defaults", "optional", "integer", "boolean"}, where
+            assert "deliver" not in words, where
+            enum = [str(value).lower() for value in spec.get("enum", [])]
+            assert len(enum) < 2 or not set(enum) <= words, where
+            default = spec.get("default")
+            if isinstance(default, int | float | str) and str(default).lower() not in enum:
+                assert str(default).lower() not in words - {""}, where
+            for bound in _BOUNDS:
+                assert bound not in spec or str(spec[bound]) not in words, where
+    editor = json.dumps(agent_schema(registry))
+    assert editor.count("Left out: the agent's answer.") == sum(
+        1 for action in registry.actions() if action.answer_field
+    )
 
 
 def test_a_trimmed_schema_loosens_no_validation(openai_server, sandbox, ledger):
