@@ -150,17 +150,21 @@ def report(
     end: ToOption = None,
     output: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
 ) -> None:
-    """Accepted outcomes, cost per accepted outcome, minutes saved claimed beside evidenced and
-    honest adoption per group over a period; runs, cost and tokens below them."""
+    """Accepted outcomes, cost per accepted outcome, minutes saved claimed beside evidenced,
+    value per dollar (evidenced minutes per dollar, weighted by how much evidence there is: the
+    rows are ranked by it) and honest adoption per group over a period; runs, cost and tokens
+    below them."""
     viewer = _viewer(ctx)
     chosen = _period(period, start, end)
     with _open(ctx) as ledger:
         try:
-            result = reports.summary(
-                ledger, by=by.value, period=chosen, viewer=viewer, privacy=ctx.obj.get("privacy")
-            )
-            adoption = reports.adoption(
-                ledger, period=chosen, viewer=viewer, privacy=ctx.obj.get("privacy")
+            result, adoption = reports.report_with_adoption(
+                ledger,
+                by=by.value,
+                period=chosen,
+                viewer=viewer,
+                privacy=ctx.obj.get("privacy"),
+                value=_value_settings(ctx),
             )
         except LedgerError as exc:
             _fail(exc)
@@ -177,6 +181,12 @@ def report(
         console = _console()
         table = render.report_table(result, viewer=viewer, width=console.width, adoption=adoption)
         console.print(table)
+
+
+def _value_settings(ctx: typer.Context) -> Any:
+    """The project's [value] settings, when the main CLI read meshagent.toml."""
+    config = ctx.obj.get("config")
+    return config.value if config is not None else None
 
 
 @app.command()

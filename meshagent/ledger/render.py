@@ -15,11 +15,18 @@ from rich.text import Text
 
 from meshagent.figures import money, plural
 from meshagent.ledger.flags import Flag
-from meshagent.ledger.reports import AdoptionWeek, ForecastRow, Report, ReportRow
+from meshagent.ledger.reports import (
+    VALUE_PER_DOLLAR,
+    AdoptionWeek,
+    ForecastRow,
+    Report,
+    ReportRow,
+)
 
 __all__ = [
     "adoption_text",
     "minutes",
+    "per_dollar",
     "flag_people",
     "flags_table",
     "money",
@@ -74,13 +81,14 @@ def withheld_text(report: Report, *, viewer: str | None = None) -> str:
 
 #: Below this many columns a report stacks each group's figures beside its name.
 WIDE_REPORT = 120
-# The headline first (what people took up, what it cost, minutes claimed beside evidenced),
-# then the detail: spend, runs, tokens and votes.
+# The headline first (what people took up, what it cost, minutes claimed beside evidenced,
+# and value per dollar, which ranks the rows), then the detail: spend, runs, tokens and votes.
 _HEADERS = (
     "accepted",
     "$/accepted",
     "min claimed",
     "min evidenced",
+    "value/$",
     "cost",
     "runs",
     "with outcome",
@@ -97,6 +105,7 @@ def _figures(report: Report, row: ReportRow) -> list[str]:
         money(per_accepted) if per_accepted is not None else "-",
         minutes(evidence.minutes_claimed),
         minutes(evidence.minutes_evidenced),
+        per_dollar(report.value_of(row)),
         _cost(row),
         _number(row.runs),
         _number(row.runs_with_outcome),
@@ -110,6 +119,18 @@ def minutes(value: Decimal | None) -> str:
     if value is None:
         return "-"
     return f"{Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_EVEN):,}"
+
+
+def per_dollar(value: Decimal | None) -> str:
+    """Minutes per dollar: one decimal below 100 (0.4, 12.5), whole above (1,234); "-" for none."""
+    if value is None:
+        return "-"
+    places = Decimal("0.1") if abs(value) < 100 else Decimal(1)
+    return f"{Decimal(value).quantize(places, rounding=ROUND_HALF_EVEN):,}"
+
+
+#: The footnote of every report that shows value per dollar.
+VALUE_NOTE = f"value/$: {VALUE_PER_DOLLAR}; rows are ranked by it"
 
 
 def adoption_text(weeks: list[AdoptionWeek] | tuple[AdoptionWeek, ...]) -> str:
@@ -146,18 +167,19 @@ def report_table(
         table.add_column("group", no_wrap=True)
         for header in _HEADERS:
             table.add_column(header, justify="right", no_wrap=True)
-        for row in report.rows:
+        for row in report.ranked():
             table.add_row(Text(row.group), *_figures(report, row))
     else:
         table.add_column("group", no_wrap=True)
         table.add_column("figures")
-        for row in report.rows:
+        for row in report.ranked():
             figures = _figures(report, row)
             pairs = [f"{name} {value}" for name, value in zip(_HEADERS, figures, strict=True)]
             table.add_row(Text(row.group), Text(", ".join(pairs)))
     notes = [
         "accepted: fires and distinct requests whose outcome someone else took up; min "
         "evidenced: minutes credited for them, beside the agent files' claim",
+        VALUE_NOTE,
         adoption_text(adoption),
         withheld_text(report, viewer=viewer),
     ]
@@ -184,6 +206,7 @@ def _row_dict(row: ReportRow, report: Report | None = None) -> dict[str, Any]:
             cost_per_accepted=plain(evidence.cost_per_accepted),
             minutes_claimed=plain(evidence.minutes_claimed),
             minutes_evidenced=plain(evidence.minutes_evidenced),
+            value_per_dollar=plain(report.value_of(row)),
         )
     values.update({key: plain(value) for key, value in asdict(row).items()})
     values["minutes_per_dollar"] = plain(row.minutes_per_dollar)
@@ -199,7 +222,9 @@ def report_json(report: Report, adoption: list[AdoptionWeek] | None = None) -> s
         "folded": report.folded,
         "withheld": report.withheld,
         "withheld_runs": report.hidden_runs,
-        "rows": [_row_dict(row, report) for row in report.rows],
+        "ranked_by": "value_per_dollar",
+        "value_per_dollar": VALUE_PER_DOLLAR,
+        "rows": [_row_dict(row, report) for row in report.ranked()],
     }
     if adoption is not None:
         document["honest_adoption"] = [
@@ -219,7 +244,7 @@ def report_csv(report: Report) -> str:
     names = list(_row_dict(report.rows[0], report)) if report.rows else ["group"]
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_row_dict(row, report) for row in report.rows)
+    writer.writerows(_row_dict(row, report) for row in report.ranked())
     return buffer.getvalue()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -20,9 +20,9 @@ from meshagent.config import PrivacySettings, ValueSettings
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.people import People, directory
 from meshagent.ledger.periods import Period
-from meshagent.ledger.privacy import Cell, PrivacyLike, fold, group_cells, is_admin
+from meshagent.ledger.privacy import OTHER, Cell, PrivacyLike, fold, group_cells, is_admin
 from meshagent.ledger.schema import DAILY_SUMS, daily, entries
-from meshagent.ledger.value import Evidenced, credits, honest_people
+from meshagent.ledger.value import Credit, Evidenced, ValueRow, credits, headline, honest_people
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
@@ -36,6 +36,9 @@ __all__ = [
     "ReportRow",
     "adoption",
     "forecast",
+    "report_with_adoption",
+    "ranked",
+    "ranking",
     "summary",
 ]
 
@@ -47,6 +50,8 @@ GROUPINGS = {
     "model": "model",
 }
 NONE_LABEL = "(none)"
+#: What the ranking figure means, for a tooltip or a footnote beside it.
+VALUE_PER_DOLLAR = "evidenced minutes per dollar, weighted by how much evidence there is"
 
 
 @dataclass(frozen=True)
@@ -105,11 +110,23 @@ class Report:
     # Each row's evidenced figures, by its group (the headline: accepted outcomes, cost per
     # accepted outcome, minutes evidenced beside claimed), folded as the rows are.
     evidence: Mapping[str, Evidenced] = field(default_factory=dict)
+    # Each row's value per dollar (the ranking figure: `value.headline`'s `value_per_dollar`),
+    # None where the row does not hold every run of its group (see `ranking`).
+    values: Mapping[str, Decimal | None] = field(default_factory=dict)
 
     def evidence_of(self, row: ReportRow) -> Evidenced:
         return self.evidence.get(
             row.group, Evidenced(0, Decimal(0), row.minutes_saved, row.cost_usd)
         )
+
+    def value_of(self, row: ReportRow) -> Decimal | None:
+        """The row's value per dollar: evidenced minutes per dollar, weighted by how much
+        evidence there is; None when unknown or not the whole group's."""
+        return self.values.get(row.group)
+
+    def ranked(self) -> list[ReportRow]:
+        """The rows ranked by value per dollar, highest first (see `ranked`)."""
+        return ranked(self.rows, self.value_of)
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,8 @@ def summary(
     tag: str | None = None,
     people: People | None = None,
     value: ValueSettings | None = None,
+    credited: Sequence[Credit] | None = None,
+    value_rows: Sequence[ValueRow] | None = None,
 ) -> Report:
     """Totals per group over `period` (of one team and value tag when given), as `viewer` may
     see them.
@@ -152,7 +171,10 @@ def summary(
     fewer than `min_group_size` other people behind what the viewer can subtract.
 
     People are counted as people (a Slack id, an email and a login of one person are one), and
-    each row has the evidenced figures beside the claimed ones (`meshagent.ledger.value`).
+    each row has the evidenced figures beside the claimed ones (`meshagent.ledger.value`) and
+    its value per dollar, the figure that ranks groups (`Report.value_of`, `Report.ranked`).
+    `credited` (the period's `value.credits`) and `value_rows` (`value.headline` by the same
+    grouping) are read from the ledger unless given.
     """
     if by not in GROUPINGS:
         raise LedgerError(f"cannot group a report by {by!r}: use one of {', '.join(GROUPINGS)}")
@@ -171,7 +193,9 @@ def summary(
     )
     found = ledger.read(lambda c: c.execute(query).all(), what="read a report")
     people = people if people is not None else directory(ledger)
-    evidenced = _evidenced(ledger, period, by, people, value, team, tag)
+    if credited is None:
+        credited = credits(ledger, period, value=value, people=people)
+    evidenced = _evidenced(credited, by, team, tag)
     own: list[Cell] = []
     cells: list[Cell] = []
     for team, name, person, owner, *values in found:
@@ -204,6 +228,9 @@ def summary(
         for row in rows
     }
     own_runs = sum(cell[3].get("runs") or 0 for cell in own)
+    if value_rows is None:
+        value_rows = headline(ledger, period=period, by=by, value=value, people=people)
+    figure = ranking(value_rows)
     return Report(
         by,
         period,
@@ -215,26 +242,54 @@ def summary(
         own_runs=own_runs,
         min_group_size=privacy.min_group_size,
         evidence=evidence,
+        values={row.group: figure(row) for row in rows},
     )
+
+
+def ranking(values: Iterable[ValueRow]) -> Callable[[ReportRow], Decimal | None]:
+    """A row's value per dollar, from `value.headline`'s rows of the same grouping: evidenced
+    minutes per dollar, weighted by how much evidence there is.
+
+    A row gets its group's figure only when it holds every finished run of the group in the
+    period; otherwise (the "other" row, a row narrowed by a team or tag filter, a viewer's own
+    runs of an agent others ran too) None, for the figure would speak of runs the row does not
+    show.
+    """
+    by_group = {(row.group or NONE_LABEL): row for row in values}
+
+    def figure(row: ReportRow) -> Decimal | None:
+        found = by_group.get(row.group)
+        if found is None or row.group == OTHER or found.runs != row.runs:
+            return None
+        return found.value_per_dollar
+
+    return figure
+
+
+def ranked(
+    rows: Iterable[ReportRow], figure: Callable[[ReportRow], Decimal | None]
+) -> list[ReportRow]:
+    """`rows` by value per dollar, highest first; rows without one after them (by cost), and
+    "other" last."""
+
+    def key(row: ReportRow) -> tuple[Any, ...]:
+        value = figure(row)
+        return (row.group == OTHER, value is None, -(value or 0), -(row.cost_usd or 0), row.group)
+
+    return sorted(rows, key=key)
 
 
 _NO_EVIDENCE = {"accepted_outcomes": 0, "minutes_evidenced": Decimal(0)}
 
 
 def _evidenced(
-    ledger: Ledger,
-    period: Period,
-    by: str,
-    people: People,
-    value: ValueSettings | None,
-    team: str | None,
-    tag: str | None,
+    credited: Iterable[Credit], by: str, team: str | None, tag: str | None
 ) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """Credited units by the report's cell (team, group, person, owner)."""
     found: dict[tuple[str, str, str, str], dict[str, Any]] = defaultdict(
         lambda: {"accepted_outcomes": 0, "minutes_evidenced": Decimal(0)}
     )
-    for credit in credits(ledger, period, value=value, people=people):
+    for credit in credited:
         if team is not None and credit.team != ("" if team == NONE_LABEL else team):
             continue
         if tag is not None and credit.value_tag != ("" if tag == NONE_LABEL else tag):
@@ -262,12 +317,17 @@ def adoption(
     privacy: PrivacyLike | None = None,
     people: People | None = None,
     value: ValueSettings | None = None,
+    credited: Sequence[Credit] | None = None,
 ) -> list[AdoptionWeek]:
     """Per week: people whose runs produced an outcome, people with any token use, and honest
-    adoption: people with an accepted outcome that reached someone else (identities folded)."""
+    adoption: people with an accepted outcome that reached someone else (identities folded).
+    `credited`, the period's `value.credits`, is read from the ledger unless given (a report
+    beside `summary` reads them once for both)."""
     privacy = privacy or PrivacySettings()
     people = people if people is not None else directory(ledger)
-    honest = honest_people(credits(ledger, period, value=value, people=people))
+    if credited is None:
+        credited = credits(ledger, period, value=value, people=people)
+    honest = honest_people(credited)
     tokens = sum((daily.c[name] for name in ("input_tokens", "output_tokens")), 0)
     query = select(daily.c.day, daily.c.person, daily.c.runs_with_outcome, tokens).where(
         daily.c.day >= period.start, daily.c.day < period.end
@@ -295,6 +355,25 @@ def adoption(
             )
         )
     return weeks
+
+
+def report_with_adoption(
+    ledger: Ledger,
+    *,
+    by: str = "team",
+    period: Period,
+    viewer: str | None = None,
+    privacy: PrivacyLike | None = None,
+    value: ValueSettings | None = None,
+) -> tuple[Report, list[AdoptionWeek]]:
+    """`summary` and `adoption` of one period, reading the people and the credited units once
+    for both (the credits are the slow part of each over a big ledger)."""
+    people = directory(ledger)
+    shared: dict[str, Any] = {"viewer": viewer, "privacy": privacy, "value": value}
+    shared.update(people=people, credited=credits(ledger, period, value=value, people=people))
+    return summary(ledger, by=by, period=period, **shared), adoption(
+        ledger, period=period, **shared
+    )
 
 
 def forecast(

@@ -198,3 +198,40 @@ def test_report_leads_with_accepted_outcomes_claimed_and_evidenced_minutes(sqlit
     assert header.index("accepted") < header.index("min claimed") < header.index("tokens")
     assert "$4.00" in table and "Honest adoption" in table
     assert "3 people of 6 using agents" in " ".join(table.split())
+
+
+def test_report_ranks_groups_by_value_per_dollar_beside_the_headline(sqlite_url):
+    """`ledger report` shows value per dollar (value.headline's figure) after the headline and
+    lists the groups by it, highest first, with what it means, in the table, JSON and CSV."""
+    from meshagent.config import PrivacySettings
+    from meshagent.ledger import value
+    from meshagent.ledger.periods import Period
+    from tests.ranked_agents import write_ranked
+
+    with Ledger.open(sqlite_url) as ledger:
+        write_ranked(ledger, T0)
+        figures = {
+            row.group: row.value_per_dollar
+            for row in value.headline(ledger, period=Period.week(T0.date()), by="agent")
+        }
+    expected = sorted(figures, key=lambda name: -figures[name])
+    assert figures["used"] > figures["fresh"] > figures["noise"]  # the evidence differs
+    obj = {"privacy": PrivacySettings(admins=("root",))}
+    args = ["--ledger-url", sqlite_url, "--viewer", "root", "report", "--by", "agent", *WEEK]
+    document = json.loads(CliRunner().invoke(app, [*args, "--format", "json"], obj=obj).output)
+    assert document["ranked_by"] == "value_per_dollar"
+    assert "weighted by how much evidence there is" in document["value_per_dollar"]
+    assert [row["group"] for row in document["rows"]] == expected
+    for row in document["rows"]:
+        assert Decimal(row["value_per_dollar"]) == figures[row["group"]]
+        assert list(row).index("value_per_dollar") == list(row).index("minutes_evidenced") + 1
+    table = CliRunner().invoke(app, args, obj=obj, env={"COLUMNS": "200"}).output
+    header = next(line for line in table.splitlines() if "group" in line)
+    assert header.index("min evidenced") < header.index("value/$") < header.index("cost")
+    cells = [line.split() for line in table.splitlines()]
+    listed = [words[1] for words in cells if len(words) > 1 and words[1] in figures]
+    assert listed == expected
+    assert "evidenced minutes per dollar, weighted by how much evidence" in " ".join(table.split())
+    rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(
+        app, [*args, "--format", "csv"], obj=obj).output)))  # fmt: skip
+    assert [row["group"] for row in rows] == expected and rows[0]["value_per_dollar"]
