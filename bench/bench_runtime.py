@@ -462,7 +462,7 @@ def machine_facts(postgres: str | None) -> list[str]:
         f"libraries: langchain {version_of('langchain')}, langchain-core "
         f"{version_of('langchain-core')}, langgraph {version_of('langgraph')}, "
         f"SQLAlchemy {version_of('SQLAlchemy')}, psycopg {version_of('psycopg')}",
-        f"databases: SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL), "
+        f"databases: SQLite {sqlite3.sqlite_version} (WAL, the default sync=normal), "
         f"PostgreSQL {postgres or 'unreachable'} at 127.0.0.1:5432",
     ]
 

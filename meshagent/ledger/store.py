@@ -1,13 +1,16 @@
 """The Ledger: open a database, then open, account and close one entry per task.
 
-Every method that returns has committed: what it wrote is durable, with one exception: the
-opening of an entry (`open_run`) does not wait for the disk. What a run spends (`record_usage`)
-and its close do wait, and make its opening durable with them (a database recovers its log in
-order, `engine.write_transaction`). So a crash of this process loses nothing, and a power cut
-or a crash of the database server can lose only the entries of runs that had recorded nothing
-yet: a run whose model answered writes that answer's tokens, durably, before it does anything
-more. Writes retry with backoff while the database is locked or restarting, and are
-idempotent, so a retry after a commit whose answer was lost does not count twice.
+Every method that returns has committed, and a crash of this process loses nothing committed.
+What reaches the disk when depends on the database (`engine`): on PostgreSQL, and on SQLite
+with ``?sync=full``, an entry's opening (`open_run`) does not wait for the disk, and what a run
+spends (`record_usage`) and its close do, making its opening durable with them (a database
+recovers its log in order, `engine.write_transaction`): a power cut or a crash of the database
+server can lose only the entries of runs that had recorded nothing yet. On SQLite by default
+(``sync=normal``) no commit waits and the log reaches the disk half a second later at most: a
+power cut may lose the last half second of writes. A run whose model answered writes that
+answer's tokens before it does anything more. Writes retry with backoff while the database is
+locked or restarting, and are idempotent, so a retry after a commit whose answer was lost does
+not count twice.
 """
 
 from __future__ import annotations

@@ -236,11 +236,11 @@ def test_a_real_client_is_held_to_the_output_its_call_reserved(tmp_path):
 
 def test_a_reservation_leaves_the_ledgers_other_writes_durable(tmp_path):
     """A reservation's SQLite commit skips the disk; the connection goes back to the pool as
-    durable as the ledger's writes are (synchronous FULL)."""
+    durable as the ledger's writes are (synchronous FULL, with sync=full)."""
     from meshagent.ledger import budget
 
     now = datetime.now(UTC)
-    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}?sync=full") as ledger:
         for _ in range(2):
             budget.reserve(
                 ledger, agent="spender", day=now.date(), run_id="run", amount=Decimal("0.01"),
