@@ -25,6 +25,7 @@ __all__ = [
     "MAX_NODES",
     "LoadResult",
     "agent_files",
+    "files_for_agent",
     "format_path",
     "load_agent",
     "load_agents",
@@ -265,6 +266,27 @@ def agent_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+def files_for_agent(
+    paths: str | Path | Iterable[str | Path], name: str, commands: Iterable[str] = ()
+) -> list[Path]:
+    """The agent files under ``paths`` that can define the agent ``name`` or take one of its
+    slash ``commands`` first, in the order `scan_agents` reads them: the one named after it and
+    those whose text holds the name or a command (or a backslash, behind which YAML can spell
+    them otherwise). Scanning just these finds the agent that scanning them all would, without
+    parsing and checking every other agent file (issue 20)."""
+    words = (name, *commands, "\\")
+    found = []
+    for path in agent_files(paths):
+        try:  # a file too large or unreadable is kept: scan_agents says why
+            small = path.stat().st_size <= MAX_FILE_BYTES
+            text = path.read_text(encoding="utf-8", errors="replace") if small else name
+        except OSError:
+            text = name
+        if path.stem == name or any(word in text for word in words):
+            found.append(path)
+    return found
 
 
 def scan_agents(

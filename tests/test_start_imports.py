@@ -116,3 +116,32 @@ def test_a_run_without_tools_imports_no_agent_loop_server_or_scheduler(tmp_path)
         assert box.slack.posted_to("#payments-standup")  # it really ran and delivered
     assert {"langchain_core", "sqlalchemy"} <= modules  # what a run needs
     assert not modules & NOT_FOR_A_RUN, sorted(modules & NOT_FOR_A_RUN)
+
+
+def test_a_run_by_name_reads_only_the_files_that_can_define_the_agent(tmp_path):
+    """`meshagent run hello` beside an agent that calls an MCP tool checks no MCP arguments,
+    which needs jsonschema: it reads only hello's file. Validating the directory does."""
+    import os
+    import shutil
+
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    for name in ("standup-wiki-page.yaml", "mcp.lock.json"):  # a wiki tool's arguments
+        shutil.copy(ROOT / "agents" / name, agents / name)
+    (agents / "hello.yaml").write_text(
+        "name: hello\nowner: alice@example.com\nteam: payments\nmodel: offline\n"
+        "instructions: Say hello.\nvalue: {tag: toil-reduction, minutes_saved: 1}\n"
+    )
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "MESHAGENT_AGENTS_DIR": str(agents),
+        "MESHAGENT_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }
+    code, modules, printed = imported_by("run", "hello", env=env)
+    assert code == 0, printed
+    assert "status ok" in printed
+    assert "jsonschema" not in modules
+    code, modules, printed = imported_by("validate", env=env)
+    assert code == 0, printed
+    assert "jsonschema" in modules  # the check can fail: the wiki agent's arguments need it
