@@ -43,13 +43,13 @@ def _record(agent: str, at: datetime, **overrides: Any) -> RunRecord:
     return RunRecord(**values)
 
 
-def write_ranked(ledger: Ledger, start: datetime, **overrides: Any) -> dict[str, list[str]]:
-    """The four agents' runs from `start` (hourly), judged as the module docstring says; their
-    run ids by agent."""
+def write_ranked(
+    ledger: Ledger, start: datetime, step: timedelta = timedelta(hours=1), **overrides: Any
+) -> dict[str, list[str]]:
+    """The four agents' runs from `start`, one each `step`, judged as the module docstring
+    says; their run ids by agent."""
     ids = {
-        agent: ledger.write_records(
-            [_record(agent, start + timedelta(hours=h), **overrides) for h in hours]
-        )
+        agent: ledger.write_records([_record(agent, start + step * h, **overrides) for h in hours])
         for agent, hours in HOURS.items()
     }
     checked = start + timedelta(days=8)

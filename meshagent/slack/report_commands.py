@@ -53,26 +53,17 @@ class ReportCommands(CommandsBase):
         period = Period.named(name)
         viewer = await self._viewer(cmd.caller)
         try:
-            report = await asyncio.to_thread(
-                reports.summary,
+            report, weeks = await asyncio.to_thread(
+                reports.report_with_adoption,
                 self.ledger,
                 by="agent" if team else "team",
                 period=period,
                 viewer=viewer,
                 privacy=self.config.privacy,
+                value=self.config.value,
             )
             mine = await asyncio.to_thread(self._team_agents, team, period) if team else None
-            adoption = (
-                None
-                if team
-                else await asyncio.to_thread(
-                    reports.adoption,
-                    self.ledger,
-                    period=period,
-                    viewer=viewer,
-                    privacy=self.config.privacy,
-                )
-            )
+            adoption = None if team else weeks
         except LedgerError as exc:
             await reply.send(note(f":x: {escape(str(exc))}"))
             return
@@ -86,7 +77,7 @@ class ReportCommands(CommandsBase):
                 )
             )
             return
-        rows = list(report.rows)
+        rows = report.ranked()
         if mine is not None:
             rows = [row for row in rows if row.group in mine]
             if not rows:
@@ -104,7 +95,8 @@ class ReportCommands(CommandsBase):
         text = f"{title}\n```\n{_report_table(report, rows)}\n```"
         text += (
             "\n_accepted: fires and requests whose outcome someone else took up; min evidenced:"
-            " minutes credited for them, beside the agent files' claim._"
+            " minutes credited for them, beside the agent files' claim; value/$: "
+            f"{reports.VALUE_PER_DOLLAR}, groups ranked by it._"
         )
         honest = render.adoption_text(adoption) if adoption else ""
         if honest:
@@ -172,9 +164,9 @@ def _row_cost(row: reports.ReportRow) -> str:
 
 def _report_table(report: reports.Report, rows: list[reports.ReportRow]) -> str:
     """The headline first (accepted outcomes, cost per accepted outcome, minutes claimed and
-    evidenced), then cost, runs and tokens."""
-    headers = ["group", "accepted", "$/accepted", "min claimed", "min evidenced", "cost", "runs"]
-    headers.append("tokens")
+    evidenced, value per dollar, by which `rows` are ranked), then cost, runs and tokens."""
+    headers = ["group", "accepted", "$/accepted", "min claimed", "min evidenced", "value/$"]
+    headers += ["cost", "runs", "tokens"]
     body = []
     for row in rows[:_MAX_LINES]:
         evidence = report.evidence_of(row)
@@ -186,6 +178,7 @@ def _report_table(report: reports.Report, rows: list[reports.ReportRow]) -> str:
                 render.money(per) if per is not None else "-",
                 render.minutes(evidence.minutes_claimed),
                 render.minutes(evidence.minutes_evidenced),
+                render.per_dollar(report.value_of(row)),
                 _row_cost(row),
                 f"{row.runs:,}",
                 f"{row.tokens:,}",

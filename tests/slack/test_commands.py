@@ -398,3 +398,31 @@ def test_a_slash_name_taken_by_a_subcommand_or_slack_runs_with_run(sandbox, ledg
     assert "running status-page" in _ack_text(served.command(sandbox, "run status"))
     served.idle()
     assert ledger.count() == 1
+
+
+def test_report_ranks_agents_by_value_per_dollar(sandbox, ledger, serve):
+    """`/meshagent report TEAM` shows value per dollar after the headline, lists the agents by
+    it (value.headline's figure) and says what it means."""
+    from datetime import UTC, datetime, timedelta
+
+    from meshagent.ledger import render, value
+    from meshagent.ledger.periods import Period
+    from tests.ranked_agents import write_ranked
+
+    week = Period.named("week")
+    monday = datetime.combine(week.start, datetime.min.time(), tzinfo=UTC)
+    write_ranked(ledger, monday, step=timedelta(minutes=30))
+    figures = {row.group: row.value_per_dollar for row in value.headline(ledger, period=week)}
+    assert figures["used"] > figures["fresh"] > figures["noise"]
+    served = serve(make_app(sandbox, ledger, [], privacy={"admins": ["dave@example.com"]}))
+    served.command(sandbox, "report ranked", user="U0DAVE004")
+    served.idle()
+    [shown] = (texts(m) for m in response_posts(sandbox))
+    lines = shown.splitlines()
+    header = next(line for line in lines if line.startswith("group"))
+    assert header.index("min evidenced") < header.index("value/$") < header.index("cost")
+    at = header.split().index("value/$") - 2  # "min claimed", "min evidenced": two words each
+    rows = [line.split() for line in lines if line.split()[:1] and line.split()[0] in figures]
+    assert [row[0] for row in rows] == sorted(figures, key=lambda name: -figures[name])
+    assert all(row[at] == render.per_dollar(figures[row[0]]) for row in rows)
+    assert "value/$: evidenced minutes per dollar, weighted by how much evidence" in shown
