@@ -105,25 +105,23 @@ async def add_comment(context: ActionContext, args: CommentArgs, grant: Any) -> 
 async def transition_issue(
     context: ActionContext, args: TransitionArgs, grant: Any
 ) -> ActionResult:
-    if context.dry_run:
-        return ActionResult.planned("jira.transition", args, args.key)
-    site = site_of(context, "jira.transition")
-    await call(
-        "jira.transition",
-        args.key,
-        site,
-        lambda client: client.transition_issue(args.key, args.transition),
-    )
-    outcome = Outcome("jira.transition", f"{args.key}->{args.transition}", site.browse(args.key))
-    return ActionResult(data={"key": args.key, "transition": args.transition}, outcomes=[outcome])
+    return await _change(context, args, "jira.transition", "transition", "transition_issue")
 
 
 async def assign_issue(context: ActionContext, args: AssignArgs, grant: Any) -> ActionResult:
+    return await _change(context, args, "jira.assign", "assignee", "assign_issue")
+
+
+async def _change(
+    context: ActionContext, args: Any, action: str, field: str, method: str
+) -> ActionResult:
+    """Set one field of an issue (its workflow status, its assignee) to ``args.<field>`` with the
+    jira client's ``method`` (issue key, value); the outcome, named as the action, reads
+    ``KEY->value``."""
     if context.dry_run:
-        return ActionResult.planned("jira.assign", args, args.key)
-    site = site_of(context, "jira.assign")
-    await call(
-        "jira.assign", args.key, site, lambda client: client.assign_issue(args.key, args.assignee)
-    )
-    outcome = Outcome("jira.assign", f"{args.key}->{args.assignee}", site.browse(args.key))
-    return ActionResult(data={"key": args.key, "assignee": args.assignee}, outcomes=[outcome])
+        return ActionResult.planned(action, args, args.key)
+    site = site_of(context, action)
+    value = getattr(args, field)
+    await call(action, args.key, site, lambda client: getattr(client, method)(args.key, value))
+    outcome = Outcome(action, f"{args.key}->{value}", site.browse(args.key))
+    return ActionResult(data={"key": args.key, field: value}, outcomes=[outcome])

@@ -24,19 +24,21 @@ _infos: dict[tuple[str, str], tuple[float, dict[str, Any], list[str] | None]] = 
 REACH_TTL = 300.0
 
 
-async def _message_outcome(
+async def _posted(
     client: AsyncWebClient,
     channel: str,
     ts: str,
     context: ActionContext | None = None,
     *,
     thread_ts: str | None = None,
-) -> Outcome:
+) -> ActionResult:
+    """A posted message's channel and ts, and its outcome: its link and its reach."""
     link = await client.chat_getPermalink(channel=channel, message_ts=ts)
     reach = await _reach(client, channel, context, thread=thread_ts is not None)
-    return Outcome(
+    outcome = Outcome(
         kind="slack.message", reference=f"{channel}:{ts}", url=link.get("permalink"), **reach
     )
+    return ActionResult(data={"channel": channel, "ts": ts}, outcomes=[outcome])
 
 
 def _excluded(context: ActionContext | None) -> set[str]:
@@ -181,10 +183,7 @@ async def post_message(context: ActionContext, args: PostArgs, grant: Any) -> Ac
     sent = await client.chat_postMessage(
         channel=channel, text=args.text, blocks=args.blocks, thread_ts=args.thread_ts
     )
-    outcome = await _message_outcome(
-        client, sent["channel"], sent["ts"], context, thread_ts=args.thread_ts
-    )
-    return ActionResult(data={"channel": sent["channel"], "ts": sent["ts"]}, outcomes=[outcome])
+    return await _posted(client, sent["channel"], sent["ts"], context, thread_ts=args.thread_ts)
 
 
 @guarded("slack.reply", lambda a: a.channel)
@@ -195,10 +194,7 @@ async def reply(context: ActionContext, args: ReplyArgs, grant: Any) -> ActionRe
     if context.dry_run:
         return ActionResult.planned("slack.reply", args, f"{args.channel} thread {args.thread_ts}")
     sent = await client.chat_postMessage(channel=channel, text=args.text, thread_ts=args.thread_ts)
-    outcome = await _message_outcome(
-        client, sent["channel"], sent["ts"], context, thread_ts=args.thread_ts
-    )
-    return ActionResult(data={"channel": sent["channel"], "ts": sent["ts"]}, outcomes=[outcome])
+    return await _posted(client, sent["channel"], sent["ts"], context, thread_ts=args.thread_ts)
 
 
 @guarded("slack.add_reaction", lambda a: a.channel)
@@ -223,5 +219,4 @@ async def send_dm(context: ActionContext, args: DmArgs, grant: Any) -> ActionRes
     opened = await client.conversations_open(users=user)
     channel = opened["channel"]["id"]
     sent = await client.chat_postMessage(channel=channel, text=args.text)
-    outcome = await _message_outcome(client, channel, sent["ts"], context)
-    return ActionResult(data={"channel": channel, "ts": sent["ts"]}, outcomes=[outcome])
+    return await _posted(client, channel, sent["ts"], context)
