@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -69,25 +70,38 @@ class Arrivals(AsyncMiddleware):
         resp: BoltResponse,
         next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse | None:
-        now = self.clock()
-        keys: dict[str, datetime] = {}
-        signature = event = None
+        signed = None
         if req.mode == "http":
             signed = req.context.get(SIGNED)
             if not isinstance(signed, Signed):  # not through the route that checks signatures
                 return BoltResponse(status=401, body=_REFUSED)
+        refused = await self.check(signed, req.body, req.headers)
+        return refused if refused is not None else await next()
+
+    async def check(
+        self,
+        signed: Signed | None,
+        body: Mapping[str, Any],
+        headers: Mapping[str, Sequence[str]],
+    ) -> BoltResponse | None:
+        """The answer to a request seen before (or that cannot be checked now); None for a
+        first arrival, now claimed. ``signed``: the checked headers of an HTTP request (None
+        over Socket Mode); ``headers`` by lowercase name, as Bolt gives them."""
+        now = self.clock()
+        keys: dict[str, datetime] = {}
+        signature = event = None
+        if signed is not None:
             signature = nonce_key("slack-signature", signed.signature)
             if signature in self.recent:
                 return self._replayed()
             keys[signature] = _at(signed.timestamp + WINDOW_SECONDS + CLOCK_MARGIN_SECONDS)
-        body = req.body
         if body.get("type") == "event_callback" and body.get("event_id"):
             event = nonce_key("slack-event", str(body["event_id"]))
             if event in self.recent:
                 return self._duplicate()
             keys[event] = _at(now + EVENT_MEMORY_SECONDS)
         if not keys:
-            return await next()
+            return None
         try:
             claimed = await self.claims.claim(keys, now=_at(now))
         except Exception as exc:  # the ledger's error names the masked URL
@@ -102,12 +116,12 @@ class Arrivals(AsyncMiddleware):
         if signature is not None and signature not in claimed:
             return self._replayed()
         if event is not None:
-            retry = req.headers.get("x-slack-retry-num", [""])[0]
-            reason = req.headers.get("x-slack-retry-reason", [""])[0]
+            retry = (headers.get("x-slack-retry-num") or [""])[0]
+            reason = (headers.get("x-slack-retry-reason") or [""])[0]
             # A retry after a timeout: the first delivery reached an app, which acts on it.
             if event not in claimed or (retry and reason in _TIMED_OUT):
                 return self._duplicate()
-        return await next()
+        return None
 
     def _replayed(self) -> BoltResponse:
         self.stats["replays_refused"] += 1

@@ -242,8 +242,21 @@ def replicas(request, sandbox, tmp_path) -> Iterator[tuple[Ledger, Ledger]]:
         second.close()
 
 
-def test_a_request_replayed_to_another_replica_gets_401(sandbox, replicas, serve):
-    one, two = (serve(_app(sandbox, ledger)) for ledger in replicas)
+def _started(sandbox: Any, served: Any, warm: bool) -> Any:
+    """A served app; warm: after a first request, once Slack said which workspace the token is
+    (slash commands are then answered without Bolt's dispatch, through the same checks)."""
+    if warm:
+        assert served.command(sandbox, "help").status_code == 200
+        assert served.app._authorize.known
+    return served
+
+
+WARM = pytest.mark.parametrize("warm", [False, True], ids=["first-request", "warm"])
+
+
+@WARM
+def test_a_request_replayed_to_another_replica_gets_401(sandbox, replicas, serve, warm):
+    one, two = (_started(sandbox, serve(_app(sandbox, ledger)), warm) for ledger in replicas)
     body = form(command(sandbox, "run standup"))
     headers = sign(body)
     assert one.post(body, headers=headers, signed=False).status_code == 200
@@ -254,8 +267,9 @@ def test_a_request_replayed_to_another_replica_gets_401(sandbox, replicas, serve
     assert two.app.stats["replays_refused"] == 1
 
 
-def test_a_request_replayed_to_both_replicas_at_once_is_served_once(sandbox, replicas, serve):
-    served = [serve(_app(sandbox, ledger)) for ledger in replicas]
+@WARM
+def test_a_request_replayed_to_both_replicas_at_once_is_served_once(sandbox, replicas, serve, warm):
+    served = [_started(sandbox, serve(_app(sandbox, ledger)), warm) for ledger in replicas]
     body = form(command(sandbox, "run standup"))
     headers = sign(body)
     codes: list[int] = []
@@ -275,6 +289,21 @@ def test_a_request_replayed_to_both_replicas_at_once_is_served_once(sandbox, rep
         one.idle()
     assert replicas[0].count() == 1
     assert sum(one.app.stats["replays_refused"] for one in served) == 9
+
+
+@WARM
+def test_slacks_ssl_check_is_answered_and_runs_nothing(sandbox, ledger, serve, warm):
+    """Slack checks a command URL's certificate with ``ssl_check=1``: answered 200 by Bolt,
+    never taken for the command it may carry, first request or not."""
+    served = _started(sandbox, serve(_app(sandbox, ledger)), warm)
+    calls = len(sandbox.slack.calls)
+    body = form({**command(sandbox, "run standup"), "ssl_check": "1"})
+    answer = served.post(body)
+    assert answer.status_code == 200 and answer.text == ""
+    served.idle()
+    assert ledger.count() == 0
+    assert sandbox.slack.posted_via_response_urls() == []
+    assert len(sandbox.slack.calls) == calls  # nothing asked of Slack, not even auth.test
 
 
 def test_an_event_delivered_again_to_another_replica_is_not_processed(sandbox, replicas, serve):
@@ -352,12 +381,15 @@ def test_a_replay_to_a_restarted_replica_gets_401(sandbox, tmp_path, serve):
         assert ledger.count() == 1
 
 
-def test_a_request_the_ledger_cannot_check_gets_503_and_is_not_acted_on(sandbox, tmp_path, serve):
+@WARM
+def test_a_request_the_ledger_cannot_check_gets_503_and_is_not_acted_on(
+    sandbox, tmp_path, serve, warm
+):
     """Fail closed: with the ledger's nonces locked past the claim's deadline, nothing is let
     through unchecked (it could be a replay another replica already served)."""
     with Ledger.open(f"sqlite:///{tmp_path / 'locked.db'}", busy_timeout=0.05) as ledger:
         app = _app(sandbox, ledger)
-        served = serve(app)
+        served = _started(sandbox, serve(app), warm)
         holder = sqlite3.connect(app.nonces.store, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # another writer holds the file of nonces
         try:
