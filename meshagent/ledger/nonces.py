@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -125,6 +126,9 @@ def _claim(
     return retrying(attempt, deadline=deadline, what="claim nonces", url=url)
 
 
+#: Keys per statement of a claim on the loop (two variables each: within SQLite's oldest limit
+#: of 999 variables in a statement).
+_ROWS_PER_STATEMENT = 400
 #: What a ledger file's name gets for the file of its claims, beside it.
 STORE_SUFFIX = ".nonces"
 #: On-loop commits between two checkpoints of a claims file (its log is copied back by the
@@ -218,13 +222,18 @@ class _OnTheLoop:
 
     ``try_claim`` never waits: it returns None when another writer holds the database (or the
     connection is in use by another thread), and the caller hands the claims to a thread that
-    waits. The statement is `claim_keys`'s for one key, compiled once; values are converted by
-    the columns' own types, as SQLAlchemy stores them.
+    waits. Values are converted by the columns' own types, as SQLAlchemy stores them.
+
+    The claims of a turn take a handful of statements whatever their number, each run in one
+    step (the sqlite3 module lets go of the interpreter around every step, and getting it back
+    from a thread that holds it takes up to 5 ms): within the write lock, the keys still live
+    are read in one row, then every key is inserted, or renewed where expired, in one
+    statement; the others were claimed. `claim_keys`'s answer, without a row per key.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.sql, self.convert = driver_statement(
+        _, self.convert = driver_statement(
             _CLAIM_ONE, sqlite.dialect(), ("key", "expires_at", "now")
         )
         self._connection: sqlite3.Connection | None = None
@@ -241,11 +250,8 @@ class _OnTheLoop:
                 if "locked" in str(exc) or "busy" in str(exc):
                     return None
                 raise
-            claimed: set[str] = set()
             try:
-                for key in sorted(keys):  # in order, as claim_keys: no waiting in a circle
-                    values = self.convert({"key": key, "expires_at": keys[key], "now": now})
-                    claimed.update(row[0] for row in connection.execute(self.sql, values))
+                claimed = self._claim(connection, keys, now)
                 connection.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -254,6 +260,32 @@ class _OnTheLoop:
             return claimed
         finally:
             self._lock.release()
+
+    def _claim(
+        self, connection: sqlite3.Connection, keys: Mapping[str, datetime], now: datetime
+    ) -> set[str]:
+        ordered = sorted(keys)  # in order, as claim_keys
+        # (key, expires_at, now) as the driver takes them, converted by the columns' types
+        rows = [self.convert({"key": key, "expires_at": keys[key], "now": now}) for key in ordered]
+        when = rows[0][2]
+        taken: list[str] = []
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            marks = ", ".join("?" * len(chunk))
+            (found,) = connection.execute(
+                "SELECT json_group_array(key) FROM ledger_nonces "
+                f"WHERE key IN ({marks}) AND expires_at > ?",
+                [*(key for key, _, _ in chunk), when],
+            ).fetchone()
+            taken += json.loads(found)
+            values = ", ".join("(?, ?)" for _ in chunk)
+            connection.execute(
+                f"INSERT INTO ledger_nonces (key, expires_at) VALUES {values} "
+                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE ledger_nonces.expires_at <= ?",
+                [*(value for key, expires, _ in chunk for value in (key, expires)), when],
+            )
+        return set(ordered).difference(taken)
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:

@@ -202,6 +202,32 @@ def test_on_a_sqlite_file_claims_live_beside_it_and_never_wait_for_the_ledgers_w
         assert _rows(ledger) == 0  # nothing in the ledger's own table
 
 
+def test_a_claim_on_the_loop_answers_as_the_statement_of_claim_keys(tmp_path):
+    """The loop's claims (keys still live read in one row, all written in one statement, in
+    chunks of 400) answer what `claim_keys` answers, key by key: new keys, live ones, expired
+    ones renewed, over a thousand keys at once."""
+    first = [f"k{n:04d}" for n in range(1000)]
+    steps = [
+        ({key: LATER for key in first}, NOW),
+        ({key: LATER for key in first[::3] + ["x", "y"]}, NOW + timedelta(minutes=1)),
+        ({**{key: LATER + timedelta(hours=1) for key in first[::7]}, "x": LATER}, LATER),
+        ({key: LATER + timedelta(hours=2) for key in first[::5]}, LATER + timedelta(minutes=30)),
+    ]
+    with (
+        Ledger.open(f"sqlite:///{tmp_path / 'loop.db'}") as on_loop,
+        Ledger.open(f"sqlite:///{tmp_path / 'statement.db'}") as by_statement,
+    ):
+        claims = NonceClaims(on_loop)
+        try:
+            for keys, now in steps:
+                got = asyncio.run(claims.claim(keys, now=now))
+                assert got == claim(by_statement, keys, now=now)
+                assert claims._thread is None  # all of them made on the loop
+        finally:
+            claims.close()
+        assert _claimed(claims) == _rows(by_statement) == 1002
+
+
 def test_claims_in_the_ledgers_table_are_refused_once_the_file_of_claims_is_made(sqlite_url):
     """An upgrade forgets no request: what was claimed in the ledger's table before its claims
     file existed is copied into the file when it is made."""
