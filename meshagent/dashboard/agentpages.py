@@ -21,10 +21,11 @@ from meshagent.dashboard.pagebase import (
 )
 from meshagent.ledger.people import directory
 from meshagent.ledger.privacy import OTHER
-from meshagent.ledger.reports import NONE_LABEL
+from meshagent.ledger.reports import NONE_LABEL, ranking
 from meshagent.ledger.schema import TOKEN_KINDS
 
 SORTS = {
+    "value_per_dollar": lambda r: r["value_per_dollar"],
     "agent": lambda r: r["group"],
     "accepted": lambda r: r["accepted_outcomes"],
     "evidenced": lambda r: r["minutes_evidenced"],
@@ -36,6 +37,8 @@ SORTS = {
     "flags": lambda r: r["flags"],
     "forecast": lambda r: r["forecast_usd"],
 }
+#: The agents are ranked by value per dollar unless the viewer sorts by another column.
+DEFAULT_SORT = "value_per_dollar"
 
 
 class AgentPages(PagesBase):
@@ -86,15 +89,19 @@ class AgentPages(PagesBase):
             team=filters.team,
             tag=filters.tag,
         )
-        self.forecasts(viewer, found.yours, budget.no_wait())  # start both, then wait
+        self.forecasts(viewer, found.yours, budget.no_wait())  # start them all, then wait
+        self.value_rows(filters.period, "agent", budget.no_wait())
         flagged = self.flags_for(viewer, filters.period, budget)
         counts = Counter(flag.subject for flag in flagged.value or [])
         predicted = self.forecasts(viewer, found.yours, budget)
         accepted = self._accepted(viewer, filters, budget)
+        ranked = self.value_rows(filters.period, "agent", budget)
+        value_of = ranking(ranked.value or [])
         rows = []
         for index, row in enumerate(found.rows):
             values = row_dict(row)
             values.update(accepted(row.group, index < found.own))
+            values["value_per_dollar"] = value_of(row)
             count, cost = values["accepted_outcomes"], row.cost_usd
             values["cost_per_accepted"] = (
                 (cost / count).quantize(Decimal("0.0001")) if count and cost is not None else None
@@ -126,6 +133,7 @@ class AgentPages(PagesBase):
             "withheld": found.withheld,
             "flags": _status(flagged),
             "forecast": _status(predicted),
+            "value": _status(ranked),
             "choices": {
                 "teams": self._team_choices(viewer, filters),
                 "tags": list(self.config.value_tags),
@@ -174,7 +182,9 @@ class AgentPages(PagesBase):
         summary = row_dict(row) if row is not None else None
         headline = self._accepted(viewer, filters, budget)(name, access == "owner")
         count, cost = headline["accepted_outcomes"], summary["cost_usd"] if summary else None
+        value_of = ranking(self.value_rows(period, "agent", budget).value or [])
         headline.update(
+            value_per_dollar=value_of(row) if row is not None else None,
             minutes_claimed=summary["minutes_saved"] if summary else Decimal(0),
             cost_per_accepted=(
                 (cost / count).quantize(Decimal("0.0001")) if count and cost is not None else None

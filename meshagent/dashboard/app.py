@@ -27,10 +27,18 @@ from meshagent.config import Config
 from meshagent.dashboard import charts
 from meshagent.dashboard.filters import FilterError, Filters
 from meshagent.dashboard.openapi import spec
-from meshagent.dashboard.views import API_WAIT, PAGE_WAIT, SORTS, Pages, Viewer, jsonable
+from meshagent.dashboard.views import (
+    API_WAIT,
+    DEFAULT_SORT,
+    PAGE_WAIT,
+    SORTS,
+    Pages,
+    Viewer,
+    jsonable,
+)
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.privacy import is_admin
-from meshagent.ledger.render import money
+from meshagent.ledger.render import money, per_dollar
 from meshagent.ledger.store import Ledger
 
 __all__ = ["create_dashboard"]
@@ -78,6 +86,10 @@ def _money(value: Any) -> str:
     return money(None if value is None else Decimal(value))
 
 
+def _per_dollar(value: Any) -> str:
+    return per_dollar(None if value is None else Decimal(value))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -87,6 +99,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(money=_money, num=_number, minutes=_minutes, when=_when)
+    env.filters.update(per_dollar=_per_dollar)
     env.globals.update(
         bar_chart=charts.bar_chart,
         line_chart=charts.line_chart,
@@ -195,7 +208,7 @@ def create_dashboard(
         return RedirectResponse(link(request, route, query, **path), status_code=302)
 
     def sort_of(request: Request) -> tuple[str, str]:
-        sort = request.query_params.get("sort") or "cost"
+        sort = request.query_params.get("sort") or DEFAULT_SORT
         order = request.query_params.get("order") or ("asc" if sort == "agent" else "desc")
         if sort not in SORTS:
             raise FilterError(f"sort={sort!r} is not one of {', '.join(SORTS)}")
@@ -219,7 +232,7 @@ def create_dashboard(
         return {**({"rule": rule} if rule else {}), **({"page": str(number)} if number > 1 else {})}
 
     def sort_query(sort: str, order: str) -> dict[str, str]:
-        query = {} if sort == "cost" else {"sort": sort}
+        query = {} if sort == DEFAULT_SORT else {"sort": sort}
         default = "asc" if sort == "agent" else "desc"
         return {**query, **({} if order == default else {"order": order})}
 
@@ -248,7 +261,8 @@ def create_dashboard(
         if redirect is not None:
             return redirect
         data = pages.agents(viewer_of(request), filters, sort=sort, order=order, wait=PAGE_WAIT)
-        pending = "pending" in (data["flags"]["state"], data["forecast"]["state"])
+        states = (data["flags"]["state"], data["forecast"]["state"], data["value"]["state"])
+        pending = "pending" in states
         return render(
             request,
             "agents.html",

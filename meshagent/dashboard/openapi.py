@@ -73,6 +73,13 @@ _FLAG = {
     "kind": {"enum": ["waste", "reliability"]},
 }
 
+_VALUE_PER_DOLLAR = {
+    **_maybe(DECIMAL),
+    "description": "Value per dollar: evidenced minutes per dollar, weighted by how "
+    "much evidence there is (ranks the groups); null where the row does not hold "
+    "every run of its group, or while it is being computed",
+}
+
 SCHEMAS: dict[str, Any] = {
     "Viewer": _object(
         {
@@ -104,6 +111,10 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "Row": {**_object(_ROW), "description": "A group's figures, as in `meshagent ledger report`."},
+    "TeamRow": {
+        **_object({**_ROW, "value_per_dollar": _VALUE_PER_DOLLAR}),
+        "description": "A team's figures, as in `meshagent ledger report`.",
+    },
     "Point": _object(
         {
             "start": DATE,
@@ -134,6 +145,7 @@ SCHEMAS: dict[str, Any] = {
                 **_maybe(DECIMAL),
                 "description": "Minutes saved the evidence supports (minutes_saved: claimed)",
             },
+            "value_per_dollar": _VALUE_PER_DOLLAR,
             "flags": _maybe(INT),
             "fires_per_month": _maybe({"type": "number"}),
             "forecast_usd": _maybe(DECIMAL),
@@ -194,7 +206,7 @@ SCHEMAS: dict[str, Any] = {
                 **_maybe(_ref("Point")),
                 "description": "The viewer's own agents (not for admins or anonymous viewers)",
             },
-            "teams": {"type": "array", "items": _ref("Row")},
+            "teams": {"type": "array", "items": _ref("TeamRow")},
             "trend": {"type": "array", "items": _ref("Point")},
             "trend_status": _ref("Status"),
             "choices": _ref("Choices"),
@@ -211,6 +223,7 @@ SCHEMAS: dict[str, Any] = {
             "withheld": BOOL,
             "flags": _ref("Status"),
             "forecast": _ref("Status"),
+            "value": {**_ref("Status"), "description": "Of the value per dollar figures"},
             "choices": _ref("Choices"),
         }
     ),
@@ -225,6 +238,7 @@ SCHEMAS: dict[str, Any] = {
                     "cost_per_accepted": _maybe(DECIMAL),
                     "minutes_evidenced": _maybe(DECIMAL),
                     "minutes_claimed": DECIMAL,
+                    "value_per_dollar": _VALUE_PER_DOLLAR,
                 }
             ),
             "access": {
@@ -470,10 +484,14 @@ API_PATHS: dict[str, Any] = {
             *_FILTERS,
             _query(
                 "sort",
-                "Column to sort by",
+                "Column to sort by (default value_per_dollar: the agents ranked by value per "
+                "dollar)",
                 {
                     "enum": [
+                        "value_per_dollar",
                         "agent",
+                        "accepted",
+                        "evidenced",
                         "runs",
                         "cost",
                         "outcomes",

@@ -19,7 +19,7 @@ from meshagent.dashboard.pagebase import (
     row_dict,
 )
 from meshagent.ledger.periods import Period
-from meshagent.ledger.reports import NONE_LABEL
+from meshagent.ledger.reports import NONE_LABEL, ranking
 from meshagent.ledger.value import Evidenced
 
 
@@ -30,6 +30,7 @@ class OverviewPage(PagesBase):
         """This period's totals and adoption, the weekly trend, and the figures by team."""
         budget = Budget(self, wait)
         period, team, tag = filters.period, filters.team, filters.tag
+        self.value_rows(period, "team", budget.no_wait())  # computed while the rest is read
         report = queries.folded_report(
             self.ledger,
             period,
@@ -46,6 +47,7 @@ class OverviewPage(PagesBase):
         )
         edges = [first + timedelta(weeks=n) for n in range((last_week.end - first).days // 7 + 1)]
         trend = self.trend(edges, team, tag, budget)
+        value_of = ranking(self.value_rows(period, "team", budget).value or [])
         totals = self._point(whole, viewer.admin)
         return {
             "viewer": viewer.as_json(),
@@ -57,7 +59,7 @@ class OverviewPage(PagesBase):
             "totals": totals,
             "headline": self._headline(filters, totals, budget),
             "yours": self._yours(viewer, filters),
-            "teams": [row_dict(row) for row in report.rows],
+            "teams": [{**row_dict(row), "value_per_dollar": value_of(row)} for row in report.rows],
             "trend": [self._point(bucket, viewer.admin) for bucket in trend.value or []],
             "trend_status": _status(trend),
             "choices": {

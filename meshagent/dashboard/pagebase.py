@@ -27,7 +27,7 @@ from meshagent.ledger.people import directory
 from meshagent.ledger.periods import Period
 from meshagent.ledger.reports import ForecastRow, ReportRow, forecast
 from meshagent.ledger.store import Ledger
-from meshagent.ledger.value import credits
+from meshagent.ledger.value import ValueRow, credits, headline
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +287,17 @@ class PagesBase:
             "people_with_outcome": None if users_hidden else bucket.people_with_outcome,
             "people_with_usage": None if users_hidden else bucket.people_with_usage,
         }
+
+    def value_rows(self, period: Period, by: str, budget: Budget) -> Answer[list[ValueRow]]:
+        """`value.headline`'s rows of `period` by team or agent, once per ledger version: each
+        group's value per dollar, the figure that ranks groups (evidenced minutes per dollar,
+        weighted by how much evidence there is); `reports.ranking` gives it to a row."""
+
+        def compute() -> list[ValueRow]:
+            return headline(self.ledger, period=period, by=by, value=self.config.value)
+
+        key = ("value", by, period.start, period.end)
+        return self.memo.get(key, budget.version, compute, wait=budget.left)
 
     def credits(self, period: Period, budget: Budget) -> Answer[list[Any]]:
         """The period's credited units (`value.credits`), once per ledger version."""

@@ -179,9 +179,11 @@ def folded_report(
 ) -> Folded:
     """`reports.summary` with the team and tag filters applied before folding."""
     if viewer is not None and not is_admin(viewer, privacy):
-        # The viewer's own agents in full, the rest folded: exactly the CLI's report.
+        # The viewer's own agents in full, the rest folded: exactly the CLI's report. Its rows
+        # only: the pages read the credited units and value figures once per ledger version
+        # (`Pages.credits`, `Pages.value_rows`), not at every request (seconds over a big ledger).
         report = summary(ledger, by=by, period=period, viewer=viewer, privacy=privacy, team=team,
-                         tag=tag)  # fmt: skip
+                         tag=tag, credited=(), value_rows=())  # fmt: skip
         return Folded(
             report.rows, report.folded, report.withheld, report.hidden_runs, report.hidden_people
         )

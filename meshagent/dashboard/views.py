@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from meshagent.dashboard import queries
-from meshagent.dashboard.agentpages import SORTS, AgentPages
+from meshagent.dashboard.agentpages import DEFAULT_SORT, SORTS, AgentPages
 from meshagent.dashboard.filters import Filters
 from meshagent.dashboard.overview import OverviewPage
 from meshagent.dashboard.pagebase import (
@@ -30,6 +30,7 @@ from meshagent.dashboard.runpage import RunPage
 
 __all__ = [
     "API_WAIT",
+    "DEFAULT_SORT",
     "FLAGS_PER_PAGE",
     "PAGE_WAIT",
     "SORTS",

@@ -29,7 +29,10 @@ def _summary(world, by, viewer, period=WEEK):
 
 
 def _rows(report):
-    return [jsonable(row_dict(row)) for row in report.rows]
+    """The report's rows as the API gives them, with each row's value per dollar."""
+    return [
+        jsonable({**row_dict(row), "value_per_dollar": report.value_of(row)}) for row in report.rows
+    ]
 
 
 @pytest.mark.parametrize("viewer", VIEWERS)
@@ -82,8 +85,9 @@ def test_the_trend_withholds_weeks_with_too_few_people(world, get):
 
 def test_a_team_filter_shows_that_teams_row_of_the_report(world, get):
     body = get("/api/overview?team=big", BIG0).json()
-    (big,) = [row for row in _summary(world, "team", BIG0).rows if row.group == "big"]
-    assert body["teams"] == [jsonable(row_dict(big))]
+    report = _summary(world, "team", BIG0)
+    assert body["teams"] == [row for row in _rows(report) if row["group"] == "big"]
+    (big,) = [row for row in report.rows if row.group == "big"]
     assert body["totals"]["runs"] == big.runs
     assert body["filters"]["team"] == "big"
 
@@ -190,12 +194,24 @@ def test_an_owner_sees_their_own_agents_in_full_and_the_rest_folded(world, get):
 
 
 @pytest.mark.parametrize(
-    "sort", ["agent", "runs", "cost", "outcomes", "feedback", "value", "flags", "forecast"]
+    "sort",
+    [
+        "value_per_dollar",
+        "agent",
+        "runs",
+        "cost",
+        "outcomes",
+        "feedback",
+        "value",
+        "flags",
+        "forecast",
+    ],
 )
 @pytest.mark.parametrize("order", ["asc", "desc"])
 def test_agents_sort_by_every_column_with_other_last(get, sort, order):
     rows = get(f"/api/agents?sort={sort}&order={order}", ADMIN).json()["rows"]
     key = {
+        "value_per_dollar": "value_per_dollar",
         "agent": "agent",
         "runs": "runs",
         "cost": "cost_usd",

@@ -39,7 +39,10 @@ def test_every_endpoint_on_postgresql(pg_schema_url, viewer):  # noqa: F811
             report = reports.summary(
                 ledger, by="team", period=WEEK, viewer=viewer, privacy=settings.privacy
             )
-            assert body["teams"] == [jsonable(row_dict(row)) for row in report.rows]
+            assert body["teams"] == [
+                jsonable({**row_dict(row), "value_per_dollar": report.value_of(row)})
+                for row in report.rows
+            ]
 
 
 def slow_flags(ledger: Ledger, *, gate: str, **options: Any) -> Any:

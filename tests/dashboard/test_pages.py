@@ -80,7 +80,8 @@ def test_recorded_text_is_escaped(world, get):
         ("/?period=week&date=&from=&to=&team=&tag=", "/"),
         ("/?period=month&date=2025-03-05&team=big&tag=", "/?period=month&date=2025-03-05&team=big"),
         ("/?period=range&from=2025-03-01&to=2025-03-04", "/?from=2025-03-01&to=2025-03-04"),
-        ("/agents?sort=cost&order=desc", "/agents"),
+        ("/agents?sort=value_per_dollar&order=desc", "/agents"),
+        ("/agents?sort=cost&order=desc", "/agents?sort=cost"),
         ("/agents?sort=agent&order=asc&team=", "/agents?sort=agent"),
         ("/agents/noisy?page=1", "/agents/noisy"),
         ("/flags?period=week&team=", "/flags"),
@@ -104,7 +105,8 @@ def test_the_agents_table_sorts_by_its_headers(get):
     html = get("/agents", ADMIN).text
     assert 'aria-sort="descending"' in html
     assert 'href="/agents?sort=runs" data-sort="runs"' in html
-    assert 'href="/agents?order=asc" data-sort="cost"' in html
+    assert 'href="/agents?sort=cost" data-sort="cost"' in html
+    assert 'href="/agents?order=asc" data-sort="value_per_dollar"' in html  # the default
     runs = get("/agents?sort=runs&order=asc", ADMIN).text
     assert 'aria-sort="ascending"' in runs
 

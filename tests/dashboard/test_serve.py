@@ -52,7 +52,10 @@ def test_serve_mounts_the_dashboard_with_the_configured_header_and_privacy(world
             folded = reports.summary(
                 ledger, by="team", period=WEEK, viewer=MEMBER, privacy=settings.privacy
             )
-            assert as_member["teams"] == [jsonable(row_dict(row)) for row in folded.rows]
+            assert as_member["teams"] == [
+                jsonable({**row_dict(row), "value_per_dollar": folded.value_of(row)})
+                for row in folded.rows
+            ]
             groups = [row["group"] for row in as_member["teams"]]
             assert "tiny" not in groups and groups[-1] == "other"
 
