@@ -23,7 +23,7 @@ from meshagent.cli_agents import (
     schema,
     validate,
 )
-from meshagent.cli_common import collector_paused, err, out
+from meshagent.cli_common import collector_paused, command_is_the_process, err, out
 from meshagent.cli_services import dashboard, demo, sandbox, serve
 from meshagent.exceptions import ConfigError
 from meshagent.printer import print_error
@@ -83,7 +83,16 @@ class _Commands(typer.core.TyperGroup):
         return found
 
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """The `meshagent` script calls the app itself; other callers in a process of their own
+    (tests' CliRunner) call its click command."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        command_is_the_process()
+        return super().__call__(*args, **kwargs)
+
+
+app = _App(
     name="meshagent",
     cls=_Commands,
     help="AI agents in YAML, run on schedules or from Slack, with a ledger of cost and value.",
