@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from meshagent.actions import closest
 from meshagent.config import DEFAULT_VALUE_TAGS
+from meshagent.config.docstrings import describe_fields
 from meshagent.cron import CronError, CronExpression, check_timezone, parse_interval
 from meshagent.providers import BUILTIN_MODELS, PROVIDERS
 
@@ -59,7 +60,14 @@ def _error(message: str) -> PydanticCustomError:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    # Each field's description is the docstring under it (`describe_fields`), set before the
+    # model is first built: at its first use, not at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        describe_fields(cls)
 
 
 class ModelSettings(StrictModel):

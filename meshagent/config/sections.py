@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from meshagent.config.docstrings import describe_fields
 from meshagent.fields import env_name, no_bool
 
 DEFAULT_VALUE_TAGS = (
@@ -39,7 +40,14 @@ ModelKey = Annotated[str, AfterValidator(_model_key)]
 
 
 class SettingsModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Each field's description is the docstring under it (`describe_fields`), set before the
+    # model is first built: at its first use, not at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        describe_fields(cls)
 
 
 class PrivacySettings(SettingsModel):
