@@ -82,6 +82,11 @@ def main() -> None:
             "XDG_CONFIG_HOME": str(Path(directory) / "config"),
         }
         base = {k: v for k, v in base.items() if not k.startswith("MESHAGENT_")}
+        # As an installed copy starts: from bytecode compiled once (by the warm-up below), not
+        # compiling every module at each start as PYTHONDONTWRITEBYTECODE=1 would have it; the
+        # bytecode goes to the temporary directory, not into the working tree.
+        base.pop("PYTHONDONTWRITEBYTECODE", None)
+        base["PYTHONPYCACHEPREFIX"] = str(Path(directory) / "bytecode")
         template = Path(directory) / "template.db"
         made = dict(base, MESHAGENT_LEDGER_URL=f"sqlite:///{template}")
         wall([MESHAGENT, "ledger", "migrate"], made)  # one migrated ledger, copied per run
