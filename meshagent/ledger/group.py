@@ -13,9 +13,10 @@ others are committed without it; a transaction that cannot commit fails every ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,10 +38,21 @@ T = TypeVar("T")
 
 @dataclass
 class _Pending:
+    """One caller's step: its answer goes to ``future`` (`submit`), or to ``waiter`` on its event
+    loop (`write`)."""
+
     step: Step[Any]
     what: str
     durable: bool = True
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | None = None
+    waiter: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def wanted(self) -> bool:
+        """Whether the caller still waits (a cancelled task gave up before its turn)."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return self.waiter is not None and not self.waiter.done()  # read across threads: a hint
 
 
 class _StepFailed(Exception):
@@ -67,18 +79,28 @@ class GroupCommit:
 
     def submit(self, step: Step[T], *, what: str, durable: bool = True) -> Future[T]:
         """Queue `step`; its future gives the step's result once its transaction committed."""
-        pending = _Pending(step, what, durable)
+        pending = _Pending(step, what, durable, future=Future())
+        self._queue(pending)
+        return pending.future  # type: ignore[return-value]
+
+    async def write(self, step: Step[T], *, what: str, durable: bool = True) -> T:
+        """Run `step` in the next group transaction; returns once it is committed (durable,
+        unless every step of that transaction was given with ``durable=False``).
+
+        The answers of one transaction reach each event loop in one call: handing them over one
+        by one made the writer wait for the interpreter after each, while the loop was busy.
+        """
+        loop = asyncio.get_running_loop()
+        pending = _Pending(step, what, durable, waiter=loop.create_future(), loop=loop)
+        self._queue(pending)
+        return await pending.waiter  # type: ignore[misc]
+
+    def _queue(self, pending: _Pending) -> None:
         with self._cond:
             if self._closed:
                 raise LedgerError("the ledger is closed: open it again to write")
             self._pending.append(pending)
             self._cond.notify()
-        return pending.future
-
-    async def write(self, step: Step[T], *, what: str, durable: bool = True) -> T:
-        """Run `step` in the next group transaction; returns once it is committed (durable,
-        unless every step of that transaction was given with ``durable=False``)."""
-        return await asyncio.wrap_future(self.submit(step, what=what, durable=durable))
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
@@ -97,7 +119,7 @@ class GroupCommit:
                 batch = self._pending[: self.max_steps]
                 del self._pending[: self.max_steps]
             # A caller that gave up (a cancelled task) before its turn is left out.
-            self._commit([p for p in batch if p.future.set_running_or_notify_cancel()])
+            self._commit([p for p in batch if p.wanted()])
 
     def _commit(self, batch: list[_Pending]) -> None:
         while batch:
@@ -109,15 +131,13 @@ class GroupCommit:
                     partial(run_steps, steps=steps), what=what, durable=durable
                 )
             except _StepFailed as failed:
-                batch.pop(failed.index).future.set_exception(failed.error)
+                _answer([(batch.pop(failed.index), failed.error, True)])
                 continue
             except BaseException as exc:  # noqa: BLE001 - handed to every caller in it
-                for pending in batch:
-                    pending.future.set_exception(exc)
+                _answer([(pending, exc, True) for pending in batch])
                 return
             self.transactions += 1
-            for pending, result in zip(batch, results, strict=True):
-                pending.future.set_result(result)
+            _answer([(p, result, False) for p, result in zip(batch, results, strict=True)])
             return
 
     def _guarded(self, at: int, pending: _Pending) -> Step[Any]:
@@ -138,3 +158,30 @@ class GroupCommit:
                 raise _StepFailed(at, exc) from exc
 
         return step
+
+
+def _answer(answers: list[tuple[_Pending, Any, bool]]) -> None:
+    """Give each caller its result (or its exception, when the flag is set): futures at once,
+    waiters in one call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, bool]]] = {}
+    for pending, value, failed in answers:
+        if pending.future is not None:
+            if failed:
+                pending.future.set_exception(value)
+            else:
+                pending.future.set_result(value)
+        elif pending.loop is not None and pending.waiter is not None:
+            by_loop.setdefault(pending.loop, []).append((pending.waiter, value, failed))
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, waiters)
+
+
+def _settle(waiters: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
+    for waiter, value, failed in waiters:
+        if waiter.done():  # cancelled meanwhile
+            continue
+        if failed:
+            waiter.set_exception(value)
+        else:
+            waiter.set_result(value)

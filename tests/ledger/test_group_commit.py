@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -112,6 +113,45 @@ def test_a_caller_cancelled_before_its_turn_writes_nothing(ledger):
     asyncio.run(scenario())
     time.sleep(0.3)
     assert ran == [1]
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the callbacks other threads hand it (each wakes it up)."""
+
+    handed = 0
+
+    def call_soon_threadsafe(self, callback, *args, context=None):  # type: ignore[override]
+        _CountingLoop.handed += 1
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+def test_the_answers_of_a_transaction_reach_the_event_loop_in_one_call(ledger):
+    _CountingLoop.handed = 0
+    with asyncio.Runner(loop_factory=_CountingLoop) as runner:
+        run_ids = runner.run(_opened_together(ledger, 200))
+    transactions = ledger.group_commit().transactions
+    assert len(set(run_ids)) == 200 and ledger.count() == 200
+    assert transactions < 200  # gathered
+    # One hand-over per transaction (not one per caller), a few more for the runner itself.
+    assert _CountingLoop.handed <= transactions + 5
+
+
+async def _opened_together(ledger: Ledger, count: int) -> list[str]:
+    return await asyncio.gather(*(ledger.aopen_run("digest") for _ in range(count)))
+
+
+def test_callers_on_two_event_loops_each_get_their_answers(ledger):
+    def in_a_thread(found: list[str]) -> None:
+        found.extend(asyncio.run(_opened_together(ledger, 50)))
+
+    found: list[list[str]] = [[], []]
+    threads = [threading.Thread(target=in_a_thread, args=(each,)) for each in found]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [len(set(each)) for each in found] == [50, 50]
+    assert ledger.count() == 100 and ledger.verify().ok
 
 
 def test_a_close_retried_after_its_answer_was_lost_is_not_counted_twice(ledger):
