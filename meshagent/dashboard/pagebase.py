@@ -127,6 +127,9 @@ class PagesBase:
         # so that a page waiting for a forecast does not wait behind the flags.
         self.flag_worker = Worker(ledger)
         self.forecast_worker = Worker(ledger)
+        # The credited units and value figures take seconds too: a process of their own keeps
+        # them from holding the GIL that the pages need.
+        self.value_worker = Worker(ledger)
         self._fires = fires_per_month or self._scan_fires
         self._fires_cache: tuple[float, date, Mapping[str, float]] | None = None
 
@@ -134,6 +137,7 @@ class PagesBase:
         """Start the worker processes and this week's flags, for the first pages."""
         self.flag_worker.start()
         self.forecast_worker.start()
+        self.value_worker.start()
         try:
             self.all_flags(Period.week(self.today()), Budget(self, 0.0))
         except LedgerError as exc:  # a page will say so; the app itself can start
@@ -142,13 +146,15 @@ class PagesBase:
     def ready(self) -> bool:
         """Whether the worker processes have booted: until then their start-up (a second or
         two of imports each) takes the cores that pages and Slack acknowledgements need."""
-        return self.flag_worker.ready() and self.forecast_worker.ready()
+        workers = (self.flag_worker, self.forecast_worker, self.value_worker)
+        return all(worker.ready() for worker in workers)
 
     def close(self) -> None:
         """Stop the threads and the worker processes that compute the slow results."""
         self.memo.close()
         self.flag_worker.close()
         self.forecast_worker.close()
+        self.value_worker.close()
 
     # -- shared pieces ----------------------------------------------------------------------
 
@@ -294,7 +300,7 @@ class PagesBase:
         weighted by how much evidence there is); `reports.ranking` gives it to a row."""
 
         def compute() -> list[ValueRow]:
-            return headline(self.ledger, period=period, by=by, value=self.config.value)
+            return self.value_worker.run(headline, period=period, by=by, value=self.config.value)
 
         key = ("value", by, period.start, period.end)
         return self.memo.get(key, budget.version, compute, wait=budget.left)
@@ -303,7 +309,7 @@ class PagesBase:
         """The period's credited units (`value.credits`), once per ledger version."""
 
         def compute() -> list[Any]:
-            return list(credits(self.ledger, period, value=self.config.value))
+            return list(self.value_worker.run(credits, period, value=self.config.value))
 
         key = ("credits", period.start, period.end)
         return self.memo.get(key, budget.version, compute, wait=budget.left)
