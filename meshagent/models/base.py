@@ -8,7 +8,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -16,8 +16,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
 
 # --------------------------------------------------------------------------- token estimate
 
@@ -113,6 +115,8 @@ def plural(count: int, word: str, plural: str | None = None) -> str:
 
 def _tool_name(tool: Any) -> str:
     """The name a tool is called by, whatever form it was given in."""
+    from langchain_core.tools import BaseTool  # agent mode only: a direct run binds no tools
+
     if isinstance(tool, BaseTool):
         return tool.name
     if isinstance(tool, dict):
