@@ -234,14 +234,18 @@ def find_agent(config: Config, agent: str) -> AgentSpec:
     def named(files: list[Path]) -> AgentSpec | None:
         return next((spec for spec in scan(files).agents if spec.name == agent), None)
 
-    # The files that can define it first, then those that can take its slash commands first
-    # (a file takes a name or command when it loads, whatever else is wrong with it), decide.
-    # When it is not among them, every file is read, for what is wrong or the agents there are.
+    # The files that can define it first, then those before its own that can take its slash
+    # commands first (a file takes a name or command when it loads, whatever else is wrong with
+    # it), decide. When it is not among them, every file is read, for what is wrong or the
+    # agents there are.
     spec = named(files_for_agent([config.agents_dir], agent))
     if spec is not None:
         commands = [t.slash for t in spec.triggers if isinstance(t, SlashTrigger)]
         if commands:
-            spec = named(files_for_agent([config.agents_dir], agent, commands))
+            files = files_for_agent([config.agents_dir], agent, commands)
+            mine = files.index(spec.source) if spec.source in files else len(files)
+            if mine > 0:  # the files after its own cannot take what it took first
+                spec = named(files[: mine + 1])
         if spec is not None:
             return spec
     result = scan([config.agents_dir])

@@ -66,6 +66,14 @@ LAYOUTS = {
         "a.yaml": agent("early", slash="standup") + "unknown_key: 1\n",
         "b.yaml": agent("digest", slash="standup"),
     },
+    "its command only mentioned by an earlier file": {
+        "a.yaml": agent("early", slash="standup-page"),
+        "digest.yaml": agent("digest", slash="standup"),
+    },
+    "its command taken again by a later file": {
+        "digest.yaml": agent("digest", slash="standup"),
+        "later.yaml": agent("later", slash="standup"),
+    },
     "its file is broken": {
         "digest.yaml": agent("digest") + "unknown_key: 1\n",
         "other.yaml": agent("other"),
