@@ -12,7 +12,8 @@ rounds so that all see the same machine:
 - ``Runtime.run``: one runtime (as ``meshagent serve`` keeps), the agent's ``model:`` resolved
   by the runtime (``openai:gpt-4o-mini``, key and base URL from the environment), a SQLite
   ledger on a temp file;
-- ``run_agent``: the library's one-call entry point, a runtime per task (a script's use).
+- ``run_agent``: the library's one-call entry point, called once per task (a script's use; it keeps
+  its runtime and ledger between calls with the same settings).
 
 Target: each MeshAgent figure at most 2x the by-hand one.
 
