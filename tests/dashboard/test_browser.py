@@ -249,3 +249,25 @@ def test_a_missing_browser_skips_with_the_install_line_and_fails_under_ci(tmp_pa
         require_chromium(missing, env={})
     with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
         require_chromium(missing, env={"CI": "true"})
+
+
+def test_the_agents_are_ranked_by_value_per_dollar_with_its_meaning(world, visit):
+    """The agents page lists agents by value per dollar (value.headline's figure), highest
+    first, and its header says what the figure is."""
+    from decimal import Decimal
+
+    from meshagent.ledger import value
+    from meshagent.ledger.render import per_dollar
+
+    figures = {r.group: r.value_per_dollar for r in value.headline(world.ledger, period=WEEK)}
+    page = visit(ADMIN).open("/agents")
+    # Still being computed: the page says so, and reloads itself until the figures are there.
+    cells = 'td[data-col="value_per_dollar"]:not(:text-is("–"))'
+    page.wait_for_selector(cells, timeout=20_000)
+    header = page.locator('a[data-sort="value_per_dollar"]')
+    assert "weighted by how much evidence there is" in header.get_attribute("title")
+    names = page.locator("tbody th a").all_inner_texts()
+    shown = page.locator('td[data-col="value_per_dollar"]').all_inner_texts()
+    assert shown == [per_dollar(figures[name]) for name in names]
+    known = [Decimal(text.replace(",", "")) for text in shown if text != "–"]
+    assert len(known) > 2 and known == sorted(known, reverse=True)
