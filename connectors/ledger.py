@@ -54,7 +54,9 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
         "last-week": Period.week(today - timedelta(days=7)),
         "this-month": Period.month(today),
     }[args.period]
-    report = reports.summary(ledger, by=args.by, period=period, privacy=config.privacy)
+    report, adoption = reports.report_with_adoption(
+        ledger, by=args.by, period=period, privacy=config.privacy, value=config.value
+    )
     rows = []
     for row in report.ranked():  # highest value per dollar first
         evidence = report.evidence_of(row)
@@ -78,7 +80,6 @@ async def _report(context: ActionContext, args: ReportArgs, grant: Any) -> Actio
                 "feedback": f"+{row.feedback_pos}/-{row.feedback_neg}",
             }
         )
-    adoption = reports.adoption(ledger, period=period, privacy=config.privacy)
     data: dict[str, Any] = {
         "period": period.label,  # the dates, which the agent file's 'last-week' does not say
         "rows": rows,
