@@ -117,6 +117,7 @@ def test_defaults_without_a_file_or_environment(tmp_path):
         "weekly_cap_minutes": 1200,
         "request_gap_minutes": 2,
         "prior_runs": 20,
+        "peer_claim_factor": 2.0,
     }
     assert config.people.aliases == {}
     assert config.prices == {}
@@ -320,6 +321,7 @@ ENV_CASES = {
     "MESHAGENT_FOLLOWUP__MAX_CALLS_PER_PASS": ("50", ("followup", "max_calls_per_pass"), 50),
     "MESHAGENT_VALUE__REQUEST_GAP_MINUTES": ("5", ("value", "request_gap_minutes"), 5),
     "MESHAGENT_VALUE__PRIOR_RUNS": ("10", ("value", "prior_runs"), 10),
+    "MESHAGENT_VALUE__PEER_CLAIM_FACTOR": ("3", ("value", "peer_claim_factor"), 3.0),
     "MESHAGENT_VALUE__WEEKLY_CAP_MINUTES": ("600", ("value", "weekly_cap_minutes"), 600),
     "MESHAGENT_FLAGS__BURST_FACTOR": ("2", ("flags", "burst_factor"), 2.0),
     "MESHAGENT_FLAGS__BURST_WINDOW_DAYS": ("30", ("flags", "burst_window_days"), 30),

@@ -175,8 +175,14 @@ class ValueSettings(SettingsModel):
     request: credited once, however many runs it was split into."""
     prior_runs: PositiveInt = 20
     """The value figure that ranks agents (`value_per_dollar`) weighs a group's own evidenced
-    minutes per dollar by its judged runs against this many runs of the typical group's: people
-    engage with about one in 10-20 useful outputs, so silence over fewer runs says little."""
+    minutes per dollar by its judged runs against this many runs of the typical group's (the
+    median of the groups with evidenced value): people engage with about one in 10-20 useful
+    outputs, so silence over fewer runs says little."""
+    peer_claim_factor: PositiveFloat = 2.0
+    """A scheduled fire that claims more minutes than there are between the agent's fires earns
+    that share of its claim, the claim held to this factor times the median minutes_saved of the
+    agents with the same value tag: a claim the schedule shows false is not trusted beyond its
+    peers' either."""
 
 
 class FollowupSettings(SettingsModel):

@@ -19,10 +19,19 @@ computes the figure a company can trust beside it:
   multiplies the credit nor buys more chances of some acceptance;
 - a unit earns the agent's `minutes_saved` once, and a fire at most the median minutes between
   the agent's fires (what its schedule can support: a job every 15 minutes cannot save a reader
-  two hours each time); an agent's evidenced minutes in an ISO week are capped at
+  two hours each time); a fire that claims more than that earns that share of its claim, the
+  claim itself held to `[value] peer_claim_factor` x the median `minutes_saved` of the agents
+  with its value tag (a claim shown false by the schedule is not trusted beyond its peers'
+  either); an agent's evidenced minutes in an ISO week are capped at
   `[value] weekly_cap_minutes` (its units scaled down together);
 - *honest adoption* is the people (identities folded) whose runs have a credited unit: an accepted
   outcome reached someone other than themselves.
+
+The figure that ranks groups, `value_per_dollar` (`estimate`), weighs a group's own evidenced
+minutes per dollar by its *judged runs* against `[value] prior_runs` runs of the typical group's
+(the median of the groups that have evidenced value): a judged run is one whose delivered outcomes
+have all been checked, or one that spent tokens and produced nothing; quiet results, dry runs and
+failures are evidence neither way (a monitor that rightly says nothing is not silence).
 
 `credits(ledger, period)` returns the credited units (agent, team, owner, tag, model, person,
 week, minutes, runs); `headline(ledger, period, by=...)` the per-group figures: accepted
@@ -41,12 +50,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, and_, case, func, select
 
 from meshagent.config import ValueSettings
 from meshagent.ledger.periods import Period
 from meshagent.ledger.records import PLANNED, QUIET
-from meshagent.ledger.schema import entries, feedback, outcomes
+from meshagent.ledger.schema import entries, feedback, outcomes, spent_tokens
 from meshagent.ledger.types import utc
 
 if TYPE_CHECKING:
@@ -113,7 +122,7 @@ class ValueRow(Evidenced):
     group: str = ""
     runs: int = 0
     honest_people: int = 0
-    judged_runs: int = 0  # runs with no outcome still pending: their evidence is in
+    judged_runs: int = 0  # delivered runs all checked, and runs that produced nothing
     value_per_dollar: Decimal | None = None  # the ranking figure: see `estimate`
 
 
@@ -241,6 +250,48 @@ def _contents(
     return {(agent, digest): int(count) for agent, digest, count in connection.execute(query)}
 
 
+def _peer_claims(connection: Connection, since: datetime, until: datetime) -> dict[str, Decimal]:
+    """Per value tag: the median `minutes_saved` of its agents (each agent once, at the claim
+    most of its runs made), over the agents that ran in the window; a tag shared by fewer than 3
+    agents takes the median of all agents."""
+    query = (
+        select(entries.c.agent, entries.c.value_tag, entries.c.minutes_saved, func.count())
+        .where(
+            entries.c.started_at >= since,
+            entries.c.started_at < until,
+            entries.c.status != "running",
+        )
+        .group_by(entries.c.agent, entries.c.value_tag, entries.c.minutes_saved)
+    )
+    claims: dict[str, tuple[int, str, Decimal]] = {}
+    for agent, tag, minutes, count in connection.execute(query):
+        current = claims.get(agent)
+        if current is None or int(count) > current[0]:
+            claims[agent] = (int(count), tag or "", Decimal(minutes or 0))
+    by_tag: dict[str, list[Decimal]] = defaultdict(list)
+    for _, tag, minutes in claims.values():
+        by_tag[tag].append(minutes)
+    everyone = [minutes for _, _, minutes in claims.values()]
+    if not everyone:
+        return {}
+    fallback = Decimal(statistics.median(everyone))
+    return {
+        tag: Decimal(statistics.median(found)) if len(found) >= 3 else fallback
+        for tag, found in by_tag.items()
+    }
+
+
+def _fire_minutes(
+    claim: Decimal, gap: Decimal | None, peers: Decimal | None, factor: Decimal
+) -> Decimal:
+    """What one accepted fire earns: its claim, or, when the claim exceeds the minutes between
+    the agent's fires, the share `gap / claim` of the claim held to `factor` x its peers'."""
+    if gap is None or claim <= gap or not claim:
+        return claim
+    credible = claim if peers is None else min(claim, factor * peers)
+    return (credible * gap / claim).quantize(Decimal("0.01"))
+
+
 def _units(
     ledger: Ledger,
     runs: dict[str, tuple[Any, int, bool]],
@@ -326,14 +377,20 @@ def credits(
     units, sizes = _units(ledger, runs, people, gap, since, until)
     scheduled = sorted({r[1] for r, _, _ in runs.values() if r[7] == "schedule"})
     gaps = ledger.read(lambda c: _fire_gaps(c, scheduled, since, until)) if scheduled else {}
+    over = any(
+        r[7] == "schedule" and r[1] in gaps and Decimal(r[10] or 0) > gaps[r[1]]
+        for r, _, _ in runs.values()
+    )
+    peers = ledger.read(lambda c: _peer_claims(c, since, until)) if over else {}
+    factor = Decimal(str(value.peer_claim_factor))
     made = []
     for key, members in units.items():
         members.sort(key=lambda m: (utc(m[0][9]), m[0][0]))
         row = members[0][0]
         started = utc(row[9]).date()
         minutes = Decimal(row[10] or 0)
-        if row[7] == "schedule" and row[1] in gaps:
-            minutes = min(minutes, gaps[row[1]])  # what the schedule can support
+        if row[7] == "schedule" and row[1] in gaps:  # what the schedule can support
+            minutes = _fire_minutes(minutes, gaps[row[1]], peers.get(row[4] or ""), factor)
         if sizes.get(key, 1) > len(members):  # a request of many runs, some of them taken up
             minutes = (minutes * len(members) / sizes[key]).quantize(Decimal("0.01"))
         made.append(
@@ -403,12 +460,16 @@ def headline(
             outcomes.c.verdict == "pending", outcomes.c.kind.not_in((PLANNED, QUIET))
         )
     )
+    # A run that spent tokens and produced nothing is evidence too; a quiet result, a dry run
+    # or a failure is evidence neither way.
+    anything = select(outcomes.c.id).where(outcomes.c.run_id == entries.c.run_id).exists()
+    nothing = and_(entries.c.status == "ok", spent_tokens(entries) > 0, ~anything)
     query = (
         select(
             column,
             func.count(),
             func.coalesce(func.sum(entries.c.cost_usd), 0),
-            func.sum(case((waiting, 0), else_=1)),
+            func.sum(case((and_(has, ~waiting), 1), (nothing, 1), else_=0)),
         )
         .where(
             entries.c.started_at >= period.start_time,
@@ -454,7 +515,7 @@ def headline(
         )
         for name, count, cost, judged in totals
     ]
-    known = [r.evidenced_per_dollar for r in rows if r.evidenced_per_dollar is not None]
+    known = [r.evidenced_per_dollar for r in rows if r.evidenced_per_dollar]  # shown value
     typical = Decimal(statistics.median(known)) if known else None
     prior = (value or ValueSettings()).prior_runs
     rows = [

@@ -248,6 +248,49 @@ def test_a_fire_earns_at_most_the_minutes_between_fires(ledger):
     assert [c.minutes for c in value.credits(ledger, WEEK)] == [Decimal(15), Decimal(15)]
 
 
+def test_a_fire_claiming_more_than_its_schedule_is_held_to_its_peers(ledger):
+    """Every 15 minutes, claiming 120 per fire: the schedule supports 15/120 of the claim, and
+    the claim itself is held to 2 x the median of its tag's agents (15, 15, 120: 15)."""
+    runs = [record(started_at=T0 + timedelta(minutes=15 * i), minutes_saved=120,
+                   scheduled_for=T0 + timedelta(minutes=15 * i), input_hash=f"{i}")
+            for i in range(8)]  # fmt: skip
+    peers = [record(agent=f"peer{n}", started_at=T0 + timedelta(days=1)) for n in range(2)]
+    ids = ledger.write_records(runs + peers)
+    _accept(ledger, ids[:2])
+    # 120 held to 2 x 15 = 30, of which the schedule supports 15/120: 3.75 a fire
+    assert [c.minutes for c in value.credits(ledger, WEEK)] == [Decimal("3.75")] * 2
+    lenient = value.credits(ledger, WEEK, value=ValueSettings(peer_claim_factor=8))
+    assert [c.minutes for c in lenient] == [Decimal(15)] * 2  # 120 is within 8 x 15
+
+
+def test_a_claim_the_schedule_supports_is_credited_whatever_its_peers_claim(ledger):
+    """A daily report claiming 120 minutes, 12 x its peers' 10: the schedule supports it."""
+    daily = [record(agent="report", minutes_saved=120, started_at=T0 + timedelta(days=d),
+                    input_hash=f"d{d}") for d in range(2)]  # fmt: skip
+    digests = [record(agent=f"digest{n}", minutes_saved=10) for n in range(3)]
+    ids = ledger.write_records([*daily, *digests])
+    _accept(ledger, ids[:2])
+    assert [c.minutes for c in value.credits(ledger, WEEK)] == [Decimal(120)] * 2
+
+
+def test_quiet_results_and_failures_are_no_evidence_of_silence(ledger):
+    """A monitor that rightly says nothing is not ignored output: only delivered outputs that
+    were checked, and runs that spent tokens on nothing, are judged."""
+    quiet = [record(agent="monitor", started_at=T0 + timedelta(hours=h),
+                    scheduled_for=T0 + timedelta(hours=h), input_hash=f"q{h}",
+                    outcomes=(Outcome(QUIET, "all clear"),)) for h in range(30)]  # fmt: skip
+    alert = record(agent="monitor", started_at=T0 + timedelta(hours=40),
+                   scheduled_for=T0 + timedelta(hours=40), input_hash="alert")  # fmt: skip
+    failed = record(agent="monitor", status="failed", outcomes=(), input_hash="f")
+    empty = [record(agent="loop", started_at=T0 + timedelta(hours=h), outcomes=(),
+                    input_hash=f"e{h}") for h in range(5)]  # fmt: skip
+    ids = ledger.write_records([*quiet, alert, failed, *empty])
+    _ignore(ledger, [ids[30]])
+    rows = {row.group: row for row in value.headline(ledger, period=WEEK)}
+    assert (rows["monitor"].runs, rows["monitor"].judged_runs) == (32, 1)
+    assert rows["loop"].judged_runs == 5
+
+
 def test_the_same_content_posted_again_is_one_unit(ledger):
     runs = [record(started_at=T0 + timedelta(hours=h), scheduled_for=T0 + timedelta(hours=h),
                    input_hash="same" if h < 4 else "new") for h in range(5)]  # fmt: skip
@@ -304,7 +347,7 @@ def test_the_value_figure_weighs_each_agents_evidence(ledger):
     assert judged == {"used": 40, "also": 10, "noise": 120, "fresh": 0}
     own = {name: row.evidenced_per_dollar for name, row in rows.items()}
     assert own["noise"] == own["fresh"] == 0 and own["used"] > own["also"] > 0
-    typical = own["also"] / 2  # the median of the four agents' own figures
+    typical = (own["used"] + own["also"]) / 2  # the median of the agents that showed value
     figure = {name: row.value_per_dollar for name, row in rows.items()}
     assert figure["fresh"] == typical.quantize(Decimal("0.01"))
     assert figure["noise"] == (typical * 20 / 140).quantize(Decimal("0.01"))
