@@ -486,7 +486,8 @@ class SlackApp:
         Bolt's first request: only after it does this path answer). The body is read as
         Bolt reads a form.
         """
-        if text.startswith("{") or "payload" in text:  # JSON or interactivity: Bolt's
+        # JSON, or interactivity (a payload= field: in a field's value "=" is %3D): Bolt's
+        if text.startswith(("{", "payload=")) or "&payload=" in text:
             return None
         body = dict(parse_qsl(text, keep_blank_values=True))
         if "ssl_check" in body or not _SLASH.match(body.get("command") or ""):

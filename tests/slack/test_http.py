@@ -35,6 +35,16 @@ def test_a_signed_command_is_acknowledged_and_answered(sandbox, ledger, serve):
     assert "`/standup`" in body["blocks"][0]["text"]["text"]
 
 
+def test_a_command_that_says_payload_is_answered_once_the_app_is_warm(sandbox, ledger, serve):
+    """Bolt takes any form body with "payload" in it for interactivity; a slash command whose
+    text says it is answered by the app's own route once the workspace is known."""
+    served = serve(make_app(sandbox, ledger, agents(sandbox)))
+    assert served.command(sandbox, "help").status_code == 200  # the first: through Bolt
+    answer = served.command(sandbox, "help payload=full")
+    assert answer.status_code == 200
+    assert "/meshagent list" in answer.json()["blocks"][0]["text"]["text"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
