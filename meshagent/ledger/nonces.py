@@ -146,7 +146,7 @@ def store_path(ledger_url: str) -> Path | None:
         return None
     if path == ":memory:" or path.startswith("file:"):
         return None
-    return Path(path).expanduser().with_name(Path(path).name + STORE_SUFFIX)
+    return Path(path).with_name(Path(path).name + STORE_SUFFIX)  # where SQLite opens it from
 
 
 def _quick_engine(ledger: Ledger) -> Engine:
