@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -52,18 +52,16 @@ class AgentPages(PagesBase):
         answer = self.credits(filters.period, budget)
         people = directory(self.ledger)
         team, tag = filters.team, filters.tag
-        made = [
-            c
-            for c in answer.value or []
-            if team in (None, c.team or NONE_LABEL) and tag in (None, c.value_tag or NONE_LABEL)
-        ]
+        by_agent: dict[str, list[Any]] = defaultdict(list)  # read once, not once per row
+        for c in answer.value or []:
+            if team in (None, c.team or NONE_LABEL) and tag in (None, c.value_tag or NONE_LABEL):
+                by_agent[c.agent].append(c)
 
         def of(agent: str, own: bool) -> list[Any]:
+            made = by_agent.get(agent, [])
             if viewer.admin or viewer.name is None:
-                return [c for c in made if c.agent == agent]
-            return [
-                c for c in made if c.agent == agent and people.same(c.owner, viewer.name) == own
-            ]
+                return made
+            return [c for c in made if people.same(c.owner, viewer.name) == own]
 
         def figures(agent: str, own: bool) -> dict[str, Any]:
             if answer.value is None or agent == OTHER:
