@@ -252,14 +252,15 @@ def _contents(
 
 def _peer_claims(connection: Connection, since: datetime, until: datetime) -> dict[str, Decimal]:
     """Per value tag: the median `minutes_saved` of its agents (each agent once, at the claim
-    most of its runs made), over the agents that ran in the window; a tag shared by fewer than 3
-    agents takes the median of all agents."""
+    most of its runs made), over the agents that ran in the window claiming minutes; a tag
+    shared by fewer than 3 such agents takes the median of all of them."""
     query = (
         select(entries.c.agent, entries.c.value_tag, entries.c.minutes_saved, func.count())
         .where(
             entries.c.started_at >= since,
             entries.c.started_at < until,
             entries.c.status != "running",
+            entries.c.minutes_saved > 0,
         )
         .group_by(entries.c.agent, entries.c.value_tag, entries.c.minutes_saved)
     )

@@ -255,7 +255,8 @@ def test_a_fire_claiming_more_than_its_schedule_is_held_to_its_peers(ledger):
                    scheduled_for=T0 + timedelta(minutes=15 * i), input_hash=f"{i}")
             for i in range(8)]  # fmt: skip
     peers = [record(agent=f"peer{n}", started_at=T0 + timedelta(days=1)) for n in range(2)]
-    ids = ledger.write_records(runs + peers)
+    silent = [record(agent=f"unclaimed{n}", minutes_saved=0) for n in range(3)]  # not peers
+    ids = ledger.write_records(runs + peers + silent)
     _accept(ledger, ids[:2])
     # 120 held to 2 x 15 = 30, of which the schedule supports 15/120: 3.75 a fire
     assert [c.minutes for c in value.credits(ledger, WEEK)] == [Decimal("3.75")] * 2
