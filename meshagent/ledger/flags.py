@@ -7,10 +7,10 @@ dollars times the strength of their evidence. `kind` is "waste" (tokenmaxxing) o
 (failures, reported apart: a failing agent is broken, not gaming). Thresholds are `[flags]` in
 meshagent.toml (`FlagSettings`); the value settings (`[value]`) say what a request is.
 
-Rules (`meshagent.ledger.flagrules`), per agent over the period (a week, usually). A waste
-flag needs `min_usd` at stake, or a habit whatever it costs: its pattern in `habit_runs` runs
-over the `history_days` up to the period's end, half of them before the period (unless said
-otherwise):
+Rules (`meshagent.ledger.flagrules`, made of the families in `flagspend` and `flagpeople`), per
+agent over the period (a week, usually). A waste flag needs `min_usd` at stake, or a habit
+whatever it costs: its pattern in `habit_runs` runs over the `history_days` up to the period's
+end, half of them before the period (unless said otherwise):
 
 - burst: a day's spend (of the agent, or of one person's runs of it) over `burst_factor` x the
   agent's median day with runs in the `history_days` before, by at least `burst_min_usd`; an
