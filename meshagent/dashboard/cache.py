@@ -157,7 +157,8 @@ class Memo:
         return True
 
     def close(self) -> None:
-        """Stop the worker threads (results being computed are dropped)."""
+        """Stop the worker threads: computations not begun are dropped, those running are
+        waited for (they read the ledger, which its owner closes next)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

@@ -150,11 +150,13 @@ class PagesBase:
         return all(worker.ready() for worker in workers)
 
     def close(self) -> None:
-        """Stop the threads and the worker processes that compute the slow results."""
-        self.memo.close()
+        """Stop the worker processes that compute the slow results (abandoning what they
+        compute), then wait for the threads that read the ledger: the ledger may be closed
+        next, and a read still running would open a connection nobody closes."""
         self.flag_worker.close()
         self.forecast_worker.close()
         self.value_worker.close()
+        self.memo.close()
 
     # -- shared pieces ----------------------------------------------------------------------
 

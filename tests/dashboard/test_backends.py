@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from meshagent.dashboard import create_dashboard
 from meshagent.dashboard.views import jsonable, row_dict
 from meshagent.ledger import Ledger, reports
 from meshagent.ledger.flags import flag_report
-from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
+from tests.ledger.conftest import pg_connect, pg_schema_url, pg_shared  # noqa: F401
 
 from .world import ADMIN, FIRES, TEAMS, TODAY, WEEK, config, fill
 
@@ -43,6 +44,56 @@ def test_every_endpoint_on_postgresql(pg_schema_url, viewer):  # noqa: F811
                 jsonable({**row_dict(row), "value_per_dollar": report.value_of(row)})
                 for row in report.rows
             ]
+
+
+@pytest.mark.postgres
+def test_a_read_running_when_the_dashboard_stops_ends_before_its_ledger_closes(
+    pg_schema_url,  # noqa: F811
+    monkeypatch,
+):
+    """The dashboard's shutdown waits for the ledger reads its threads are running: a read that
+    outlived it would run on a closed ledger, open a connection that nobody closes, and leave
+    it to the garbage collector (counted here in pg_stat_activity by application name)."""
+    from meshagent.dashboard import queries
+
+    name = f"meshagent_test_{uuid.uuid4().hex[:12]}"
+    url = f"{pg_schema_url}&application_name={name}"
+    began, release, ended = threading.Event(), threading.Event(), threading.Event()
+    buckets = queries.buckets
+
+    def held_buckets(*args: Any, **options: Any) -> Any:
+        if not threading.current_thread().name.startswith("dashboard"):
+            return buckets(*args, **options)  # the page's own read, not the weekly trend's
+        began.set()
+        release.wait(10)
+        try:
+            return buckets(*args, **options)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(queries, "buckets", held_buckets)
+    with Ledger.open(url) as ledger:
+        fill(ledger)
+        app = create_dashboard(
+            config(url), ledger=ledger, today=lambda: TODAY, fires_per_month=lambda t: FIRES
+        )
+        with TestClient(app, headers={"X-Forwarded-User": ADMIN}) as client:
+            assert client.get("/").status_code == 200  # the trend still being computed
+            assert began.wait(10)
+            threading.Timer(0.5, release.set).start()  # once the dashboard is stopping
+    assert ended.wait(10)
+
+    def connections() -> int:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        with pg_connect() as admin:
+            return admin.execute(query, [name]).fetchone()[0]
+
+    # The worker processes' connections end with them (terminated when the dashboard stops).
+    deadline = time.monotonic() + 10
+    while connections() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert connections() == 0
+    assert ledger.engine.pool.checkedin() == 0  # nothing pooled again after the close
 
 
 def slow_flags(ledger: Ledger, *, gate: str, **options: Any) -> Any:
