@@ -98,6 +98,8 @@ def _sqlite_engine(url: URL, busy_timeout: float, sync: str) -> Engine:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         path = Path(url.database).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
+    elif (url.database or "").startswith("file:") and url.query.get("mode") != "memory":
+        path = Path(url.database[len("file:") :]) if url.database[len("file:") :] else None
     engine = create_engine(url, connect_args={"timeout": busy_timeout})
     if sync == "normal":  # the write-ahead log of its file, synced by a thread after commits
         _wal_logs[engine] = _WalLog(Path(f"{path.absolute()}-wal")) if path else None

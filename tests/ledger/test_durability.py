@@ -130,8 +130,9 @@ def _open_step(ledger: Ledger) -> Any:
 # -- SQLite's default: sync=normal -----------------------------------------------------------
 
 
-def test_by_default_no_sqlite_commit_waits_and_the_log_is_synced_soon_after(tmp_path):
-    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+@pytest.mark.parametrize("url", ["sqlite:///{path}", "sqlite:///file:{path}?uri=true"])
+def test_by_default_no_sqlite_commit_waits_and_the_log_is_synced_soon_after(tmp_path, url):
+    with Ledger.open(url.format(path=tmp_path / "ledger.db")) as ledger:
         seen: list[str] = []
         event.listen(ledger.engine, "commit", lambda c: seen.append(_setting(c)))
         time.sleep(2 * WAL_SYNC_SECONDS)  # the migration's commits synced, if any
