@@ -229,7 +229,7 @@ def summary(
     }
     own_runs = sum(cell[3].get("runs") or 0 for cell in own)
     if value_rows is None:
-        value_rows = headline(ledger, period=period, by=by, value=value, people=people)
+        value_rows = headline(ledger, period=period, by=by, value=value, credited=credited)
     figure = ranking(value_rows)
     return Report(
         by,

@@ -434,15 +434,18 @@ def headline(
     by: str = "agent",
     value: ValueSettings | None = None,
     people: People | None = None,
+    credited: Iterable[Credit] | None = None,
 ) -> list[ValueRow]:
     """Per group (team, agent, owner, tag, model), every run's figures, as an admin sees them;
-    the privacy-aware figures are in `reports.summary`'s rows."""
-    from meshagent.ledger.people import directory
+    the privacy-aware figures are in `reports.summary`'s rows.
 
+    `credited`, the period's `credits` (with the same `value` settings), is read from the
+    ledger unless given: a caller that has read them already hands them over.
+    """
     if by not in _GROUPS:
         raise ValueError(f"cannot group value by {by!r}: use one of {', '.join(_GROUPS)}")
-    people = people if people is not None else directory(ledger)
-    made = credits(ledger, period, value=value, people=people)
+    if credited is None:
+        credited = credits(ledger, period, value=value, people=people)
     column = {
         "team": entries.c.team,
         "agent": entries.c.agent,
@@ -450,54 +453,43 @@ def headline(
         "tag": entries.c.value_tag,
         "model": func.coalesce(entries.c.model_answered, entries.c.model_requested, ""),
     }[by]
-    has = (
-        select(outcomes.c.id)
-        .where(outcomes.c.run_id == entries.c.run_id, outcomes.c.kind.not_in((PLANNED, QUIET)))
-        .exists()
-    )
-    # Not correlated: the pending outcomes once (the due index leads with the verdict).
-    waiting = entries.c.run_id.in_(
-        select(outcomes.c.run_id).where(
-            outcomes.c.verdict == "pending", outcomes.c.kind.not_in((PLANNED, QUIET))
-        )
-    )
+
+    # Each a lookup of the run's outcomes by the run_id index, for the period's runs only
+    # (`NOT IN` the pending outcomes read every pending outcome of the ledger at each call).
+    def outcome(*where: Any) -> Any:
+        return select(outcomes.c.id).where(outcomes.c.run_id == entries.c.run_id, *where).exists()
+
+    delivered = outcomes.c.kind.not_in((PLANNED, QUIET))
+    has = outcome(delivered)
+    waiting = outcome(delivered, outcomes.c.verdict == "pending")
     # A run that spent tokens and produced nothing is evidence too; a quiet result, a dry run
     # or a failure is evidence neither way.
-    anything = select(outcomes.c.id).where(outcomes.c.run_id == entries.c.run_id).exists()
-    nothing = and_(entries.c.status == "ok", spent_tokens(entries) > 0, ~anything)
+    nothing = and_(entries.c.status == "ok", spent_tokens(entries) > 0, ~outcome())
     query = (
         select(
             column,
             func.count(),
             func.coalesce(func.sum(entries.c.cost_usd), 0),
             func.sum(case((and_(has, ~waiting), 1), (nothing, 1), else_=0)),
+            func.sum(case((has, entries.c.minutes_saved), else_=None)),
         )
         .where(
             entries.c.started_at >= period.start_time,
             entries.c.started_at < period.end_time,
             entries.c.status != "running",
-        )
-        .group_by(column)
-    )
-    claims = (
-        select(column, func.coalesce(func.sum(entries.c.minutes_saved), 0))
-        .where(
-            entries.c.started_at >= period.start_time,
-            entries.c.started_at < period.end_time,
-            entries.c.status != "running",
-            has,
         )
         .group_by(column)
     )
 
     def read(connection: Connection) -> tuple[list[Any], dict[str, Any]]:
-        return connection.execute(query).all(), dict(connection.execute(claims).all())
+        found = connection.execute(query).all()
+        return [row[:4] for row in found], {row[0]: row[4] for row in found}
 
     totals, claimed_by = ledger.read(read, what="read value figures")
     accepted: dict[str, int] = defaultdict(int)
     minutes: dict[str, Decimal] = defaultdict(Decimal)
     honest: dict[str, set[str]] = defaultdict(set)
-    for credit in made:
+    for credit in credited:
         name = credit.group(by)
         accepted[name] += 1
         minutes[name] += credit.minutes
