@@ -299,10 +299,15 @@ class PagesBase:
     def value_rows(self, period: Period, by: str, budget: Budget) -> Answer[list[ValueRow]]:
         """`value.headline`'s rows of `period` by team or agent, once per ledger version: each
         group's value per dollar, the figure that ranks groups (evidenced minutes per dollar,
-        weighted by how much evidence there is); `reports.ranking` gives it to a row."""
+        weighted by how much evidence there is); `reports.ranking` gives it to a row. The
+        period's credited units are handed to it when `credits` has them at this version."""
 
         def compute() -> list[ValueRow]:
-            return self.value_worker.run(headline, period=period, by=by, value=self.config.value)
+            made = self.credits(period, budget.no_wait())  # the credited units, when read
+            credited = made.value if made.fresh else None
+            return self.value_worker.run(
+                headline, period=period, by=by, value=self.config.value, credited=credited
+            )
 
         key = ("value", by, period.start, period.end)
         return self.memo.get(key, budget.version, compute, wait=budget.left)
