@@ -6,6 +6,7 @@ outcome of a run and the current vote of each person exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -14,13 +15,14 @@ from sqlalchemy import Connection, func, select, update
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import rollup, rows
+from meshagent.ledger.lifecycle import Batch, Step, run_steps
 from meshagent.ledger.records import PLANNED, Outcome
 from meshagent.ledger.schema import entries, feedback, outcomes
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
 
-__all__ = ["add_feedback", "add_outcome", "annotations", "insert_outcome"]
+__all__ = ["add_feedback", "add_outcome", "annotations", "insert_outcome", "outcome_step"]
 
 
 def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> bool:
@@ -64,19 +66,30 @@ def _locked_entry(connection: Connection, run_id: str) -> dict:
     return dict(row)
 
 
-def add_outcome(ledger: Ledger, run_id: str, outcome: Outcome) -> None:
-    def work(connection: Connection) -> None:
+def outcome_step(run_id: str, outcome: Outcome | Callable[[Connection], Outcome]) -> Step[bool]:
+    """Add `outcome` to the run unless it has it, rolling a closed run up: True when added.
+
+    `outcome` may be a function of the connection, called in the transaction to read what the
+    outcome depends on (who a person is). A step of a group commit (`Ledger.aadd_outcome`).
+    """
+
+    def step(connection: Connection, batch: Batch) -> bool:
+        made = outcome if isinstance(outcome, Outcome) else outcome(connection)
         entry = _locked_entry(connection, run_id)
         had, _, _ = annotations(connection, run_id)
-        inserted = insert_outcome(connection, run_id, outcome)
-        if inserted and outcome.delivered and entry["status"] != "running" and not had:
+        inserted = insert_outcome(connection, run_id, made)
+        if inserted and made.delivered and entry["status"] != "running" and not had:
             minutes = Decimal(entry["minutes_saved"] or 0)
-            deltas: rollup.Deltas = {}
             sums = {"runs_with_outcome": 1, "minutes_saved": minutes}
-            rollup.add_delta(deltas, rollup.daily_key(entry), sums)
-            rollup.apply_deltas(connection, deltas)
+            rollup.add_delta(batch.deltas, rollup.daily_key(entry), sums)
+        return inserted
 
-    ledger.transact(work, what="add an outcome")
+    return step
+
+
+def add_outcome(ledger: Ledger, run_id: str, outcome: Outcome) -> None:
+    step = outcome_step(run_id, outcome)
+    ledger.transact(lambda c: run_steps(c, [step])[0], what="add an outcome")
 
 
 def add_feedback(

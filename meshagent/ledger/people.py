@@ -40,9 +40,11 @@ __all__ = [
     "Identity",
     "People",
     "PersonRecord",
+    "alink",
     "directory",
     "identities_of",
     "link",
+    "names_of",
     "normalise",
     "person_of",
     "sync_aliases",
@@ -87,10 +89,35 @@ def _display(names: Iterable[Identity]) -> str:
 
 def link(ledger: Ledger, *names: str, source: str = "manual") -> int:
     """Make `names` one person (merging the people they belonged to); returns the person's id."""
+    wanted = _wanted(names)
+    return ledger.transact(lambda c: _link(c, wanted, source), what="link identities")
+
+
+async def alink(ledger: Ledger, *names: str, source: str = "manual") -> int:
+    """`link` for asyncio tasks: committed with the ledger's other writes of the moment (its
+    group commit), so the new people of a burst of commands cost a few transactions."""
+    wanted = _wanted(names)
+    return await ledger.group_commit().write(
+        lambda c, _batch: _link(c, wanted, source), what="link identities"
+    )
+
+
+def _wanted(names: Iterable[str]) -> list[Identity]:
     wanted = sorted({normalise(name) for name in names})
     if not wanted:
         raise LedgerError("link needs at least one identity")
-    return ledger.transact(lambda c: _link(c, wanted, source), what="link identities")
+    return wanted
+
+
+def names_of(connection: Connection, identity: str) -> set[str]:
+    """Every identity of the person `identity` is linked to, read on `connection` (at least
+    `identity` itself, normalised)."""
+    value = normalise(identity).value
+    person = select(identities_table.c.person_id).where(identities_table.c.identity == value)
+    query = select(identities_table.c.identity).where(
+        identities_table.c.person_id == person.scalar_subquery()
+    )
+    return {value, *connection.execute(query).scalars()}
 
 
 def _link(connection: Connection, wanted: Sequence[Identity], source: str) -> int:

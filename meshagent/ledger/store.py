@@ -324,6 +324,19 @@ class Ledger:
         """
         annotate.add_outcome(self, run_id, Outcome(kind, ref, url, **reach))
 
+    async def aadd_outcome(
+        self, run_id: str, outcome: Outcome | Callable[[Connection], Outcome]
+    ) -> bool:
+        """`add_outcome` for asyncio tasks, group-committed; returns once it is durable, True
+        when the outcome was added (False: the run already had it).
+
+        `outcome` may be a function of the connection, called in the transaction to read what
+        the outcome depends on (who a person is): a burst of answers is written in a few
+        transactions, with no thread of its own and no transaction each.
+        """
+        step = annotate.outcome_step(run_id, outcome)
+        return await self.group_commit().write(step, what="add an outcome")
+
     def set_verdict(
         self,
         outcome_id: int,

@@ -114,7 +114,7 @@ class Directory:
         """Make the Slack user `user_id` and their email one person in the ledger (once per
         ``ttl``), so that a trigger, a vote and an owner named by email are counted as one.
         Best effort: a Slack or ledger failure leaves them unlinked."""
-        from meshagent.ledger.people import link
+        from meshagent.ledger.people import alink
 
         linked = self._linked.get(user_id)
         if not user_id or (linked is not None and self._clock() - linked < self.ttl):
@@ -122,7 +122,7 @@ class Directory:
         try:
             person = await self.person(user_id)
             if person.email:
-                await asyncio.to_thread(link, ledger, user_id, person.email, source="slack")
+                await alink(ledger, user_id, person.email, source="slack")
             self._linked[user_id] = self._clock()
         except Exception as exc:  # noqa: BLE001 - the command or vote goes on unlinked
             log.info("could not link %s to an email: %s", user_id, exc)

@@ -9,7 +9,7 @@ import contextlib
 import difflib
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshagent.actions import closest
 from meshagent.exceptions import MeshAgentError, RunError
@@ -38,6 +38,9 @@ from meshagent.slack.messages import (
 )
 from meshagent.slack.respond import Reply
 from meshagent.spec import AgentSpec
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
 
@@ -200,16 +203,19 @@ class RunCommands(CommandsBase):
 
     async def _record_ephemeral(self, cmd: Command, spec: AgentSpec, run_id: str) -> None:
         """The answer shown only to the person who asked: an outcome whose audience is them
-        (reaching someone other than the owner unless they are the owner)."""
-        from meshagent.ledger.people import person_of
+        (reaching someone other than the owner unless they are the owner).
 
-        def record() -> None:
-            asker = person_of(self.ledger, cmd.user_id)
-            names = {i.value for i in asker.identities} if asker else {cmd.user_id}
-            owner = spec.owner.strip().lstrip("@").lower()
-            own = owner in {n.lower() for n in names}
-            self.ledger.add_outcome(
-                run_id,
+        Written through the ledger's group commit: the answers of a burst share a few
+        transactions on its writer thread, instead of a thread and a transaction each.
+        """
+        from meshagent.ledger.people import names_of
+        from meshagent.ledger.records import Outcome
+
+        owner = spec.owner.strip().lstrip("@").lower()
+
+        def answer(connection: Connection) -> Outcome:
+            own = owner in {n.lower() for n in names_of(connection, cmd.user_id)}
+            return Outcome(
                 "slack.ephemeral",
                 f"{cmd.channel_id}:{cmd.user_id}",
                 audience="ephemeral",
@@ -219,7 +225,7 @@ class RunCommands(CommandsBase):
             )
 
         try:
-            await asyncio.to_thread(record)
+            await self.ledger.aadd_outcome(run_id, answer)
         except Exception as exc:  # noqa: BLE001 - the person has their answer either way
             log.warning("could not record the ephemeral answer of %s: %s", run_id, exc)
 
