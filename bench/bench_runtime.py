@@ -2,8 +2,9 @@
 
 (a) Median overhead per run with a zero-latency scripted model, ledger writes included:
     - fetch-think-deliver: an agent with no connector actions (so only the framework is
-      measured) against a bare ``model.ainvoke([SystemMessage, HumanMessage])`` doing the same
-      model work; target: overhead of 2 ms or less per run.
+      measured) against a bare ``model.ainvoke([HumanMessage(instructions)])`` (what the
+      runtime sends an agent without context) doing the same model work; target: overhead of
+      2 ms or less per run.
     - agent mode: one granted tool (``slack.add_reaction`` against the local Sandbox; every
       installed action does HTTP) that the model calls once, against a bare LangChain
       ``create_agent`` whose tool makes the same HTTP call, so that cost cancels out;
@@ -49,7 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import HumanMessage
 from langchain_core.tools import StructuredTool
 
 from meshagent.config import Config
@@ -68,8 +69,6 @@ TARGET_AGENT_RATIO = 1.5
 TARGET_MAKESPAN_S = 2.5
 
 INSTRUCTIONS = "Write a short digest of the context below. Blockers first."
-# What the runtime sends as the human message when there is no context and no inputs.
-NO_CONTEXT_PROMPT = "(no context)"
 USAGE = {"input_tokens": 120, "output_tokens": 40}
 ANSWER = {"content": "All quiet: nothing is blocked today.", "usage": USAGE}
 
@@ -246,7 +245,8 @@ async def alternating(runs: int, *steps: Callable[[], Any]) -> list[list[float]]
 async def bench_ftd(directory: str, runs: int, warmup: int) -> dict[str, Any]:
     spec = agent(FTD_AGENT)
     bare_model = ScriptedChatModel(responses=[ANSWER] * (warmup + runs))
-    messages = [SystemMessage(INSTRUCTIONS), HumanMessage(NO_CONTEXT_PROMPT)]
+    # What the runtime sends an agent with no context and no inputs: its instructions alone.
+    messages = [HumanMessage(INSTRUCTIONS)]
     with sqlite_ledger(directory, "ftd.db") as ledger:
         model = ScriptedChatModel(responses=[ANSWER] * (2 * (warmup + runs)))
         runtime = make_runtime(ledger, model)
@@ -356,9 +356,9 @@ async def bench_agent(directory: str, runs: int, warmup: int) -> dict[str, Any]:
         # Bare LangChain: the agent built once and invoked, and built on every invoke (as the
         # runtime does, since its tools close over the run).
         tool = bare_tool(env)
-        prompt = {"messages": [HumanMessage(NO_CONTEXT_PROMPT)]}
+        prompt = {"messages": [HumanMessage(INSTRUCTIONS)]}
         bare_model = ScriptedChatModel(responses=tool_turns(2 * total, ts, "bare"))
-        bare_agent = create_agent(bare_model, [tool], system_prompt=INSTRUCTIONS)
+        bare_agent = create_agent(bare_model, [tool])
         answers: list[str] = []
 
         async def bare_once() -> None:
@@ -366,7 +366,7 @@ async def bench_agent(directory: str, runs: int, warmup: int) -> dict[str, Any]:
             answers.append(state["messages"][-1].content)
 
         async def bare_built() -> None:
-            await create_agent(bare_model, [tool], system_prompt=INSTRUCTIONS).ainvoke(prompt)
+            await create_agent(bare_model, [tool]).ainvoke(prompt)
 
         steps = (lambda: one_run(runtime, spec), bare_once, bare_built)
         await alternating(warmup, *steps)
