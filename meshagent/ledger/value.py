@@ -461,7 +461,9 @@ def headline(
 
     delivered = outcomes.c.kind.not_in((PLANNED, QUIET))
     has = outcome(delivered)
-    waiting = outcome(delivered, outcomes.c.verdict == "pending")
+    # coalesce: SQLite without statistics would look the verdict up in the due index, a scan
+    # of every pending outcome per run, instead of the run's outcomes by run_id.
+    waiting = outcome(delivered, func.coalesce(outcomes.c.verdict, "") == "pending")
     # A run that spent tokens and produced nothing is evidence too; a quiet result, a dry run
     # or a failure is evidence neither way.
     nothing = and_(entries.c.status == "ok", spent_tokens(entries) > 0, ~outcome())
