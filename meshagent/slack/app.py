@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -34,9 +33,6 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.authorization.async_authorize import AsyncAuthorize
-from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -58,6 +54,16 @@ from meshagent.runtime import Runtime
 from meshagent.slack.access import Directory
 from meshagent.slack.acks import AcksFirst
 from meshagent.slack.arrivals import SIGNED, Arrivals
+from meshagent.slack.boltparts import (
+    APP_TOKENS,
+    REFUSALS,
+    AuthorizeOnce,
+    SharedSessionMiddleware,
+    bolt_logger,
+    check_app_token,
+    close_socket,
+    is_hello,
+)
 from meshagent.slack.commands import Command, Commands
 from meshagent.slack.feedback import VoteOrder, cast_at, reaction_vote, withdraw_vote
 from meshagent.slack.inbound import Refused, Signed, TooLarge, read_body, verify
@@ -74,78 +80,6 @@ EVENTS_PATH = "/slack/events"
 _SLASH = re.compile(r"^/.+$")  # every slash command: the app's own and its agents'
 MAX_BODY_BYTES = 1 << 20
 _FEEDBACK_ACTION = re.compile(rf"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$")
-_APP_TOKENS = "Basic Information > App-Level Tokens, with the connections:write scope"
-# What Slack's refusal of an app-level token (apps.connections.open) means.
-_REFUSALS = {
-    "invalid_auth": "mistyped, revoked or of another app",
-    "missing_scope": "it lacks the connections:write scope",
-    "token_revoked": "it was revoked",
-    "account_inactive": "the app or its workspace is no longer active",
-}
-
-
-class _AuthorizeOnce(AsyncAuthorize):
-    """Bolt's ``authorize`` for the one workspace of ``client``'s bot token.
-
-    Bolt's own single-workspace authorization asks Slack's auth.test on the first request and
-    keeps the answer, but every request that arrives before that answer asks too: a burst of 200
-    commands right after start made 200 auth.test calls (a method Slack rate-limits), each on a
-    new HTTP session, and held every ack ~300 ms. Here the first request asks, the others wait
-    for its answer, and a failed answer is not kept (the next request asks again). An
-    ``AsyncAuthorize`` rather than a function: Bolt calls a function through its keyword
-    injection (a signature inspection per request, on the path of every ack).
-    """
-
-    def __init__(self, client: AsyncWebClient) -> None:
-        self.client = client
-        self._identity: dict[str, Any] | None = None
-        self._asking = asyncio.Lock()
-
-    @property
-    def known(self) -> bool:
-        """Whether Slack said which workspace and bot the token is (once is enough)."""
-        return self._identity is not None
-
-    async def __call__(
-        self,
-        *,
-        context: Any,
-        enterprise_id: str | None,
-        team_id: str | None,
-        user_id: str | None,
-        **_actor: Any,
-    ) -> AuthorizeResult:
-        if self._identity is None:
-            async with self._asking:
-                if self._identity is None:
-                    test = await self.client.auth_test()
-                    self._identity = {
-                        "enterprise_id": test.get("enterprise_id"),
-                        "team_id": test.get("team_id"),
-                        "bot_id": test.get("bot_id"),
-                        "bot_user_id": test.get("user_id"),
-                        "bot_scopes": test.headers.get("x-oauth-scopes"),
-                    }
-        return AuthorizeResult(**self._identity, bot_token=self.client.token, user_id=user_id)
-
-
-class _SharedSession(AsyncMiddleware):
-    """Bolt's clients of each request use the app's one HTTP session. A middleware class, not a
-    function: Bolt calls a function through its keyword injection, a signature inspection per
-    request on the path of every ack."""
-
-    def __init__(self, client: AsyncWebClient, http: SharedSession) -> None:
-        self.client, self.http = client, http
-
-    async def async_process(
-        self,
-        *,
-        req: AsyncBoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], Awaitable[BoltResponse]],
-    ) -> BoltResponse | None:
-        self.client.session = self.http.get()
-        return await next()
 
 
 class SlackApp:
@@ -179,7 +113,7 @@ class SlackApp:
                 "OAuth Token (xoxb-...) from OAuth & Permissions"
             )
         if self._app_token:
-            _check_app_token(self._app_token, names.app_token_env)
+            check_app_token(self._app_token, names.app_token_env)
         client = AsyncWebClient(
             token=None,  # given below: Bolt takes a client with a token to mean its own authorize
             base_url=self.env.get(names.api_url_env) or "https://slack.com/api/",
@@ -192,8 +126,8 @@ class SlackApp:
         self.stats: Counter[str] = Counter()
         self.nonces = NonceClaims(runtime.ledger)
         self.arrivals = Arrivals(self.nonces, self.stats, clock=clock, purge=self._purge)
-        self._authorize = _AuthorizeOnce(client)
-        logger = _bolt_logger()
+        self._authorize = AuthorizeOnce(client)
+        logger = bolt_logger()
         self.bolt = AsyncApp(
             # Bolt sets the logger named after the app like its own (level and all) on every
             # request: named "meshagent", the package's logger went quiet below WARNING.
@@ -314,7 +248,7 @@ class SlackApp:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         env = self.config.slack.app_token_env
-        _check_app_token(self._app_token, env)
+        check_app_token(self._app_token, env)
         if self._socket is not None:
             return
         try:
@@ -322,21 +256,21 @@ class SlackApp:
         except SlackApiError as exc:
             data = exc.response.data
             code = data.get("error") if isinstance(data, dict) else exc.response.status_code
-            reason = f"{code}: {_REFUSALS[code]}" if code in _REFUSALS else str(code)
+            reason = f"{code}: {REFUSALS[code]}" if code in REFUSALS else str(code)
             raise ConfigError(
                 f"Slack refused the app-level token in {env} ({reason}): set {env} to an "
-                f"app-level token (xapp-...) from {_APP_TOKENS}"
+                f"app-level token (xapp-...) from {APP_TOKENS}"
             ) from None
         except (SlackClientError, aiohttp.ClientError, OSError) as exc:
             reason = type(exc).__name__
             raise ConfigError(f"cannot reach Slack for Socket Mode ({reason})") from None
-        socket = AsyncSocketModeHandler(self.bolt, app_token=self._app_token, logger=_bolt_logger())
+        socket = AsyncSocketModeHandler(self.bolt, app_token=self._app_token, logger=bolt_logger())
         hello = asyncio.Event()
 
         async def on_message(message: aiohttp.WSMessage) -> None:
             # Slack sends "hello" once the connection is ready for envelopes; before it, the
             # WebSocket may be open on our side while Slack has not yet registered it.
-            if not hello.is_set() and _is_hello(message.data):
+            if not hello.is_set() and is_hello(message.data):
                 hello.set()
 
         socket.client.on_message_listeners.append(on_message)
@@ -349,13 +283,13 @@ class SlackApp:
                 await socket.connect_async()
                 await hello.wait()
         except TimeoutError:
-            await _close_socket(socket)
+            await close_socket(socket)
             raise ConfigError(
                 f"Slack Socket Mode did not open within {timeout:g}s (no hello on the "
                 "WebSocket); check the network to wss-primary.slack.com"
             ) from None
         except BaseException:
-            await _close_socket(socket)
+            await close_socket(socket)
             raise
         self._socket = socket
         log.info("Slack Socket Mode connected")
@@ -365,7 +299,7 @@ class SlackApp:
         close the HTTP session."""
         socket, self._socket = self._socket, None
         if socket is not None:
-            await _close_socket(socket)
+            await close_socket(socket)
         tasks = set(self._tasks)
         for task in tasks:
             task.cancel()
@@ -436,7 +370,7 @@ class SlackApp:
     def _listen(self) -> None:
         bolt = self.bolt
 
-        bolt.use(_SharedSession(bolt.client, self.http))
+        bolt.use(SharedSessionMiddleware(bolt.client, self.http))
 
         @bolt.command(_SLASH)
         async def on_command(ack: Any, body: dict[str, Any]) -> None:
@@ -562,68 +496,3 @@ class SlackApp:
             else:
                 await asyncio.to_thread(withdraw_vote, self.ledger, run_id, user, vote)
             self.stats["reactions"] += 1
-
-
-def _check_app_token(token: str, env: str) -> None:
-    """ConfigError when ``token`` (from the variable ``env``) cannot be an app-level token;
-    Slack judges the rest."""
-    if not token:
-        raise ConfigError(f"set {env} to the app-level token (xapp-...) for Socket Mode")
-    if any(char.isspace() for char in token):
-        raise ConfigError(f"{env} has a space or a line break in it: set it to the token alone")
-    if token.startswith("xox"):
-        kind = {"xoxb": "a bot token", "xoxp": "a user token"}.get(token[:4], "an OAuth token")
-        raise ConfigError(
-            f"{env} holds {kind} ({token[:4]}-...), not the app-level token (xapp-...) that "
-            f"Socket Mode needs: create one under {_APP_TOKENS}"
-        )
-    if not token.startswith("xapp-"):
-        raise ConfigError(
-            f"{env} does not hold an app-level token (those start with xapp-): create one "
-            f"under {_APP_TOKENS}"
-        )
-
-
-def _is_hello(data: object) -> bool:
-    """Whether a WebSocket text frame is Slack's ``{"type": "hello", ...}``."""
-    if not isinstance(data, str) or "hello" not in data:
-        return False
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and parsed.get("type") == "hello"
-
-
-async def _close_socket(socket: Any) -> None:
-    """Close a Socket Mode handler and wait for its client's tasks to end.
-
-    slack_sdk's ``close()`` cancels the client's reader, monitor and processor tasks without
-    awaiting them; awaited here, so that nothing of the client outlives ``stop()`` (or the
-    event loop it ran on).
-    """
-    client = socket.client
-    with contextlib.suppress(Exception):
-        await socket.close_async()
-    tasks = [
-        task
-        for task in (
-            client.message_receiver,
-            client.current_session_monitor,
-            client.message_processor,
-        )
-        if task is not None and not task.done()
-    ]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=5)
-
-
-def _bolt_logger() -> logging.Logger:
-    """Bolt's logger, and the Socket Mode client's: warnings and up (its info lines on refused
-    requests show their bodies), secrets masked (a failed WebSocket handshake names its URL)."""
-    logger = guarded("meshagent.slack.bolt")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
-    return logger
