@@ -19,19 +19,6 @@ PACKAGE = Path(meshagent.__file__).parent
 
 #: Circles found in meshagent/ when this test was written, to be untangled by #23.
 KNOWN_CIRCLES: list[frozenset[str]] = [
-    frozenset(
-        {
-            "meshagent.ledger.annotate",
-            "meshagent.ledger.batch",
-            "meshagent.ledger.budget",
-            "meshagent.ledger.group",
-            "meshagent.ledger.people",
-            "meshagent.ledger.recovery",
-            "meshagent.ledger.store",
-            "meshagent.ledger.verdicts",
-        }
-    ),
-    frozenset({"meshagent.ledger.flagrules", "meshagent.ledger.flags"}),
     frozenset({"meshagent.checks", "meshagent.loader", "meshagent.spec"}),
 ]
 

@@ -1,23 +1,66 @@
-"""What the flag rules share: an agent's cells of the period, and dollars in words.
+"""What the flag rules share: the `Flag` they raise, each rule's weight (`RULES`), an agent's
+cells of the period, and dollars in words.
 
 `meshagent.ledger.flagrules.Rules` is made of the rule families (`flagspend`: spend and its
-habits; `flagpeople`: what people did with the outputs); this module imports neither them nor
-`meshagent.ledger.flags`.
+habits; `flagpeople`: what people did with the outputs); `meshagent.ledger.flags` runs them and
+re-exports `Flag` and `RULES`. This module imports none of them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from meshagent.ledger import flagdata as data
+from meshagent.ledger.periods import Period
 
-__all__ = ["AgentCells", "RuleState", "usd"]
+__all__ = ["RULES", "AgentCells", "Flag", "RuleState", "ScheduleCheck", "usd"]
 
 CENT = Decimal("0.01")
+ScheduleCheck = Callable[[str, datetime], bool]
+# How much each rule's evidence weighs in the ranking (1: the ledger shows it happened).
+RULES = {
+    "self_vote": 0.95,
+    "unchanged_rerun": 0.9,
+    "split_task": 0.85,
+    "slash_loop": 0.85,
+    "negative_feedback": 0.8,
+    "no_outcome": 0.75,
+    "unread": 0.7,
+    "claimed_value": 0.65,
+    "token_outlier": 0.55,
+    "burst": 0.5,
+    "off_schedule": 0.4,
+    "failing": 0.3,
+}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One rule's finding about one agent (and person), with what it rests on."""
+
+    rule: str
+    subject: str  # the agent
+    reason: str  # one line: what happened, in numbers
+    run_ids: tuple[str, ...]
+    owner: str = ""  # the agent's owner (as a person)
+    people: tuple[str, ...] = ()  # who triggered the flagged runs (people)
+    accountable: str = ""  # whom the flag is about: the owner, or a looper
+    usd: Decimal = Decimal(0)  # dollars at stake in the period
+    evidence: tuple[str, ...] = ()
+    innocent: str = ""  # the innocent explanation
+    fix: str = ""  # what to do, with what it saves
+    strength: float = 0.0
+    kind: str = "waste"  # or "reliability"
+    period: Period | None = field(default=None, compare=False)
+
+    @property
+    def score(self) -> Decimal:
+        return self.usd * Decimal(str(self.strength))
 
 
 def usd(amount: Decimal) -> str:

@@ -17,9 +17,8 @@ from sqlalchemy import Connection
 
 from meshagent.config import ValueSettings
 from meshagent.ledger import flagdata as data
-from meshagent.ledger.flagbase import CENT, AgentCells
+from meshagent.ledger.flagbase import CENT, RULES, AgentCells, Flag, ScheduleCheck
 from meshagent.ledger.flagpeople import PeopleRules
-from meshagent.ledger.flags import RULES, Flag, ScheduleCheck
 from meshagent.ledger.flagspend import SpendRules
 from meshagent.ledger.periods import Period
 

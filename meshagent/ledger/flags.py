@@ -51,15 +51,14 @@ thousand rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from decimal import Decimal
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
 from meshagent.config import FlagSettings, PrivacySettings, ValueSettings
+from meshagent.ledger.flagbase import RULES, Flag, ScheduleCheck
+from meshagent.ledger.flagrules import Rules
 from meshagent.ledger.periods import Period
 from meshagent.ledger.privacy import PrivacyLike
 from meshagent.ledger.schema import entries
@@ -69,48 +68,6 @@ if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
 
 __all__ = ["RULES", "Flag", "FlagReport", "flag_report", "flags", "runs_of"]
-
-ScheduleCheck = Callable[[str, datetime], bool]
-_CENT = Decimal("0.01")
-# How much each rule's evidence weighs in the ranking (1: the ledger shows it happened).
-RULES = {
-    "self_vote": 0.95,
-    "unchanged_rerun": 0.9,
-    "split_task": 0.85,
-    "slash_loop": 0.85,
-    "negative_feedback": 0.8,
-    "no_outcome": 0.75,
-    "unread": 0.7,
-    "claimed_value": 0.65,
-    "token_outlier": 0.55,
-    "burst": 0.5,
-    "off_schedule": 0.4,
-    "failing": 0.3,
-}
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One rule's finding about one agent (and person), with what it rests on."""
-
-    rule: str
-    subject: str  # the agent
-    reason: str  # one line: what happened, in numbers
-    run_ids: tuple[str, ...]
-    owner: str = ""  # the agent's owner (as a person)
-    people: tuple[str, ...] = ()  # who triggered the flagged runs (people)
-    accountable: str = ""  # whom the flag is about: the owner, or a looper
-    usd: Decimal = Decimal(0)  # dollars at stake in the period
-    evidence: tuple[str, ...] = ()
-    innocent: str = ""  # the innocent explanation
-    fix: str = ""  # what to do, with what it saves
-    strength: float = 0.0
-    kind: str = "waste"  # or "reliability"
-    period: Period | None = field(default=None, compare=False)
-
-    @property
-    def score(self) -> Decimal:
-        return self.usd * Decimal(str(self.strength))
 
 
 @dataclass(frozen=True)
@@ -149,8 +106,6 @@ def flag_report(
     value = value or ValueSettings()
     privacy = privacy or PrivacySettings()
     people = people if people is not None else directory(ledger)
-    from meshagent.ledger.flagrules import Rules
-
     found = ledger.read(
         lambda c: Rules(c, period, s, value, people, schedule_check).run(), what="read flags"
     )
