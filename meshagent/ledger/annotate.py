@@ -20,7 +20,7 @@ from meshagent.ledger.records import PLANNED, Outcome
 from meshagent.ledger.schema import entries, feedback, outcomes
 
 if TYPE_CHECKING:
-    from meshagent.ledger.store import Ledger
+    from meshagent.ledger.access import LedgerAccess
 
 __all__ = ["add_feedback", "add_outcome", "annotations", "insert_outcome", "outcome_step"]
 
@@ -87,13 +87,13 @@ def outcome_step(run_id: str, outcome: Outcome | Callable[[Connection], Outcome]
     return step
 
 
-def add_outcome(ledger: Ledger, run_id: str, outcome: Outcome) -> None:
+def add_outcome(ledger: LedgerAccess, run_id: str, outcome: Outcome) -> None:
     step = outcome_step(run_id, outcome)
     ledger.transact(lambda c: run_steps(c, [step])[0], what="add an outcome")
 
 
 def add_feedback(
-    ledger: Ledger,
+    ledger: LedgerAccess,
     run_id: str,
     person: str,
     vote: int,

@@ -24,7 +24,7 @@ from meshagent.ledger.records import RunRecord
 from meshagent.ledger.schema import entries, outcomes
 
 if TYPE_CHECKING:
-    from meshagent.ledger.store import Ledger
+    from meshagent.ledger.access import LedgerAccess
 
 __all__ = ["BatchWriter", "write_records"]
 
@@ -41,7 +41,7 @@ _PG_RECORDED = select(entries.c.run_id, entries.c.idempotency_key).where(
 )
 
 
-def write_records(ledger: Ledger, records: Sequence[RunRecord]) -> list[str]:
+def write_records(ledger: LedgerAccess, records: Sequence[RunRecord]) -> list[str]:
     """Store finished runs as closed, chained entries with their outcomes, in one transaction."""
     for record in records:
         record.run_id = record.run_id or str(uuid.uuid4())
@@ -124,7 +124,7 @@ def _recorded_postgresql(connection: Connection, ids: list[str], keys: list[str]
 class BatchWriter:
     """Gathers finished runs from many callers and writes them in batches from one thread."""
 
-    def __init__(self, ledger: Ledger, *, max_entries: int = 1000, max_delay: float = 0.05):
+    def __init__(self, ledger: LedgerAccess, *, max_entries: int = 1000, max_delay: float = 0.05):
         self.ledger = ledger
         self.max_entries = max_entries
         self.max_delay = max_delay

@@ -30,8 +30,8 @@ from meshagent.ledger.schema import entries, reservations
 from meshagent.ledger.types import utc
 
 if TYPE_CHECKING:
+    from meshagent.ledger.access import LedgerAccess
     from meshagent.ledger.lifecycle import Batch, Step
-    from meshagent.ledger.store import Ledger
 
 __all__ = ["Standing", "day_of", "release_run", "releasing", "reserve", "standing"]
 
@@ -126,14 +126,14 @@ def _standing(connection: Connection, params: dict[str, Any]) -> Standing:
     return Standing(Decimal(spent or 0), int(unknown or 0), Decimal(reserved or 0))
 
 
-def standing(ledger: Ledger, agent: str, day: date, now: datetime) -> Standing:
+def standing(ledger: LedgerAccess, agent: str, day: date, now: datetime) -> Standing:
     """``agent``'s day as it stands (no lock: for a check before a run's first call)."""
     params = _params(agent, day, now)
     return ledger.read(lambda c: _standing(c, params), what="read the daily budget")
 
 
 def reserve(
-    ledger: Ledger,
+    ledger: LedgerAccess,
     *,
     agent: str,
     day: date,

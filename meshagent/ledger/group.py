@@ -29,7 +29,7 @@ from meshagent.ledger.engine import first_line, is_transient
 from meshagent.ledger.lifecycle import Batch, Step, run_steps
 
 if TYPE_CHECKING:
-    from meshagent.ledger.store import Ledger
+    from meshagent.ledger.access import LedgerAccess
 
 __all__ = ["GroupCommit"]
 
@@ -67,7 +67,7 @@ class _StepFailed(Exception):
 class GroupCommit:
     """One writer thread that commits the steps of many callers in shared transactions."""
 
-    def __init__(self, ledger: Ledger, *, max_steps: int = 1000) -> None:
+    def __init__(self, ledger: LedgerAccess, *, max_steps: int = 1000) -> None:
         self.ledger = ledger
         self.max_steps = max_steps
         self.transactions = 0  # how many transactions committed (for tests and benchmarks)

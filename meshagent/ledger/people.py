@@ -34,7 +34,7 @@ from meshagent.ledger.schema import identities as identities_table
 from meshagent.ledger.schema import people as people_table
 
 if TYPE_CHECKING:
-    from meshagent.ledger.store import Ledger
+    from meshagent.ledger.access import LedgerAccess
 
 __all__ = [
     "Identity",
@@ -87,13 +87,13 @@ def _display(names: Iterable[Identity]) -> str:
     return min(names, key=lambda i: (_KIND_ORDER[i.kind], i.value)).value
 
 
-def link(ledger: Ledger, *names: str, source: str = "manual") -> int:
+def link(ledger: LedgerAccess, *names: str, source: str = "manual") -> int:
     """Make `names` one person (merging the people they belonged to); returns the person's id."""
     wanted = _wanted(names)
     return ledger.transact(lambda c: _link(c, wanted, source), what="link identities")
 
 
-async def alink(ledger: Ledger, *names: str, source: str = "manual") -> int:
+async def alink(ledger: LedgerAccess, *names: str, source: str = "manual") -> int:
     """`link` for asyncio tasks: committed with the ledger's other writes of the moment (its
     group commit), so the new people of a burst of commands cost a few transactions."""
     wanted = _wanted(names)
@@ -167,14 +167,14 @@ def _link(connection: Connection, wanted: Sequence[Identity], source: str) -> in
     return int(survivor)
 
 
-def sync_aliases(ledger: Ledger, aliases: Mapping[str, Sequence[str]]) -> int:
+def sync_aliases(ledger: LedgerAccess, aliases: Mapping[str, Sequence[str]]) -> int:
     """Link each `[people] aliases` entry (a name and its other names); returns how many."""
     for name, others in aliases.items():
         link(ledger, name, *others, source="alias")
     return len(aliases)
 
 
-def person_of(ledger: Ledger, identity: str) -> PersonRecord | None:
+def person_of(ledger: LedgerAccess, identity: str) -> PersonRecord | None:
     """The person `identity` is linked to, with all their identities; None if unlinked."""
     value = normalise(identity).value
     query = select(identities_table.c.person_id).where(identities_table.c.identity == value)
@@ -184,13 +184,13 @@ def person_of(ledger: Ledger, identity: str) -> PersonRecord | None:
     return _person(ledger, int(person_id))
 
 
-def identities_of(ledger: Ledger, person_id: int) -> list[Identity]:
+def identities_of(ledger: LedgerAccess, person_id: int) -> list[Identity]:
     """Every identity linked to the person `person_id`, sorted."""
     found = _person(ledger, person_id)
     return list(found.identities) if found is not None else []
 
 
-def _person(ledger: Ledger, person_id: int) -> PersonRecord | None:
+def _person(ledger: LedgerAccess, person_id: int) -> PersonRecord | None:
     def read(connection: Connection) -> PersonRecord | None:
         name = connection.execute(
             select(people_table.c.name).where(people_table.c.id == person_id)
@@ -261,7 +261,9 @@ class People:
         return len(self._names)
 
 
-def directory(ledger: Ledger, *, aliases: Mapping[str, Sequence[str]] | None = None) -> People:
+def directory(
+    ledger: LedgerAccess, *, aliases: Mapping[str, Sequence[str]] | None = None
+) -> People:
     """The whole identity table as a `People`, with `aliases` (meshagent.toml) laid over it."""
     query = select(identities_table.c.person_id, identities_table.c.identity)
     found = ledger.read(lambda c: c.execute(query).all(), what="read people")

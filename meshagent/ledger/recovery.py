@@ -13,7 +13,7 @@ from meshagent.ledger import rows
 from meshagent.ledger.schema import entries
 
 if TYPE_CHECKING:
-    from meshagent.ledger.store import Ledger
+    from meshagent.ledger.access import LedgerAccess
 
 __all__ = ["recover"]
 
@@ -41,7 +41,7 @@ def _is_dead(process: str | None) -> bool:
     return pid == os.getpid() or not _pid_alive(pid)
 
 
-def recover(ledger: Ledger, *, older_than: timedelta | None = None) -> list[str]:
+def recover(ledger: LedgerAccess, *, older_than: timedelta | None = None) -> list[str]:
     """Close as interrupted the running entries of dead processes; returns their run ids."""
     query = select(entries.c.run_id, entries.c.process, entries.c.started_at).where(
         entries.c.status == "running"

@@ -47,8 +47,8 @@ from meshagent.ledger.schema import entries, outcomes
 from meshagent.ledger.types import utc
 
 if TYPE_CHECKING:
+    from meshagent.ledger.access import LedgerAccess
     from meshagent.ledger.people import People
-    from meshagent.ledger.store import Ledger
 
 __all__ = [
     "VERDICTS",
@@ -205,7 +205,7 @@ _DUE_COLUMNS = (
 
 
 def due(
-    ledger: Ledger, *, now: datetime, limit: int = 100, kinds: Sequence[str] | None = None
+    ledger: LedgerAccess, *, now: datetime, limit: int = 100, kinds: Sequence[str] | None = None
 ) -> list[Due]:
     """Outcomes whose next check is at or before `now`, the longest waiting first."""
     query = (
@@ -225,7 +225,7 @@ def due(
     return [Due(*row) for row in found]
 
 
-def outcome_ids(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, list[int]]:
+def outcome_ids(ledger: LedgerAccess, run_ids: Sequence[str]) -> dict[str, list[int]]:
     """The ids of the delivered outcomes (no plans, no quiet results, no writes staged for
     approval: their approver judges them) of `run_ids`."""
     result: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
@@ -267,7 +267,10 @@ _CREATED = select(outcomes.c.id, outcomes.c.created_at)
 
 
 def set_verdicts(
-    ledger: Ledger, items: Sequence[Mapping[str, Any]], *, final_check: timedelta = FINAL_CHECK
+    ledger: LedgerAccess,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    final_check: timedelta = FINAL_CHECK,
 ) -> None:
     """Store many verdicts in one transaction: each item has outcome_id, verdict, evidence
     (dicts or Evidence), checked_at and optionally next_check_at (default: the final check,
@@ -314,7 +317,7 @@ def set_verdicts(
 
 
 def set_verdict(
-    ledger: Ledger,
+    ledger: LedgerAccess,
     outcome_id: int,
     verdict: str,
     evidence: Iterable[Evidence | Mapping[str, Any]] = (),
@@ -337,7 +340,7 @@ def set_verdict(
 _Who = tuple[str | None, str | None, Any, str | None]  # owner, triggerer, created_at, audience
 
 
-def _who(ledger: Ledger, ids: Sequence[int]) -> dict[int, _Who]:
+def _who(ledger: LedgerAccess, ids: Sequence[int]) -> dict[int, _Who]:
     def read(connection: Connection) -> dict[int, _Who]:
         found = {}
         for at in range(0, len(ids), 500):
@@ -359,7 +362,7 @@ def _who(ledger: Ledger, ids: Sequence[int]) -> dict[int, _Who]:
 
 
 def judge_many(
-    ledger: Ledger,
+    ledger: LedgerAccess,
     found: Mapping[int, Iterable[Evidence | Mapping[str, Any]]],
     *,
     checked_at: datetime,
@@ -407,7 +410,7 @@ def judge_many(
 
 
 def judge_outcome(
-    ledger: Ledger,
+    ledger: LedgerAccess,
     outcome: Due | int,
     evidence: Iterable[Evidence | Mapping[str, Any]],
     *,
