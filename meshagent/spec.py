@@ -493,17 +493,3 @@ class AgentSpec(StrictModel):
         if update:
             copied._version = None
         return copied
-
-    @classmethod
-    def from_text(cls, text: str, *, filename: str = "<string>", **options: Any) -> AgentSpec:
-        """Parse and validate one agent from YAML text; see ``meshagent.loader.parse_agent``."""
-        from meshagent.loader import parse_agent
-
-        return parse_agent(text, filename=filename, **options)
-
-    @classmethod
-    def from_file(cls, path: str | Path, **options: Any) -> AgentSpec:
-        """Load and validate one agent file; see ``meshagent.loader.load_agent``."""
-        from meshagent.loader import load_agent
-
-        return load_agent(path, **options)

@@ -378,8 +378,3 @@ def test_empty_directory_is_an_error(tmp_path):
 def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(SpecError, match=re.escape(f"{tmp_path / 'nope.yaml'}: no such file")):
         load_agent(tmp_path / "nope.yaml", env={})
-
-
-def test_from_text_and_from_file(tmp_path):
-    path = write(tmp_path, "a.yaml", VALID)
-    assert AgentSpec.from_text(VALID, env={}).name == AgentSpec.from_file(path, env={}).name

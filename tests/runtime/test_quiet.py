@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from meshagent.exceptions import SpecError
+from meshagent.loader import parse_agent
 from meshagent.models import ScriptedChatModel
-from meshagent.spec import AgentSpec
 from tests.runtime.conftest import make_runtime, run
 
 AGENT = """
@@ -27,7 +27,7 @@ value: {tag: toil-reduction, minutes_saved: 5}
 )
 def test_the_quiet_answer_delivers_nothing_and_records_quiet(sandbox, ledger, answer):
     model = ScriptedChatModel(responses=[answer])
-    result = run(make_runtime(sandbox, ledger, model), AgentSpec.from_text(AGENT))
+    result = run(make_runtime(sandbox, ledger, model), parse_agent(AGENT))
     assert result.status == "ok", result.error
     assert sandbox.slack.posted_to("#payments") == []
     assert sandbox.slack.writes() == []
@@ -38,7 +38,7 @@ def test_the_quiet_answer_delivers_nothing_and_records_quiet(sandbox, ledger, an
 def test_an_answer_that_only_mentions_it_is_delivered(sandbox, ledger):
     answer = "PAY-3 is blocked. Otherwise NOTHING_TO_REPORT."
     model = ScriptedChatModel(responses=[answer])
-    result = run(make_runtime(sandbox, ledger, model), AgentSpec.from_text(AGENT))
+    result = run(make_runtime(sandbox, ledger, model), parse_agent(AGENT))
     assert sandbox.slack.posted_to("#payments")[-1].text == answer
     assert [o.kind for o in ledger.outcomes(result.run_id)] == ["slack.message"]
 
@@ -46,7 +46,7 @@ def test_an_answer_that_only_mentions_it_is_delivered(sandbox, ledger):
 def test_the_instructions_must_mention_the_quiet_answer():
     text = AGENT.replace("If nothing is blocked, answer exactly NOTHING_TO_REPORT.", "Be brief.")
     with pytest.raises(SpecError, match="instructions must tell the model when to answer"):
-        AgentSpec.from_text(text)
+        parse_agent(text)
 
 
 def test_a_quiet_result_is_never_due_for_a_follow_up(sandbox, ledger):
@@ -55,5 +55,5 @@ def test_a_quiet_result_is_never_due_for_a_follow_up(sandbox, ledger):
     from meshagent.ledger import verdicts
 
     model = ScriptedChatModel(responses=["NOTHING_TO_REPORT"])
-    run(make_runtime(sandbox, ledger, model), AgentSpec.from_text(AGENT))
+    run(make_runtime(sandbox, ledger, model), parse_agent(AGENT))
     assert verdicts.due(ledger, now=datetime.now(UTC) + timedelta(days=30)) == []
