@@ -11,10 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, select, update
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import rollup, rows
+from meshagent.ledger.engine import execute
 from meshagent.ledger.lifecycle import Batch, Step, run_steps
 from meshagent.ledger.records import PLANNED, Outcome
 from meshagent.ledger.schema import entries, feedback, outcomes
@@ -25,19 +26,35 @@ if TYPE_CHECKING:
 __all__ = ["add_feedback", "add_outcome", "annotations", "insert_outcome", "outcome_step"]
 
 
+# Compiled once per dialect (`engine.execute`): a burst of answers is written by the group
+# commit's thread, which takes the interpreter from the event loop acknowledging the next burst
+# for as long as Core spends building each statement.
+_SAME_OUTCOME = select(outcomes.c.id).where(
+    outcomes.c.run_id == bindparam("run_id"),
+    outcomes.c.kind == bindparam("kind"),
+    outcomes.c.ref == bindparam("ref"),
+)
+_NEW_OUTCOME = outcomes.insert()
+_HAS_RESULT = select(
+    exists().where(
+        and_(outcomes.c.run_id == bindparam("run_id"), outcomes.c.kind != bindparam("planned"))
+    )
+)
+
+
 def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> bool:
     """Insert `outcome` unless the run already has it (a retry); True when inserted."""
-    same = connection.execute(
-        select(outcomes.c.id).where(
-            outcomes.c.run_id == run_id,
-            outcomes.c.kind == outcome.kind,
-            outcomes.c.ref == outcome.ref,
-        )
-    ).first()
-    if same is not None:
+    same = {"run_id": run_id, "kind": outcome.kind, "ref": outcome.ref}
+    if execute(connection, _SAME_OUTCOME, same).first() is not None:
         return False
-    connection.execute(outcomes.insert().values(outcome.row(run_id, rows.now())))
+    execute(connection, _NEW_OUTCOME, outcome.row(run_id, rows.now()))
     return True
+
+
+def has_result(connection: Connection, run_id: str) -> bool:
+    """Whether the run has an outcome that is not a plan."""
+    found = execute(connection, _HAS_RESULT, {"run_id": run_id, "planned": PLANNED}).scalar()
+    return bool(found)
 
 
 def annotations(connection: Connection, run_id: str) -> tuple[bool, int, int]:
@@ -76,7 +93,7 @@ def outcome_step(run_id: str, outcome: Outcome | Callable[[Connection], Outcome]
     def step(connection: Connection, batch: Batch) -> bool:
         made = outcome if isinstance(outcome, Outcome) else outcome(connection)
         entry = _locked_entry(connection, run_id)
-        had, _, _ = annotations(connection, run_id)
+        had = has_result(connection, run_id)
         inserted = insert_outcome(connection, run_id, made)
         if inserted and made.delivered and entry["status"] != "running" and not had:
             minutes = Decimal(entry["minutes_saved"] or 0)

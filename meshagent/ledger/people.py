@@ -26,10 +26,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import rows
+from meshagent.ledger.engine import execute
 from meshagent.ledger.schema import identities as identities_table
 from meshagent.ledger.schema import people as people_table
 
@@ -113,11 +114,16 @@ def names_of(connection: Connection, identity: str) -> set[str]:
     """Every identity of the person `identity` is linked to, read on `connection` (at least
     `identity` itself, normalised)."""
     value = normalise(identity).value
-    person = select(identities_table.c.person_id).where(identities_table.c.identity == value)
-    query = select(identities_table.c.identity).where(
-        identities_table.c.person_id == person.scalar_subquery()
-    )
-    return {value, *connection.execute(query).scalars()}
+    return {value, *execute(connection, _NAMES, {"identity": value}).scalars()}
+
+
+# Compiled once per dialect (`engine.execute`): read in the group commit of every Slack answer.
+_NAMES = select(identities_table.c.identity).where(
+    identities_table.c.person_id
+    == select(identities_table.c.person_id)
+    .where(identities_table.c.identity == bindparam("identity"))
+    .scalar_subquery()
+)
 
 
 def _link(connection: Connection, wanted: Sequence[Identity], source: str) -> int:
