@@ -151,6 +151,7 @@ class SlackApp:
         self._shown: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.acks = AcksFirst()  # background work waits for the acks in flight
+        self.commands.settled = lambda: self.acks.settled()
         self._socket: Any = None
         self._listen()
 

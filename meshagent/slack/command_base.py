@@ -98,6 +98,9 @@ class CommandsBase:
         self.max_runs_per_user = max_runs_per_user
         self.running: Counter[str] = Counter()
         self.on_result: Callable[[str, list[dict[str, Any]]], None] | None = None
+        # Awaited before the bookkeeping that follows an answer (the Slack app's AcksFirst):
+        # the next burst's acknowledgements go first.
+        self.settled: Callable[[], Awaitable[None]] | None = None
 
     @property
     def ledger(self) -> Any:

@@ -149,6 +149,7 @@ class RunCommands(CommandsBase):
         check: bool,
     ) -> None:
         spec = found.spec
+        answered = False  # every message of the result reached the person
         try:
             if check:
                 reason = await check_access(spec, cmd.caller, self.directory, found.trigger)
@@ -161,11 +162,14 @@ class RunCommands(CommandsBase):
             )
             messages = result_messages(result, channel_id=cmd.channel_id, limit=reply.left)
             sent = [await reply.send(message) for message in messages]
-            if all(sent) and shows_answer(result):
-                await self._record_ephemeral(cmd, spec, result.run_id)
+            answered = all(sent)
+            if answered and shows_answer(result):
+                await self._record_after_acks(cmd, spec, result.run_id)
             if self.on_result is not None:
                 self.on_result(result.run_id, messages[-1]["blocks"])
         except asyncio.CancelledError:
+            if answered:  # stopping after the answer: nothing was interrupted
+                raise
             text = (
                 f":warning: {spec.name} was interrupted: MeshAgent is stopping. "
                 "Its ledger entry says interrupted; run it again later."
@@ -200,6 +204,19 @@ class RunCommands(CommandsBase):
         if names:
             lines.append("Agent commands: " + ", ".join(f"`/{name}`" for name in names))
         return "\n".join(lines)
+
+    async def _record_after_acks(self, cmd: Command, spec: AgentSpec, run_id: str) -> None:
+        """`_record_ephemeral` once the acknowledgements in flight are sent (``settled``): the
+        person has the answer, and the writes of a burst's answers on the group commit's thread
+        would take the interpreter from the next burst's acknowledgements. Stopping meanwhile
+        records it at once."""
+        if self.settled is not None:
+            try:
+                await self.settled()
+            except asyncio.CancelledError:
+                await self._record_ephemeral(cmd, spec, run_id)
+                raise
+        await self._record_ephemeral(cmd, spec, run_id)
 
     async def _record_ephemeral(self, cmd: Command, spec: AgentSpec, run_id: str) -> None:
         """The answer shown only to the person who asked: an outcome whose audience is them

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import select
 
-from meshagent.ledger.schema import entries
+from meshagent.ledger.schema import entries, outcomes
 from meshagent.server import GC_YOUNG_THRESHOLD
 from meshagent.slack.acks import AcksFirst
 from tests.slack.conftest import (
@@ -96,6 +96,60 @@ def test_over_socket_mode_too_the_run_waits_for_the_envelope_to_be_answered(sand
     [started] = ledger.read(lambda c: list(c.execute(select(entries.c.started_at)).scalars()))
     started = started if started.tzinfo else started.replace(tzinfo=UTC)
     assert started > acked
+
+
+def test_an_answer_is_recorded_after_the_acks_in_flight(sandbox, ledger):
+    """The ledger's record of an answer already posted waits, as the run did, for the requests
+    being answered (its writes would take the interpreter from their acknowledgements)."""
+    app = _socket_app(sandbox, ledger, ASK)
+    app.acks = AcksFirst(quiet=0.05, max_wait=1.0)
+
+    def answers() -> list[str]:
+        query = select(outcomes.c.kind).where(outcomes.c.kind == "slack.ephemeral")
+        return ledger.read(lambda c: list(c.execute(query).scalars()))
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        await app.start_socket_mode()
+        sent = await asyncio.to_thread(
+            sandbox.slack.socket_send, "slash_commands", command(sandbox, "ask hi")
+        )
+        assert "running ask" in (await _ack(sandbox, sent))["text"]
+        with app.acks.answering_one():  # a request being answered, for 3 s: no quiet moment
+            while not response_posts(sandbox):  # the run starts at the cap (1 s) and answers
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # ample for a group commit, well within the next cap
+            held = await asyncio.to_thread(answers)
+            await asyncio.sleep(2.7)
+        await app.wait_idle(20)
+        await app.stop()
+        return held, await asyncio.to_thread(answers)
+
+    held, after = asyncio.run(scenario())
+    assert held == []
+    assert after == ["slack.ephemeral"]
+
+
+def test_stopping_records_an_answer_still_waiting_for_the_acks(sandbox, ledger):
+    app = _socket_app(sandbox, ledger, ASK)
+    app.acks = AcksFirst(quiet=0.05, max_wait=5.0)
+
+    async def scenario() -> None:
+        await app.start_socket_mode()
+        sent = await asyncio.to_thread(
+            sandbox.slack.socket_send, "slash_commands", command(sandbox, "ask hi")
+        )
+        assert "running ask" in (await _ack(sandbox, sent))["text"]
+        with app.acks.answering_one():  # no quiet moment: the run starts at the cap (5 s)
+            while not response_posts(sandbox):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            await app.stop()  # the record waits for the acks: it is written before the end
+
+    asyncio.run(scenario())
+    query = select(outcomes.c.kind).where(outcomes.c.kind == "slack.ephemeral")
+    assert ledger.read(lambda c: list(c.execute(query).scalars())) == ["slack.ephemeral"]
+    # the answer had reached the person: no note says the run was interrupted
+    assert not any("interrupted" in str(post) for post in response_posts(sandbox))
 
 
 def test_the_gate_opens_once_requests_stop_for_a_moment():
