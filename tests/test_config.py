@@ -669,6 +669,30 @@ def test_ledger_url_in_the_file_is_checked(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "sync"),
+    [
+        ("sqlite:///ledger.db?sync=fast", "'fast'"),
+        ("sqlite:///ledger.db?sync=full&sync=normal", "['full', 'normal']"),
+        ("postgresql://db/ledger?sync=full", "'full'"),
+    ],
+)
+def test_the_sync_of_a_ledger_url_is_checked_where_it_is_written(tmp_path, url, sync):
+    file_error(
+        tmp_path,
+        f"""
+        default_model = "offline"
+        ledger_url = "{url}"
+        """,
+        f"meshagent.toml:2: ledger_url: sync={sync} is not a setting of it; a SQLite ledger "
+        "takes ?sync=normal (the default: commits reach the disk within 0.5 s) or ?sync=full "
+        "(each close waits for the disk)",
+    )
+    write(tmp_path, 'ledger_url = "sqlite:///l.db?sync=full"\n')
+    url = load_config(CONFIG_FILENAME, cwd=tmp_path, env={}).ledger_url
+    assert url.endswith("l.db?sync=full")
+
+
 def test_invalid_toml_reports_the_line_tomllib_gives(tmp_path):
     file_error(
         tmp_path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
@@ -24,7 +25,7 @@ from meshagent.config.sections import (
     SlackSettings,
     ValueSettings,
 )
-from meshagent.config.urls import URL_HINT, default_ledger_url, mask_url, parse_url
+from meshagent.config.urls import URL_HINT, default_ledger_url, mask_url, parse_url, sync_problem
 from meshagent.mcp.settings import McpServerSettings, server_name
 
 # Fields of Config that describe where the settings came from; they are not settings themselves.
@@ -110,6 +111,10 @@ class Config(SettingsModel):
         url = parse_url(value)
         if url is None or url.backend not in ("sqlite", "postgresql"):
             raise ValueError(f"{mask_url(value)!r} is not a SQLite or PostgreSQL URL: {URL_HINT}")
+        sync = parse_qs(url.query or "").get("sync")
+        problem = sync_problem(url.backend, sync[0] if sync and len(sync) == 1 else sync)
+        if problem:
+            raise ValueError(problem)
         database = url.database
         root = info.data.get("root")
         if url.backend != "sqlite" or not database or root is None:

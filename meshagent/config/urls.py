@@ -9,6 +9,21 @@ from typing import NamedTuple
 import platformdirs
 
 URL_HINT = "use sqlite:///path/to/ledger.db or postgresql+psycopg://user@host:5432/dbname"
+#: How a SQLite ledger's commits reach the disk: the URL's ``?sync=`` (`meshagent.ledger.engine`).
+SQLITE_SYNC_MODES = ("normal", "full")
+#: With ``sync=normal``, the longest a SQLite commit waits to be written to the disk.
+WAL_SYNC_SECONDS = 0.5
+
+
+def sync_problem(backend: str, sync: object) -> str | None:
+    """What is wrong with a ledger URL's ``sync`` parameter (its value or values), if anything."""
+    if sync is None or (backend == "sqlite" and sync in SQLITE_SYNC_MODES):
+        return None
+    return (
+        f"sync={sync!r} is not a setting of it; a SQLite ledger takes ?sync=normal (the default: "
+        f"commits reach the disk within {WAL_SYNC_SECONDS:g} s) or ?sync=full (each close waits "
+        "for the disk)"
+    )
 
 
 def default_ledger_url() -> str:

@@ -39,6 +39,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import Executable
 
 from meshagent.config import mask_url as mask
+from meshagent.config.urls import WAL_SYNC_SECONDS, sync_problem
 from meshagent.exceptions import LedgerError
 
 __all__ = [
@@ -56,9 +57,6 @@ log = logging.getLogger(__name__)
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "busy")
 # Connection lost, server starting/shutting down, serialization failure, deadlock.
 _TRANSIENT_SQLSTATE = ("08", "57P01", "57P02", "57P03", "40001", "40P01")
-SYNC_MODES = ("normal", "full")
-#: With ``sync=normal``, the longest a SQLite commit waits to be written to the disk.
-WAL_SYNC_SECONDS = 0.5
 
 
 def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
@@ -74,12 +72,9 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     sync = parsed.query.get("sync")
     if sync is not None:
-        if parsed.get_backend_name() != "sqlite" or sync not in SYNC_MODES:
-            raise LedgerError(
-                f"ledger URL {mask(str(url))!r}: sync={sync!r} is not a setting of it; a SQLite "
-                "ledger takes ?sync=normal (the default: commits reach the disk within "
-                f"{WAL_SYNC_SECONDS:g} s) or ?sync=full (each close waits for the disk)"
-            )
+        problem = sync_problem(parsed.get_backend_name(), sync)
+        if problem:
+            raise LedgerError(f"ledger URL {mask(str(url))!r}: {problem}")
         parsed = parsed.difference_update_query(["sync"])
     try:
         if parsed.get_backend_name() == "sqlite":
