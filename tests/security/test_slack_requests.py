@@ -193,6 +193,38 @@ def test_a_malformed_signature_gets_401(sandbox, ledger, serve, signatures):
     _nothing_done(sandbox, ledger)
 
 
+def _forged_cases() -> list[Any]:
+    stale = str(int(time.time()) - 6 * 60)  # past Slack's five minutes
+    cases: list[tuple[str, Callable[[bytes, str], list[tuple[str, str | bytes]]]]] = [
+        ("unsigned", lambda body, now: [FORM, ("X-Slack-Request-Timestamp", now)]),
+        ("another-secret", lambda body, now: [
+            FORM, ("X-Slack-Request-Timestamp", now),
+            ("X-Slack-Signature", f"v0={_digest(now, body, secret='not-' + SECRET)}"),
+        ]),
+        ("another-body", lambda body, now: [
+            FORM, ("X-Slack-Request-Timestamp", now),
+            ("X-Slack-Signature", _v0(body + b"&user_id=U0ADMIN", now)),
+        ]),
+        ("stale", lambda body, now: _signed(body, stale)),
+    ]  # fmt: skip
+    return [pytest.param(make, id=name) for name, make in cases]
+
+
+@pytest.mark.parametrize("make", _forged_cases())
+def test_a_forged_command_gets_401_from_a_warm_app(sandbox, ledger, serve, make):
+    """Once warm, the route answers slash commands without Bolt's dispatch: a forged one is
+    refused there as before, and nothing of it runs."""
+    served = _started(sandbox, serve(_app(sandbox, ledger)), warm=True)
+    served.idle()
+    entries, posts = ledger.count(), len(sandbox.slack.posted_via_response_urls())
+    commands = served.app.stats["commands"]
+    body = form(command(sandbox, "run standup")).encode()
+    assert _raw(served.url, make(body, str(int(time.time()))), body) == 401
+    served.idle()
+    assert served.app.stats["commands"] == commands
+    assert (ledger.count(), len(sandbox.slack.posted_via_response_urls())) == (entries, posts)
+
+
 def test_a_body_that_is_not_utf8_gets_401_unsigned(sandbox, ledger, serve):
     served = serve(_app(sandbox, ledger))
     body = b"command=%2Fmeshagent&text=\xff\xfe"
