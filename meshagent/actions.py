@@ -98,21 +98,6 @@ class Outcome:
     reaches_others: bool | None = None
     reach_detail: Mapping[str, Any] | None = field(default=None, compare=False)
 
-    def record(self) -> Any:
-        """The ledger's record of this outcome (``ledger.records.Outcome``), its reach as the
-        connector knew it."""
-        from meshagent.ledger.records import Outcome as Recorded
-
-        return Recorded(
-            self.kind,
-            self.reference,
-            self.url,
-            audience=self.audience,
-            audience_size=self.audience_size,
-            reaches_others=self.reaches_others,
-            reach_detail=self.reach_detail,
-        )
-
 
 @dataclass
 class ActionResult:

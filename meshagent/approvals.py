@@ -30,6 +30,7 @@ from meshagent.exceptions import ConnectorError, GrantDenied, MeshAgentError, Ru
 from meshagent.ledger import approvals as store
 from meshagent.ledger.approvals import Approval
 from meshagent.ledger.people import People, normalise
+from meshagent.ledger.records import Outcome as Recorded
 
 if TYPE_CHECKING:
     from meshagent.ledger.store import Ledger
@@ -283,7 +284,7 @@ async def execute(
         return "failed", {"error": str(exc)}, []
     except Exception as exc:  # noqa: BLE001 - a client library's error fails the write
         return "failed", {"error": f"{type(exc).__name__}: {exc}"}, []
-    made = [o.record() for o in result.outcomes]
+    made = [Recorded.of(o) for o in result.outcomes]
     shown = [{"kind": o.kind, "ref": o.ref, "url": o.url} for o in made]
     return "executed", {"outcomes": shown}, made
 

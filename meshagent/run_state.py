@@ -139,7 +139,7 @@ class RunState:
             "cost": cost,
             "model_answered": answered,
             "error": error[:2000] if error else None,
-            "outcomes": [o.record() for o in self.outcomes],
+            "outcomes": [records.Outcome.of(o) for o in self.outcomes],
             "input_hash": input_hash,
             "finished_at": finished,
             "events": events,

@@ -121,6 +121,21 @@ class Outcome:
     reaches_others: bool | None = None
     reach_detail: Mapping[str, Any] | None = field(default=None, compare=False)
 
+    @classmethod
+    def of(cls, made: Any) -> Outcome:
+        """The ledger's record of an action's outcome (``meshagent.actions.Outcome``), its reach
+        as the connector knew it: read by field, so that the connector interface, below the
+        ledger, never imports it."""
+        return cls(
+            made.kind,
+            made.reference,
+            made.url,
+            audience=made.audience,
+            audience_size=made.audience_size,
+            reaches_others=made.reaches_others,
+            reach_detail=made.reach_detail,
+        )
+
     @property
     def delivered(self) -> bool:
         """True unless this is only a dry run's plan."""
