@@ -118,6 +118,9 @@ def add_feedback(
     comment: str | None = None,
     at: datetime | None = None,
 ) -> None:
+    """Record `person`'s +1/-1 on a run; a new vote from the same person replaces the old.
+
+    Also `Ledger.add_feedback`, with the ledger as `self`."""
     if vote not in (1, -1):
         raise LedgerError(f"feedback vote must be +1 or -1, not {vote!r}")
 

@@ -137,49 +137,18 @@ class Ledger:
 
     # -- the life of an entry ---------------------------------------------------------------
 
-    def open_run(
-        self,
-        agent: str,
-        *,
-        version: str | None = None,
-        owner: str | None = None,
-        team: str | None = None,
-        value_tag: str | None = None,
-        minutes_saved: Decimal | float | int | None = None,
-        trigger_kind: str = "api",
-        triggered_by: str | None = None,
-        scheduled_for: datetime | None = None,
-        started_at: datetime | None = None,
-        provider: str | None = None,
-        model_requested: str | None = None,
-        input_hash: str | None = None,
-        run_id: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> str:
+    def open_run(self, agent: str, **options: Any) -> str:
         """Open the entry of a task before anything is spent; returns its run id.
 
-        With an `idempotency_key` already recorded, returns that entry's run id instead. The
-        commit does not wait for the disk: the run's first write of its spending (or its close)
-        does, and makes the opening durable with it (see the module's note).
+        `options` are the entry's columns as `entry_values` takes them (version, owner, team,
+        value_tag, minutes_saved, trigger_kind, triggered_by, scheduled_for, started_at,
+        provider, model_requested, input_hash, run_id, idempotency_key). With an
+        `idempotency_key` already recorded, returns that entry's run id instead. The commit does
+        not wait for the disk: the run's first write of its spending (or its close) does, and
+        makes the opening durable with it (see the module's note).
         """
-        values = self.entry_values(
-            agent,
-            version=version,
-            owner=owner,
-            team=team,
-            value_tag=value_tag,
-            minutes_saved=minutes_saved,
-            trigger_kind=trigger_kind,
-            triggered_by=triggered_by,
-            scheduled_for=scheduled_for,
-            started_at=started_at,
-            provider=provider,
-            model_requested=model_requested,
-            input_hash=input_hash,
-            run_id=run_id,
-            idempotency_key=idempotency_key,
-        )
-        step = lifecycle.open_step(values, idempotency_key)
+        values = self.entry_values(agent, **options)
+        step = lifecycle.open_step(values, options.get("idempotency_key"))
         return self._opened(values, self._write(step, what="open a run", durable=False))
 
     async def aopen_run(self, agent: str, **options: Any) -> str:
@@ -252,17 +221,12 @@ class Ledger:
         step = self._usage_step(run_id, usage, cost, model_answered, release_reservations)
         self._write(step, what="record usage")
 
-    async def arecord_usage(
-        self,
-        run_id: str,
-        usage: Usage | None = None,
-        *,
-        cost: Cost | None = None,
-        model_answered: str | None = None,
-        release_reservations: bool = False,
-    ) -> None:
-        """`record_usage` for asyncio tasks, group-committed; returns once it is durable."""
-        step = self._usage_step(run_id, usage, cost, model_answered, release_reservations)
+    async def arecord_usage(self, run_id: str, usage: Usage | None = None, **options: Any) -> None:
+        """`record_usage` for asyncio tasks, group-committed; returns once it is durable.
+
+        `options` are record_usage's: cost, model_answered, release_reservations.
+        """
+        step = self._usage_step(run_id, usage, **options)
         await self.group_commit().write(step, what="record usage")
 
     def close_run(
@@ -351,17 +315,8 @@ class Ledger:
 
         set_verdict(self, outcome_id, verdict, evidence, checked_at, next_check_at=next_check_at)
 
-    def add_feedback(
-        self,
-        run_id: str,
-        person: str,
-        vote: int,
-        *,
-        comment: str | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Record `person`'s +1/-1 on a run; a new vote from the same person replaces the old."""
-        annotate.add_feedback(self, run_id, person, vote, comment=comment, at=at)
+    # Record `person`'s +1/-1 on a run: (run_id, person, vote, *, comment=None, at=None).
+    add_feedback = annotate.add_feedback
 
     def add_events(self, run_id: str, events: Iterable[Event]) -> None:
         """Record steps of a run (tool calls, refusals); allowed before and after close."""
@@ -497,9 +452,9 @@ class Ledger:
         self,
         run_id: str,
         usage: Usage | None,
-        cost: Cost | None,
-        model_answered: str | None,
-        release: bool = False,
+        cost: Cost | None = None,
+        model_answered: str | None = None,
+        release_reservations: bool = False,
     ) -> lifecycle.Step[None]:
         with self._lock:
             totals = self._running_totals(run_id)
@@ -510,7 +465,7 @@ class Ledger:
             if run_id in self._rows:
                 self._rows[run_id].update(values)
         step = lifecycle.usage_step(run_id, values)
-        return budget.releasing(step, run_id) if release else step
+        return budget.releasing(step, run_id) if release_reservations else step
 
     def _close_step(self, run_id: str, status: str, **options: Any) -> lifecycle.Step[None]:
         """The close of `run_id` as a step; `options` are close_run's keyword arguments."""
