@@ -496,30 +496,20 @@ class Runtime:
 async def run_agent(
     spec: AgentSpec,
     *,
-    trigger: str = "api",
-    triggered_by: str | None = None,
-    inputs: Mapping[str, Any] | None = None,
-    dry_run: bool = False,
-    model: str | None = None,
     config: Config | None = None,
     ledger: Ledger | None = None,
     chat_model: BaseChatModel | None = None,
     env: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> RunResult:
     """Run one task of ``spec`` now (see :class:`Runtime` to run many with shared state).
 
+    `options` are `Runtime.run`'s: trigger ("api"), triggered_by, inputs, dry_run, model.
     Calls with the same settings share one runtime and one ledger per process (``kept``), so a
     call pays for the task and not for opening the ledger and warming models and clients.
     """
     runtime = await kept(config, ledger=ledger, chat_model=chat_model, env=env)
-    return await runtime.run(
-        spec,
-        trigger=trigger,
-        triggered_by=triggered_by,
-        inputs=inputs,
-        dry_run=dry_run,
-        model=model,
-    )
+    return await runtime.run(spec, **options)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +58,17 @@ SLUG_HINT = "lowercase letters, digits and single dashes, starting with a letter
 def _error(message: str) -> PydanticCustomError:
     """An error whose message is shown as written (pydantic would otherwise prefix it)."""
     return PydanticCustomError("meshagent", "{message}", {"message": message})
+
+
+def _checked(
+    check: Callable[[str], object], value: str, error: type[ValueError] = ValueError
+) -> str:
+    """`value`, once `check` has taken it; its `error` as `_error`."""
+    try:
+        check(value)
+    except error as exc:
+        raise _error(str(exc)) from None
+    return value
 
 
 class StrictModel(BaseModel):
@@ -162,20 +174,12 @@ class ScheduleTrigger(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        try:
-            CronExpression.parse(value)
-        except CronError as exc:
-            raise _error(str(exc)) from None
-        return value
+        return _checked(CronExpression.parse, value, CronError)
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            check_timezone(value)
-        except ValueError as exc:
-            raise _error(str(exc)) from None
-        return value
+        return _checked(check_timezone, value)
 
     @property
     def cron(self) -> CronExpression:
@@ -199,11 +203,7 @@ class EveryTrigger(StrictModel):
     @field_validator("every")
     @classmethod
     def _interval(cls, value: str) -> str:
-        try:
-            parse_interval(value)
-        except ValueError as exc:
-            raise _error(str(exc)) from None
-        return value
+        return _checked(parse_interval, value)
 
     @property
     def interval(self) -> timedelta:

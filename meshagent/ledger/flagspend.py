@@ -273,6 +273,3 @@ class SpendRules(RuleState):
             or abs(r[3] - r[4]) > tolerance
             or (check is not None and not check(name, r[4]))
         ]
-
-    def _count(self, name: str, start: datetime, end: datetime, condition: Any) -> int:
-        return data.count_where(self.c, name, start, end, condition)
