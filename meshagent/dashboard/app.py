@@ -236,7 +236,35 @@ def create_dashboard(
         default = "asc" if sort == "agent" else "desc"
         return {**query, **({} if order == default else {"order": order})}
 
+    def agent_data(request: Request, filters: Filters, number: int, wait: float) -> Any:
+        name = request.path_params["name"]
+        data = pages.agent(viewer_of(request), name, filters, page=number, wait=wait)
+        if data is None:
+            raise NotVisible(f"no agent {name!r} with runs you may see from {filters.period.label}")
+        return data
+
+    def run_data(request: Request) -> Any:
+        run_id = request.path_params["run_id"]
+        data = pages.run(viewer_of(request), run_id)
+        if data is None:
+            raise NotVisible(f"no run {run_id!r} that you may see")
+        return data
+
     # -- HTML pages -------------------------------------------------------------------------
+
+    def figures_page(
+        request: Request,
+        template: str,
+        data: Any,
+        filters: Filters,
+        pending: bool,
+        /,
+        every: int = 5,
+        **context: Any,
+    ) -> Response:
+        """A page of the ledger's figures, reloaded `every` seconds while some are pending."""
+        refresh = every if pending else None
+        return render(request, template, data=data, filters=filters, refresh=refresh, **context)
 
     def overview_page(request: Request) -> Response:
         filters = filters_of(request)
@@ -245,14 +273,7 @@ def create_dashboard(
             return redirect
         data = pages.overview(viewer_of(request), filters, wait=PAGE_WAIT)
         pending = data["trend_status"]["state"] == "pending"
-        return render(
-            request,
-            "overview.html",
-            data=data,
-            filters=filters,
-            title="Overview",
-            refresh=5 if pending else None,
-        )
+        return figures_page(request, "overview.html", data, filters, pending, title="Overview")
 
     def agents_page(request: Request) -> Response:
         filters = filters_of(request)
@@ -263,14 +284,8 @@ def create_dashboard(
         data = pages.agents(viewer_of(request), filters, sort=sort, order=order, wait=PAGE_WAIT)
         states = (data["flags"]["state"], data["forecast"]["state"], data["value"]["state"])
         pending = "pending" in states
-        return render(
-            request,
-            "agents.html",
-            data=data,
-            filters=filters,
-            title="Agents",
-            sort_query=sort_query,
-            refresh=5 if pending else None,
+        return figures_page(
+            request, "agents.html", data, filters, pending, title="Agents", sort_query=sort_query
         )
 
     def agent_page(request: Request) -> Response:
@@ -281,25 +296,13 @@ def create_dashboard(
         redirect = canonical(request, "agent", query, name=name)
         if redirect is not None:
             return redirect
-        data = pages.agent(viewer_of(request), name, filters, page=number, wait=PAGE_WAIT)
-        if data is None:
-            raise NotVisible(f"no agent {name!r} with runs you may see from {filters.period.label}")
+        data = agent_data(request, filters, number, PAGE_WAIT)
         pending = data["flags_status"]["state"] == "pending"
-        return render(
-            request,
-            "agent.html",
-            data=data,
-            filters=filters,
-            title=name,
-            refresh=5 if pending else None,
-        )
+        return figures_page(request, "agent.html", data, filters, pending, title=name)
 
     def run_page(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        data = pages.run(viewer_of(request), run_id)
-        if data is None:
-            raise NotVisible(f"no run {run_id!r} that you may see")
-        return render(request, "run.html", data=data, title=f"Run {run_id[:8]}")
+        title = f"Run {request.path_params['run_id'][:8]}"
+        return render(request, "run.html", data=run_data(request), title=title)
 
     def flags_page(request: Request) -> Response:
         filters, rule, number = filters_of(request), rule_of(request), page_of(request)
@@ -308,15 +311,16 @@ def create_dashboard(
             return redirect
         data = pages.flags(viewer_of(request), filters, rule=rule, page=number, wait=PAGE_WAIT)
         pending = data["status"]["state"] == "pending"
-        return render(
+        return figures_page(
             request,
             "flags.html",
-            data=data,
-            filters=filters,
+            data,
+            filters,
+            pending,
+            every=3,
             title="Flags",
             flag_query=flag_query,
             extra=flag_query(rule, 1),
-            refresh=3 if pending else None,
         )
 
     # -- JSON API ---------------------------------------------------------------------------
@@ -336,19 +340,10 @@ def create_dashboard(
         return answer(pages.agents(viewer, filters, sort=sort, order=order, wait=API_WAIT))
 
     def api_agent(request: Request) -> Response:
-        name = request.path_params["name"]
-        filters = filters_of(request)
-        data = pages.agent(viewer_of(request), name, filters, page=page_of(request), wait=API_WAIT)
-        if data is None:
-            raise NotVisible(f"no agent {name!r} with runs you may see from {filters.period.label}")
-        return answer(data)
+        return answer(agent_data(request, filters_of(request), page_of(request), API_WAIT))
 
     def api_run(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        data = pages.run(viewer_of(request), run_id)
-        if data is None:
-            raise NotVisible(f"no run {run_id!r} that you may see")
-        return answer(data)
+        return answer(run_data(request))
 
     def api_flags(request: Request) -> Response:
         viewer, filters, rule = viewer_of(request), filters_of(request), rule_of(request)
