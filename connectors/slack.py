@@ -20,8 +20,6 @@ writes and their reach in ``connectors.slack_write``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from connectors.slack_client import token_missing
 from connectors.slack_ids import (
     ChannelGrant,
@@ -43,17 +41,13 @@ from meshagent.actions import Action, ActionGrant, ActionKind, Connector
 __all__ = ["connector"]
 
 
-def _action(name: str, kind: ActionKind, description: str, **parts: Any) -> Action:
-    return Action(name=name, kind=kind, description=description, **parts)
-
-
 READ, WRITE = ActionKind.READ, ActionKind.WRITE
 connector = Connector(
     name="slack",
     description="Slack through the Web API (bot token).",
     missing=token_missing,
     actions=(
-        _action(
+        Action(
             "slack.history",
             READ,
             "Messages of a channel over the last hours, optionally with thread replies.",
@@ -62,7 +56,7 @@ connector = Connector(
             handler=read_history,
             scope=channel_scope,
         ),
-        _action(
+        Action(
             "slack.thread",
             READ,
             "One thread of a channel: its first message and every reply.",
@@ -71,7 +65,7 @@ connector = Connector(
             handler=read_thread,
             scope=channel_scope,
         ),
-        _action(
+        Action(
             "slack.user",
             READ,
             "A Slack user's name, title and timezone, by id or email.",
@@ -79,7 +73,7 @@ connector = Connector(
             grant=ActionGrant,
             handler=read_user,
         ),
-        _action(
+        Action(
             "slack.post_message",
             WRITE,
             "Post a message (text and/or Block Kit) to a channel or thread.",
@@ -89,7 +83,7 @@ connector = Connector(
             scope=channel_scope,
             answer_field="text",
         ),
-        _action(
+        Action(
             "slack.reply",
             WRITE,
             "Reply in a thread.",
@@ -99,7 +93,7 @@ connector = Connector(
             scope=channel_scope,
             answer_field="text",
         ),
-        _action(
+        Action(
             "slack.add_reaction",
             WRITE,
             "Add an emoji reaction to a message.",
@@ -108,7 +102,7 @@ connector = Connector(
             handler=add_reaction,
             scope=channel_scope,
         ),
-        _action(
+        Action(
             "slack.dm",
             WRITE,
             "Send a direct message to a person.",
