@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from meshagent.actions import default_registry
-from meshagent.loader import load_agents
+from meshagent.agentfile.loader import load_agents
 
 TEAMS = ["payments", "platform", "support", "growth", "security", "data"]
 TAGS = ["toil-reduction", "incident-response", "customer-support", "planning", "code-quality"]

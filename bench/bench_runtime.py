@@ -53,13 +53,13 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import StructuredTool
 
+from meshagent.agentfile.loader import parse_agent
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.config import Config
 from meshagent.ledger.store import Ledger
-from meshagent.loader import parse_agent
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.sandbox import Sandbox
-from meshagent.spec import AgentSpec
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

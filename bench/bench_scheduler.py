@@ -1,8 +1,8 @@
 """Scheduler benchmark (not a test): a thousand agents due at one moment, and claims per second.
 
 (a) N agents (default 1,000), all due at the same moment, through the real fleet
-(`meshagent.scheduler.Fleet`: APScheduler's AsyncIOScheduler, the claims, the runtime) on a SQLite
-ledger in a temporary directory, one replica, scripted model with 1 s latency and
+(`meshagent.fleet.scheduler.Fleet`: APScheduler's AsyncIOScheduler, the claims, the runtime)
+on a SQLite ledger in a temporary directory, one replica, scripted model with 1 s latency and
 `max_concurrent_model_calls` = N. Each fire is timed from its scheduled moment to its entry's
 close (fire-to-finish, p50 and p99); the makespan is the moment to the last close. Beside it, the
 same N jobs on APScheduler's default BackgroundScheduler (its ThreadPoolExecutor of 10 threads),
@@ -40,12 +40,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from meshagent.config import Config
+from meshagent.fleet.scheduler import Fleet
 from meshagent.ledger import Ledger, claims
 from meshagent.ledger.schema import claims as claims_table
 from meshagent.ledger.schema import entries
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
-from meshagent.scheduler import Fleet
+from meshagent.runtime.runner import Runtime
 
 try:  # run as a script: bench/ is on the path
     from bench_runtime import pg_schema, pg_version

@@ -39,12 +39,12 @@ from langchain_core.tools import StructuredTool  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 
 from meshagent.actions import default_registry  # noqa: E402
+from meshagent.agentfile.loader import parse_agent  # noqa: E402
 from meshagent.config import Config  # noqa: E402
 from meshagent.ledger.store import Ledger  # noqa: E402
-from meshagent.loader import parse_agent  # noqa: E402
 from meshagent.models import estimate_tokens  # noqa: E402
-from meshagent.prompt import tool_schema  # noqa: E402
-from meshagent.runtime import Runtime  # noqa: E402
+from meshagent.runtime.prompt import tool_schema  # noqa: E402
+from meshagent.runtime.runner import Runtime  # noqa: E402
 from meshagent.sandbox import Sandbox  # noqa: E402
 from tests.runtime.local_site import local_site  # noqa: E402
 from tests.runtime.openai_server import OpenAIServer, answer, usage  # noqa: E402
@@ -213,7 +213,7 @@ def minimal_request(server: OpenAIServer, messages: list[Any], tools: Any = None
 
 def schema_tokens(name: str, *, trimmed: bool) -> int:
     """An action's tool as sent: its whole pydantic model (as LangChain sends one), or the
-    schema MeshAgent sends (``meshagent.prompt.tool_schema``)."""
+    schema MeshAgent sends (``meshagent.runtime.prompt.tool_schema``)."""
     action = default_registry().get(name)
     schema = action.args.model_json_schema()
     tool = StructuredTool.from_function(

@@ -158,10 +158,10 @@ async def measure(servers: Servers, directory: str, tasks: int, rounds: int) -> 
     from langchain_core.messages import HumanMessage, SystemMessage
     from langchain_openai import ChatOpenAI
 
+    from meshagent.agentfile.loader import parse_agent
     from meshagent.config import Config
     from meshagent.ledger.store import Ledger
-    from meshagent.loader import parse_agent
-    from meshagent.runtime import Runtime, run_agent
+    from meshagent.runtime.runner import Runtime, run_agent
 
     env = {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": servers.base_url}
     os.environ.update(env)  # ChatOpenAI reads the base URL from the process's environment

@@ -65,7 +65,7 @@ def make_client(context: ActionContext, action: str) -> AsyncWebClient:
 
 async def pooled(context: ActionContext, action: str) -> AsyncWebClient:
     """A client on the runtime's pooled HTTP session (one per runtime and event loop, see
-    ``meshagent.clients``), or on a session of each request's own outside a runtime."""
+    ``meshagent.runtime.clients``), or on a session of each request's own outside a runtime."""
     client = make_client(context, action)
     clients = context.services.get("clients")
     if clients is not None:

@@ -22,6 +22,8 @@ if _typing.TYPE_CHECKING:
         Registry,
         default_registry,
     )
+    from meshagent.agentfile.loader import load_agent, load_agents, parse_agent, scan_agents
+    from meshagent.agentfile.spec import AgentSpec
     from meshagent.config import Config, load_config
     from meshagent.exceptions import (
         BudgetExceeded,
@@ -35,8 +37,6 @@ if _typing.TYPE_CHECKING:
         SpecError,
         SpecIssue,
     )
-    from meshagent.loader import load_agent, load_agents, parse_agent, scan_agents
-    from meshagent.spec import AgentSpec
 
     __version__: str
 
@@ -45,8 +45,8 @@ _HOMES = (
     "meshagent.exceptions",
     "meshagent.config",
     "meshagent.actions",
-    "meshagent.spec",
-    "meshagent.loader",
+    "meshagent.agentfile.spec",
+    "meshagent.agentfile.loader",
 )
 
 __all__ = [

@@ -1,5 +1,5 @@
 """`python -m meshagent`: the same as the `meshagent` command."""
 
-from meshagent.cli import app
+from meshagent.cli.main import app
 
 app(prog_name="meshagent")

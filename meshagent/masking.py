@@ -1,11 +1,11 @@
 """Secrets out of text: known values wherever they appear, and the shapes of common secrets.
 
-One implementation for what the ledger keeps of a tool call (``meshagent.agent_loop.Masker``)
-and for log records (``meshagent.slack.redact``). Every pattern takes time linear in the text,
-whatever the text: no quantifier can rescan a long run of characters from each of many starts
-(a URL's scheme is at most 31 characters), so hostile text from a model or in a log record
-cannot stall a run or a log handler. Masking a URL's password on 100,000 characters of 'a.'
-took 24 s with an unbounded scheme.
+One implementation for what the ledger keeps of a tool call
+(``meshagent.runtime.agent_loop.Masker``) and for log records (``meshagent.slack.redact``). Every
+pattern takes time linear in the text, whatever the text: no quantifier can rescan a long run of
+characters from each of many starts (a URL's scheme is at most 31 characters), so hostile text from
+a model or in a log record cannot stall a run or a log handler. Masking a URL's password on 100,000
+characters of 'a.' took 24 s with an unbounded scheme.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Fixtures:
 - ``ledger``: a temporary SQLite ledger.
 - ``run_agent_file``: ``run_agent_file("agents/x.yaml", inputs={...}, model="offline" or a
   scripted model, dry_run=False)`` runs the agent against the sandbox and the ledger and returns
-  the :class:`~meshagent.runtime.RunResult`, its ledger entry in ``result.entry``.
+  the :class:`~meshagent.runtime.runner.RunResult`, its ledger entry in ``result.entry``.
 
 During every test, connections to anything but this machine are refused with an error that names
 the address and the code that tried (mark a test ``allow_network`` to lift that).
@@ -139,10 +139,10 @@ def ledger(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def run_agent_file(sandbox: Any, ledger: Any) -> Callable[..., Any]:
     """Run an agent file against the sandbox and the test's ledger; returns the RunResult."""
+    from meshagent.agentfile.loader import load_agent
     from meshagent.config import load_config
-    from meshagent.loader import load_agent
     from meshagent.mcp.tools import registry_near
-    from meshagent.runtime import Runtime
+    from meshagent.runtime.runner import Runtime
 
     def run(
         path: str | Path,

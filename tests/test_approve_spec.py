@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
+from meshagent.agentfile.loader import parse_agent
+from meshagent.agentfile.schema import agent_schema
 from meshagent.exceptions import SpecError
-from meshagent.loader import parse_agent
-from meshagent.schema import agent_schema
 
 BASE = """\
 name: nudge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from meshagent.approvals import identities, is_listed
+from meshagent.approvals.staged import identities, is_listed
 from meshagent.ledger.approvals import Approval
 from meshagent.ledger.people import People
 

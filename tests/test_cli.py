@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from meshagent import __version__
-from meshagent.cli import app
+from meshagent.agentfile.loader import agent_files, load_agent
+from meshagent.agentfile.schema import SCHEMA_FILENAME, agent_schema, schema_text
+from meshagent.cli.main import app
 from meshagent.config import PrivacySettings
-from meshagent.loader import agent_files, load_agent
-from meshagent.schema import SCHEMA_FILENAME, agent_schema, schema_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -348,8 +348,8 @@ def test_a_report_with_every_row_withheld_says_what_and_why(project, monkeypatch
 
 
 def test_the_viewer_defaults_to_git_then_user(project, monkeypatch):
+    from meshagent.cli.people import Person, current_person
     from meshagent.config import load_config
-    from meshagent.people import Person, current_person
 
     config = load_config()
     assert current_person(config) == Person("tester", "$USER")
@@ -386,7 +386,7 @@ def test_every_error_message_is_printed_as_text_never_as_markup():
 
     from rich.console import Console
 
-    from meshagent.printer import print_error
+    from meshagent.cli.printer import print_error
 
     messages = _error_messages()
     assert len(messages) > 100
@@ -419,7 +419,7 @@ def test_serve_on_a_busy_port_stops_before_the_scheduler_starts(project, monkeyp
 
     monkeypatch.setenv("MESHAGENT_LEDGER_URL", f"sqlite:///{project / 'ledger.db'}")
     started = []
-    monkeypatch.setattr("meshagent.server.create_app", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("meshagent.fleet.server.create_app", lambda *a, **k: started.append(a))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -526,7 +526,7 @@ def test_every_command_init_prints_works_when_pasted(project):
     import shlex
     import subprocess
 
-    from meshagent.invocation import meshagent_command
+    from meshagent.cli.invocation import meshagent_command
 
     result = run("init", "deploy-digest", "--team", "payments")
     assert result.exit_code == 0, result.output

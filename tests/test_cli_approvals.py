@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from meshagent.cli import app
+from meshagent.cli.main import app
 from meshagent.ledger import approvals as store
 from meshagent.ledger.store import Ledger
 from tests.slack.approvals_kit import NUDGE as KIT_NUDGE

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from meshagent.cli_agents import find_agent
-from meshagent.cli_common import collector_paused, resume_collector
+from meshagent.agentfile.loader import files_for_agent, scan_agents
+from meshagent.cli.agents import find_agent
+from meshagent.cli.common import collector_paused, resume_collector
 from meshagent.config import load_config
 from meshagent.exceptions import ConfigError, SpecError
-from meshagent.loader import files_for_agent, scan_agents
 
 
 def agent(name: str, *, slash: str | None = None, team: str = "payments") -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from meshagent.cli import app
+from meshagent.cli.main import app
 from meshagent.ledger.store import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshagent.cron import (
+from meshagent.agentfile.cron import (
     CronError,
     CronExpression,
     CrontabTrigger,

@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from meshagent.cli import app
+from meshagent.cli.demo import SHIPPED_EXAMPLES, demo_period
+from meshagent.cli.invocation import meshagent_command
+from meshagent.cli.main import app
 from meshagent.config import load_config
-from meshagent.demo import SHIPPED_EXAMPLES, demo_period
-from meshagent.invocation import meshagent_command
 from meshagent.ledger import reports
 from meshagent.ledger.flags import flags
 from meshagent.ledger.schema import entries, outcomes

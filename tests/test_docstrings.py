@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from meshagent.agentfile.spec import AgentSpec, Budget
 from meshagent.config import Config, FlagSettings
-from meshagent.spec import AgentSpec, Budget
 
 MODELS = '''
 from typing import ClassVar

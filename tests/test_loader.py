@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from meshagent.agentfile.loader import (
+    MAX_FILE_BYTES,
+    load_agent,
+    load_agents,
+    parse_agent,
+    scan_agents,
+)
+from meshagent.agentfile.spec import AgentSpec, EveryTrigger, ScheduleTrigger, SlashTrigger
 from meshagent.exceptions import SpecError
-from meshagent.loader import MAX_FILE_BYTES, load_agent, load_agents, parse_agent, scan_agents
-from meshagent.spec import AgentSpec, EveryTrigger, ScheduleTrigger, SlashTrigger
 
 VALID = (Path(__file__).parent / "data" / "valid.yaml").read_text()
 

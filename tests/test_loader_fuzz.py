@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meshagent.agentfile.loader import parse_agent
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.exceptions import SpecError
-from meshagent.loader import parse_agent
-from meshagent.spec import AgentSpec
 
 VALID = (Path(__file__).parent / "data" / "valid.yaml").read_text()
 LINES = VALID.splitlines(keepends=True)

@@ -18,10 +18,10 @@ from genai_prices import data_snapshot
 from genai_prices.data import providers as genai_providers
 from genai_prices.types import ModelPrice, StartDateConstraint, TieredPrices, TimeOfDateConstraint
 
-from meshagent import pricing
 from meshagent.config import PriceOverride
-from meshagent.pricing import PROVIDER_IDS, Cost, Pricer, Usage, unknown_cost_message
-from meshagent.providers import PROVIDERS
+from meshagent.models import pricing
+from meshagent.models.pricing import PROVIDER_IDS, Cost, Pricer, Usage, unknown_cost_message
+from meshagent.models.providers import PROVIDERS
 
 MTOK = Decimal(1_000_000)
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -500,7 +500,7 @@ def test_no_network_access_from_a_fresh_interpreter():
                 raise RuntimeError(f"network access attempted: {{event}}")
 
         sys.addaudithook(refuse)
-        from meshagent.pricing import Pricer, Usage
+        from meshagent.models.pricing import Pricer, Usage
         usage = Usage(input_tokens=1000, cache_read_tokens=100, output_tokens=10)
         costs = [Pricer().price(model, usage) for model in {MODELS!r}]
         assert sum(cost is not None for cost in costs) == 5, costs

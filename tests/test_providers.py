@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langchain.chat_models import base
 
-from meshagent.providers import PROVIDERS, client_options, install_hint
+from meshagent.models.providers import PROVIDERS, client_options, install_hint
 
 
 def test_providers_match_langchains_builtin_table():

@@ -32,7 +32,7 @@ def test_ci_installs_from_scratch_and_starts_postgres():
 
 
 def test_the_agent_file_example_is_valid():
-    from meshagent.loader import parse_agent
+    from meshagent.agentfile.loader import parse_agent
 
     readme = (ROOT / "README.md").read_text()
     example = re.search(r"```yaml\n(# yaml-language-server.*?)```", readme, re.S).group(1)
@@ -77,7 +77,7 @@ def test_the_first_agent_and_the_ledger_commands_work_as_pasted(tmp_path, monkey
     import uvicorn
     from typer.testing import CliRunner
 
-    from meshagent.cli import app
+    from meshagent.cli.main import app
 
     seen: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda application, **options: seen.update(options))

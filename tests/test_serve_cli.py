@@ -51,7 +51,7 @@ def test_serve_logs_one_line_per_run_and_stops_quietly_on_ctrl_c(tmp_path):
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     assert "serving 2 agents" in output
-    runs = [line for line in output.splitlines() if "meshagent.scheduler: run " in line]
+    runs = [line for line in output.splitlines() if "meshagent.fleet.scheduler: run " in line]
     assert len(runs) >= 2, output
     for line in runs:
         assert re.search(

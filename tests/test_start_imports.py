@@ -46,7 +46,7 @@ NOT_FOR_A_RUN = frozenset(
 PROBE = """
 import json, sys
 sys.argv = ["meshagent", *json.loads(sys.argv[1])]
-from meshagent.cli import app
+from meshagent.cli.main import app
 try:
     app(prog_name="meshagent", standalone_mode=False)
 except SystemExit as exc:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from meshagent.config.mcp import McpServerSettings, server_name
 from meshagent.config.sections import (
     DEFAULT_VALUE_TAGS,
     DashboardSettings,
@@ -26,7 +27,6 @@ from meshagent.config.sections import (
     ValueSettings,
 )
 from meshagent.config.urls import URL_HINT, default_ledger_url, mask_url, parse_url, sync_problem
-from meshagent.mcp.settings import McpServerSettings, server_name
 
 # Fields of Config that describe where the settings came from; they are not settings themselves.
 NOT_SETTINGS = ("source", "root")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from meshagent.config.docstrings import describe_fields
-from meshagent.fields import env_name, no_bool
+from meshagent.config.fields import env_name, no_bool
 
 DEFAULT_VALUE_TAGS = (
     "toil-reduction",
@@ -186,7 +186,7 @@ class ValueSettings(SettingsModel):
 
 
 class FollowupSettings(SettingsModel):
-    """`[followup]`: the pass that reads delivered outcomes back (`meshagent.followup`)."""
+    """`[followup]`: the pass that reads delivered outcomes back (`meshagent.fleet.followup`)."""
 
     first_check_hours: PositiveFloat = 24.0
     """An outcome is first read back this long after delivery (a day)."""

@@ -173,7 +173,7 @@ class PagesBase:
         return cached[2]
 
     def _scan_fires(self, today: date) -> Mapping[str, float]:
-        from meshagent.loader import scan_agents
+        from meshagent.agentfile.loader import scan_agents
 
         if not self.config.agents_dir.is_dir():
             return {}

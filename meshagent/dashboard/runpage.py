@@ -69,7 +69,7 @@ class RunPage(PagesBase):
 
 def _approvals(ledger: Ledger, run_id: str) -> list[dict[str, Any]]:
     """The writes the run staged for approval, and their decisions."""
-    from meshagent.approvals import shown
+    from meshagent.approvals.staged import shown
     from meshagent.ledger.approvals import of_run
 
     return [shown(approval) for approval in of_run(ledger, run_id)]

@@ -182,8 +182,8 @@ class Outcome:
 FIRST_CHECK = timedelta(days=1)
 FINAL_CHECK = timedelta(days=7)
 #: The kind of the event that keeps what of a run's prompts the framework wrote, not the
-#: author (``meshagent.prompt.FrameworkShare``): its detail is JSON with ``tokens`` and parts.
-#: Read with ``Ledger.prompt_share``; ``Ledger.events`` lists a run's steps without it.
+#: author (``meshagent.runtime.prompt.FrameworkShare``): its detail is JSON with ``tokens`` and
+#: parts. Read with ``Ledger.prompt_share``; ``Ledger.events`` lists a run's steps without it.
 PROMPT_SHARE = "prompt"
 
 

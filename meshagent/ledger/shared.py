@@ -1,6 +1,6 @@
 """Ledgers kept open for the process, one per URL, for callers that run one task at a time.
 
-``meshagent.runtime.run_agent`` runs one task per call; opening the ledger on every call (an
+``meshagent.runtime.runner.run_agent`` runs one task per call; opening the ledger on every call (an
 engine, a connection, the schema's check) cost more CPU than the task's own work. It asks here
 instead: the first call for a URL opens and migrates the ledger, later ones get the same one.
 A SQLite file that was deleted or replaced since (a test's fresh ledger, a reset) is noticed by

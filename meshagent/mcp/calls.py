@@ -2,8 +2,8 @@
 
 A dry run never calls a write tool: it records what it would have sent. A call the agent file
 fixed (context, deliver) is recorded here as a ledger event of its run, arguments masked (the
-model's own calls are recorded by the tool loop, ``meshagent.agent_loop.Attempts``). A write's
-result becomes an outcome named after the tool, with a link when the result carries one (a
+model's own calls are recorded by the tool loop, ``meshagent.runtime.agent_loop.Attempts``). A
+write's result becomes an outcome named after the tool, with a link when the result carries one (a
 ``url``/``link`` field, a resource link, or the first web address in its text).
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 
 from meshagent.actions import ActionContext, ActionResult, Outcome
 from meshagent.config import looks_secret
+from meshagent.config.mcp import McpServerSettings, secret_variables
 from meshagent.exceptions import ConnectorError
 from meshagent.masking import MASK, mask_known, mask_shapes, secrets_of
 from meshagent.mcp.connection import McpConnection, McpUnavailable
-from meshagent.mcp.settings import McpServerSettings, secret_variables
 
 __all__ = ["connection_for", "handler_for", "result_data"]
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from meshagent.mcp.settings import McpServerSettings
+from meshagent.config.mcp import McpServerSettings
 
 __all__ = ["McpConnection", "McpUnavailable", "list_tools"]
 

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict
 
 from meshagent.actions import PLACEHOLDERS, Action, ActionArgs, ActionKind, Connector, Registry
+from meshagent.config.mcp import McpServerSettings
 from meshagent.exceptions import ConfigError, RegistryError
 from meshagent.mcp.grants import check_grant, grant_model, json_type, schema_error
 from meshagent.mcp.lock import LOCK_FILENAME, Lock, LockedTool, find_lock, read_lock
-from meshagent.mcp.settings import McpServerSettings
 
 __all__ = [
     "McpAction",

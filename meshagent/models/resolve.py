@@ -10,8 +10,8 @@ from langchain_core.language_models import BaseChatModel
 from meshagent.actions import closest
 from meshagent.exceptions import ConfigError
 from meshagent.models.offline import OfflineChatModel
+from meshagent.models.providers import BUILTIN_MODELS, PROVIDERS
 from meshagent.models.scripted import ScriptedChatModel
-from meshagent.providers import BUILTIN_MODELS, PROVIDERS
 
 __all__ = ["provider_of", "resolve_model"]
 

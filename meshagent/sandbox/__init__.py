@@ -169,7 +169,7 @@ class Sandbox:
     def mcp_settings(self) -> dict[str, Any]:
         """``[mcp.wiki]`` as meshagent.toml would declare the sandbox's wiki: its URL is
         ``WIKI_MCP_URL`` of ``env()`` (once ``start_wiki()`` has run)."""
-        from meshagent.mcp.settings import McpServerSettings
+        from meshagent.config.mcp import McpServerSettings
 
         return {"wiki": McpServerSettings(url_env="WIKI_MCP_URL")}
 

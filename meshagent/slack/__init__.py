@@ -2,7 +2,7 @@
 
 ``SlackApp`` wraps a slack_bolt ``AsyncApp`` and serves it over HTTP (``/slack/events``, checked
 with the signing secret) or Socket Mode (the app-level token). It is imported lazily so that
-``meshagent.slack.cli`` (the manifest) does not load slack_bolt.
+``meshagent.cli.slack`` (the manifest) does not load slack_bolt.
 """
 
 from __future__ import annotations

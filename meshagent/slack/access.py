@@ -19,7 +19,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from meshagent.spec import AgentSpec, AllowList, SlashTrigger
+from meshagent.agentfile.spec import AgentSpec, AllowList, SlashTrigger
 
 log = logging.getLogger(__name__)
 

@@ -46,11 +46,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError, LedgerError
 from meshagent.ledger.nonces import NonceClaims
 from meshagent.ledger.nonces import purge as purge_nonces
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.slack.access import Directory
 from meshagent.slack.acks import AcksFirst
 from meshagent.slack.arrivals import SIGNED, Arrivals
@@ -70,7 +71,6 @@ from meshagent.slack.inbound import Refused, Signed, TooLarge, read_body, verify
 from meshagent.slack.messages import FEEDBACK_DOWN, FEEDBACK_UP, SLACK_MESSAGE, note, voted
 from meshagent.slack.redact import REDACT, guarded
 from meshagent.slack.respond import Reply, ResponseUrl, ResponseUrls, SharedSession
-from meshagent.spec import AgentSpec
 
 __all__ = ["EVENTS_PATH", "SlackApp"]
 

@@ -5,8 +5,8 @@ The HTTP route has checked the request's signature and refused a replayed one be
 it; a click is also claimed once across the fleet as a nonce of its own (request, button, user,
 action time), so a click replayed over Socket Mode, or to a replica that forgot it, does nothing.
 Who clicked is a Slack user id, linked to their email in the ledger's people table; whether they
-may decide is `meshagent.approvals.is_listed` over every name Slack and the ledger know them by.
-Someone not listed gets an ephemeral refusal; a click on an expired, decided or changed request
+may decide is `meshagent.approvals.staged.is_listed` over every name Slack and the ledger know them
+by. Someone not listed gets an ephemeral refusal; a click on an expired, decided or changed request
 does nothing but say so to that person. A decision updates every message that asked.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from meshagent.approval_asks import (
+from meshagent.approvals.asks import (
     APPROVE,
     REASON_BLOCK,
     REASON_INPUT,
@@ -28,7 +28,7 @@ from meshagent.approval_asks import (
     REJECT_VIEW,
     update_asked,
 )
-from meshagent.approvals import Decision, decide, identities, is_listed
+from meshagent.approvals.staged import Decision, decide, identities, is_listed
 from meshagent.ledger import approvals as store
 from meshagent.ledger.approvals import Approval
 from meshagent.ledger.nonces import nonce_key

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshagent.agentfile.spec import AgentSpec, SlashTrigger
 from meshagent.config import Config
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.slack.access import (
     Caller,
     Directory,
@@ -22,7 +23,6 @@ from meshagent.slack.messages import (
     escape,
 )
 from meshagent.slack.respond import Reply
-from meshagent.spec import AgentSpec, SlashTrigger
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 
 from meshagent.actions import closest
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.slack.command_base import (
     MAIN_COMMAND,
     SUBCOMMANDS,
@@ -22,7 +23,6 @@ from meshagent.slack.ledger_commands import LedgerCommands
 from meshagent.slack.messages import escape, note, section
 from meshagent.slack.report_commands import ReportCommands
 from meshagent.slack.run_commands import RunCommands, parse_inputs
-from meshagent.spec import AgentSpec
 
 __all__ = ["MAIN_COMMAND", "SUBCOMMANDS", "Command", "Commands", "Plan", "parse_inputs"]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from meshagent.spec import AgentSpec, SlashTrigger
+from meshagent.agentfile.spec import AgentSpec, SlashTrigger
 
 __all__ = [
     "BOT_EVENTS",

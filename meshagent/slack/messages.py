@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from meshagent.ledger.render import money
-from meshagent.runtime import RunResult
+from meshagent.runtime.runner import RunResult
 
 __all__ = [
     "FEEDBACK_BLOCK",

@@ -31,7 +31,7 @@ from meshagent.masking import (
     mask_shapes,
     secrets_of,
 )
-from meshagent.providers import API_KEY_NAMES
+from meshagent.models.providers import API_KEY_NAMES
 
 __all__ = ["REDACT", "SECRET_NAMES", "Redactor", "guard_handlers", "guarded"]
 

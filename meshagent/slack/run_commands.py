@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from meshagent.actions import closest
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.exceptions import MeshAgentError, RunError
 from meshagent.slack.access import (
     check_access,
@@ -37,7 +38,6 @@ from meshagent.slack.messages import (
     shows_answer,
 )
 from meshagent.slack.respond import Reply
-from meshagent.spec import AgentSpec
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection

@@ -29,10 +29,10 @@ def test_stale_ticket_nudger_dms_lists_and_stages_its_comments(run_agent_file, s
     assert sorted(o.kind for o in result.outcomes) == ["slack.message"] * 3
     assert result.entry["status"] == "ok"
     # The owner approves one and rejects another: one comment, written once.
-    from meshagent.approvals import decide
+    from meshagent.agentfile.loader import load_agent
+    from meshagent.approvals.staged import decide
     from meshagent.config import Config
-    from meshagent.loader import load_agent
-    from meshagent.runtime import Runtime
+    from meshagent.runtime.runner import Runtime
 
     runtime = Runtime(Config(ledger_url=ledger.url), ledger=ledger, env=sandbox.env())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meshagent.loader import load_agent
+from meshagent.agentfile.loader import load_agent
 from meshagent.models import ScriptedChatModel
 from tests.runtime.conftest import make_runtime, run
 

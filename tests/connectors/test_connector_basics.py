@@ -17,7 +17,7 @@ from meshagent.actions import (
     default_registry,
 )
 from meshagent.exceptions import BudgetExceeded, ConnectorError, GrantDenied
-from meshagent.model_calls import Stop
+from meshagent.runtime.model_calls import Stop
 
 REGISTRY = default_registry()
 

@@ -8,8 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from meshagent.cli import app as cli
-from meshagent.dashboard.cli import serve_dashboard
+from meshagent.cli.dashboard import serve_dashboard
+from meshagent.cli.main import app as cli
 
 from .world import ADMIN, config
 

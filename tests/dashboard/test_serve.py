@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 
 from meshagent.config import DashboardSettings
 from meshagent.dashboard.views import jsonable, row_dict
+from meshagent.fleet.server import create_app
 from meshagent.ledger import Ledger, reports
-from meshagent.runtime import Runtime
-from meshagent.server import create_app
+from meshagent.runtime.runner import Runtime
 from tests.serve.test_cluster import _free_port, _wait_ready
 from tests.serve.test_serve_process import _serve
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from meshagent.config import Config
-from meshagent.followup import follow_up
+from meshagent.fleet.followup import follow_up
 from meshagent.ledger import Outcome
 from meshagent.sandbox import Sandbox
 from tests.connectors.conftest import run_action

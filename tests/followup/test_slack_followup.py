@@ -9,10 +9,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from meshagent.agentfile.loader import load_agent
 from meshagent.config import Config
-from meshagent.followup import follow_up
+from meshagent.fleet.followup import follow_up
 from meshagent.ledger.schema import outcomes
-from meshagent.loader import load_agent
 from tests.runtime.conftest import make_runtime, run
 
 AGENT = Path(__file__).resolve().parents[2] / "agents" / "standup-digest.yaml"  # owner: alice
@@ -113,7 +113,7 @@ def test_the_cli_runs_one_pass_and_prints_each_verdict(sandbox, ledger, tmp_path
     from sqlalchemy import update
     from typer.testing import CliRunner
 
-    from meshagent.cli import app
+    from meshagent.cli.main import app
 
     channel, ts = deliver(sandbox, ledger)
     sandbox.slack.react(channel, ts, "white_check_mark", "dave")
@@ -132,7 +132,7 @@ def test_the_cli_runs_one_pass_and_prints_each_verdict(sandbox, ledger, tmp_path
 
 
 def test_one_replica_claims_each_pass(ledger):
-    from meshagent.followup import claim_pass
+    from meshagent.fleet.followup import claim_pass
 
     slot = datetime(2026, 1, 5, 9, 15, tzinfo=UTC)
     every = timedelta(minutes=15)

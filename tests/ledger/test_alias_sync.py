@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from meshagent.cli import app
+from meshagent.cli.main import app
 from meshagent.ledger.people import person_of
 from meshagent.ledger.store import Ledger
 

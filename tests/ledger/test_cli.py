@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from meshagent.ledger.cli import app
+from meshagent.cli.ledger import app
 from meshagent.ledger.render import money
 from meshagent.ledger.schema import entries
 from meshagent.ledger.store import Ledger

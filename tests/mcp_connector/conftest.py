@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from meshagent.agentfile.loader import parse_agent
 from meshagent.config import Config
 from meshagent.ledger.store import Ledger
-from meshagent.loader import parse_agent
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 
 SERVER = Path(__file__).with_name("server.py")
 SECRET = "s3cr3t-value-0123456789"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from meshagent.cli import app
+from meshagent.agentfile.loader import parse_agent, scan_agents
+from meshagent.cli.main import app
 from meshagent.exceptions import SpecError
-from meshagent.loader import parse_agent, scan_agents
 from meshagent.mcp.lock import Lock, LockedTool
 from meshagent.mcp.tools import registry_near
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from meshagent.config.mcp import McpServerSettings
 from meshagent.exceptions import ConfigError, ConnectorError
 from meshagent.mcp.connection import McpConnection, McpUnavailable
 from meshagent.mcp.lock import changes, read_lock
 from meshagent.mcp.refresh import refresh
-from meshagent.mcp.settings import McpServerSettings
 from meshagent.models import ScriptedChatModel
 from tests.mcp_connector.conftest import SECRET, make_project, stdio_settings
 
@@ -303,7 +303,7 @@ def test_meshagent_mcp_refresh_writes_the_lock_and_check_compares(tmp_path, monk
 
     from typer.testing import CliRunner
 
-    from meshagent.cli import app
+    from meshagent.cli.main import app
     from tests.mcp_connector.conftest import SERVER
 
     for name in [n for n in __import__("os").environ if n.startswith("MESHAGENT_")]:
@@ -329,7 +329,7 @@ def test_meshagent_mcp_refresh_writes_the_lock_and_check_compares(tmp_path, monk
 
 def test_a_run_whose_server_is_not_declared_stops_before_it_spends(stdio):
     from meshagent.exceptions import ConfigError
-    from meshagent.runtime import Runtime
+    from meshagent.runtime.runner import Runtime
 
     bare = stdio.project.config.model_copy(update={"mcp": {}})
     runtime = Runtime(bare, ledger=stdio.ledger, env=stdio.project.env,

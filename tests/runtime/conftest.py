@@ -6,10 +6,10 @@ import asyncio
 import textwrap
 from typing import Any
 
+from meshagent.agentfile.loader import parse_agent
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.config import Config
-from meshagent.loader import parse_agent
-from meshagent.runtime import RunResult, Runtime
-from meshagent.spec import AgentSpec
+from meshagent.runtime.runner import RunResult, Runtime
 from meshagent.testing import ledger as ledger  # re-exported for conftests importing it
 
 

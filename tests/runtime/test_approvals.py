@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from meshagent.approvals import decide
+from meshagent.approvals.staged import decide
 from meshagent.ledger import approvals as store
 from meshagent.models import ScriptedChatModel
 from tests.ledger.conftest import (  # noqa: F401 (fixtures)

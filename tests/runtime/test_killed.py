@@ -17,9 +17,9 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from meshagent.config import Config
     from meshagent.ledger.store import Ledger
-    from meshagent.loader import parse_agent
+    from meshagent.agentfile.loader import parse_agent
     from meshagent.models import ScriptedChatModel
-    from meshagent.runtime import Runtime
+    from meshagent.runtime.runner import Runtime
     from meshagent.sandbox import Sandbox
 
     class Stalls(ScriptedChatModel):

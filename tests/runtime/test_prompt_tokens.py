@@ -20,11 +20,11 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from starlette.testclient import TestClient
 
 from meshagent.actions import default_registry
+from meshagent.agentfile.schema import agent_schema
 from meshagent.config import Config
 from meshagent.dashboard import create_dashboard
 from meshagent.models import estimate_tokens
-from meshagent.prompt import tool_schema
-from meshagent.schema import agent_schema
+from meshagent.runtime.prompt import tool_schema
 from tests.runtime.conftest import agent, make_runtime, run
 from tests.runtime.local_site import local_site
 from tests.runtime.openai_server import OpenAIServer, answer, tool_calls, usage

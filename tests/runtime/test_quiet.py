@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from meshagent.agentfile.loader import parse_agent
 from meshagent.exceptions import SpecError
-from meshagent.loader import parse_agent
 from meshagent.models import ScriptedChatModel
 from tests.runtime.conftest import make_runtime, run
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from meshagent.agentfile.loader import load_agent
 from meshagent.ledger.schema import outcomes
-from meshagent.loader import load_agent
 from tests.runtime.conftest import make_runtime, run
 
 AGENT = Path(__file__).resolve().parents[2] / "agents" / "standup-digest.yaml"

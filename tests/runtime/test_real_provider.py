@@ -11,9 +11,9 @@ import pytest
 
 from meshagent.actions import default_registry
 from meshagent.config import Config
-from meshagent.pricing import Pricer
-from meshagent.pricing import Usage as PricedUsage
-from meshagent.runtime import Runtime
+from meshagent.models.pricing import Pricer
+from meshagent.models.pricing import Usage as PricedUsage
+from meshagent.runtime.runner import Runtime
 from tests.runtime.conftest import agent, make_runtime, run
 from tests.runtime.openai_server import (
     API_KEY,

@@ -14,8 +14,8 @@ from meshagent.exceptions import ConfigError, RunError
 from meshagent.ledger import reports
 from meshagent.ledger.periods import Period
 from meshagent.models import ScriptedChatModel
-from meshagent.pricing import Pricer
-from meshagent.pricing import Usage as PricedUsage
+from meshagent.models.pricing import Pricer
+from meshagent.models.pricing import Usage as PricedUsage
 from tests.runtime.conftest import agent, make_runtime, run
 
 STANDUP = """
@@ -433,7 +433,7 @@ def test_model_calls_per_provider_are_capped(sandbox, ledger):
 
 def test_connectors_read_the_variables_meshagent_toml_names(sandbox, ledger):
     from meshagent.config import JiraSettings, SlackSettings
-    from meshagent.runtime import Runtime
+    from meshagent.runtime.runner import Runtime
 
     config = make_runtime(sandbox, ledger).config.model_copy(
         update={

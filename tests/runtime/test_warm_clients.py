@@ -17,7 +17,7 @@ import pytest
 from meshagent.config import Config
 from meshagent.ledger.store import Ledger
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime, run_agent
+from meshagent.runtime.runner import Runtime, run_agent
 from tests.runtime.conftest import agent
 from tests.runtime.http_site import serving
 
@@ -235,7 +235,7 @@ def test_slack_calls_of_a_runtime_share_one_session_per_event_loop(sandbox, ledg
 
 def test_run_agent_keeps_one_runtime_and_ledger_across_calls(server, tmp_path):
     from meshagent.ledger.shared import shared_ledger
-    from meshagent.runtime import kept
+    from meshagent.runtime.runner import kept
 
     spec = agent(FETCHER.format(url=server))
     config = Config(ledger_url=f"sqlite:///{tmp_path / 'kept.db'}")

@@ -16,12 +16,12 @@ import time
 from collections import Counter
 
 from meshagent.actions import Registry
+from meshagent.agentfile.loader import parse_agent
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.config import Config
 from meshagent.ledger.store import Ledger
-from meshagent.loader import parse_agent
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
-from meshagent.spec import AgentSpec
+from meshagent.runtime.runner import Runtime
 
 MODEL = "openai:acme-budget"
 PRICES = {MODEL: {"input_per_mtok": "1", "output_per_mtok": "10"}}

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from meshagent.approval_asks import expire_pass
+from meshagent.approvals.asks import expire_pass
 from meshagent.ledger import approvals as store
 from meshagent.ledger.schema import approvals as approvals_table
 from tests.slack.approvals_kit import (

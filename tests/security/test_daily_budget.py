@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 
 from meshagent.ledger.schema import entries, reservations
 from meshagent.ledger.store import Ledger
-from meshagent.model_calls import DEFAULT_OUTPUT_CAP
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import RunResult
+from meshagent.runtime.model_calls import DEFAULT_OUTPUT_CAP
+from meshagent.runtime.runner import RunResult
 from tests.ledger.conftest import pg_schema_url, pg_shared, sqlite_url  # noqa: F401
 from tests.security.budget_runner import LIMIT, answers, run_many, runtime, spec
 

@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from meshagent.agentfile.loader import scan_agents
 from meshagent.config import Config
+from meshagent.fleet.scheduler import Fleet
 from meshagent.ledger import claims as claims_module
 from meshagent.ledger import lifecycle
 from meshagent.ledger.schema import claims, entries
 from meshagent.ledger.store import Ledger
-from meshagent.loader import scan_agents
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
-from meshagent.scheduler import Fleet
+from meshagent.runtime.runner import Runtime
 from tests.serve.conftest import write_agent
 from tests.serve.test_fleet import LAGGED as LOOP_LAGGED  # a true reason on a loaded machine
 from tests.serve.test_fleet import _fleet, _run_for

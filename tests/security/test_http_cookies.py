@@ -13,7 +13,7 @@ import pytest
 
 from meshagent.config import Config
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from tests.runtime.conftest import agent
 from tests.runtime.http_site import serving
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from meshagent.agent_loop import Masker
 from meshagent.masking import MASK
+from meshagent.runtime.agent_loop import Masker
 from meshagent.slack.redact import Redactor
 
 SIZE = 100_000

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from meshagent.agentfile.loader import parse_agent
 from meshagent.config import Config
 from meshagent.exceptions import GrantDenied, SpecError
 from meshagent.ledger.store import Ledger
-from meshagent.loader import parse_agent
 from meshagent.mcp.lock import Lock, LockedTool
 from meshagent.mcp.tools import registry_for
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.sandbox import Sandbox
 
 FILE_NOTE = LockedTool(

@@ -25,7 +25,7 @@ import pytest
 
 from meshagent.config import Config
 from meshagent.ledger.store import Ledger
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.slack import SlackApp
 from meshagent.slack.app import MAX_BODY_BYTES
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
@@ -583,7 +583,7 @@ def test_a_signed_chunked_body_under_the_limit_is_served(sandbox, ledger, serve)
 
 
 def test_refusals_are_counted_for_metrics(sandbox, ledger, serve):
-    from meshagent.server import SLACK_COUNTS
+    from meshagent.fleet.server import SLACK_COUNTS
 
     app = _app(sandbox, ledger)
     served = serve(app)

@@ -27,10 +27,10 @@ from meshagent.actions import (
     Registry,
 )
 from meshagent.actions import default_registry as installed
+from meshagent.agentfile.loader import parse_agent
 from meshagent.config import Config
-from meshagent.loader import parse_agent
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from tests.ledger.conftest import pg_schema_url, pg_shared  # noqa: F401
 from tests.runtime.conftest import agent, make_runtime, run
 from tests.runtime.openai_server import Completion, OpenAIServer, answer, usage
@@ -538,7 +538,7 @@ def test_invalid_calls_from_any_provider_are_handled_alike(sandbox, ledger):
 def test_the_wrapper_sits_on_langgraphs_tool_node(sandbox, ledger):
     """The cheap way (no middleware) works with the installed LangGraph; if an upgrade moves
     the attribute, agents still work through middleware, but this test says so."""
-    from meshagent.agent_loop import build_agent
+    from meshagent.runtime.agent_loop import build_agent
 
     runtime = make_runtime(sandbox, ledger, scripted())
     spec = agent(GATED)
@@ -547,9 +547,9 @@ def test_the_wrapper_sits_on_langgraphs_tool_node(sandbox, ledger):
 
 
 def test_through_middleware_every_attempt_is_handled_alike(sandbox, ledger, monkeypatch):
-    import meshagent.agent_loop
+    import meshagent.runtime.agent_loop
 
-    monkeypatch.setattr(meshagent.agent_loop, "_wrap_tool_node", lambda graph, wrap: False)
+    monkeypatch.setattr(meshagent.runtime.agent_loop, "_wrap_tool_node", lambda graph, wrap: False)
     model = ScriptedChatModel(
         responses=[
             AIMessage(

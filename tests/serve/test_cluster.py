@@ -19,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from meshagent.fleet.scheduler import ANCHOR
 from meshagent.ledger.schema import claims, entries
 from meshagent.ledger.store import Ledger
-from meshagent.scheduler import ANCHOR
 from tests.serve.conftest import write_agent
 
 AGENTS = 50

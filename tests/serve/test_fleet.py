@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from meshagent.agentfile.loader import load_agent
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError
+from meshagent.fleet.scheduler import Fleet
+from meshagent.fleet.server import single_replica_lock
 from meshagent.ledger.schema import claims, entries
-from meshagent.loader import load_agent
 from meshagent.models import ScriptedChatModel
-from meshagent.runtime import Runtime
-from meshagent.scheduler import Fleet
-from meshagent.server import single_replica_lock
+from meshagent.runtime.runner import Runtime
 from tests.serve.conftest import write_agent
 
 #: The reason of fires a late-waking loop skipped: on a loaded machine, any test may see it.

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from meshagent.cli import app
+from meshagent.cli.main import app
 from meshagent.ledger.schema import entries
 from meshagent.ledger.store import Ledger
 from tests.serve.conftest import write_agent

@@ -7,10 +7,10 @@ import textwrap
 import time
 from typing import Any
 
-from meshagent.approval_asks import APPROVE, REASON_BLOCK, REASON_INPUT, REJECT, REJECT_VIEW
+from meshagent.agentfile.loader import parse_agent
+from meshagent.agentfile.spec import AgentSpec
+from meshagent.approvals.asks import APPROVE, REASON_BLOCK, REASON_INPUT, REJECT, REJECT_VIEW
 from meshagent.ledger import approvals as store
-from meshagent.loader import parse_agent
-from meshagent.spec import AgentSpec
 from tests.slack.conftest import click
 
 NUDGE = """\

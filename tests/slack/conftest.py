@@ -23,12 +23,12 @@ import httpx
 import pytest
 import uvicorn
 
+from meshagent.agentfile.loader import load_agent, parse_agent
+from meshagent.agentfile.spec import AgentSpec
 from meshagent.config import Config
 from meshagent.ledger.store import Ledger
-from meshagent.loader import load_agent, parse_agent
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.slack import SlackApp
-from meshagent.spec import AgentSpec
 
 SECRET = "test-signing-secret-0123456789abcdef"
 APP_TOKEN = "xapp-1-A0MESH-test"

@@ -180,8 +180,8 @@ def test_serve_expires_unanswered_requests_and_says_so_in_slack(sandbox, ledger,
     from datetime import UTC, datetime, timedelta
 
     from meshagent.config import Config
-    from meshagent.runtime import Runtime
-    from meshagent.server import create_app
+    from meshagent.fleet.server import create_app
+    from meshagent.runtime.runner import Runtime
 
     spec = nudge(sandbox)
     staging = serve(make_app(sandbox, ledger, [spec]))

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import select
 
+from meshagent.fleet.server import GC_YOUNG_THRESHOLD
 from meshagent.ledger.schema import entries, outcomes
-from meshagent.server import GC_YOUNG_THRESHOLD
 from meshagent.slack.acks import AcksFirst
 from tests.slack.conftest import (
     ASK,

@@ -116,7 +116,7 @@ def test_http_mode_needs_the_signing_secret(sandbox, ledger):
 
 def test_the_bot_token_is_required(sandbox, ledger):
     from meshagent.config import Config
-    from meshagent.runtime import Runtime
+    from meshagent.runtime.runner import Runtime
     from meshagent.slack import SlackApp
 
     config = Config(ledger_url=ledger.url)

@@ -11,8 +11,8 @@ import textwrap
 import yaml
 from typer.testing import CliRunner
 
+from meshagent.cli.slack import app
 from meshagent.config import Config
-from meshagent.slack.cli import app
 from tests.slack.conftest import ASK, SCHEDULED_ONLY, STANDUP
 
 
@@ -69,7 +69,7 @@ def test_a_url_must_be_https(tmp_path):
 
 
 def test_the_cli_module_does_not_load_slack_bolt():
-    code = "import sys, meshagent.slack.cli; print('slack_bolt' in sys.modules)"
+    code = "import sys, meshagent.cli.slack; print('slack_bolt' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -114,7 +114,7 @@ def test_a_slash_name_slack_keeps_gets_no_command_and_a_warning(tmp_path):
 
 def test_example_agents_descriptions_are_whole():
     """An unquoted ` #` starts a YAML comment: the command's description would stop there."""
-    from meshagent.loader import load_agent
+    from meshagent.agentfile.loader import load_agent
 
     for path in sorted(STANDUP.parent.glob("*.yaml")):
         [line] = [ln for ln in path.read_text().splitlines() if ln.startswith("description: ")]

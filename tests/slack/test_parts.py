@@ -10,10 +10,10 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from meshagent.actions import Outcome
+from meshagent.agentfile.loader import parse_agent
 from meshagent.exceptions import RunError
 from meshagent.ledger.records import Usage
-from meshagent.loader import parse_agent
-from meshagent.runtime import RunResult
+from meshagent.runtime.runner import RunResult
 from meshagent.slack.access import Caller, Directory, check_access
 from meshagent.slack.commands import parse_inputs
 from meshagent.slack.feedback import reaction_vote

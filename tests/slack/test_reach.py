@@ -46,7 +46,7 @@ def test_the_asker_s_vote_judges_the_answer_only_they_saw(sandbox, ledger, serve
     from datetime import UTC, datetime, timedelta
 
     from meshagent.config import Config
-    from meshagent.followup import follow_up
+    from meshagent.fleet.followup import follow_up
 
     served = serve(make_app(sandbox, ledger, agents(sandbox, ASK)))
     served.command(sandbox, "ask anything?", user="U0BOB0002")

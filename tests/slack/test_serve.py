@@ -17,8 +17,8 @@ import pytest
 
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError
-from meshagent.runtime import Runtime
-from meshagent.server import create_app, metrics_text
+from meshagent.fleet.server import create_app, metrics_text
+from meshagent.runtime.runner import Runtime
 from tests.serve.test_cluster import _free_port, _wait_ready
 from tests.slack.conftest import ASK, SECRET, command, form, response_posts, sign, texts
 
@@ -120,7 +120,7 @@ def test_an_app_token_without_the_bot_token_is_refused(sandbox, ledger, tmp_path
 
 
 def test_the_bot_token_alone_turns_no_slack_app_on_and_says_so(sandbox, ledger, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="meshagent.server")
+    caplog.set_level(logging.INFO, logger="meshagent.fleet.server")
     app = _serve_app(sandbox, ledger, tmp_path)
     assert app.state.slack is None
     assert "Slack app off: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)" in (

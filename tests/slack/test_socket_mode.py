@@ -14,7 +14,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from meshagent.config import Config
 from meshagent.exceptions import ConfigError
-from meshagent.runtime import Runtime
+from meshagent.runtime.runner import Runtime
 from meshagent.slack import SlackApp
 from tests.slack.conftest import (
     ASK,
