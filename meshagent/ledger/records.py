@@ -126,15 +126,8 @@ class Outcome:
         """The ledger's record of an action's outcome (``meshagent.actions.Outcome``), its reach
         as the connector knew it: read by field, so that the connector interface, below the
         ledger, never imports it."""
-        return cls(
-            made.kind,
-            made.reference,
-            made.url,
-            audience=made.audience,
-            audience_size=made.audience_size,
-            reaches_others=made.reaches_others,
-            reach_detail=made.reach_detail,
-        )
+        reach = ("audience", "audience_size", "reaches_others", "reach_detail")
+        return cls(made.kind, made.reference, made.url, **{n: getattr(made, n) for n in reach})
 
     @property
     def delivered(self) -> bool:

@@ -18,6 +18,7 @@ waits on the database.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Mapping
@@ -504,12 +505,23 @@ async def run_agent(
 ) -> RunResult:
     """Run one task of ``spec`` now (see :class:`Runtime` to run many with shared state).
 
-    `options` are `Runtime.run`'s: trigger ("api"), triggered_by, inputs, dry_run, model.
+    `options` are `Runtime.run`'s (``RUN_OPTIONS``): trigger ("api"), triggered_by, inputs, dry_run,
+    model, scheduled_for and idempotency_key.
     Calls with the same settings share one runtime and one ledger per process (``kept``), so a
     call pays for the task and not for opening the ledger and warming models and clients.
     """
+    unknown = options.keys() - RUN_OPTIONS
+    if unknown:  # before a runtime is made or a ledger opened for a call that cannot run
+        raise TypeError(
+            f"run_agent() got unexpected keyword arguments {', '.join(sorted(unknown))}; it takes "
+            f"config, ledger, chat_model, env and Runtime.run's {', '.join(sorted(RUN_OPTIONS))}"
+        )
     runtime = await kept(config, ledger=ledger, chat_model=chat_model, env=env)
     return await runtime.run(spec, **options)
+
+
+#: The keyword arguments ``run_agent`` hands to ``Runtime.run``.
+RUN_OPTIONS = frozenset(inspect.signature(Runtime.run).parameters) - {"self", "spec"}
 
 
 @dataclass

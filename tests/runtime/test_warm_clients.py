@@ -9,6 +9,7 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from importlib import import_module
 
@@ -265,6 +266,21 @@ def test_run_agent_follows_a_changed_ledger_url(tmp_path):
     for config, runs in ((first, 2), (second, 1)):
         with Ledger.open(config.ledger_url, migrate=False) as ledger:
             assert ledger.count() == runs
+
+
+def test_run_agent_refuses_an_unknown_option_before_it_opens_a_ledger(tmp_path):
+    spec = agent(QUIET)
+    config = Config(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    with pytest.raises(TypeError, match="dryrun") as raised:
+        asyncio.run(run_agent(spec, config=config, dryrun=True, env={}))
+    assert "dry_run" in str(raised.value)  # what it does take, to correct the spelling
+    assert not list(tmp_path.iterdir())  # no ledger made for a call that cannot run
+    model = ScriptedChatModel(responses=[{"content": "Hello."}])
+    at = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    result = asyncio.run(
+        run_agent(spec, config=config, chat_model=model, env={}, dry_run=True, scheduled_for=at)
+    )
+    assert result.status == "ok", result.error
 
 
 def test_run_agent_resolves_its_model_again_when_the_api_key_changes(tmp_path, monkeypatch):
