@@ -8,6 +8,11 @@ it needs to, see `Ledger.open_run`). While one transaction commits, the next
 callers queue, so a thousand runs opening at once cost a few commits, not a thousand. A step that
 fails on its own (a closed entry, a value the database refuses) fails only its caller, and the
 others are committed without it; a transaction that cannot commit fails every caller in it.
+
+The writer runs beside an event loop that may have requests to answer quickly (Slack's acks),
+and its Python work takes the interpreter from that loop in slices. Given an ``idle`` event
+(`yield_to`), it lets them go first: while the event is clear it ends its transaction after the
+step it is running, and starts the next once the event is set again, or after ``max_wait``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -74,8 +80,17 @@ class GroupCommit:
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._idle: threading.Event | None = None
+        self._max_wait = 0.0
         self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
         self._thread.start()
+
+    def yield_to(self, idle: threading.Event, *, max_wait: float) -> None:
+        """Let other work go first while ``idle`` is clear: the writer commits what it has done
+        after the step it is running and waits for ``idle`` before its next transaction, for at
+        most ``max_wait`` seconds; after that wait it commits a whole batch whatever ``idle``
+        says, so that a steady stream of such work slows the writes but never starves them."""
+        self._idle, self._max_wait = idle, max_wait
 
     def submit(self, step: Step[T], *, what: str, durable: bool = True) -> Future[T]:
         """Queue `step`; its future gives the step's result once its transaction committed."""
@@ -110,35 +125,62 @@ class GroupCommit:
         self._thread.join()
 
     def _run(self) -> None:
+        carried: list[_Pending] = []  # steps a transaction that yielded left for the next
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
+                while not self._pending and not carried and not self._closed:
                     self._cond.wait()
-                if not self._pending:
+                if not self._pending and not carried:
                     return
-                batch = self._pending[: self.max_steps]
-                del self._pending[: self.max_steps]
+            # What a yielding transaction left goes whole into the next one: a write yields
+            # once, for at most max_wait, however often the idle event flickers.
+            patient = self._waited_for_idle() and not carried
+            with self._cond:
+                room = max(self.max_steps - len(carried), 0)
+                batch = self._pending[:room]
+                del self._pending[:room]
             # A caller that gave up (a cancelled task) before its turn is left out.
-            self._commit([p for p in batch if p.wanted()])
+            wanted = carried + [p for p in batch if p.wanted()]
+            carried = self._commit(wanted, self._busy if patient else None)
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _busy(self) -> bool:
+        """Whether the idle event is clear: other work wants the interpreter now."""
+        idle = self._idle
+        return idle is not None and not idle.is_set()
+
+    def _waited_for_idle(self) -> bool:
+        """Wait for the idle event (if any) unless closing; False when ``max_wait`` ran out."""
+        idle = self._idle
+        if idle is None or idle.is_set() or self._closed:
+            return True
+        return idle.wait(self._max_wait)
+
+    def _commit(
+        self, batch: list[_Pending], stop: Callable[[], bool] | None = None
+    ) -> list[_Pending]:
+        """Commit the steps of `batch` and answer their callers; the ones `stop` left out."""
         while batch:
             steps = [self._guarded(at, pending) for at, pending in enumerate(batch)]
             what = " and ".join(dict.fromkeys(pending.what for pending in batch))
             durable = any(pending.durable for pending in batch)
             try:
                 results = self.ledger.transact(
-                    partial(run_steps, steps=steps), what=what, durable=durable
+                    partial(run_steps, steps=steps, stop=stop), what=what, durable=durable
                 )
             except _StepFailed as failed:
                 _answer([(batch.pop(failed.index), failed.error, True)])
                 continue
             except BaseException as exc:  # noqa: BLE001 - handed to every caller in it
                 _answer([(pending, exc, True) for pending in batch])
-                return
+                return []
             self.transactions += 1
-            _answer([(p, result, False) for p, result in zip(batch, results, strict=True)])
-            return
+            done = len(results)
+            if stop is not None and stop():
+                # Its callers go on on the busy event loop: once it is idle again.
+                self._waited_for_idle()
+            _answer([(p, result, False) for p, result in zip(batch, results, strict=False)])
+            return batch[done:]
+        return []
 
     def _guarded(self, at: int, pending: _Pending) -> Step[Any]:
         url = self.ledger.url

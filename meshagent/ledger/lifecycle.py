@@ -97,10 +97,21 @@ class Batch:
         rollup.apply_deltas(connection, self.deltas)
 
 
-def run_steps(connection: Connection, steps: Sequence[Step[Any]]) -> list[Any]:
-    """Run `steps` in order in the connection's transaction; their results, in order."""
+def run_steps(
+    connection: Connection, steps: Sequence[Step[Any]], stop: Callable[[], bool] | None = None
+) -> list[Any]:
+    """Run `steps` in order in the connection's transaction; their results, in order.
+
+    With `stop`, asked before each step after the first: once it says True, the steps left are
+    not run (their results are missing from the end of the list) and the transaction ends with
+    the ones that were.
+    """
     batch = Batch()
-    results = [step(connection, batch) for step in steps]
+    results = []
+    for step in steps:
+        if results and stop is not None and stop():
+            break
+        results.append(step(connection, batch))
     batch.finish(connection)
     return results
 

@@ -62,6 +62,7 @@ class Ledger:
         # no read back, and the close writes the whole row, so the row is what was hashed.
         self._rows: dict[str, dict[str, Any]] = {}
         self._group: GroupCommit | None = None
+        self._yield_to: tuple[threading.Event, float] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -430,7 +431,17 @@ class Ledger:
         with self._lock:
             if self._group is None:
                 self._group = GroupCommit(self)
+                if self._yield_to is not None:
+                    self._group.yield_to(self._yield_to[0], max_wait=self._yield_to[1])
             return self._group
+
+    def yield_writes_to(self, idle: threading.Event, *, max_wait: float) -> None:
+        """Let the group commit's writes wait while ``idle`` is clear (requests being answered
+        on an event loop beside it), for at most ``max_wait`` seconds: `GroupCommit.yield_to`."""
+        with self._lock:
+            self._yield_to = (idle, max_wait)
+            if self._group is not None:
+                self._group.yield_to(idle, max_wait=max_wait)
 
     # -- helpers ----------------------------------------------------------------------------
 

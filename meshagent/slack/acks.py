@@ -7,13 +7,14 @@ arriving: measured on a burst of 200 commands, the runs and their posts took mor
 than the acks. Nothing waits on that work but its own user, who already has the ack's "running
 <agent>…". So it waits until no request has been answered or arrived for ``quiet`` seconds,
 for at most ``max_wait`` seconds, so that a steady stream of requests delays it but never
-starves it.
+starves it. The ledger's writes yield to the same gate (``idle``, for its writer thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 
 __all__ = ["AcksFirst"]
@@ -28,13 +29,19 @@ class AcksFirst:
         self.answering = 0
         self._open = asyncio.Event()
         self._open.set()
+        #: The same gate for threads (the ledger's group commit, `GroupCommit.yield_to`): set
+        #: while no request is being answered.
+        self.idle = threading.Event()
+        self.idle.set()
         self._timer: asyncio.TimerHandle | None = None
 
     @contextlib.contextmanager
     def answering_one(self) -> Iterator[None]:
         """Around the handling of one request, up to its acknowledgement."""
         self.answering += 1
-        self._open.clear()
+        if self._open.is_set():
+            self._open.clear()
+            self.idle.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -44,7 +51,11 @@ class AcksFirst:
             self.answering -= 1
             if not self.answering:
                 loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(self.quiet, self._open.set)
+                self._timer = loop.call_later(self.quiet, self._opened)
+
+    def _opened(self) -> None:
+        self._open.set()
+        self.idle.set()
 
     async def settled(self) -> None:
         """Return once requests stopped for ``quiet`` seconds, or after ``max_wait`` seconds."""

@@ -152,6 +152,8 @@ class SlackApp:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.acks = AcksFirst()  # background work waits for the acks in flight
         self.commands.settled = lambda: self.acks.settled()
+        # and so do the ledger's writes on its group commit's thread (runs, answers)
+        self.ledger.yield_writes_to(self.acks.idle, max_wait=self.acks.max_wait)
         self._socket: Any = None
         self._listen()
 

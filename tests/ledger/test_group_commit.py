@@ -296,3 +296,66 @@ def test_one_idempotency_key_opens_one_entry_even_within_one_transaction(ledger)
     assert len(set(run_ids)) == 1 and ledger.count() == 1
     assert ledger.open_run("digest", run_id=run_ids[0]) == run_ids[0]  # a taken run id too
     assert ledger.count() == 1
+
+
+# -- yielding to requests being answered beside the writer (Slack's acks) --------------------
+
+
+def _steps_behind(group, gate: threading.Event, count: int, step):
+    """Queue ``count`` steps behind one that holds the writer until all are queued, so that
+    they share a transaction; their futures."""
+    group.submit(lambda connection, batch: gate.wait(5), what="hold")
+    futures = [group.submit(step(at), what="step") for at in range(count)]
+    gate.set()
+    return futures
+
+
+def test_a_transaction_yields_after_its_step_while_the_loop_is_busy(ledger):
+    """A request arriving (the idle event cleared) ends the writer's transaction after the step
+    it is running; its callers hear back, and the rest runs, once the loop is idle again."""
+    idle = threading.Event()
+    idle.set()
+    ledger.yield_writes_to(idle, max_wait=10.0)
+    group = ledger.group_commit()
+    ran: list[int] = []
+
+    def step(at: int):
+        def run(connection, batch) -> int:
+            ran.append(at)
+            if at == 2:
+                idle.clear()  # a request arrives while step 2 runs
+            return at * 10
+
+        return run
+
+    futures = _steps_behind(group, threading.Event(), 8, step)
+    time.sleep(0.5)
+    assert ran == [0, 1, 2]  # nothing after the step that was running
+    assert not any(f.done() for f in futures)  # committed, told once the loop is idle
+    idle.set()
+    assert [f.result(timeout=5) for f in futures] == [at * 10 for at in range(8)]
+    assert ran == list(range(8))
+
+
+def test_a_write_waits_for_a_busy_loop_at_most_max_wait(ledger):
+    """Requests that never stop slow the writes down by max_wait, never starve them: after
+    waiting once, the writer commits its whole batch whatever the event says."""
+    idle = threading.Event()  # clear, and never set
+    ledger.yield_writes_to(idle, max_wait=0.3)
+    group = ledger.group_commit()
+    started = time.monotonic()
+
+    def step(at: int):
+        return lambda connection, batch: at
+
+    futures = _steps_behind(group, threading.Event(), 20, step)
+    assert [f.result(timeout=10) for f in futures] == list(range(20))
+    assert 0.3 <= time.monotonic() - started < 3  # one wait of at most max_wait, then all of it
+
+
+def test_a_writer_with_nothing_to_yield_to_never_waits(ledger):
+    group = ledger.group_commit()
+    started = time.monotonic()
+    futures = _steps_behind(group, threading.Event(), 50, lambda at: lambda c, b: at)
+    assert [f.result(timeout=5) for f in futures] == list(range(50))
+    assert time.monotonic() - started < 2

@@ -216,3 +216,22 @@ def test_serve_collects_garbage_less_often_while_it_runs(sandbox, ledger, tmp_pa
     assert served.command(sandbox, "help").status_code == 200
     served.stop()
     assert gc.get_threshold() == before  # the process's own setting, back when serve stops
+
+
+def test_the_ledgers_writes_wait_for_the_requests_being_answered(sandbox, ledger):
+    """The group commit's thread yields to the Slack app's acknowledgements as the background
+    runs do: a write queued while a request is answered commits once requests stop."""
+    app = make_app(sandbox, ledger, agents(sandbox, ASK))
+
+    async def scenario() -> tuple[bool, str]:
+        with app.acks.answering_one():
+            write = asyncio.ensure_future(ledger.aopen_run("ask", owner="alice@example.com"))
+            await asyncio.sleep(0.3)  # ample for a group commit, within the cap of a second
+            held = not write.done()
+        assert not app.acks.idle.is_set()  # until the quiet moment after the last one
+        return held, await asyncio.wait_for(write, 5)
+
+    held, run_id = asyncio.run(scenario())
+    assert held and run_id
+    assert app.acks.idle.is_set()
+    assert ledger.count() == 1
