@@ -15,15 +15,15 @@ application loses nothing; a power cut or a crash of the database server may los
 of its last moments (without corrupting anything), which would let a request that somebody
 captured in those moments be replayed within the rest of its five minutes.
 
-On a SQLite file, `NonceClaims.claim` first tries the claims gathered in one turn of the event
-loop on the loop itself, in one transaction that does not wait for the write lock (tens of
+On a SQLite file, `NonceClaims.claim` first tries the claims gathered over ``CLAIM_WINDOW_SECONDS``
+on the event loop itself, in one transaction that does not wait for the write lock (tens of
 microseconds, on a sqlite3 connection of its own): handed to a thread, a claim waited for that
 thread to get the interpreter back from a busy event loop, several times per transaction, and
 behind the write lock the runs' group commits hold, 100-750 ms in a burst of 200 commands. When
 another writer holds the lock, the claims go to the thread, which waits for it as before. Either
 way a claim returns once committed, in the one table every process on the database shares.
 On PostgreSQL the loop awaits the claim on an asyncio connection of its own, one statement per
-turn, and hands it to the thread only when that connection fails or is slow (half a second).
+window, and hands it to the thread only when that connection fails or is slow (half a second).
 
 On a SQLite file, `NonceClaims` keeps its claims in a database of their own beside the ledger's
 (`store_path`: ``ledger.db.nonces`` beside ``ledger.db``), which every process on that ledger
@@ -75,6 +75,14 @@ __all__ = ["NonceClaims", "claim", "claim_keys", "nonce_key", "purge", "store_pa
 #: How long a claim may wait for a database that is locked or restarting, by default: a request
 #: that waits on it has to be answered within Slack's 3 seconds.
 CLAIM_DEADLINE_SECONDS = 2.0
+
+#: How long the first claim of a burst waits for others to share its transaction. A burst of
+#: slash commands reaches the event loop in batches, or one connection per turn once the loop is
+#: busy with the tail of the previous burst: claimed turn by turn, each in a transaction of its
+#: own, 200 commands took 190 transactions and the loop twice the time per acknowledgement
+#: (bench_slack: rounds of 100-140 ms against 50-60). Two milliseconds are nothing against
+#: Slack's three seconds.
+CLAIM_WINDOW_SECONDS = 0.002
 
 
 def nonce_key(kind: str, value: str) -> str:
@@ -404,14 +412,14 @@ class NonceClaims:
             self._cond.notify()
 
     async def claim(self, keys: Mapping[str, datetime], *, now: datetime) -> set[str]:
-        """Claim ``keys`` with the other claims of this turn of the event loop; returns the
-        keys claimed, once committed."""
+        """Claim ``keys`` with the other claims made on the event loop in the next
+        ``CLAIM_WINDOW_SECONDS``; returns the keys claimed, once committed."""
         if self._loop_claims is None:
             return await asyncio.wrap_future(self.submit(keys, now=now))
         pending = _Pending(dict(keys), now)
         self._this_turn.append(pending)
-        if len(self._this_turn) == 1:  # the first of this turn: claim them all at its end
-            asyncio.get_running_loop().call_soon(self._claim_this_turn)
+        if len(self._this_turn) == 1:  # the first of a window: claim them all at its end
+            asyncio.get_running_loop().call_later(CLAIM_WINDOW_SECONDS, self._claim_this_turn)
         return await asyncio.wrap_future(pending.future)
 
     def _claim_this_turn(self) -> None:

@@ -175,6 +175,29 @@ def test_on_a_sqlite_file_one_turn_of_the_loop_is_one_transaction_made_on_the_lo
             claims.close()
 
 
+def test_claims_arriving_turn_by_turn_within_the_window_share_one_transaction(sqlite_url):
+    """A loop busy with other work takes a burst's requests one per turn: their claims still
+    go together, those of the next ``CLAIM_WINDOW_SECONDS``, and a later one goes alone."""
+    with Ledger.open(sqlite_url) as ledger:
+        claims = NonceClaims(ledger)
+
+        async def trickle() -> list[set[str]]:
+            asks = []
+            for n in range(20):
+                asks.append(asyncio.ensure_future(claims.claim({f"t{n}": LATER}, now=NOW)))
+                await asyncio.sleep(0)  # each in a turn of its own
+            got = await asyncio.gather(*asks)
+            await asyncio.sleep(nonce_module.CLAIM_WINDOW_SECONDS * 5)
+            return [*got, await claims.claim({"late": LATER}, now=NOW)]
+
+        try:
+            got = asyncio.run(trickle())
+            assert got == [{f"t{n}"} for n in range(20)] + [{"late"}]
+            assert claims.batches == 2
+        finally:
+            claims.close()
+
+
 def test_on_a_sqlite_file_claims_live_beside_it_and_never_wait_for_the_ledgers_writers(
     tmp_path,
 ):
