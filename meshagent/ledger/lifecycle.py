@@ -39,12 +39,6 @@ _INSERT_NEW = {
     "sqlite": sqlite.insert(entries).on_conflict_do_nothing(),
     "postgresql": postgresql.insert(entries).on_conflict_do_nothing(),
 }
-_HAS_OUTCOME = select(outcomes.c.id).where(
-    outcomes.c.run_id == bindparam("run_id"),
-    outcomes.c.kind == bindparam("kind"),
-    outcomes.c.ref == bindparam("ref"),
-)
-_INSERT_OUTCOME = outcomes.insert()
 _UPDATE_RUNNING = update(entries).where(
     entries.c.run_id == bindparam("where_run_id"), entries.c.status == bindparam("where_status")
 )
@@ -67,6 +61,37 @@ _ANNOTATIONS = select(
     .scalar_subquery(),
 )
 _INSERT_EVENTS = events.insert()
+# A close's update of the running entry, answering in the same round trip what the rollup needs
+# (whether the run had a result before this close, and its votes); no row: it was not running.
+_RUN_ID = bindparam("where_run_id")
+_CLOSE_RUNNING = _UPDATE_RUNNING.returning(
+    exists().where(and_(outcomes.c.run_id == _RUN_ID, outcomes.c.kind != bindparam("planned"))),
+    *(
+        select(func.coalesce(func.sum(case((feedback.c.vote == vote, 1), else_=0)), 0))
+        .where(feedback.c.run_id == _RUN_ID)
+        .scalar_subquery()
+        for vote in (1, -1)
+    ),
+)
+# An outcome unless the run has it already (a retry, or added before the close), in one
+# statement, one per set of columns.
+_NEW_OUTCOME: dict[tuple[str, ...], Any] = {}
+
+
+def _new_outcome(columns: tuple[str, ...]) -> Any:
+    statement = _NEW_OUTCOME.get(columns)
+    if statement is None:
+        same = exists().where(
+            outcomes.c.run_id == bindparam("run_id"),
+            outcomes.c.kind == bindparam("kind"),
+            outcomes.c.ref == bindparam("ref"),
+        )
+        row = select(*(bindparam(name, type_=outcomes.c[name].type) for name in columns))
+        statement = outcomes.insert().from_select(list(columns), row.where(~same))
+        _NEW_OUTCOME[columns] = statement
+    return statement
+
+
 # What a close writes: every column of the entry but its identity, so the row is what was hashed.
 _CLOSE_COLUMNS = tuple(c.name for c in entries.columns if c.name not in {"id", "run_id"})
 
@@ -163,11 +188,13 @@ def close_step(
             digest = chain.entry_hash(seq, previous, closed)
             params = {name: closed.get(name) for name in _CLOSE_COLUMNS}
             params.update(seq=seq, prev_hash=previous, entry_hash=digest)
-            params.update(where_run_id=run_id, where_status="running")
-            if execute(connection, _UPDATE_RUNNING, params).rowcount == 0:
+            params.update(where_run_id=run_id, where_status="running", planned=PLANNED)
+            found = execute(connection, _CLOSE_RUNNING, params).first()
+            if found is None:
                 if _closed_by(connection, run_id, attempts):
                     return  # a previous attempt committed but its answer was lost
                 raise not_open(connection, run_id)
+            had, pos, neg = found
         else:
             row = (
                 connection.execute(
@@ -187,17 +214,17 @@ def close_step(
                 .where(entries.c.run_id == run_id)
                 .values(**values, seq=seq, prev_hash=previous, entry_hash=digest)
             )
+            annotations = {"run_id": run_id, "planned": PLANNED}
+            had, pos, neg = execute(connection, _ANNOTATIONS, annotations).one()
         attempts.append(digest)
         batch.appended(seq, digest)
         for outcome in produced:  # unless already added (add_outcome before the close)
-            made = {"run_id": run_id, "kind": outcome.kind, "ref": outcome.ref}
-            if execute(connection, _HAS_OUTCOME, made).first() is None:
-                execute(connection, _INSERT_OUTCOME, outcome.row(run_id, now()))
+            made = outcome.row(run_id, now())
+            execute(connection, _new_outcome(tuple(made)), made)
         executemany(connection, _INSERT_EVENTS, event_rows(run_id, steps))
-        has_outcome, pos, neg = execute(
-            connection, _ANNOTATIONS, {"run_id": run_id, "planned": PLANNED}
-        ).one()
-        sums = rollup.entry_sums(closed, has_outcome=bool(has_outcome), pos=int(pos), neg=int(neg))
+        # What it had before this close, or a result this close added.
+        has_outcome = bool(had) or any(outcome.kind != PLANNED for outcome in produced)
+        sums = rollup.entry_sums(closed, has_outcome=has_outcome, pos=int(pos), neg=int(neg))
         rollup.add_delta(batch.deltas, rollup.daily_key(closed), sums)
 
     return step
