@@ -141,7 +141,16 @@ def test_a_loop_that_lags_loses_no_fire_silently(tmp_path, ledger):
     rows = _assert_every_fire_accounted_for(ledger, "tick", 1)
     coalesced = [r for r in rows if r["status"] == "missed"]
     assert coalesced, [(r["status"], r["error"]) for r in rows]
-    assert all(r["error"].startswith(LOOP_LAGGED) for r in coalesced), coalesced
+
+    # Woken late, it ran the latest fire. On a loaded machine two more true reasons occur: woken
+    # later still, beyond the grace time, it ran none; or the latest waited for a run of the
+    # agent that the blocked loop had held up.
+    def lagged(error: str) -> bool:
+        return error.startswith(
+            (LOOP_LAGGED, "the previous fire of this agent was still in progress")
+        ) or (error.startswith("started ") and "late, beyond the grace time" in error)
+
+    assert all(lagged(r["error"]) for r in coalesced), [r["error"] for r in coalesced]
     assert any("earlier fires coalesced into this one" in r["error"] for r in coalesced)
 
 
