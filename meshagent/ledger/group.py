@@ -132,9 +132,10 @@ class GroupCommit:
                     self._cond.wait()
                 if not self._pending and not carried:
                     return
-            # What a yielding transaction left goes whole into the next one: a write yields
-            # once, for at most max_wait, however often the idle event flickers.
-            patient = self._waited_for_idle() and not carried
+            # What a yielding transaction left goes whole into the next one, at once (that
+            # transaction waited for the loop already): a write yields once, for at most
+            # max_wait, however often the idle event flickers.
+            patient = not carried and self._waited_for_idle()
             with self._cond:
                 room = max(self.max_steps - len(carried), 0)
                 batch = self._pending[:room]

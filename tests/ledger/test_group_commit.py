@@ -359,3 +359,25 @@ def test_a_writer_with_nothing_to_yield_to_never_waits(ledger):
     futures = _steps_behind(group, threading.Event(), 50, lambda at: lambda c, b: at)
     assert [f.result(timeout=5) for f in futures] == list(range(50))
     assert time.monotonic() - started < 2
+
+
+def test_what_a_yielding_transaction_left_waits_for_a_busy_loop_once(ledger):
+    """Requests that never stop after one arrived mid-transaction: the callers of its part wait
+    at most max_wait, and the rest is committed right after, not after a second wait."""
+    idle = threading.Event()
+    idle.set()
+    ledger.yield_writes_to(idle, max_wait=0.5)
+    group = ledger.group_commit()
+
+    def step(at: int):
+        def run(connection, batch) -> int:
+            if at == 1:
+                idle.clear()  # and never set again
+            return at
+
+        return run
+
+    started = time.monotonic()
+    futures = _steps_behind(group, threading.Event(), 6, step)
+    assert [f.result(timeout=10) for f in futures] == list(range(6))
+    assert 0.5 <= time.monotonic() - started < 1.0  # one wait of max_wait, not two
