@@ -11,30 +11,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, select, update
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import rollup, rows
 from meshagent.ledger.engine import execute
-from meshagent.ledger.lifecycle import Batch, Step, run_steps
+from meshagent.ledger.lifecycle import Batch, Step, insert_outcome, run_steps
 from meshagent.ledger.records import PLANNED, Outcome
 from meshagent.ledger.schema import entries, feedback, outcomes
 
 if TYPE_CHECKING:
     from meshagent.ledger.access import LedgerAccess
 
-__all__ = ["add_feedback", "add_outcome", "annotations", "insert_outcome", "outcome_step"]
+__all__ = ["add_feedback", "add_outcome", "insert_outcome", "outcome_step"]
 
 
 # Compiled once per dialect (`engine.execute`): a burst of answers is written by the group
 # commit's thread, which takes the interpreter from the event loop acknowledging the next burst
 # for as long as Core spends building each statement.
-_SAME_OUTCOME = select(outcomes.c.id).where(
-    outcomes.c.run_id == bindparam("run_id"),
-    outcomes.c.kind == bindparam("kind"),
-    outcomes.c.ref == bindparam("ref"),
-)
-_NEW_OUTCOME = outcomes.insert()
 _HAS_RESULT = select(
     exists().where(
         and_(outcomes.c.run_id == bindparam("run_id"), outcomes.c.kind != bindparam("planned"))
@@ -42,34 +36,10 @@ _HAS_RESULT = select(
 )
 
 
-def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> bool:
-    """Insert `outcome` unless the run already has it (a retry); True when inserted."""
-    same = {"run_id": run_id, "kind": outcome.kind, "ref": outcome.ref}
-    if execute(connection, _SAME_OUTCOME, same).first() is not None:
-        return False
-    execute(connection, _NEW_OUTCOME, outcome.row(run_id, rows.now()))
-    return True
-
-
 def has_result(connection: Connection, run_id: str) -> bool:
     """Whether the run has an outcome that is not a plan."""
     found = execute(connection, _HAS_RESULT, {"run_id": run_id, "planned": PLANNED}).scalar()
     return bool(found)
-
-
-def annotations(connection: Connection, run_id: str) -> tuple[bool, int, int]:
-    """Whether the run has an outcome, and its positive and negative votes."""
-    has = connection.execute(
-        select(outcomes.c.id).where(outcomes.c.run_id == run_id, outcomes.c.kind != PLANNED)
-    ).first()
-    votes = dict(
-        connection.execute(
-            select(feedback.c.vote, func.count())
-            .where(feedback.c.run_id == run_id)
-            .group_by(feedback.c.vote)
-        ).all()
-    )
-    return has is not None, int(votes.get(1, 0)), int(votes.get(-1, 0))
 
 
 def _locked_entry(connection: Connection, run_id: str) -> dict:

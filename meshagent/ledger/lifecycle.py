@@ -23,7 +23,16 @@ from meshagent.ledger.rows import now
 from meshagent.ledger.schema import chain as chain_table
 from meshagent.ledger.schema import entries, events, feedback, outcomes
 
-__all__ = ["Batch", "Step", "close_step", "not_open", "open_step", "run_steps", "usage_step"]
+__all__ = [
+    "Batch",
+    "Step",
+    "close_step",
+    "insert_outcome",
+    "not_open",
+    "open_step",
+    "run_steps",
+    "usage_step",
+]
 
 T = TypeVar("T")
 Step = Callable[[Connection, "Batch"], T]
@@ -73,9 +82,15 @@ _CLOSE_RUNNING = _UPDATE_RUNNING.returning(
         for vote in (1, -1)
     ),
 )
-# An outcome unless the run has it already (a retry, or added before the close), in one
-# statement, one per set of columns.
+# An outcome unless the run has it already, in one statement, one per set of columns.
 _NEW_OUTCOME: dict[tuple[str, ...], Any] = {}
+
+
+def insert_outcome(connection: Connection, run_id: str, outcome: Outcome) -> bool:
+    """Insert `outcome` unless the run already has it (a retry, or added before a close); True
+    when inserted."""
+    made = outcome.row(run_id, now())
+    return execute(connection, _new_outcome(tuple(made)), made).rowcount == 1
 
 
 def _new_outcome(columns: tuple[str, ...]) -> Any:
@@ -219,8 +234,7 @@ def close_step(
         attempts.append(digest)
         batch.appended(seq, digest)
         for outcome in produced:  # unless already added (add_outcome before the close)
-            made = outcome.row(run_id, now())
-            execute(connection, _new_outcome(tuple(made)), made)
+            insert_outcome(connection, run_id, outcome)
         executemany(connection, _INSERT_EVENTS, event_rows(run_id, steps))
         # What it had before this close, or a result this close added.
         has_outcome = bool(had) or any(outcome.kind != PLANNED for outcome in produced)

@@ -151,7 +151,7 @@ class _OnTheLoop:
     connection is in use by another thread), and the caller hands the claims to a thread that
     waits. Values are converted by the columns' own types, as SQLAlchemy stores them.
 
-    The claims of a turn take a handful of statements whatever their number, each run in one
+    The claims of a window take a handful of statements whatever their number, each run in one
     step (the sqlite3 module lets go of the interpreter around every step, and getting it back
     from a thread that holds it takes up to 5 ms): within the write lock, the keys still live
     are read in one row, then every key is inserted, or renewed where expired, in one
@@ -377,7 +377,7 @@ class NonceClaims:
         if self._loop_claims is not None:
             weakref.finalize(self, self._loop_claims.close)
         self._tasks: set[asyncio.Task[Any]] = set()  # claims in flight on the loop (PostgreSQL)
-        self._this_turn: list[_Pending] = []  # claims asked for in this turn of the loop
+        self._this_window: list[_Pending] = []  # claims asked for in this window
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -417,13 +417,13 @@ class NonceClaims:
         if self._loop_claims is None:
             return await asyncio.wrap_future(self.submit(keys, now=now))
         pending = _Pending(dict(keys), now)
-        self._this_turn.append(pending)
-        if len(self._this_turn) == 1:  # the first of a window: claim them all at its end
-            asyncio.get_running_loop().call_later(CLAIM_WINDOW_SECONDS, self._claim_this_turn)
+        self._this_window.append(pending)
+        if len(self._this_window) == 1:  # the first of a window: claim them all at its end
+            asyncio.get_running_loop().call_later(CLAIM_WINDOW_SECONDS, self._claim_window)
         return await asyncio.wrap_future(pending.future)
 
-    def _claim_this_turn(self) -> None:
-        batch, self._this_turn = self._this_turn, []
+    def _claim_window(self) -> None:
+        batch, self._this_window = self._this_window, []
         batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
         if not batch:
             return
