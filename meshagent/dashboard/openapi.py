@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshagent.dashboard.agentpages import DEFAULT_SORT, SORTS
+
 __all__ = ["API_PATHS", "spec"]
 
 DECIMAL = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}
@@ -484,23 +486,9 @@ API_PATHS: dict[str, Any] = {
             *_FILTERS,
             _query(
                 "sort",
-                "Column to sort by (default value_per_dollar: the agents ranked by value per "
+                f"Column to sort by (default {DEFAULT_SORT}: the agents ranked by value per "
                 "dollar)",
-                {
-                    "enum": [
-                        "value_per_dollar",
-                        "agent",
-                        "accepted",
-                        "evidenced",
-                        "runs",
-                        "cost",
-                        "outcomes",
-                        "feedback",
-                        "value",
-                        "flags",
-                        "forecast",
-                    ]
-                },
+                {"enum": list(SORTS)},
             ),
             _query("order", "asc or desc (default)", {"enum": ["asc", "desc"]}),
         ],

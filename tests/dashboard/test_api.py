@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from meshagent.dashboard import views
+from meshagent.dashboard.agentpages import SORTS
 from meshagent.dashboard.views import jsonable, row_dict
 from meshagent.ledger import reports
 from meshagent.ledger.flags import flags
@@ -193,26 +194,15 @@ def test_an_owner_sees_their_own_agents_in_full_and_the_rest_folded(world, get):
     assert others[0]["people"] >= 5
 
 
-@pytest.mark.parametrize(
-    "sort",
-    [
-        "value_per_dollar",
-        "agent",
-        "runs",
-        "cost",
-        "outcomes",
-        "feedback",
-        "value",
-        "flags",
-        "forecast",
-    ],
-)
+@pytest.mark.parametrize("sort", SORTS)
 @pytest.mark.parametrize("order", ["asc", "desc"])
 def test_agents_sort_by_every_column_with_other_last(get, sort, order):
     rows = get(f"/api/agents?sort={sort}&order={order}", ADMIN).json()["rows"]
     key = {
         "value_per_dollar": "value_per_dollar",
         "agent": "agent",
+        "accepted": "accepted_outcomes",
+        "evidenced": "minutes_evidenced",
         "runs": "runs",
         "cost": "cost_usd",
         "outcomes": "runs_with_outcome",
