@@ -152,14 +152,23 @@ class SlackApp:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.acks = AcksFirst()  # background work waits for the acks in flight
         self.commands.settled = lambda: self.acks.settled()
-        # and so do the ledger's writes on its group commit's thread (runs, answers)
-        self.ledger.yield_writes_to(self.acks.idle, max_wait=self.acks.max_wait)
         self._socket: Any = None
         self._listen()
 
     @property
     def ledger(self) -> Any:
         return self.runtime.ledger
+
+    @property
+    def acks(self) -> AcksFirst:
+        """The gate background work waits at while requests are being answered."""
+        return self._acks
+
+    @acks.setter
+    def acks(self, acks: AcksFirst) -> None:
+        self._acks = acks
+        # The ledger's writes on its group commit's thread (runs, answers) wait at it too.
+        self.ledger.yield_writes_to(acks.idle, max_wait=acks.max_wait)
 
     @property
     def http_enabled(self) -> bool:

@@ -222,6 +222,7 @@ def test_the_ledgers_writes_wait_for_the_requests_being_answered(sandbox, ledger
     """The group commit's thread yields to the Slack app's acknowledgements as the background
     runs do: a write queued while a request is answered commits once requests stop."""
     app = make_app(sandbox, ledger, agents(sandbox, ASK))
+    app.acks = AcksFirst(quiet=0.05, max_wait=2.0)  # a gate given later is the one written at
 
     async def scenario() -> tuple[bool, str]:
         with app.acks.answering_one():
