@@ -158,10 +158,6 @@ class ActionUse(StrictModel):
             return {"action": name, "params": params}
         return data
 
-    def to_yaml(self) -> dict[str, Any]:
-        extra = {k: v for k, v in (("for_each", self.for_each), ("grant", self.grant)) if v}
-        return {self.action: self.params, **extra}
-
 
 class ScheduleTrigger(StrictModel):
     schedule: str

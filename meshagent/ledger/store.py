@@ -392,13 +392,6 @@ class Ledger:
         found = self.read(lambda c: c.execute(query).mappings().one_or_none(), what="read a run")
         return dict(found) if found is not None else None
 
-    def spent_since(self, agent: str, since: datetime) -> Decimal:
-        """What ``agent``'s runs started since ``since`` cost (known costs; running included)."""
-        query = select(func.coalesce(func.sum(entries.c.cost_usd), 0)).where(
-            entries.c.agent == agent, entries.c.started_at >= since
-        )
-        return Decimal(self.read(lambda c: c.execute(query).scalar(), what="read spend") or 0)
-
     def last_ok_input_hash(self, agent: str) -> str | None:
         """The input hash of ``agent``'s latest ok run, for skip_if_unchanged."""
         query = (
