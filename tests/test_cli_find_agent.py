@@ -104,14 +104,26 @@ def test_reads_only_the_files_that_can_define_the_agent_or_take_its_commands(tmp
 
 
 def test_a_quick_command_leaves_the_collector_as_it_found_it():
+    gc.unfreeze()  # whatever an earlier test in this process set aside
     assert gc.isenabled()
-    frozen = gc.get_freeze_count()
     with collector_paused():
         assert not gc.isenabled()
         kept = [object() for _ in range(10)]
         resume_collector()  # the start is over: the collector is on for the work
         assert gc.isenabled()
-        assert gc.get_freeze_count() > frozen
+        assert gc.get_freeze_count() > 0
     assert gc.isenabled()
-    assert gc.get_freeze_count() == frozen  # what was set aside is collectable again
+    assert gc.get_freeze_count() == 0  # what was set aside is collectable again
     assert kept
+
+
+def test_a_command_leaves_aside_what_the_program_around_it_set_aside():
+    gc.freeze()  # the program that runs the command (a server, a test) set its objects aside
+    frozen = gc.get_freeze_count()
+    try:
+        with collector_paused():
+            resume_collector()
+            assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen  # still aside: not handed back by the command
+    finally:
+        gc.unfreeze()

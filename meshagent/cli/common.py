@@ -152,6 +152,9 @@ def resume_collector() -> None:
     it aside (``gc.freeze``) and is on again for the work that follows, which then pays only for
     its own objects. Nothing to do when the collector was not paused by `collector_paused`."""
     if _PAUSED.get("was_on") and not gc.isenabled():
-        gc.freeze()
-        _PAUSED["frozen"] = True
+        # Only when nothing is set aside yet: handing back is all or nothing (``gc.unfreeze``),
+        # and what another part of the program set aside stays aside.
+        if not gc.get_freeze_count():
+            gc.freeze()
+            _PAUSED["frozen"] = True
         gc.enable()
