@@ -18,6 +18,7 @@ no price refuses further calls of that agent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -26,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, select, text
 
 from meshagent.ledger.engine import retrying, write_transaction
+from meshagent.ledger.lifecycle import Batch, Grouped, Step
 from meshagent.ledger.schema import entries, reservations
 from meshagent.ledger.types import utc
 
 if TYPE_CHECKING:
     from meshagent.ledger.access import LedgerAccess
-    from meshagent.ledger.lifecycle import Batch, Step
 
 __all__ = ["Standing", "day_of", "release_run", "releasing", "reserve", "standing"]
 
@@ -177,13 +178,31 @@ def reserve(
 def releasing(step: Step[Any], run_id: str) -> Step[Any]:
     """``step`` (a write of ``run_id``'s entry), then the release of the run's reservations, in
     the same transaction: the calls' costs replace what they reserved, all at once."""
+    return _Releasing(step, run_id)
 
-    def both(connection: Connection, batch: Batch) -> Any:
-        result = step(connection, batch)
-        release_run(connection, run_id)
+
+class _Releasing(Grouped):
+    """A write and the release that follows it; with others of its kind, all writes together,
+    then all releases in one statement."""
+
+    def __init__(self, step: Step[Any], run_id: str) -> None:
+        self.step, self.run_id = step, run_id
+        inner = getattr(step, "group", None)
+        self.group = None if inner is None else ("releasing", inner)
+
+    def __call__(self, connection: Connection, batch: Batch) -> Any:
+        result = self.step(connection, batch)
+        release_run(connection, self.run_id)
         return result
 
-    return both
+    def together(
+        self, connection: Connection, batch: Batch, steps: Sequence[_Releasing]
+    ) -> list[Any]:
+        assert isinstance(self.step, Grouped)
+        results = self.step.together(connection, batch, [each.step for each in steps])
+        ids = [each.run_id for each in steps]
+        connection.execute(delete(reservations).where(reservations.c.run_id.in_(ids)))
+        return results
 
 
 def release_run(connection: Connection, run_id: str) -> None:

@@ -32,11 +32,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, String, create_engine, event
 from sqlalchemy.engine import URL, CursorResult, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import TypeEngine
 
 from meshagent.config import mask_url as mask
 from meshagent.config.urls import WAL_SYNC_SECONDS, sync_problem
@@ -48,6 +49,7 @@ __all__ = [
     "executemany",
     "make_engine",
     "retrying",
+    "unbounded",
     "write_connection",
     "write_transaction",
 ]
@@ -254,7 +256,7 @@ class _Compiled:
         if self.plain and dialect.name == "postgresql" and isinstance(statement, Insert):
             types = {
                 name: dialect.type_compiler_instance.process(
-                    compiled.binds[name].type.dialect_impl(dialect)
+                    unbounded(compiled.binds[name].type.dialect_impl(dialect))
                 )
                 for name in names
             }
@@ -272,6 +274,18 @@ class _Compiled:
                 out[at] = process(out[at])
             converted.append(tuple(out) if positional else dict(zip(names, out, strict=True)))
         return converted
+
+
+def unbounded(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """`type_` for the elements of an array parameter: a string's length left out.
+
+    PostgreSQL cuts text silently when it is cast to VARCHAR(n) (``'abc'::varchar(2)`` is
+    ``'ab'``), where storing it in a VARCHAR(n) column refuses it: an array cast to the column's
+    own type would store a value other than the one given (and hashed, for an entry).
+    """
+    if isinstance(type_, String) and type_.length is not None:
+        return String()
+    return type_
 
 
 class _Unnest:

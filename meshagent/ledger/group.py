@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from meshagent.config import mask_url
 from meshagent.exceptions import LedgerError
 from meshagent.ledger.engine import first_line, is_transient
-from meshagent.ledger.lifecycle import Batch, Step, run_steps
+from meshagent.ledger.lifecycle import Apart, Step, run_steps
 
 if TYPE_CHECKING:
     from meshagent.ledger.access import LedgerAccess
@@ -159,15 +158,28 @@ class GroupCommit:
     def _commit(
         self, batch: list[_Pending], stop: Callable[[], bool] | None = None
     ) -> list[_Pending]:
-        """Commit the steps of `batch` and answer their callers; the ones `stop` left out."""
+        """Commit the steps of `batch` and answer their callers; the ones `stop` left out.
+
+        Steps of one kind run together (`lifecycle.run_steps`); when they cannot, the batch runs
+        again with each step alone, which says whose step failed.
+        """
+        together = True
         while batch:
-            steps = [self._guarded(at, pending) for at, pending in enumerate(batch)]
+            steps = [pending.step for pending in batch]
             what = " and ".join(dict.fromkeys(pending.what for pending in batch))
             durable = any(pending.durable for pending in batch)
+            work = partial(
+                run_steps,
+                steps=steps,
+                stop=stop,
+                together=together,
+                failed=partial(self._failed, batch),
+            )
             try:
-                results = self.ledger.transact(
-                    partial(run_steps, steps=steps, stop=stop), what=what, durable=durable
-                )
+                results = self.ledger.transact(work, what=what, durable=durable)
+            except Apart:
+                together = False
+                continue
             except _StepFailed as failed:
                 _answer([(batch.pop(failed.index), failed.error, True)])
                 continue
@@ -183,24 +195,18 @@ class GroupCommit:
             return batch[done:]
         return []
 
-    def _guarded(self, at: int, pending: _Pending) -> Step[Any]:
-        url = self.ledger.url
-
-        def step(connection: Connection, batch: Batch) -> Any:
-            try:
-                return pending.step(connection, batch)
-            except DBAPIError as exc:
-                if is_transient(exc):
-                    raise  # the whole transaction is retried
-                error = LedgerError(
-                    f"could not {pending.what} in ledger {mask_url(url)}: {first_line(exc)}"
-                )
-                error.__cause__ = exc
-                raise _StepFailed(at, error) from exc
-            except Exception as exc:
-                raise _StepFailed(at, exc) from exc
-
-        return step
+    def _failed(self, batch: list[_Pending], at: int, exc: Exception) -> None:
+        """A step's own failure fails its caller alone; a transient one, the transaction."""
+        if isinstance(exc, DBAPIError):
+            if is_transient(exc):
+                raise exc  # the whole transaction is retried
+            error = LedgerError(
+                f"could not {batch[at].what} in ledger {mask_url(self.ledger.url)}: "
+                f"{first_line(exc)}"
+            )
+            error.__cause__ = exc
+            raise _StepFailed(at, error) from exc
+        raise _StepFailed(at, exc) from exc
 
 
 def _answer(answers: list[tuple[_Pending, Any, bool]]) -> None:
