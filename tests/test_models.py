@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
+import re
 import time
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
@@ -160,6 +164,38 @@ def test_estimate_tokens_counts_non_ascii_and_line_breaks():
     assert estimate_tokens("数据库迁移") == 5
     assert estimate_tokens("a\nb") == 3
     assert estimate_tokens("a b") == 2
+    assert estimate_tokens("a \t\n\n  b") == 3  # one line break for the whole run
+    assert estimate_tokens("a\u00a0\nb") == 2  # the run starts with a no-break space: 0
+    assert estimate_tokens("é\u2028😀") == 2  # a Unicode line separator is whitespace
+
+
+_RUNS = re.compile(
+    r"(?P<letters>[A-Za-z]+)|(?P<digits>[0-9]+)|(?P<newline>[ \t\r\f\v]*\n\s*)|(?P<space>\s+)"
+    r"|(?P<wide>[^\x00-\x7f])|(?P<punct>[\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e]+)"
+)
+
+
+def _tokens_run_by_run(text: str) -> int:
+    """estimate_tokens' rules as its docstring states them, applied run by run."""
+    found = 0
+    for run in _RUNS.finditer(text):
+        width = {"letters": 7, "digits": 3, "punct": 3}.get(run.lastgroup or "")
+        if width is not None:
+            found += math.ceil(len(run.group()) / width)
+        elif run.lastgroup != "space":
+            found += 1  # a line break's run, or one wide character
+    return found
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet='aZq09 \t\n\r\x0b\x0c\x1c\x85\u00a0\u2028é中😀!"#{}~\x00\x07\x7f_-.,:'))
+def test_estimate_tokens_follows_its_rules_on_any_text(text):
+    assert estimate_tokens(text) == _tokens_run_by_run(text)
+
+
+def test_estimate_tokens_cuts_long_runs():
+    text = "abcdefghijklmno 1234567 !!!!!!! \n\n\n x"
+    assert estimate_tokens(text) == _tokens_run_by_run(text) == 3 + 3 + 3 + 1 + 1
 
 
 # ------------------------------------------------------------------ offline model
