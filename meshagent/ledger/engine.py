@@ -245,8 +245,17 @@ class _Compiled:
         self.sql = compiled.string
         self.positional = compiled.positional
         self.names = tuple(names)
-        # Python-side column defaults or binds that are not columns need Core's own handling.
-        self.plain = bool(names) and not compiled.insert_prefetch and set(names) <= set(keys)
+        # A bind the statement gives its own value (a literal such as coalesce(..., 0)) is
+        # sent with that value; Python-side column defaults, and binds that are neither given
+        # nor fixed, need Core's own handling.
+        binds = compiled.binds
+        self.fixed = {
+            name: binds[name].effective_value
+            for name in names
+            if name not in keys and not binds[name].required and binds[name].callable is None
+        }
+        given = set(keys) | set(self.fixed)
+        self.plain = bool(names) and not compiled.insert_prefetch and set(names) <= given
         processors = [
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in names
@@ -266,9 +275,9 @@ class _Compiled:
         """Each row's values in bind order, converted; tuples or dicts as the driver takes."""
         names, processors, converted = self.names, self.processors, []
         positional = positional or self.positional
-        get = operator.itemgetter(*names)
+        get, fixed = operator.itemgetter(*names), self.fixed
         for row in rows:
-            found = get(row)
+            found = get({**row, **fixed} if fixed else row)
             out = list(found) if len(names) > 1 else [found]
             for at, process in processors:
                 out[at] = process(out[at])

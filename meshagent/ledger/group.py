@@ -8,6 +8,8 @@ it needs to, see `Ledger.open_run`). While one transaction commits, the next
 callers queue, so a thousand runs opening at once cost a few commits, not a thousand. A step that
 fails on its own (a closed entry, a value the database refuses) fails only its caller, and the
 others are committed without it; a transaction that cannot commit fails every caller in it.
+Steps of one kind that follow each other run together, in one statement on PostgreSQL
+(`lifecycle.run_steps`); when they cannot, the transaction runs again with each step alone.
 
 The writer runs beside an event loop that may have requests to answer quickly (Slack's acks),
 and its Python work takes the interpreter from that loop in slices. Given an ``idle`` event
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -177,7 +181,8 @@ class GroupCommit:
             )
             try:
                 results = self.ledger.transact(work, what=what, durable=durable)
-            except Apart:
+            except Apart as apart:
+                log.debug("steps of %s could not run together (%s): each runs alone", what, apart)
                 together = False
                 continue
             except _StepFailed as failed:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import Integer, event, func, select
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import Ledger, Outcome, Usage, budget
@@ -198,3 +198,25 @@ def test_closes_together_release_their_budget_reservations(ledger):
     left = ledger.read(lambda c: c.execute(select(reservations.c.run_id)).scalars().all())
     assert left == [run_ids[0]]
     assert ledger.verify().ok and ledger.verify().checked == 5
+
+
+def test_a_statement_with_its_own_literals_runs_on_the_fast_path(ledger):
+    """`engine.execute` sends a literal's bind with the value the statement gave it (coalesce's
+    0, a case's 1), where it went through Core's parameter building on every call."""
+    from sqlalchemy import bindparam, case, literal
+
+    from meshagent.ledger.engine import _compiled_for, execute
+
+    statement = select(
+        func.coalesce(bindparam("given", type_=Integer), 7),
+        case((bindparam("vote", type_=Integer) == -1, literal("against")), else_="for"),
+    )
+    found = ledger.read(
+        lambda c: [
+            tuple(execute(c, statement, {"given": given, "vote": vote}).one())
+            for given, vote in ((None, -1), (3, 1))
+        ]
+    )
+    assert found == [(7, "against"), (3, "for")]
+    compiled = _compiled_for(statement, ledger.engine.dialect, ("given", "vote"))
+    assert compiled.plain and set(compiled.fixed.values()) == {7, -1, "against", "for"}
