@@ -40,7 +40,7 @@ from sqlalchemy.exc import DBAPIError
 
 from meshagent.exceptions import LedgerError
 from meshagent.ledger import chain, rollup
-from meshagent.ledger.engine import execute, executemany, is_transient, unbounded
+from meshagent.ledger.engine import execute, executemany, first_line, is_transient, unbounded
 from meshagent.ledger.records import PLANNED, Event, Outcome
 from meshagent.ledger.rows import now
 from meshagent.ledger.schema import chain as chain_table
@@ -262,7 +262,7 @@ def _as_group(work: Callable[[], T]) -> T:
     except DBAPIError as exc:
         if is_transient(exc):
             raise
-        raise Apart(str(exc)) from exc
+        raise Apart(first_line(exc)) from exc  # not the statement's parameters
     except Exception as exc:
         raise Apart(str(exc)) from exc
 
