@@ -1,12 +1,20 @@
-"""Ledger benchmark (not a test): write rate through the API against the raw insert rate, and
-the latency of the weekly report by team over a million entries, on SQLite and PostgreSQL.
+"""Ledger benchmark (not a test): write rate through the API against the raw insert rate, the
+latency of the weekly report by team over a million entries, and live runs writing as a fleet's
+do, on SQLite and PostgreSQL.
+
+Live runs: N asyncio tasks each open a run, write its usage twice and close it (with an outcome
+and an event), waiting a random 0.2-1 s, 0.2-1 s and 0-0.5 s between (a fixed seed), so that
+the group commit's transactions mix opens, usage writes and closes. Its makespan is printed
+beside the longest task's waits alone, with the statements and transactions it took.
 
     python bench/bench_ledger.py [--backend sqlite|postgresql|both] [--entries N] [--total N]
+                                 [--live N]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import statistics
 import tempfile
@@ -17,11 +25,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import event
 
 from meshagent.config import PrivacySettings
 from meshagent.ledger import BatchWriter, Cost, Ledger, Outcome, RunRecord, Usage, reports
 from meshagent.ledger.chain import GENESIS, entry_hash
 from meshagent.ledger.periods import Period
+from meshagent.ledger.records import Event
 from meshagent.ledger.rows import record_row
 from meshagent.ledger.schema import entries, outcomes
 
@@ -111,6 +121,50 @@ def report_latency(ledger: Ledger) -> float:
     return statistics.median(times) * 1000
 
 
+async def _live_run(ledger: Ledger, at: int, waits: tuple[float, float, float]) -> None:
+    run_id = await ledger.aopen_run(f"agent-{at % 50}", owner=f"person-{at % 80}", team="t")
+    await asyncio.sleep(waits[0])
+    await ledger.arecord_usage(run_id, Usage(input_tokens=900, model_calls=1))
+    await asyncio.sleep(waits[1])
+    await ledger.arecord_usage(run_id, Usage(input_tokens=700, model_calls=1))
+    await asyncio.sleep(waits[2])
+    await ledger.aclose_run(
+        run_id,
+        "ok",
+        usage=Usage(output_tokens=120),
+        outcomes=[Outcome("slack.message", f"C1/{at}")],
+        events=[Event("tool_call", "slack.post_message", f"call {at}")],
+    )
+
+
+def live(url: str, count: int) -> str:
+    """Live runs (the module's note) on the ledger at `url`: what they took, as a line."""
+    rng = random.Random(7)
+    waits = [(rng.uniform(0.2, 1), rng.uniform(0.2, 1), rng.uniform(0, 0.5)) for _ in range(count)]
+    floor = max(sum(each) for each in waits)
+    with Ledger.open(url) as ledger:
+        statements = 0
+
+        def counted(*_args: object) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(ledger.engine, "before_cursor_execute", counted)
+
+        async def all_of_them() -> float:
+            started = time.perf_counter()
+            await asyncio.gather(*(_live_run(ledger, at, w) for at, w in enumerate(waits)))
+            return time.perf_counter() - started
+
+        took = asyncio.run(all_of_them())
+        transactions = ledger.group_commit().transactions
+        assert ledger.verify().ok
+    return (
+        f"{count:,} live runs (open, 2 usage writes, close): {took:.2f} s, the waits alone "
+        f"{floor:.2f} s; {statements:,} statements in {transactions:,} transactions"
+    )
+
+
 def databases(backend: str, workdir: Path) -> tuple[str, str, list[str]]:
     if backend == "sqlite":
         return f"sqlite:///{workdir / 'api.db'}", f"sqlite:///{workdir / 'raw.db'}", []
@@ -121,10 +175,12 @@ def databases(backend: str, workdir: Path) -> tuple[str, str, list[str]]:
     return PG_URL.format(schemas[0]), PG_URL.format(schemas[1]), schemas
 
 
-def bench(backend: str, count: int, total: int) -> None:
+def bench(backend: str, count: int, total: int, live_runs: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         api_url, raw_url, schemas = databases(backend, Path(workdir))
         try:
+            if live_runs:
+                print(f"{backend}: {live(api_url, live_runs)}")
             with Ledger.open(api_url) as api, Ledger.open(raw_url) as raw:
                 records = make_records(count, seed=1)
                 api_per_s = api_rate(api, records)
@@ -152,9 +208,10 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--total", type=int, default=1_000_000)
+    parser.add_argument("--live", type=int, default=2000, help="live runs at once (0: none)")
     args = parser.parse_args()
     for backend in ("sqlite", "postgresql") if args.backend == "both" else (args.backend,):
-        bench(backend, args.entries, args.total)
+        bench(backend, args.entries, args.total, args.live)
 
 
 if __name__ == "__main__":

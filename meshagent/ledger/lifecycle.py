@@ -321,17 +321,24 @@ def _open_many(names: tuple[str, ...]) -> Any:
 
 def _update_many(kind: str, names: tuple[str, ...], answers: Callable[[], tuple[Any, ...]]) -> Any:
     """Update many running entries, each row's `names` to its values, matched by
-    ``where_run_id``; returns each updated row's position and `answers`."""
+    ``where_run_id``; returns each updated row's position and `answers`.
+
+    The status the entry must have comes with each row, like its run id, so the only way in is
+    the run id's unique index. Compared with one constant, it let the planner start from the
+    status index with statistics from when few entries were running: it then compared every
+    running entry with every row (1.45 million comparisons, 1.9 s, for 926 closes).
+    """
     statement = _MANY.get((kind, names))
     if statement is None:
         columns = {name: entries.c[name] for name in names}
-        rows = _arrays({**columns, "where_run_id": entries.c.run_id}, at="at")
+        matched = {"where_run_id": entries.c.run_id, "where_status": entries.c.status}
+        rows = _arrays({**columns, **matched}, at="at")
         statement = (
             update(entries)
             .values({name: rows.c[name] for name in names})
             .where(
                 entries.c.run_id == rows.c.where_run_id,
-                entries.c.status == bindparam("where_status"),
+                entries.c.status == rows.c.where_status,
             )
             .returning(rows.c.at, *answers())
         )
@@ -344,7 +351,8 @@ def _updated(
 ) -> dict[int, tuple[Any, ...]]:
     """Run an `_update_many` statement for `rows`; its answers by row position (from 0). Raises
     `Apart` unless every row was updated."""
-    found = execute(connection, statement, {**_columns(rows), "where_status": "running", **more})
+    values = {**_columns(rows), "where_status": ["running"] * len(rows), **more}
+    found = execute(connection, statement, values)
     answers = {int(row[0]) - 1: tuple(row[1:]) for row in found}
     if len(answers) != len(rows):
         raise Apart(f"{len(rows) - len(answers)} of {len(rows)} entries were not running")

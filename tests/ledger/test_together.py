@@ -3,10 +3,13 @@ and write exactly what they would have written alone; when one of them cannot, i
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg.sql
 import pytest
 from sqlalchemy import Integer, event, func, select
 
@@ -70,6 +73,26 @@ def statements(ledger: Ledger) -> list[str]:
     event.listen(ledger.engine, "before_cursor_execute", before)
     yield seen
     event.remove(ledger.engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def statements_of():
+    """A context manager: the (SQL, parameters) a ledger's engine runs inside it."""
+
+    @contextlib.contextmanager
+    def watching(ledger: Ledger):
+        seen: list[tuple[str, object]] = []
+
+        def before(_conn, _cursor, statement, params, _context, _many) -> None:
+            seen.append((statement, params))
+
+        event.listen(ledger.engine, "before_cursor_execute", before)
+        try:
+            yield seen
+        finally:
+            event.remove(ledger.engine, "before_cursor_execute", before)
+
+    return watching
 
 
 def _count(ledger: Ledger, table) -> int:
@@ -220,3 +243,38 @@ def test_a_statement_with_its_own_literals_runs_on_the_fast_path(ledger):
     assert found == [(7, "against"), (3, "for")]
     compiled = _compiled_for(statement, ledger.engine.dialect, ("given", "vote"))
     assert compiled.plain and set(compiled.fixed.values()) == {7, -1, "against", "for"}
+
+
+@pytest.mark.postgres
+def test_closes_together_find_their_entries_by_run_id_whatever_the_statistics_say(
+    pg_schema_url, statements_of
+):
+    """The planner's statistics may date from when no entry was running. With the status as a
+    constant, its generic plan started from the status index and compared every running entry
+    with every row of the batch (1.45 million comparisons, 1.9 s, for 926 closes)."""
+    with Ledger.open(pg_schema_url) as ledger:
+        ledger.write_records([record() for _ in range(200)])  # closed runs
+        ledger.read(lambda c: c.exec_driver_sql("ANALYZE ledger_entries"))  # none running
+        run_ids = _opened(ledger, 300)
+        with statements_of(ledger) as seen:
+            _in_one_transaction(ledger, _closes(ledger, run_ids[:100]))
+        [(sql, params)] = [(s, p) for s, p in seen if s.startswith("UPDATE ledger_entries")]
+        plan = _generic_plan(ledger, sql, params)
+        assert "ix_ledger_entries_status" not in plan and "Join Filter" not in plan, plan
+
+
+def _generic_plan(ledger: Ledger, sql: str, params: dict) -> str:
+    """The plan PostgreSQL keeps for `sql` once prepared (a generic plan), as text."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
+    with ledger.engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        raw.execute("SET plan_cache_mode = force_generic_plan")
+        raw.execute(f"PREPARE grouped AS {numbered}")
+        arguments = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(params[n]) for n in names)
+        rows = raw.execute(psycopg.sql.SQL("EXPLAIN EXECUTE grouped({})").format(arguments))
+        plan = "\n".join(row[0] for row in rows)
+        raw.execute("DEALLOCATE grouped")
+        raw.execute("RESET plan_cache_mode")
+        raw.rollback()
+    return plan
