@@ -195,6 +195,7 @@ class Grouped:
     """
 
     group: Hashable | None = None
+    run_id: str | None = None  #: the run whose entry it writes
 
     def __call__(self, connection: Connection, batch: Batch) -> Any:
         raise NotImplementedError
@@ -211,47 +212,78 @@ def run_steps(
     together: bool = False,
     failed: Callable[[int, Exception], None] | None = None,
 ) -> list[Any]:
-    """Run `steps` in order in the connection's transaction; their results, in order.
+    """Run `steps` in the connection's transaction; their results, in order.
 
-    With `stop`, asked before each step (or group) after the first: once it says True, the steps
-    left are not run (their results are missing from the end of the list) and the transaction
-    ends with the ones that were. With `together`, on PostgreSQL, the `Grouped` steps of one
-    group that follow each other run together; anything that goes wrong with them raises `Apart`
-    (a transient error of the database is raised as it is, for the transaction to be retried).
+    With `together`, on PostgreSQL, `Grouped` steps run with the others of their group, in the
+    order `_order` gives; anything that goes wrong with a group raises `Apart` (a transient
+    error of the database is raised as it is, for the transaction to be retried). Otherwise
+    each step runs alone, in order. With `stop`, asked whenever the steps run so far are the
+    first ones of the list: once it says True, the steps left are not run (their results are
+    missing from the end of the list) and the transaction ends with the ones that were.
     `failed(at, error)` is told when ``steps[at]``, run alone, raised `error`, and raises what
     the caller wants raised instead.
     """
     together = together and connection.dialect.name == "postgresql"  # SQLite: no round trips
     batch = Batch(together=together)
-    results: list[Any] = []
-    at = 0
-    while at < len(steps):
-        if results and stop is not None and stop():
+    results: list[Any] = [None] * len(steps)
+    ran, last = 0, -1  # how many steps ran, and the highest index among them
+    for unit in _order(steps) if together else [[at] for at in range(len(steps))]:
+        if ran and ran == last + 1 and stop is not None and stop():
             break
-        end = _group_end(steps, at) if together else at + 1
-        if end - at > 1:
-            first = steps[at]
+        if len(unit) > 1:
+            first = steps[unit[0]]
             assert isinstance(first, Grouped)
-            results += _as_group(partial(first.together, connection, batch, steps[at:end]))
+            group = [steps[at] for at in unit]
+            found = _as_group(partial(first.together, connection, batch, group))
+            for at, result in zip(unit, found, strict=True):
+                results[at] = result
         else:
-            results.append(_alone(connection, batch, steps[at], at, failed))
-        at = end
+            results[unit[0]] = _alone(connection, batch, steps[unit[0]], unit[0], failed)
+        ran, last = ran + len(unit), max(last, *unit)
     if together:
         _as_group(partial(batch.finish, connection))
     else:
         batch.finish(connection)
-    return results
+    return results[:ran]
 
 
-def _group_end(steps: Sequence[Step[Any]], at: int) -> int:
-    """Where the run of steps of ``steps[at]``'s group that starts at `at` ends."""
-    group = getattr(steps[at], "group", None)
-    end = at + 1
-    if group is None:
-        return end
-    while end < len(steps) and getattr(steps[end], "group", None) == group:
-        end += 1
-    return end
+def _order(steps: Sequence[Step[Any]]) -> list[list[int]]:
+    """The order steps run in together: lists of their indices, one statement's worth each.
+
+    A step that is not `Grouped` runs alone, where it is. The `Grouped` steps between two such
+    steps go group by group, each group where its first step was and its steps in their order:
+    a batch of opens, usage writes and closes of different runs takes three statements. Steps
+    of different runs write different rows, and the chain takes closes in the order they run.
+    When one run has two steps there, they keep their order, and only the steps of one group
+    that follow each other run together.
+    """
+    order: list[list[int]] = []
+    between: list[int] = []  # consecutive indices of Grouped steps
+
+    def place() -> None:
+        runs = {getattr(steps[at], "run_id", None) for at in between}
+        if None not in runs and len(runs) == len(between):
+            by_group: dict[Hashable, list[int]] = {}
+            for at in between:
+                by_group.setdefault(getattr(steps[at], "group", None), []).append(at)
+            order.extend(by_group.values())
+        else:
+            for at in between:
+                group = getattr(steps[at], "group", None)
+                if at != between[0] and group == getattr(steps[at - 1], "group", None):
+                    order[-1].append(at)
+                else:
+                    order.append([at])
+        between.clear()
+
+    for at, step in enumerate(steps):
+        if getattr(step, "group", None) is None:
+            place()
+            order.append([at])
+        else:
+            between.append(at)
+    place()
+    return order
 
 
 def _as_group(work: Callable[[], T]) -> T:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Integer, event, func, select
 
 from meshagent.exceptions import LedgerError
-from meshagent.ledger import Ledger, Outcome, Usage, budget
+from meshagent.ledger import Ledger, Outcome, Usage, budget, lifecycle
 from meshagent.ledger.lifecycle import open_step
 from meshagent.ledger.records import Event
 from meshagent.ledger.schema import daily, events, outcomes, reservations
@@ -278,3 +278,62 @@ def _generic_plan(ledger: Ledger, sql: str, params: dict) -> str:
         raw.execute("RESET plan_cache_mode")
         raw.rollback()
     return plan
+
+
+def test_opens_usage_writes_and_closes_of_different_runs_take_a_statement_each(ledger, statements):
+    closing = _opened(ledger, 10)
+    writing = _opened(ledger, 10)
+    steps: list = []
+    for at in range(10):  # interleaved, as a fleet's writes arrive
+        steps.append(("open a run", open_step(ledger.entry_values("digest", started_at=T0), None)))
+        steps.append(("record usage", ledger._usage_step(writing[at], Usage(input_tokens=at))))
+        steps += _closes(ledger, [closing[at]])
+    statements.clear()
+    answers = _in_one_transaction(ledger, steps)
+    assert all(isinstance(answers[at], tuple) and answers[at][1] for at in range(0, 30, 3))
+    assert answers[1::3] == [None] * 10 and answers[2::3] == [None] * 10
+    if ledger.engine.dialect.name == "postgresql":
+        writes = [s.split(" SET ")[0].split(" (")[0] for s in statements]
+        assert writes.count("UPDATE ledger_entries") == 2  # the usage writes, the closes
+        assert writes.count("INSERT INTO ledger_entries") == 1
+    assert [ledger.entry(r)["input_tokens"] for r in writing] == list(range(10))
+    assert [ledger.entry(r)["status"] for r in closing] == ["ok"] * 10
+    assert ledger.count() == 30 and ledger.verify().ok and ledger.verify().checked == 10
+
+
+def test_two_writes_of_one_run_in_one_transaction_keep_their_order(ledger):
+    run_ids = _opened(ledger, 3)
+    usage = ledger._usage_step(run_ids[1], Usage(input_tokens=40))
+    close = ledger._close_step(run_ids[1], "ok")  # after the usage: it must find it running
+    others = [ledger._usage_step(r, Usage(input_tokens=1)) for r in (run_ids[0], run_ids[2])]
+    steps = [("record usage", usage), ("record usage", others[0])]
+    steps += [("close a run", close), ("record usage", others[1])]
+    assert _in_one_transaction(ledger, steps) == [None] * 4
+    entry = ledger.entry(run_ids[1])
+    assert (entry["status"], entry["input_tokens"]) == ("ok", 40)
+
+
+@pytest.mark.postgres
+def test_steps_run_together_stop_only_where_the_ones_run_come_first(pg_schema_url):
+    """A transaction that yields (run_steps' stop) ends after a prefix of its steps, whatever
+    order the groups ran in: its callers are answered in order, the rest carried."""
+    with Ledger.open(pg_schema_url) as ledger:
+        run_ids = _opened(ledger, 2)
+        steps = [
+            open_step(ledger.entry_values("digest"), None),
+            ledger._usage_step(run_ids[0], Usage(input_tokens=3)),
+            open_step(ledger.entry_values("digest"), None),
+            ledger._usage_step(run_ids[1], Usage(input_tokens=4)),
+        ]
+        asked: list[int] = []
+
+        def stop() -> bool:
+            asked.append(1)
+            return True
+
+        results = ledger.transact(
+            lambda c: lifecycle.run_steps(c, steps, stop, together=True), what="steps"
+        )
+        assert len(results) == 4 and asked == []  # the opens ran first: no prefix until the end
+        alone = ledger.transact(lambda c: lifecycle.run_steps(c, steps[1:], stop), what="steps")
+        assert alone == [None] and len(asked) == 1  # each step alone: a prefix after each
