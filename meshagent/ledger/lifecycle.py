@@ -7,13 +7,13 @@ Every step is idempotent, so a transaction retried after a commit whose answer w
 loses nor doubles a write.
 
 On PostgreSQL every statement is a round trip, and a thousand runs closing at once are a
-thousand of them on one writer. Steps of one kind that follow each other in a transaction (a
-`Grouped` step's ``group``) can run together when the caller asks (``run_steps(together=True)``,
-the group commit does): one statement for all their rows, each column's values as one array
-(``unnest``), and the steps' events in one insert when the transaction ends. When anything about
-such a group is not as expected (an entry not running, a value the database refuses), the group
-raises `Apart`: the caller runs the transaction again with every step alone, which tells whose
-write it was and keeps the others.
+thousand of them on one writer. Steps of one kind in a transaction (a `Grouped` step's
+``group``) can run together when the caller asks (``run_steps(together=True)``, the group commit
+does): one statement for all their rows, each column's values as one array (``unnest``), and the
+steps' events in one insert when the transaction ends. When anything about such a group is not
+as expected (an entry not running, a value the database refuses), the group raises `Apart`: the
+caller runs the transaction again with every step alone, which tells whose write it was and
+keeps the others.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ class Apart(Exception):
 
 
 class Grouped:
-    """A step that can run with the steps of its ``group`` that follow it, in fewer statements.
+    """A step that can run with the other steps of its ``group`` in a transaction, in one
+    statement for all of them (`run_steps`, `_order`).
 
     Called, it runs alone. `together` runs ``steps`` (this one first, all of its group) and
     returns their results in order; it raises `Apart` when a step would fail or not write
