@@ -8,7 +8,7 @@ it needs to, see `Ledger.open_run`). While one transaction commits, the next
 callers queue, so a thousand runs opening at once cost a few commits, not a thousand. A step that
 fails on its own (a closed entry, a value the database refuses) fails only its caller, and the
 others are committed without it; a transaction that cannot commit fails every caller in it.
-Steps of one kind that follow each other run together, in one statement on PostgreSQL
+Steps of one kind in a transaction run together, in one statement on PostgreSQL
 (`lifecycle.run_steps`); when they cannot, the transaction runs again with each step alone.
 
 The writer runs beside an event loop that may have requests to answer quickly (Slack's acks),

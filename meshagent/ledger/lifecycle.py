@@ -82,19 +82,6 @@ _HEAD = (
     .with_for_update()
 )
 _ADVANCE = update(chain_table).where(chain_table.c.id == bindparam("head_id"))
-# Whether a run has an outcome that is not a plan, and its votes, in one round trip.
-_ANNOTATIONS = select(
-    exists().where(
-        and_(outcomes.c.run_id == bindparam("run_id"), outcomes.c.kind != bindparam("planned"))
-    ),
-    select(func.coalesce(func.sum(case((feedback.c.vote == 1, 1), else_=0)), 0))
-    .where(feedback.c.run_id == bindparam("run_id"))
-    .scalar_subquery(),
-    select(func.coalesce(func.sum(case((feedback.c.vote == -1, 1), else_=0)), 0))
-    .where(feedback.c.run_id == bindparam("run_id"))
-    .scalar_subquery(),
-)
-_INSERT_EVENTS = events.insert()
 
 
 def _close_answers(run_id: Any) -> tuple[Any, ...]:
@@ -109,6 +96,11 @@ def _close_answers(run_id: Any) -> tuple[Any, ...]:
             for vote in (1, -1)
         ),
     )
+
+
+# Whether a run has an outcome that is not a plan, and its votes, in one round trip.
+_ANNOTATIONS = select(*_close_answers(bindparam("run_id")))
+_INSERT_EVENTS = events.insert()
 
 
 # A close's update of the running entry, answering in the same round trip what the rollup needs;

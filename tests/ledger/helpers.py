@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -63,3 +64,13 @@ def run_via_api(ledger: Ledger, **overrides: Any) -> str:
     ledger.record_usage(run_id, Usage(input_tokens=500, output_tokens=100), cost=cost("0.0006"))
     ledger.close_run(run_id, overrides.pop("status", "ok"), **overrides)
     return run_id
+
+
+def queued_together(group: Any, steps: list[tuple[str, Any]], gate: Any = None) -> list[Any]:
+    """Queue `steps` ((what, step) pairs) on a group commit behind one that holds the writer
+    until all are queued (until `gate` is set), so that they share a transaction; their futures."""
+    gate = gate or threading.Event()
+    group.submit(lambda connection, batch: gate.wait(5), what="hold")
+    futures = [group.submit(step, what=what) for what, step in steps]
+    gate.set()
+    return futures

@@ -24,7 +24,7 @@ from meshagent.ledger import Ledger, Outcome, Usage
 from meshagent.ledger.records import Event
 from meshagent.ledger.schema import daily, entries, events
 
-from .helpers import T0, cost, record
+from .helpers import T0, cost, queued_together, record
 from .test_faults import _hold_write_lock
 
 
@@ -302,12 +302,8 @@ def test_one_idempotency_key_opens_one_entry_even_within_one_transaction(ledger)
 
 
 def _steps_behind(group, gate: threading.Event, count: int, step):
-    """Queue ``count`` steps behind one that holds the writer until all are queued, so that
-    they share a transaction; their futures."""
-    group.submit(lambda connection, batch: gate.wait(5), what="hold")
-    futures = [group.submit(step(at), what="step") for at in range(count)]
-    gate.set()
-    return futures
+    """``count`` steps made by `step` sharing a transaction (`queued_together`); their futures."""
+    return queued_together(group, [("step", step(at)) for at in range(count)], gate)
 
 
 def test_a_transaction_yields_after_its_step_while_the_loop_is_busy(ledger):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,18 +18,13 @@ from meshagent.ledger.lifecycle import open_step
 from meshagent.ledger.records import Event
 from meshagent.ledger.schema import daily, events, outcomes, reservations
 
-from .helpers import T0, cost, record
+from .helpers import T0, cost, queued_together, record
 
 
 def _in_one_transaction(ledger: Ledger, steps: list) -> list:
     """Run `steps` through the group commit in one transaction: each one's result or error."""
-    group = ledger.group_commit()
-    gate = threading.Event()
-    group.submit(lambda connection, batch: gate.wait(5), what="hold")  # the rest queues behind
-    futures = [group.submit(step, what=what) for what, step in steps]
-    gate.set()
     found = []
-    for future in futures:
+    for future in queued_together(ledger.group_commit(), steps):
         try:
             found.append(future.result(30))
         except Exception as exc:  # noqa: BLE001 - the test reads each caller's answer
@@ -63,19 +57,6 @@ def _closes(ledger: Ledger, run_ids: list[str], **options) -> list:
 
 
 @pytest.fixture
-def statements(ledger: Ledger) -> list[str]:
-    """The SQL the ledger's engine runs from now on."""
-    seen: list[str] = []
-
-    def before(_conn, _cursor, statement, _params, _context, _many) -> None:
-        seen.append(statement)
-
-    event.listen(ledger.engine, "before_cursor_execute", before)
-    yield seen
-    event.remove(ledger.engine, "before_cursor_execute", before)
-
-
-@pytest.fixture
 def statements_of():
     """A context manager: the (SQL, parameters) a ledger's engine runs inside it."""
 
@@ -99,13 +80,13 @@ def _count(ledger: Ledger, table) -> int:
     return ledger.read(lambda c: c.execute(select(func.count()).select_from(table)).scalar())
 
 
-def test_closes_together_write_what_closes_alone_write(ledger, statements):
+def test_closes_together_write_what_closes_alone_write(ledger, statements_of):
     run_ids = _opened(ledger, 30)
     ledger.add_outcome(run_ids[3], "slack.message", "C1/3")  # before its close: once
-    statements.clear()
-    assert _in_one_transaction(ledger, _closes(ledger, run_ids)) == [None] * 30
+    with statements_of(ledger) as seen:
+        assert _in_one_transaction(ledger, _closes(ledger, run_ids)) == [None] * 30
     if ledger.engine.dialect.name == "postgresql":  # one update for all thirty entries
-        assert sum(s.startswith("UPDATE ledger_entries") for s in statements) == 1
+        assert sum(text.startswith("UPDATE ledger_entries") for text, _ in seen) == 1
     for at, run_id in enumerate(run_ids):
         row = ledger.entry(run_id)
         assert (row["status"], row["input_tokens"], row["cost_usd"]) == (
@@ -280,7 +261,9 @@ def _generic_plan(ledger: Ledger, sql: str, params: dict) -> str:
     return plan
 
 
-def test_opens_usage_writes_and_closes_of_different_runs_take_a_statement_each(ledger, statements):
+def test_opens_usage_writes_and_closes_of_different_runs_take_a_statement_each(
+    ledger, statements_of
+):
     closing = _opened(ledger, 10)
     writing = _opened(ledger, 10)
     steps: list = []
@@ -288,12 +271,12 @@ def test_opens_usage_writes_and_closes_of_different_runs_take_a_statement_each(l
         steps.append(("open a run", open_step(ledger.entry_values("digest", started_at=T0), None)))
         steps.append(("record usage", ledger._usage_step(writing[at], Usage(input_tokens=at))))
         steps += _closes(ledger, [closing[at]])
-    statements.clear()
-    answers = _in_one_transaction(ledger, steps)
+    with statements_of(ledger) as seen:
+        answers = _in_one_transaction(ledger, steps)
     assert all(isinstance(answers[at], tuple) and answers[at][1] for at in range(0, 30, 3))
     assert answers[1::3] == [None] * 10 and answers[2::3] == [None] * 10
     if ledger.engine.dialect.name == "postgresql":
-        writes = [s.split(" SET ")[0].split(" (")[0] for s in statements]
+        writes = [s.split(" SET ")[0].split(" (")[0] for s, _ in seen]
         assert writes.count("UPDATE ledger_entries") == 2  # the usage writes, the closes
         assert writes.count("INSERT INTO ledger_entries") == 1
     assert [ledger.entry(r)["input_tokens"] for r in writing] == list(range(10))
